@@ -1,1 +1,6 @@
-fn main() {}
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    kit::bootstrap::main(budgets::SERVICE, budgets::DEFAULT_PORT, budgets::run).await
+}

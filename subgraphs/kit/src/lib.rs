@@ -1,1 +1,30 @@
-pub fn placeholder() {}
+//! The shared kit of the Smart Expense Tracker services: configuration, the MongoDB
+//! connection, JWT claims, error codes, money, scalars, logging, the standard subgraph
+//! app and test helpers.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod money;
+pub mod scalars;
+pub mod server;
+pub mod telemetry;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{AppError, AppResult, ErrorCode};
+pub use money::{Currency, Money};
+
+/// The federation SDL of a subgraph schema, as committed under `schema/`.
+pub fn federation_sdl<Q, M, S>(schema: &async_graphql::Schema<Q, M, S>) -> String
+where
+    Q: async_graphql::ObjectType + 'static,
+    M: async_graphql::ObjectType + 'static,
+    S: async_graphql::SubscriptionType + 'static,
+{
+    schema.sdl_with_options(async_graphql::SDLExportOptions::new().federation())
+}

@@ -1,0 +1,93 @@
+//! The MongoDB connection: one client per process, pinged at start-up.
+
+use std::time::Duration;
+
+use mongodb::bson::doc;
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+
+/// Start-up failure to reach the database; the message never carries the password.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach MongoDB at {uri}: {reason}")]
+pub struct ConnectError {
+    pub uri: String,
+    pub reason: String,
+}
+
+/// `mongodb://user:pass@host/...` → `mongodb://user:***@host/...`.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((creds, host)) => {
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => uri.to_string(),
+    }
+}
+
+/// Connects, pings, and returns the service's database.
+pub async fn connect(uri: &str, database: &str) -> Result<Database, ConnectError> {
+    let fail = |reason: String| ConnectError {
+        uri: redact_uri(uri),
+        reason,
+    };
+    let mut options = ClientOptions::parse(uri)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if options.server_selection_timeout.is_none() {
+        options.server_selection_timeout = Some(Duration::from_secs(5));
+    }
+    if options.connect_timeout.is_none() {
+        options.connect_timeout = Some(Duration::from_secs(5));
+    }
+    options.app_name.get_or_insert_with(|| database.to_string());
+    let client = Client::with_options(options).map_err(|e| fail(e.to_string()))?;
+    let db = client.database(database);
+    ping(&db).await.map_err(|e| fail(e.to_string()))?;
+    Ok(db)
+}
+
+pub async fn ping(db: &Database) -> mongodb::error::Result<()> {
+    db.run_command(doc! { "ping": 1 }).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_uri("mongodb://app:s3cret@db.example:27017/x?tls=true"),
+            "mongodb://app:***@db.example:27017/x?tls=true"
+        );
+        assert_eq!(
+            redact_uri("mongodb://127.0.0.1:27017"),
+            "mongodb://127.0.0.1:27017"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_reported_without_the_password() {
+        // Port 9 (discard) on loopback: nothing listens there.
+        let err = connect(
+            "mongodb://me:topsecret@127.0.0.1:9/?serverSelectionTimeoutMS=300&connectTimeoutMS=300",
+            "x",
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot reach MongoDB at mongodb://me:***@127.0.0.1:9"),
+            "{text}"
+        );
+        assert!(!text.contains("topsecret"));
+    }
+}

@@ -1,0 +1,214 @@
+//! Error codes shared by every subgraph: one enum, each variant a stable code that
+//! appears as GraphQL `extensions.code` (and as an HTTP status in the REST shim).
+
+use async_graphql::ErrorExtensions;
+
+use crate::money::MoneyError;
+
+/// The stable codes of the public contract (API.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+    Conflict,
+    RateLimited,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::ValidationFailed => "VALIDATION_FAILED",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status that fits the code.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::ValidationFailed => 400,
+            ErrorCode::Conflict => 409,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// Errors a resolver returns. Internal causes are logged and never shown to clients.
+///
+/// Deliberately not `Display`: async-graphql converts any `Display` type into an error
+/// without a code, so the only conversion is ours, which sets `extensions.code`.
+#[derive(Debug)]
+pub enum AppError {
+    Unauthenticated(String),
+    Forbidden(String),
+    NotFound(String),
+    Validation {
+        field: String,
+        message: String,
+    },
+    Conflict {
+        message: String,
+        field: Option<String>,
+    },
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        AppError::Internal(e)
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn unauthenticated() -> Self {
+        AppError::Unauthenticated("authentication required".into())
+    }
+
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        AppError::NotFound(what.into())
+    }
+
+    pub fn conflict(message: impl Into<String>, field: Option<&str>) -> Self {
+        AppError::Conflict {
+            message: message.into(),
+            field: field.map(str::to_string),
+        }
+    }
+
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        AppError::Internal(e.into())
+    }
+
+    /// A money error on a named input field.
+    pub fn money(field: &str, e: MoneyError) -> Self {
+        AppError::validation(field, e.to_string())
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AppError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            AppError::Forbidden(_) => ErrorCode::Forbidden,
+            AppError::NotFound(_) => ErrorCode::NotFound,
+            AppError::Validation { .. } => ErrorCode::ValidationFailed,
+            AppError::Conflict { .. } => ErrorCode::Conflict,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The message a client may see.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Unauthenticated(m) | AppError::Forbidden(m) => m.clone(),
+            AppError::NotFound(what) => format!("{what} not found"),
+            AppError::Validation { message, .. }
+            | AppError::Conflict { message, .. }
+            | AppError::RateLimited { message, .. } => message.clone(),
+            AppError::Internal(_) => "Internal server error".to_string(),
+        }
+    }
+}
+
+impl From<AppError> for anyhow::Error {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Internal(cause) => cause,
+            other => anyhow::anyhow!("{}: {}", other.code().as_str(), other.public_message()),
+        }
+    }
+}
+
+impl From<mongodb::error::Error> for AppError {
+    fn from(e: mongodb::error::Error) -> Self {
+        AppError::Internal(e.into())
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(e: AppError) -> Self {
+        if let AppError::Internal(cause) = &e {
+            tracing::error!(error = %format!("{cause:#}"), "internal error");
+        }
+        let code = e.code().as_str();
+        let message = e.public_message();
+        async_graphql::Error::new(message).extend_with(|_, ext| {
+            ext.set("code", code);
+            match &e {
+                AppError::Validation { field, .. } => ext.set("field", field.as_str()),
+                AppError::Conflict {
+                    field: Some(field), ..
+                } => ext.set("field", field.as_str()),
+                AppError::RateLimited {
+                    retry_after_secs, ..
+                } => ext.set("retryAfter", *retry_after_secs),
+                _ => {}
+            }
+        })
+    }
+}
+
+/// True when a MongoDB error is a duplicate-key violation of a unique index (E11000).
+pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(we)) => we.code == 11000,
+        ErrorKind::InsertMany(im) => im
+            .write_errors
+            .as_ref()
+            .is_some_and(|errs| errs.iter().any(|w| w.code == 11000)),
+        ErrorKind::Command(ce) => ce.code == 11000,
+        _ => e.to_string().contains("E11000"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let e: async_graphql::Error =
+            AppError::internal(anyhow::anyhow!("db password is x")).into();
+        assert_eq!(e.message, "Internal server error");
+        let ext = e.extensions.expect("extensions");
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("INTERNAL"))
+        );
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        let e: async_graphql::Error = AppError::validation("email", "not an email").into();
+        let ext = e.extensions.expect("extensions");
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("VALIDATION_FAILED"))
+        );
+        assert_eq!(ext.get("field"), Some(&async_graphql::Value::from("email")));
+    }
+}

@@ -1,0 +1,214 @@
+//! Test helpers: a unique database per test (dropped afterwards), an app started on
+//! 127.0.0.1:0, and a small GraphQL client. Real server, real driver, real HTTP.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use mongodb::Database;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::config::{Secret, ServiceConfig};
+
+/// The JWT secret every test app uses.
+pub const TEST_JWT_SECRET: &str = "test-secret-0123456789-0123456789-abcdef";
+
+/// `MONGODB_URI`, or the local default.
+pub fn mongodb_uri() -> String {
+    std::env::var("MONGODB_URI")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "mongodb://127.0.0.1:27017".to_string())
+}
+
+/// A service configuration for tests, pointing at a unique database.
+pub fn test_config(service: &str) -> ServiceConfig {
+    crate::telemetry::init("warn", crate::config::LogFormat::Text);
+    let mut c = ServiceConfig::from_vars(&[("JWT_SECRET", TEST_JWT_SECRET)], service, 0)
+        .expect("the test configuration is valid");
+    c.mongodb_uri = mongodb_uri();
+    c.database = unique_db_name(service);
+    c.service_token = Secret::new("test-service-token");
+    c
+}
+
+pub fn unique_db_name(prefix: &str) -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    // Keep the tail: the random part of a v7 id.
+    format!("t_{prefix}_{}", &id[id.len() - 12..])
+}
+
+/// A database that is dropped when the value goes out of scope.
+pub struct TestDb {
+    pub db: Database,
+    uri: String,
+}
+
+impl TestDb {
+    pub async fn new(config: &ServiceConfig) -> TestDb {
+        let db = crate::db::connect(&config.mongodb_uri, &config.database)
+            .await
+            .expect("tests need a MongoDB server: set MONGODB_URI or run `make db-start`");
+        TestDb {
+            db,
+            uri: config.mongodb_uri.clone(),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.db.name().to_string();
+        let uri = self.uri.clone();
+        // Drop the database from a fresh runtime on its own thread: the test's runtime
+        // may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for cleanup");
+            rt.block_on(async move {
+                if let Ok(client) = mongodb::Client::with_uri_str(&uri).await {
+                    let _ = client.database(&name).drop().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A server running on 127.0.0.1:0 until dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(app: Router) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        TestServer::start_on(listener, app)
+    }
+
+    pub fn start_on(listener: TcpListener, app: Router) -> TestServer {
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let _ = crate::server::serve(listener, app, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        TestServer {
+            addr,
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A GraphQL client for tests.
+#[derive(Clone)]
+pub struct Gql {
+    pub http: reqwest::Client,
+    pub url: String,
+}
+
+impl Gql {
+    pub fn new(url: impl Into<String>) -> Gql {
+        Gql {
+            http: reqwest::Client::new(),
+            url: url.into(),
+        }
+    }
+
+    /// Sends a query and returns the whole JSON response.
+    pub async fn request(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        resp.json().await.expect("a JSON response")
+    }
+
+    /// Sends a query that must succeed; returns `data`.
+    pub async fn ok(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let body = self.request(query, variables, token).await;
+        assert!(
+            body.get("errors")
+                .is_none_or(|e| e.as_array().is_some_and(|a| a.is_empty())),
+            "unexpected errors: {body:#}"
+        );
+        body["data"].clone()
+    }
+
+    /// Sends a query that must fail; returns the first error's `extensions.code`.
+    pub async fn error_code(&self, query: &str, variables: Value, token: Option<&str>) -> String {
+        let body = self.request(query, variables, token).await;
+        first_error_code(&body)
+    }
+}
+
+/// The first error's code, or a panic showing the body.
+pub fn first_error_code(body: &Value) -> String {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code, got {body:#}"))
+        .to_string()
+}
+
+/// Compares a subgraph's exported SDL with `schema/<service>.graphql` at the workspace
+/// root; with `UPDATE_SCHEMA=1`, rewrites the file instead.
+pub fn assert_sdl_matches_committed(service: &str, sdl: &str) {
+    let path = workspace_root()
+        .join("schema")
+        .join(format!("{service}.graphql"));
+    if std::env::var("UPDATE_SCHEMA").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("schema dir")).expect("create schema dir");
+        std::fs::write(&path, sdl).expect("write schema file");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == sdl,
+        "{} differs from the code's SDL; run `make schema` and commit the result",
+        path.display()
+    );
+}
+
+/// The workspace root (where the top-level Cargo.toml is).
+pub fn workspace_root() -> std::path::PathBuf {
+    let mut dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join("schema").is_dir() && !dir.join("Cargo.lock").is_file() {
+        if !dir.pop() {
+            break;
+        }
+    }
+    dir
+}
