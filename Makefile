@@ -1,0 +1,38 @@
+# Smart Expense Tracker — developer commands. The logic lives in scripts/; see each
+# script's header for details. `make help` lists the targets.
+
+CARGO ?= cargo
+export CARGO
+
+.DEFAULT_GOAL := help
+.PHONY: help test run fmt lint schema db-install db-start db-stop db-status
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
+
+test: ## fmt check, clippy and all tests, against a throwaway nx-27017 unless MONGODB_URI is set
+	@bash scripts/test.sh
+
+run: ## build and run the five subgraphs and the router (local nx-27017 unless MONGODB_URI is set)
+	@bash scripts/run.sh
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+lint: ## clippy, warnings are errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+schema: ## rewrite schema/*.graphql from the code
+	@bash scripts/export-schema.sh
+
+db-install: ## install nx-27017 into .venv/
+	@bash scripts/localdb.sh install
+
+db-start: ## start the local nx-27017 on 127.0.0.1:27017 (data in .data/nx-27017)
+	@bash scripts/localdb.sh start
+
+db-stop: ## stop the local nx-27017
+	@bash scripts/localdb.sh stop
+
+db-status: ## is the local nx-27017 running?
+	@bash scripts/localdb.sh status || true
