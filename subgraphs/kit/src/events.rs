@@ -7,7 +7,7 @@
 //! two top-level arrays, `outbox` (the events) and `outboxPending` (one `{c, e}` entry per
 //! consumer `c` that has not yet acknowledged event `e`). A new document is inserted
 //! with them; an existing one is replaced as a whole under an optimistic version check
-//! (`replace_one({_id, version: v}, …)`), so the change and its event are committed
+//! (`replace_one({_id, version: v, outboxRev: r}, …)`), so the change and its event are committed
 //! together or not at all, with no transaction. Delivered events are pruned from
 //! `outbox` by the producer's next write of that document.
 //!
@@ -106,6 +106,12 @@ pub struct Outbox {
     pub outbox: Vec<Event>,
     #[serde(default)]
     pub outbox_pending: Vec<Pending>,
+    /// Incremented by the dispatcher with every acknowledgement it records. A producer
+    /// replacing the document includes the value it read in its filter, so a
+    /// replacement built before an acknowledgement cannot bring the delivered entry back
+    /// (which would re-deliver an old event after a newer one).
+    #[serde(default)]
+    pub outbox_rev: i64,
 }
 
 impl Outbox {
@@ -520,7 +526,10 @@ impl Dispatcher {
                 .collection::<Document>(&coll)
                 .update_one(
                     doc! { "_id": &doc_id },
-                    doc! { "$pull": { "outboxPending": { "c": &consumer.name, "e": &event_id } } },
+                    doc! {
+                        "$pull": { "outboxPending": { "c": &consumer.name, "e": &event_id } },
+                        "$inc": { "outboxRev": 1 },
+                    },
                 )
                 .await?;
             if !self.renew(&key).await? {

@@ -283,12 +283,14 @@ impl Store {
         }
     }
 
-    /// Replaces a document if nobody wrote it since `version`; false on a lost race.
+    /// Replaces a document if nobody wrote it (nor acknowledged one of its events) since
+    /// it was read; false on a lost race.
     pub async fn replace(&self, doc: &ExpenseDoc, version: i64) -> Result<bool, AppError> {
         let r = self
             .expenses
             .replace_one(
-                doc! { "_id": &doc.id, "userId": &doc.user_id, "version": version },
+                doc! { "_id": &doc.id, "userId": &doc.user_id, "version": version,
+                "outboxRev": doc.events.outbox_rev },
                 doc,
             )
             .await?;
