@@ -91,16 +91,34 @@ fn expense_event(
     )
 }
 
-fn recurrence_doc(r: &Recurrence, start: NaiveDate, tz: &str) -> RecurrenceDoc {
-    let next = r.frequency.occurrence(start, 1);
-    let next_day = next
-        .filter(|n| r.end_date.is_none_or(|end| *n <= end))
+/// A recurrence as stored. `series` names this schedule (`<id>:<version>` when it was
+/// set) so occurrences of a replaced schedule never collide with the new one's keys.
+/// A new expense's schedule starts right after its date (missed occurrences up to today
+/// are created); a schedule changed later starts after `not_before` (no backfill).
+fn recurrence_doc(
+    r: &Recurrence,
+    start: NaiveDate,
+    tz: &str,
+    series: String,
+    not_before: Option<NaiveDate>,
+) -> RecurrenceDoc {
+    let mut n: u32 = 1;
+    if let Some(day) = not_before {
+        while r.frequency.occurrence(start, n).is_some_and(|d| d <= day) && n < 100_000 {
+            n += 1;
+        }
+    }
+    let next_day = r
+        .frequency
+        .occurrence(start, n)
+        .filter(|d| r.end_date.is_none_or(|end| *d <= end))
         .map(domain::day_key);
     RecurrenceDoc {
         frequency: r.frequency.as_str().to_string(),
         end_date: r.end_date.map(|d| d.to_string()),
         timezone: tz.to_string(),
-        next_index: 1,
+        series,
+        next_index: i64::from(n),
         next_day,
     }
 }
@@ -197,7 +215,7 @@ impl Expenses {
             tags,
             recurrence: recurrence
                 .as_ref()
-                .map(|r| recurrence_doc(r, date, profile.timezone.name())),
+                .map(|r| recurrence_doc(r, date, profile.timezone.name(), format!("{id}:1"), None)),
             recurring_from: None,
             idem_key: match &key {
                 Some(k) => format!("key:{k}"),
@@ -315,7 +333,15 @@ impl Expenses {
             Some(None) => after.recurrence = None,
             Some(Some(r)) => {
                 let r = domain::recurrence(*r, date)?;
-                after.recurrence = Some(recurrence_doc(&r, date, profile.timezone.name()));
+                let series = format!("{}:{}", before.id, before.version + 1);
+                let today = self.clock.today_in(profile.timezone);
+                after.recurrence = Some(recurrence_doc(
+                    &r,
+                    date,
+                    profile.timezone.name(),
+                    series,
+                    Some(today),
+                ));
             }
         }
         Ok(after)
@@ -379,7 +405,7 @@ impl Expenses {
     }
 
     /// Creates every occurrence that is due, once each, however many instances run:
-    /// an occurrence's idempotency key is `recur:<series>:<n>` (unique per user), and
+    /// an occurrence's idempotency key is `recur:<schedule>:<n>` (unique per user), and
     /// the series moves on with a compare-and-set on `recurrence.nextIndex`. A crash
     /// between the two re-inserts the same key next time, which the index refuses.
     /// Returns the number of occurrences created.
@@ -429,7 +455,7 @@ impl Expenses {
                 sort_key: domain::sort_key(date, &id),
                 recurrence: None,
                 recurring_from: Some(series.id.clone()),
-                idem_key: format!("recur:{}:{n}", series.id),
+                idem_key: format!("recur:{}:{n}", rec.series),
                 idem_hash: None,
                 version: 1,
                 deleted: false,

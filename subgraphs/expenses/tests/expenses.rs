@@ -701,3 +701,50 @@ async fn recurring_expenses_are_created_once_each_also_after_downtime_and_with_t
     );
     drop(second);
 }
+
+#[tokio::test]
+async fn a_changed_schedule_continues_after_today_and_a_removed_one_stops() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 1, 10, 12, 0, 0).unwrap())).await;
+    let (_, token) = s.user();
+    let e = s
+        .create(
+            &token,
+            json!({ "amount": "2", "description": "Daily coffee", "date": "2024-01-08",
+                    "recurrence": { "frequency": "DAILY" } }),
+        )
+        .await;
+    let count = || async {
+        s.list(
+            &token,
+            json!({ "filter": { "search": "daily coffee" }, "first": 100 }),
+        )
+        .await["totalCount"]
+            .as_i64()
+            .unwrap()
+    };
+    assert!(wait_until(Duration::from_secs(5), || async { count().await == 3 }).await);
+    let update = r#"mutation($id: ID!, $r: RecurrenceInput) {
+        updateExpense(id: $id, input: { recurrence: $r }) { id recurrence { frequency } } }"#;
+    let u = s
+        .gql
+        .ok(
+            update,
+            json!({ "id": e["id"], "r": { "frequency": "WEEKLY" } }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(u["updateExpense"]["recurrence"]["frequency"], "WEEKLY");
+    // Weekly from Monday 2024-01-08: the next one is 2024-01-15, nothing is backfilled.
+    s.clock
+        .set(Utc.with_ymd_and_hms(2024, 1, 16, 12, 0, 0).unwrap());
+    assert!(wait_until(Duration::from_secs(5), || async { count().await == 4 }).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count().await, 4);
+    s.gql
+        .ok(update, json!({ "id": e["id"], "r": null }), Some(&token))
+        .await;
+    s.clock
+        .set(Utc.with_ymd_and_hms(2024, 2, 20, 12, 0, 0).unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(count().await, 4);
+}

@@ -25,6 +25,8 @@ pub struct RecurrenceDoc {
     pub end_date: Option<String>,
     /// The user's timezone when the series was set: "due" means due there.
     pub timezone: String,
+    /// Names this schedule: `<expense id>:<version that set it>`.
+    pub series: String,
     /// Index of the next occurrence to create (0 is the expense itself).
     pub next_index: i64,
     /// `YYYYMMDD` of that occurrence; null when the series has ended.
