@@ -748,3 +748,41 @@ async fn a_changed_schedule_continues_after_today_and_a_removed_one_stops() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(count().await, 4);
 }
+
+#[tokio::test]
+async fn two_instances_deliver_each_event_once_and_in_order() {
+    let s = start().await;
+    let second = expenses::start(&s.settings, s.db.db.clone()).await.unwrap();
+    let second_server = kit::testing::TestServer::start(second.router.clone()).await;
+    let gqls = [
+        s.gql.clone(),
+        kit::testing::Gql::new(second_server.url("/graphql")),
+    ];
+    let (_, token) = s.user();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let e = gqls[i % 2]
+            .ok(
+                support::CREATE,
+                json!({ "input": { "amount": "1", "description": format!("n{i}") } }),
+                Some(&token),
+            )
+            .await;
+        ids.push(e["createExpense"]["id"].as_str().unwrap().to_string());
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            s.sink.events().len() >= 30
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got: Vec<String> = s
+        .sink
+        .events()
+        .iter()
+        .map(|e| e.data["expenseId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, ids);
+    second_server.stop().await;
+}
