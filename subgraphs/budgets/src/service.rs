@@ -125,6 +125,7 @@ impl Budgets {
         })
     }
 
+    #[tracing::instrument(skip(self, profile, input), fields(user = %user_id))]
     pub async fn create(
         &self,
         user_id: &str,
@@ -169,6 +170,7 @@ impl Budgets {
         Ok(view)
     }
 
+    #[tracing::instrument(skip(self, profile, change), fields(user = %user_id))]
     pub async fn update(
         &self,
         user_id: &str,
@@ -244,6 +246,7 @@ impl Budgets {
         ))
     }
 
+    #[tracing::instrument(skip(self), fields(user = %user_id))]
     pub async fn delete(&self, user_id: &str, id: &str) -> Result<(), AppError> {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let before = self
@@ -266,6 +269,7 @@ impl Budgets {
     }
 
     /// Creates the alerts due for `budget` in `[start, next)`; returns how many.
+    #[tracing::instrument(skip(self, budget), fields(budget = %budget.id))]
     pub async fn evaluate(
         &self,
         budget: &BudgetDoc,
@@ -347,6 +351,7 @@ impl Budgets {
 
     /// Applies an `expense.*` event: ledger first (idempotent by expense version), then
     /// the alerts of every budget whose period holds the old or the new date.
+    #[tracing::instrument(skip(self, event), fields(event = %event.id, kind = %event.kind, user = %event.user_id))]
     pub async fn apply_expense_event(&self, event: &Event) -> Result<(), AppError> {
         let data: ExpenseEventData = serde_json::from_value(event.data.clone())
             .map_err(|e| AppError::validation("data", format!("malformed expense event: {e}")))?;

@@ -42,7 +42,7 @@ fn seed_doc(user: &str, i: usize, start: NaiveDate) -> ExpenseDoc {
     let h = (i as u64).wrapping_mul(2_654_435_761) % 1_000_003;
     let date = start + Days::new(h % 731);
     let id = kit::ids::new_id();
-    let income = i % 10 == 0;
+    let income = i.is_multiple_of(10);
     let category = if income {
         "salary"
     } else {
@@ -62,7 +62,7 @@ fn seed_doc(user: &str, i: usize, start: NaiveDate) -> ExpenseDoc {
         description: format!("expense {i} at shop {}", h % 97),
         date: date.to_string(),
         payment_method: Some(METHODS[(h % 5) as usize].to_string()),
-        tags: if h % 3 == 0 {
+        tags: if h.is_multiple_of(3) {
             vec!["work".to_string()]
         } else {
             vec![]

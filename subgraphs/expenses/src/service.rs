@@ -160,6 +160,7 @@ impl Expenses {
 
     /// Creates an expense. With an idempotency key, a replay of the same input returns
     /// the first expense, and a different input under the same key is a conflict.
+    #[tracing::instrument(skip(self, profile, input, idempotency_key), fields(user = %user_id))]
     pub async fn create(
         &self,
         user_id: &str,
@@ -246,6 +247,7 @@ impl Expenses {
         }
     }
 
+    #[tracing::instrument(skip(self, profile, change), fields(user = %user_id))]
     pub async fn update(
         &self,
         user_id: &str,
@@ -347,6 +349,7 @@ impl Expenses {
         Ok(after)
     }
 
+    #[tracing::instrument(skip(self), fields(user = %user_id))]
     pub async fn delete(&self, user_id: &str, id: &str) -> Result<(), AppError> {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let before = self
@@ -409,6 +412,7 @@ impl Expenses {
     /// the series moves on with a compare-and-set on `recurrence.nextIndex`. A crash
     /// between the two re-inserts the same key next time, which the index refuses.
     /// Returns the number of occurrences created.
+    #[tracing::instrument(skip(self))]
     pub async fn run_recurrences(&self) -> Result<usize, AppError> {
         // The furthest "today" anywhere on Earth (UTC+14); each series is then checked
         // against today in its own timezone.

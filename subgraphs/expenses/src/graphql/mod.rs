@@ -198,7 +198,9 @@ pub struct ExpenseEdge {
     node: Expense,
 }
 
+/// Shared with other subgraphs' connections (same fields everywhere).
 #[derive(SimpleObject)]
+#[graphql(shareable)]
 pub struct PageInfo {
     has_next_page: bool,
     end_cursor: Option<String>,
