@@ -534,6 +534,21 @@ async fn a_consumer_that_refuses_events_gets_them_all_in_order_once_it_accepts()
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(s.sink.events().is_empty());
+    // Retries back off: the failures are counted and the next attempt is scheduled.
+    let lease =
+        s.db.db
+            .collection::<mongodb::bson::Document>("outbox_leases")
+            .find_one(mongodb::bson::doc! {})
+            .await
+            .unwrap()
+            .unwrap();
+    let number = |k: &str| match lease.get(k) {
+        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+        Some(mongodb::bson::Bson::Int64(n)) => *n,
+        other => panic!("{k}: {other:?}"),
+    };
+    assert!(number("attempts") >= 2, "{lease}");
+    assert!(number("retryAt") > 0, "{lease}");
     s.sink.refuse(false);
     assert!(
         wait_until(Duration::from_secs(10), || async {
