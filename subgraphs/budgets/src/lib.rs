@@ -2,6 +2,7 @@
 //! ledger built from the expenses subgraph's events (`POST /internal/events`), and
 //! budget alerts, each sent as a `budget.alert` event to the notifications subgraph.
 
+pub mod admin;
 pub mod domain;
 pub mod graphql;
 pub mod service;
@@ -89,6 +90,7 @@ pub async fn sdl() -> anyhow::Result<String> {
 pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service> {
     let (budgets, users) = parts(settings, &db);
     budgets.store.ensure_indexes().await?;
+    budgets.store.seed_rates().await?;
     budgets.dispatcher.ensure_indexes().await?;
     kit::events::ensure_consumer_indexes(&db).await?;
     let mut background = Background::default();
@@ -105,7 +107,11 @@ pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service>
         JwtKeys::hs256(&settings.service.jwt_secret),
         settings.service.max_body_bytes,
     )
-    .merge(events);
+    .merge(events)
+    .merge(admin::router(
+        budgets.store.clone(),
+        settings.service.service_token.clone(),
+    ));
     Ok(Service {
         router,
         background,

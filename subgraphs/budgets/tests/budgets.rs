@@ -272,10 +272,10 @@ async fn income_and_other_categories_do_not_count_and_moves_and_deletes_follow_t
         json!({ "amount": "7", "category": "food", "description": "old", "date": "2024-02-29" }),
     )
     .await;
-    // Another currency is not added, but shown as uncounted.
+    // A currency without a rate is not added, but shown as uncounted.
     s.spend(
         &token,
-        json!({ "amount": "5", "currency": "EUR", "category": "food", "description": "eur" }),
+        json!({ "amount": "5", "currency": "KWD", "category": "food", "description": "kwd" }),
     )
     .await;
     s.wait_spent(&token, &all["id"], "310.00").await;
@@ -798,4 +798,72 @@ async fn budget_rules_refuse_bad_input_and_other_peoples_budgets() {
     );
     s.create_budget(&token, json!({ "category": "food", "amount": "10" }))
         .await;
+}
+
+#[tokio::test]
+async fn other_currencies_are_converted_with_the_rates_table_which_an_admin_can_change() {
+    let s = start().await;
+    let (_, token) = test_user();
+    let q = "mutation($n: String!) { createCategory(name: $n) { name } }";
+    s.expenses_gql
+        .ok(q, json!({ "n": "Travel" }), Some(&token))
+        .await;
+    let b = s
+        .create_budget(&token, json!({ "category": "travel", "amount": "100" }))
+        .await;
+    // 46 EUR at 0.92 per USD is 50 USD; 4500 JPY at 150 per USD is 30 USD.
+    s.spend(
+        &token,
+        json!({ "amount": "46", "currency": "EUR", "category": "other", "description": "x" }),
+    )
+    .await;
+    s.spend(
+        &token,
+        json!({ "amount": "46", "currency": "EUR", "category": "travel", "description": "hotel" }),
+    )
+    .await;
+    s.spend(&token, json!({ "amount": "4500", "currency": "JPY", "category": "travel", "description": "train" }))
+        .await;
+    let b1 = s.wait_spent(&token, &b["id"], "80.00").await;
+    assert_eq!(b1["uncountedExpenses"], 0);
+    assert_eq!(thresholds_of(&b1), [(80, "WARNING".into())]);
+
+    let url = s.budgets.as_ref().unwrap().server.url("/internal/rates");
+    let http = reqwest::Client::new();
+    let body = json!({ "currency": "eur", "perUsd": "0.5" });
+    let r = http
+        .put(&url)
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "a user's token is not the service credential"
+    );
+    for bad in [
+        json!({ "currency": "EUR", "perUsd": "0" }),
+        json!({ "currency": "XX", "perUsd": "1" }),
+    ] {
+        let r = http
+            .put(&url)
+            .header("x-service-token", "test-service-token")
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    let r = http
+        .put(&url)
+        .header("x-service-token", "test-service-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // 46 EUR at 0.5 per USD is 92 USD.
+    assert_eq!(s.budget(&token, &b["id"]).await["spent"], "122.00");
 }

@@ -189,3 +189,78 @@ mod tests {
         assert_eq!(Severity::of_threshold(100), Severity::Critical);
     }
 }
+
+/// Rates the service starts with, as units of a currency per 1 USD (exact decimal
+/// text). The admin endpoint `PUT /internal/rates` replaces them; the table never
+/// guesses a missing rate.
+pub const SEED_RATES: &[(&str, &str)] = &[
+    ("USD", "1"),
+    ("EUR", "0.92"),
+    ("GBP", "0.79"),
+    ("JPY", "150"),
+    ("CHF", "0.88"),
+    ("CAD", "1.36"),
+    ("AUD", "1.52"),
+    ("NZD", "1.65"),
+    ("CNY", "7.2"),
+    ("INR", "83"),
+    ("SEK", "10.5"),
+    ("NOK", "10.6"),
+    ("DKK", "6.9"),
+    ("PLN", "4"),
+    ("MXN", "17"),
+    ("BRL", "5"),
+];
+
+/// Converts `minor` units of one currency into minor units of another through their
+/// rates per USD, exactly in integers, rounding half away from zero once at the end.
+/// `None` on overflow or a zero rate.
+pub fn convert(
+    minor: i64,
+    from_exponent: u32,
+    from_rate: kit::money::Decimal,
+    to_exponent: u32,
+    to_rate: kit::money::Decimal,
+) -> Option<i64> {
+    // value_to = minor * (m_t / 10^s_t) * 10^e_t / ((m_f / 10^s_f) * 10^e_f)
+    let num = i128::from(minor)
+        .checked_mul(to_rate.mantissa())?
+        .checked_mul(10_i128.checked_pow(to_exponent + from_rate.scale())?)?;
+    let den = from_rate
+        .mantissa()
+        .checked_mul(10_i128.checked_pow(from_exponent + to_rate.scale())?)?;
+    if den <= 0 || to_rate.mantissa() <= 0 {
+        return None;
+    }
+    let q = num / den;
+    let r = num % den;
+    let rounded = if r.abs() * 2 >= den {
+        q + num.signum()
+    } else {
+        q
+    };
+    i64::try_from(rounded).ok()
+}
+
+#[cfg(test)]
+mod conversion_tests {
+    use super::*;
+    use kit::money::Decimal;
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::parse(s).unwrap()
+    }
+
+    #[test]
+    fn conversion_is_exact_and_rounds_once() {
+        // 9.20 EUR at 0.92 per USD is 10.00 USD.
+        assert_eq!(convert(920, 2, dec("0.92"), 2, dec("1")), Some(1000));
+        // 1500 JPY at 150 per USD is 10.00 USD.
+        assert_eq!(convert(1500, 0, dec("150"), 2, dec("1")), Some(1000));
+        // 10.00 USD is 1500 JPY.
+        assert_eq!(convert(1000, 2, dec("1"), 0, dec("150")), Some(1500));
+        // 0.01 USD in JPY is 1.5 yen: rounds to 2.
+        assert_eq!(convert(1, 2, dec("1"), 0, dec("150")), Some(2));
+        assert_eq!(convert(1, 2, dec("0"), 0, dec("150")), None);
+    }
+}

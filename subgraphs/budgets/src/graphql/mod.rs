@@ -135,8 +135,8 @@ impl Budget {
     async fn percent_used(&self) -> f64 {
         domain::percent_used(self.0.spending.spent_minor, self.0.doc.amount_minor)
     }
-    /// Expenses of this period in another currency: not counted in `spent` until
-    /// currency conversion exists (never silently added).
+    /// Expenses of this period in a currency the rates table has no rate for: not
+    /// counted in `spent` (never guessed). Other currencies are converted.
     async fn uncounted_expenses(&self) -> i64 {
         self.0.spending.uncounted
     }

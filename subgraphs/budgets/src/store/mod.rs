@@ -117,14 +117,25 @@ pub struct Store {
     pub budgets: Collection<BudgetDoc>,
     pub ledger: Collection<LedgerDoc>,
     pub alerts: Collection<AlertDoc>,
+    pub rates: Collection<RateDoc>,
 }
 
 /// Sums of the ledger within a period for one budget.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Spending {
+    /// In the budget's currency; other currencies converted with the rates table.
     pub spent_minor: i64,
-    /// Matching expenses in another currency: not counted (no conversion yet).
+    /// Matching expenses in a currency without a rate: not counted, never guessed.
     pub uncounted: i64,
+}
+
+/// Units of a currency per 1 USD, as exact decimal text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateDoc {
+    #[serde(rename = "_id")]
+    pub currency: String,
+    pub per_usd: String,
 }
 
 impl Store {
@@ -133,6 +144,7 @@ impl Store {
             budgets: db.collection("budgets"),
             ledger: db.collection("ledger"),
             alerts: db.collection(ALERTS),
+            rates: db.collection("rates"),
         }
     }
 
@@ -284,15 +296,75 @@ impl Store {
             .find(q)
             .projection(doc! { "amountMinor": 1, "currency": 1 })
             .await?;
-        let mut s = Spending::default();
+        // Sum per currency first, then convert each foreign total once.
+        let mut totals: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
         while let Some(d) = cursor.try_next().await? {
-            if d.currency == budget.currency {
-                s.spent_minor = s.spent_minor.saturating_add(d.amount_minor);
-            } else {
-                s.uncounted += 1;
+            let t = totals.entry(d.currency).or_insert((0, 0));
+            t.0 = t.0.saturating_add(d.amount_minor);
+            t.1 += 1;
+        }
+        let mut s = Spending::default();
+        let target = kit::money::Currency::parse(&budget.currency).map_err(AppError::internal)?;
+        let mut rates: Option<std::collections::HashMap<String, String>> = None;
+        for (currency, (minor, count)) in totals {
+            if currency == budget.currency {
+                s.spent_minor = s.spent_minor.saturating_add(minor);
+                continue;
+            }
+            let table = match &rates {
+                Some(t) => t,
+                None => rates.insert(self.rate_table().await?),
+            };
+            let converted = (|| {
+                let from = kit::money::Currency::parse(&currency).ok()?;
+                let from_rate = kit::money::Decimal::parse(table.get(&currency)?).ok()?;
+                let to_rate = kit::money::Decimal::parse(table.get(&budget.currency)?).ok()?;
+                crate::domain::convert(
+                    minor,
+                    from.exponent(),
+                    from_rate,
+                    target.exponent(),
+                    to_rate,
+                )
+            })();
+            match converted {
+                Some(m) => s.spent_minor = s.spent_minor.saturating_add(m),
+                None => s.uncounted += count,
             }
         }
         Ok(s)
+    }
+
+    /// The rates table: currency → units per USD.
+    pub async fn rate_table(&self) -> Result<std::collections::HashMap<String, String>, AppError> {
+        let docs: Vec<RateDoc> = self.rates.find(doc! {}).await?.try_collect().await?;
+        Ok(docs.into_iter().map(|r| (r.currency, r.per_usd)).collect())
+    }
+
+    /// Seeds the fixed rates where the table has none (never overwrites an admin's).
+    pub async fn seed_rates(&self) -> Result<(), AppError> {
+        for (currency, rate) in crate::domain::SEED_RATES {
+            self.rates
+                .update_one(
+                    doc! { "_id": currency },
+                    doc! { "$setOnInsert": { "perUsd": rate } },
+                )
+                .upsert(true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sets one rate (admin).
+    pub async fn set_rate(&self, currency: &str, per_usd: &str) -> Result<(), AppError> {
+        self.rates
+            .update_one(
+                doc! { "_id": currency },
+                doc! { "$set": { "perUsd": per_usd } },
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
     }
 
     /// Inserts an alert; false when this crossing already has one.
