@@ -7,6 +7,11 @@
 //! crossing alerts exactly once however often (or concurrently) it is evaluated. The
 //! alert document carries its `budget.alert` event for the notifications subgraph in
 //! the same insert.
+//!
+//! Periods are evaluated where the expense falls, so a back-dated expense can raise an
+//! alert for a past period (once, like any other). Amounts in another currency than the
+//! budget's are converted with the rates table; without a rate they are not counted and
+//! show in `Budget.uncountedExpenses`.
 
 use chrono::NaiveDate;
 use futures::future::BoxFuture;

@@ -801,3 +801,42 @@ async fn two_instances_deliver_each_event_once_and_in_order() {
     assert_eq!(got, ids);
     second_server.stop().await;
 }
+
+#[tokio::test]
+async fn events_left_by_a_stopped_instance_are_delivered_by_the_next_one() {
+    let mut s = start().await;
+    let (_, token) = s.user();
+    s.sink.refuse(true);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let e = s
+            .create(
+                &token,
+                json!({ "amount": "1", "description": format!("e{i}") }),
+            )
+            .await;
+        ids.push(e["id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The instance goes away (its dispatcher with it) before anything was delivered.
+    let old = std::mem::replace(
+        &mut s.service,
+        expenses::start(&s.settings, s.db.db.clone()).await.unwrap(),
+    );
+    drop(old);
+    s.sink.refuse(false);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            s.sink.events().len() >= 3
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got: Vec<String> = s
+        .sink
+        .events()
+        .iter()
+        .map(|e| e.data["expenseId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, ids);
+}
