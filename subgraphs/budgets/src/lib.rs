@@ -1,42 +1,122 @@
-//! The budgets subgraph. For now it serves its federation SDL, `/health` and `/ready`;
-//! its domain arrives with the issue that builds it.
+//! The budgets subgraph: budgets per category (or overall) and period, the spending
+//! ledger built from the expenses subgraph's events (`POST /internal/events`), and
+//! budget alerts, each sent as a `budget.alert` event to the notifications subgraph.
 
-use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+pub mod admin;
+pub mod domain;
+pub mod graphql;
+pub mod service;
+pub mod store;
+
 use axum::Router;
 use kit::auth::JwtKeys;
-use kit::config::ServiceConfig;
-use kit::server::Shutdown;
+use kit::clock::Clock;
+use kit::config::{ConfigError, Env, ServiceConfig, Vars};
+use kit::events::{Consumer, DispatchSettings, Dispatcher};
+use kit::server::{Background, Shutdown};
+use kit::users::{UserDirectory, UsersSettings};
 use mongodb::Database;
 use tokio::net::TcpListener;
 
 pub const SERVICE: &str = "budgets";
 pub const DEFAULT_PORT: u16 = 3003;
+/// Where alert events go unless `EVENT_CONSUMERS` says otherwise.
+pub const DEFAULT_CONSUMERS: &str = "notifications=http://127.0.0.1:3005";
 
-pub type BudgetsSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub service: ServiceConfig,
+    pub users: UsersSettings,
+    pub consumers: Vec<Consumer>,
+    pub dispatch: DispatchSettings,
+    pub clock: Clock,
+}
 
-pub struct Query;
-
-#[Object]
-impl Query {
-    /// The version of the budgets service.
-    async fn budgets_service_version(&self) -> &'static str {
-        env!("CARGO_PKG_VERSION")
+impl Settings {
+    pub fn from_vars(
+        vars: &(impl Vars + ?Sized),
+        service: ServiceConfig,
+    ) -> Result<Settings, ConfigError> {
+        Ok(Settings {
+            service,
+            users: UsersSettings::from_vars(vars)?,
+            consumers: kit::events::consumers_from_vars(vars, DEFAULT_CONSUMERS)?,
+            dispatch: DispatchSettings::from_vars(vars)?,
+            clock: Clock::system(),
+        })
     }
 }
 
-pub fn schema() -> BudgetsSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
-        .enable_federation()
-        .finish()
+pub struct Service {
+    pub router: Router,
+    pub background: Background,
+    pub budgets: service::Budgets,
 }
 
-pub async fn app(config: &ServiceConfig, db: Database) -> anyhow::Result<Router> {
-    Ok(kit::server::subgraph_router(
-        schema(),
+fn parts(settings: &Settings, db: &Database) -> (service::Budgets, UserDirectory) {
+    let dispatcher = Dispatcher::new(
+        db.clone(),
+        &[store::ALERTS],
+        settings.consumers.clone(),
+        settings.service.service_token.clone(),
+        settings.dispatch.clone(),
+    );
+    let budgets = service::Budgets {
+        store: store::Store::new(db),
+        dispatcher,
+        clock: settings.clock.clone(),
+    };
+    (budgets, UserDirectory::new(settings.users.clone()))
+}
+
+pub fn schema(settings: &Settings, db: &Database) -> graphql::BudgetsSchema {
+    let (budgets, users) = parts(settings, db);
+    graphql::build_schema(budgets, users)
+}
+
+/// The federation SDL, as committed in `schema/budgets.graphql`.
+pub async fn sdl() -> anyhow::Result<String> {
+    let client = mongodb::Client::with_uri_str("mongodb://127.0.0.1:9").await?;
+    let service = ServiceConfig::from_vars(&[("JWT_SECRET", &"x".repeat(32)[..])], SERVICE, 0)?;
+    let settings = Settings::from_vars(&[("PORT", "0")], service)?;
+    Ok(kit::federation_sdl(&schema(
+        &settings,
+        &client.database("sdl"),
+    )))
+}
+
+/// Creates indexes and starts the app (GraphQL plus `POST /internal/events`) and the
+/// alert event dispatcher.
+pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service> {
+    let (budgets, users) = parts(settings, &db);
+    budgets.store.ensure_indexes().await?;
+    budgets.store.seed_rates().await?;
+    budgets.dispatcher.ensure_indexes().await?;
+    kit::events::ensure_consumer_indexes(&db).await?;
+    let mut background = Background::default();
+    background.push(budgets.dispatcher.spawn());
+    let events = kit::events::consumer_router(
+        service::ExpenseEvents(budgets.clone()),
+        &db,
+        settings.service.service_token.clone(),
+    );
+    let schema = graphql::build_schema(budgets.clone(), users);
+    let router = kit::server::subgraph_router(
+        schema,
         db,
-        JwtKeys::hs256(&config.jwt_secret),
-        config.max_body_bytes,
-    ))
+        JwtKeys::hs256(&settings.service.jwt_secret),
+        settings.service.max_body_bytes,
+    )
+    .merge(events)
+    .merge(admin::router(
+        budgets.store.clone(),
+        settings.service.service_token.clone(),
+    ));
+    Ok(Service {
+        router,
+        background,
+        budgets,
+    })
 }
 
 /// Connects to MongoDB and serves until `shutdown` completes.
@@ -45,8 +125,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let db = kit::db::connect(&config.mongodb_uri, &config.database).await?;
-    let app = app(&config, db).await?;
-    kit::server::serve(listener, app, shutdown).await?;
+    let settings = Settings::from_vars(&Env, config)?;
+    let db = kit::db::connect(&settings.service.mongodb_uri, &settings.service.database).await?;
+    let service = start(&settings, db).await?;
+    kit::server::serve(listener, service.router, shutdown).await?;
+    drop(service.background);
     Ok(())
 }

@@ -1,42 +1,133 @@
-//! The expenses subgraph. For now it serves its federation SDL, `/health` and `/ready`;
-//! its domain arrives with the issue that builds it.
+//! The expenses subgraph: expenses and incomes with validation, cursor pagination,
+//! filters, idempotency keys, recurring expenses, the `Expense` entity and
+//! `User.expenses`. Every write emits an `expense.*` event through the outbox
+//! (`kit::events`) to the budgets and analytics subgraphs.
 
-use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+pub mod domain;
+pub mod graphql;
+pub mod service;
+pub mod store;
+
+use std::time::Duration;
+
 use axum::Router;
 use kit::auth::JwtKeys;
-use kit::config::ServiceConfig;
-use kit::server::Shutdown;
+use kit::clock::Clock;
+use kit::config::{ConfigError, Env, ServiceConfig, Vars, var_or};
+use kit::events::{Consumer, DispatchSettings, Dispatcher};
+use kit::server::{Background, Shutdown};
+use kit::users::{UserDirectory, UsersSettings};
 use mongodb::Database;
 use tokio::net::TcpListener;
 
 pub const SERVICE: &str = "expenses";
 pub const DEFAULT_PORT: u16 = 3002;
+/// Where expense events go unless `EVENT_CONSUMERS` says otherwise.
+pub const DEFAULT_CONSUMERS: &str = "budgets=http://127.0.0.1:3003,analytics=http://127.0.0.1:3004";
 
-pub type ExpensesSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+/// Everything the service is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub service: ServiceConfig,
+    pub users: UsersSettings,
+    pub consumers: Vec<Consumer>,
+    pub dispatch: DispatchSettings,
+    /// `RECURRENCE_INTERVAL_MS` (default 60000): how often due occurrences are created.
+    pub recurrence_interval: Duration,
+    pub clock: Clock,
+}
 
-pub struct Query;
-
-#[Object]
-impl Query {
-    /// The version of the expenses service.
-    async fn expenses_service_version(&self) -> &'static str {
-        env!("CARGO_PKG_VERSION")
+impl Settings {
+    pub fn from_vars(
+        vars: &(impl Vars + ?Sized),
+        service: ServiceConfig,
+    ) -> Result<Settings, ConfigError> {
+        Ok(Settings {
+            service,
+            users: UsersSettings::from_vars(vars)?,
+            consumers: kit::events::consumers_from_vars(vars, DEFAULT_CONSUMERS)?,
+            dispatch: DispatchSettings::from_vars(vars)?,
+            recurrence_interval: Duration::from_millis(var_or(
+                vars,
+                "RECURRENCE_INTERVAL_MS",
+                60_000u64,
+            )?),
+            clock: Clock::system(),
+        })
     }
 }
 
-pub fn schema() -> ExpensesSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
-        .enable_federation()
-        .finish()
+/// A running service's parts: the HTTP app and its background tasks.
+pub struct Service {
+    pub router: Router,
+    pub background: Background,
+    pub expenses: service::Expenses,
 }
 
-pub async fn app(config: &ServiceConfig, db: Database) -> anyhow::Result<Router> {
-    Ok(kit::server::subgraph_router(
-        schema(),
+fn parts(settings: &Settings, db: &Database) -> (service::Expenses, UserDirectory) {
+    let dispatcher = Dispatcher::new(
+        db.clone(),
+        &[store::EXPENSES],
+        settings.consumers.clone(),
+        settings.service.service_token.clone(),
+        settings.dispatch.clone(),
+    );
+    let expenses = service::Expenses {
+        store: store::Store::new(db),
+        dispatcher,
+        clock: settings.clock.clone(),
+    };
+    (expenses, UserDirectory::new(settings.users.clone()))
+}
+
+/// The schema over a database (nothing is touched or started).
+pub fn schema(settings: &Settings, db: &Database) -> graphql::ExpensesSchema {
+    let (expenses, users) = parts(settings, db);
+    graphql::build_schema(expenses, users)
+}
+
+/// The federation SDL, as committed in `schema/expenses.graphql`.
+pub async fn sdl() -> anyhow::Result<String> {
+    let client = mongodb::Client::with_uri_str("mongodb://127.0.0.1:9").await?;
+    let service = ServiceConfig::from_vars(&[("JWT_SECRET", &"x".repeat(32)[..])], SERVICE, 0)?;
+    let settings = Settings::from_vars(&[("PORT", "0")], service)?;
+    Ok(kit::federation_sdl(&schema(
+        &settings,
+        &client.database("sdl"),
+    )))
+}
+
+/// Creates indexes and starts the app and its background tasks (event delivery and
+/// the recurrence scheduler).
+pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service> {
+    let (expenses, users) = parts(settings, &db);
+    expenses.store.ensure_indexes().await?;
+    expenses.dispatcher.ensure_indexes().await?;
+    let mut background = Background::default();
+    background.push(expenses.dispatcher.spawn());
+    let scheduler = expenses.clone();
+    let every = settings.recurrence_interval;
+    background.push(tokio::spawn(async move {
+        loop {
+            if let Err(e) = scheduler.run_recurrences().await {
+                let e: anyhow::Error = e.into();
+                tracing::warn!(error = %format!("{e:#}"), "recurrence run failed");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }));
+    let schema = graphql::build_schema(expenses.clone(), users);
+    let router = kit::server::subgraph_router(
+        schema,
         db,
-        JwtKeys::hs256(&config.jwt_secret),
-        config.max_body_bytes,
-    ))
+        JwtKeys::hs256(&settings.service.jwt_secret),
+        settings.service.max_body_bytes,
+    );
+    Ok(Service {
+        router,
+        background,
+        expenses,
+    })
 }
 
 /// Connects to MongoDB and serves until `shutdown` completes.
@@ -45,8 +136,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let db = kit::db::connect(&config.mongodb_uri, &config.database).await?;
-    let app = app(&config, db).await?;
-    kit::server::serve(listener, app, shutdown).await?;
+    let settings = Settings::from_vars(&Env, config)?;
+    let db = kit::db::connect(&settings.service.mongodb_uri, &settings.service.database).await?;
+    let service = start(&settings, db).await?;
+    kit::server::serve(listener, service.router, shutdown).await?;
+    drop(service.background);
     Ok(())
 }

@@ -4,14 +4,17 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod money;
 pub mod scalars;
 pub mod server;
 pub mod telemetry;
+pub mod users;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -254,7 +254,11 @@ async fn execute<E: Executor>(
             Ok(c) => c,
             Err(e) => return app_error_response(&e),
         };
-        let request = request.data(caller).data(RequestId(request_id.clone()));
+        let mut request = request.data(caller).data(RequestId(request_id.clone()));
+        if let Some(token) = auth.and_then(crate::auth::bearer_token) {
+            // Verified just above; lets resolvers call another subgraph as the caller.
+            request = request.data(crate::users::AccessToken(token.to_string()));
+        }
         let mut response = state.executor.execute(request).await;
         label_uncoded_errors(&mut response);
         let content_type = if wants_graphql_response_json(headers) {
@@ -407,4 +411,23 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// Background tasks of a service (event dispatcher, schedulers); aborted when dropped,
+/// so stopping a service in a test also stops its background work.
+#[derive(Default)]
+pub struct Background(Vec<tokio::task::JoinHandle<()>>);
+
+impl Background {
+    pub fn push(&mut self, handle: tokio::task::JoinHandle<()>) {
+        self.0.push(handle);
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
 }

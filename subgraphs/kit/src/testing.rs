@@ -212,3 +212,140 @@ pub fn workspace_root() -> std::path::PathBuf {
     }
     dir
 }
+
+impl TestServer {
+    /// Starts on a given loopback port (to restart a server where its peers expect it).
+    pub async fn start_on_port(port: u16, app: Router) -> TestServer {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("reuseaddr");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], port)))
+            .expect("bind the same port again");
+        let listener = socket.listen(1024).expect("listen");
+        TestServer::start_on(listener, app)
+    }
+}
+
+/// Polls `check` every 25 ms until it returns true or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// A stand-in for an event consumer: records what it receives on `/internal/events`
+/// (checking the service credential), and can be told to refuse deliveries.
+#[derive(Clone, Default)]
+pub struct EventSink {
+    received: std::sync::Arc<std::sync::Mutex<Vec<crate::events::Event>>>,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EventSink {
+    pub async fn start(token: &str) -> (EventSink, TestServer) {
+        let sink = EventSink::default();
+        let s = sink.clone();
+        let token = crate::config::Secret::new(token);
+        let app = Router::new().route(
+            crate::events::EVENTS_PATH,
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap,
+                      axum::Json(ev): axum::Json<crate::events::Event>| {
+                    let s = s.clone();
+                    let token = token.clone();
+                    async move {
+                        use std::sync::atomic::Ordering;
+                        if !crate::events::has_service_token(&headers, &token) {
+                            return axum::http::StatusCode::UNAUTHORIZED;
+                        }
+                        if s.refuse.load(Ordering::SeqCst) {
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        s.received.lock().expect("sink lock").push(ev);
+                        axum::http::StatusCode::OK
+                    }
+                },
+            ),
+        );
+        let server = TestServer::start(app).await;
+        (sink, server)
+    }
+
+    pub fn refuse(&self, refuse: bool) {
+        self.refuse
+            .store(refuse, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn events(&self) -> Vec<crate::events::Event> {
+        self.received.lock().expect("sink lock").clone()
+    }
+}
+
+/// A stand-in for the users subgraph's `me`: answers `{ me { id currency timezone } }`
+/// for the verified bearer token, from profiles the test sets (default USD / UTC).
+#[derive(Clone, Default)]
+pub struct FakeUsers {
+    profiles: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>,
+}
+
+impl FakeUsers {
+    pub async fn start() -> (FakeUsers, TestServer) {
+        let users = FakeUsers::default();
+        let u = users.clone();
+        let keys = crate::auth::JwtKeys::hs256(&Secret::new(TEST_JWT_SECRET));
+        let app = Router::new().route(
+            "/graphql",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let u = u.clone();
+                let keys = keys.clone();
+                async move {
+                    let auth = headers
+                        .get(axum::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    let Ok(crate::auth::Caller::User(user)) = keys.caller_from_header(auth) else {
+                        return axum::Json(json!({ "data": { "me": null } }));
+                    };
+                    let (currency, timezone) = u
+                        .profiles
+                        .lock()
+                        .expect("profiles lock")
+                        .get(&user.user_id)
+                        .cloned()
+                        .unwrap_or_else(|| ("USD".into(), "UTC".into()));
+                    axum::Json(json!({ "data": { "me": {
+                        "id": user.user_id, "currency": currency, "timezone": timezone } } }))
+                }
+            }),
+        );
+        let server = TestServer::start(app).await;
+        (users, server)
+    }
+
+    pub fn set(&self, user_id: &str, currency: &str, timezone: &str) {
+        self.profiles.lock().expect("profiles lock").insert(
+            user_id.to_string(),
+            (currency.to_string(), timezone.to_string()),
+        );
+    }
+}
+
+/// A fresh user id and an access token for it, signed with the test secret.
+pub fn test_user() -> (String, String) {
+    let id = crate::ids::new_id();
+    let keys = crate::auth::JwtKeys::hs256(&Secret::new(TEST_JWT_SECRET));
+    let token = keys
+        .issue(&id, std::time::Duration::from_secs(3600))
+        .expect("sign a test token");
+    (id, token)
+}

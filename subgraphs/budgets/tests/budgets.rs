@@ -1,0 +1,869 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+//! The budgets subgraph end to end: the real expenses subgraph sends its events over
+//! HTTP to the real budgets subgraph, which sends alert events to a stand-in for the
+//! notifications subgraph. Each service has its own database on the real server.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use kit::clock::Clock;
+use kit::events::{Consumer, DispatchSettings, Event};
+use kit::testing::{
+    EventSink, FakeUsers, Gql, TestDb, TestServer, assert_sdl_matches_committed, first_error_code,
+    test_config, test_user, wait_until,
+};
+use serde_json::{Value, json};
+
+struct Budgets {
+    service: budgets::Service,
+    server: TestServer,
+}
+
+struct Stack {
+    users: FakeUsers,
+    _users_server: TestServer,
+    notifications: EventSink,
+    _notifications_server: TestServer,
+    budgets_settings: budgets::Settings,
+    budgets_db: TestDb,
+    budgets: Option<Budgets>,
+    budgets_port: u16,
+    budgets_gql: Gql,
+    _expenses: expenses::Service,
+    _expenses_server: TestServer,
+    _expenses_db: TestDb,
+    expenses_gql: Gql,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
+    let clock = now.map(Clock::fixed).unwrap_or_else(Clock::system);
+    let (users, users_server) = FakeUsers::start().await;
+    let (notifications, notifications_server) = EventSink::start("test-service-token").await;
+
+    let config = test_config(budgets::SERVICE);
+    let budgets_db = TestDb::new(&config).await;
+    let mut budgets_settings = budgets::Settings::from_vars(&[("X", "")], config).unwrap();
+    budgets_settings.users.url = users_server.url("/graphql");
+    budgets_settings.users.ttl = Duration::from_millis(200);
+    budgets_settings.consumers = vec![Consumer {
+        name: "notifications".into(),
+        url: notifications_server.url(""),
+    }];
+    budgets_settings.dispatch = DispatchSettings::fast();
+    budgets_settings.clock = clock.clone();
+    let service = budgets::start(&budgets_settings, budgets_db.db.clone())
+        .await
+        .unwrap();
+    let server = TestServer::start(service.router.clone()).await;
+    let budgets_port = server.addr.port();
+    let budgets_gql = Gql::new(server.url("/graphql"));
+
+    let config = test_config(expenses::SERVICE);
+    let expenses_db = TestDb::new(&config).await;
+    let mut s = expenses::Settings::from_vars(&[("X", "")], config).unwrap();
+    s.users.url = users_server.url("/graphql");
+    s.consumers = vec![Consumer {
+        name: "budgets".into(),
+        url: server.url(""),
+    }];
+    s.dispatch = DispatchSettings::fast();
+    s.clock = clock;
+    let expenses_service = expenses::start(&s, expenses_db.db.clone()).await.unwrap();
+    let expenses_server = TestServer::start(expenses_service.router.clone()).await;
+    Stack {
+        users,
+        _users_server: users_server,
+        notifications,
+        _notifications_server: notifications_server,
+        budgets_settings,
+        budgets_db,
+        budgets: Some(Budgets { service, server }),
+        budgets_port,
+        budgets_gql,
+        _expenses: expenses_service,
+        expenses_gql: Gql::new(expenses_server.url("/graphql")),
+        _expenses_server: expenses_server,
+        _expenses_db: expenses_db,
+    }
+}
+
+async fn start() -> Stack {
+    start_at(None).await
+}
+
+const BUDGET_FIELDS: &str = "id category amount currency period alertThresholds periodStart periodEnd spent remaining percentUsed uncountedExpenses alerts { id threshold percentUsed severity message periodStart read }";
+
+impl Stack {
+    async fn stop_budgets(&mut self) {
+        let b = self.budgets.take().unwrap();
+        b.server.stop().await;
+        drop(b.service);
+    }
+
+    async fn restart_budgets(&mut self) {
+        let service = budgets::start(&self.budgets_settings, self.budgets_db.db.clone())
+            .await
+            .unwrap();
+        let server = TestServer::start_on_port(self.budgets_port, service.router.clone()).await;
+        self.budgets = Some(Budgets { service, server });
+    }
+
+    async fn create_budget(&self, token: &str, input: Value) -> Value {
+        let q = format!(
+            "mutation($input: CreateBudgetInput!) {{ createBudget(input: $input) {{ {BUDGET_FIELDS} }} }}"
+        );
+        self.budgets_gql
+            .ok(&q, json!({ "input": input }), Some(token))
+            .await["createBudget"]
+            .clone()
+    }
+
+    async fn budget(&self, token: &str, id: &Value) -> Value {
+        let q = format!("query($id: ID!) {{ budget(id: $id) {{ {BUDGET_FIELDS} }} }}");
+        self.budgets_gql
+            .ok(&q, json!({ "id": id }), Some(token))
+            .await["budget"]
+            .clone()
+    }
+
+    async fn spend(&self, token: &str, input: Value) -> Value {
+        let q =
+            "mutation($input: CreateExpenseInput!) { createExpense(input: $input) { id date } }";
+        self.expenses_gql
+            .ok(q, json!({ "input": input }), Some(token))
+            .await["createExpense"]
+            .clone()
+    }
+
+    /// Waits until the budget's `spent` is `want`, then returns the budget.
+    async fn wait_spent(&self, token: &str, id: &Value, want: &str) -> Value {
+        let ok = wait_until(TIMEOUT, || async {
+            self.budget(token, id).await["spent"] == want
+        })
+        .await;
+        let b = self.budget(token, id).await;
+        assert!(ok, "spent never reached {want}: {b:#}");
+        // Give a duplicate delivery or a late alert the chance to show up.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        self.budget(token, id).await
+    }
+
+    fn alert_events(&self) -> Vec<Event> {
+        self.notifications
+            .events()
+            .into_iter()
+            .filter(|e| e.kind == "budget.alert")
+            .collect()
+    }
+}
+
+fn thresholds_of(budget: &Value) -> Vec<(i64, String)> {
+    let mut v: Vec<(i64, String)> = budget["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["threshold"].as_i64().unwrap(),
+                a["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn sdl_matches_committed_file() {
+    assert_sdl_matches_committed(budgets::SERVICE, &budgets::sdl().await.unwrap());
+}
+
+#[tokio::test]
+async fn the_original_example_alerts_at_85_percent_then_critical_at_105() {
+    let s = start().await;
+    let (_, token) = test_user();
+    let b = s
+        .create_budget(&token, json!({ "category": "food", "amount": "100" }))
+        .await;
+    assert_eq!(b["alertThresholds"], json!([80, 100]));
+    assert_eq!(b["period"], "MONTHLY");
+    assert_eq!(b["spent"], "0.00");
+    let id = &b["id"];
+    s.spend(
+        &token,
+        json!({ "amount": "50", "category": "food", "description": "groceries" }),
+    )
+    .await;
+    s.spend(
+        &token,
+        json!({ "amount": "35", "category": "food", "description": "dinner" }),
+    )
+    .await;
+    let b = s.wait_spent(&token, id, "85.00").await;
+    assert_eq!(b["percentUsed"], 85.0);
+    assert_eq!(b["remaining"], "15.00");
+    assert_eq!(thresholds_of(&b), [(80, "WARNING".to_string())]);
+    assert_eq!(b["alerts"][0]["percentUsed"], 85.0);
+    assert!(b["alerts"][0]["message"].as_str().unwrap().contains("85%"));
+
+    s.spend(
+        &token,
+        json!({ "amount": "20", "category": "food", "description": "snacks" }),
+    )
+    .await;
+    let b = s.wait_spent(&token, id, "105.00").await;
+    assert_eq!(b["remaining"], "-5.00");
+    assert_eq!(
+        thresholds_of(&b),
+        [(80, "WARNING".to_string()), (100, "CRITICAL".to_string())]
+    );
+    let critical = b["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["threshold"] == 100)
+        .unwrap()
+        .clone();
+    assert_eq!(critical["percentUsed"], 105.0);
+
+    // Each alert reaches the notifications subgraph once.
+    assert!(wait_until(TIMEOUT, || async { s.alert_events().len() >= 2 }).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events = s.alert_events();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(events[0].data["threshold"], 80);
+    assert_eq!(events[1].data["threshold"], 100);
+    assert_eq!(events[1].data["severity"], "CRITICAL");
+}
+
+#[tokio::test]
+async fn income_and_other_categories_do_not_count_and_moves_and_deletes_follow_the_expense() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 3, 20, 12, 0, 0).unwrap())).await;
+    let (_, token) = test_user();
+    let food = s
+        .create_budget(&token, json!({ "category": "Food", "amount": "100" }))
+        .await;
+    let all = s
+        .create_budget(&token, json!({ "amount": "1000", "alertThresholds": [90] }))
+        .await;
+    assert_eq!(all["category"], Value::Null);
+    s.spend(
+        &token,
+        json!({ "amount": "10", "category": "food", "description": "a" }),
+    )
+    .await;
+    s.spend(
+        &token,
+        json!({ "amount": "500", "type": "INCOME", "category": "salary", "description": "pay" }),
+    )
+    .await;
+    let rent = s
+        .spend(
+            &token,
+            json!({ "amount": "300", "category": "rent", "description": "rent" }),
+        )
+        .await;
+    // Last month does not count in this month's budget.
+    s.spend(
+        &token,
+        json!({ "amount": "7", "category": "food", "description": "old", "date": "2024-02-29" }),
+    )
+    .await;
+    // A currency without a rate is not added, but shown as uncounted.
+    s.spend(
+        &token,
+        json!({ "amount": "5", "currency": "KWD", "category": "food", "description": "kwd" }),
+    )
+    .await;
+    s.wait_spent(&token, &all["id"], "310.00").await;
+    let f = s.wait_spent(&token, &food["id"], "10.00").await;
+    assert_eq!(f["uncountedExpenses"], 1);
+
+    // Moving the rent expense into food moves its amount; deleting removes it.
+    let update =
+        "mutation($id: ID!) { updateExpense(id: $id, input: { category: \"food\" }) { id } }";
+    s.expenses_gql
+        .ok(update, json!({ "id": rent["id"] }), Some(&token))
+        .await;
+    s.wait_spent(&token, &food["id"], "310.00").await;
+    let b = s.budget(&token, &food["id"]).await;
+    assert_eq!(
+        thresholds_of(&b),
+        [(80, "WARNING".into()), (100, "CRITICAL".into())]
+    );
+    // Moving it to another month takes it out of this period.
+    let update =
+        "mutation($id: ID!) { updateExpense(id: $id, input: { date: \"2024-01-15\" }) { id } }";
+    s.expenses_gql
+        .ok(update, json!({ "id": rent["id"] }), Some(&token))
+        .await;
+    s.wait_spent(&token, &food["id"], "10.00").await;
+    let delete = "mutation($id: ID!) { deleteExpense(id: $id) }";
+    s.expenses_gql
+        .ok(delete, json!({ "id": rent["id"] }), Some(&token))
+        .await;
+    let a = s.wait_spent(&token, &all["id"], "10.00").await;
+    assert_eq!(a["alerts"], json!([]));
+}
+
+#[tokio::test]
+async fn a_redelivered_event_changes_nothing_and_only_the_service_credential_is_accepted() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 3, 20, 12, 0, 0).unwrap())).await;
+    let (user, token) = test_user();
+    let b = s
+        .create_budget(&token, json!({ "category": "food", "amount": "100" }))
+        .await;
+    let event = Event::new(
+        "expense.created",
+        &user,
+        Utc::now(),
+        json!({ "expenseId": kit::ids::new_id(), "version": 1, "before": null,
+                "after": { "type": "EXPENSE", "amountMinor": 4000, "currency": "USD",
+                           "category": "food", "categoryKey": "food", "date": "2024-03-02" } }),
+    );
+    let url = s.budgets.as_ref().unwrap().server.url("/internal/events");
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let r = http
+            .post(&url)
+            .header("x-service-token", "test-service-token")
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The same change under a new event id (a producer retry) is applied once too.
+    let mut again = event.clone();
+    again.id = kit::ids::new_id();
+    let r = http
+        .post(&url)
+        .header("x-service-token", "test-service-token")
+        .json(&again)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.budget(&token, &b["id"]).await["spent"], "40.00");
+
+    for (header, value) in [
+        ("x-service-token", "wrong"),
+        ("authorization", &format!("Bearer {token}")[..]),
+    ] {
+        let mut other = event.clone();
+        other.id = kit::ids::new_id();
+        other.data["expenseId"] = json!(kit::ids::new_id());
+        let r = http
+            .post(&url)
+            .header(header, value)
+            .json(&other)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = http
+        .post(&url)
+        .header("x-service-token", "test-service-token")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(s.budget(&token, &b["id"]).await["spent"], "40.00");
+}
+
+#[tokio::test]
+async fn one_expense_crossing_several_thresholds_raises_one_alert_each() {
+    let s = start().await;
+    let (_, token) = test_user();
+    let b = s
+        .create_budget(
+            &token,
+            json!({ "category": "shopping", "amount": "200", "alertThresholds": [100, 50, 75] }),
+        )
+        .await;
+    assert_eq!(b["alertThresholds"], json!([50, 75, 100]));
+    s.spend(
+        &token,
+        json!({ "amount": "250", "category": "shopping", "description": "tv" }),
+    )
+    .await;
+    let b = s.wait_spent(&token, &b["id"], "250.00").await;
+    assert_eq!(
+        thresholds_of(&b),
+        [
+            (50, "WARNING".into()),
+            (75, "WARNING".into()),
+            (100, "CRITICAL".into())
+        ]
+    );
+    assert!(
+        b["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["percentUsed"] == 125.0)
+    );
+}
+
+#[tokio::test]
+async fn a_new_period_rearms_and_a_deleted_then_readded_expense_does_not_alert_twice() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 3, 20, 12, 0, 0).unwrap())).await;
+    let (_, token) = test_user();
+    let b = s
+        .create_budget(
+            &token,
+            json!({ "category": "food", "amount": "100", "alertThresholds": [80] }),
+        )
+        .await;
+    let e = s
+        .spend(
+            &token,
+            json!({ "amount": "90", "category": "food", "description": "feast" }),
+        )
+        .await;
+    let b1 = s.wait_spent(&token, &b["id"], "90.00").await;
+    assert_eq!(b1["alerts"].as_array().unwrap().len(), 1);
+    let delete = "mutation($id: ID!) { deleteExpense(id: $id) }";
+    s.expenses_gql
+        .ok(delete, json!({ "id": e["id"] }), Some(&token))
+        .await;
+    s.wait_spent(&token, &b["id"], "0.00").await;
+    s.spend(
+        &token,
+        json!({ "amount": "90", "category": "food", "description": "feast again" }),
+    )
+    .await;
+    let b2 = s.wait_spent(&token, &b["id"], "90.00").await;
+    assert_eq!(
+        b2["alerts"].as_array().unwrap().len(),
+        1,
+        "same period: no second alert"
+    );
+
+    // April: a new period, the threshold alerts again.
+    s.spend(
+        &token,
+        json!({ "amount": "85", "category": "food", "description": "april", "date": "2024-04-02" }),
+    )
+    .await;
+    assert!(
+        wait_until(TIMEOUT, || async {
+            s.budget(&token, &b["id"]).await["alerts"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 2
+        })
+        .await
+    );
+    let b3 = s.budget(&token, &b["id"]).await;
+    let starts: Vec<&str> = b3["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["periodStart"].as_str().unwrap())
+        .collect();
+    assert!(
+        starts.contains(&"2024-03-01") && starts.contains(&"2024-04-01"),
+        "{starts:?}"
+    );
+}
+
+#[tokio::test]
+async fn raising_the_amount_rearms_thresholds_no_longer_reached() {
+    let s = start().await;
+    let (_, token) = test_user();
+    let b = s
+        .create_budget(&token, json!({ "category": "food", "amount": "100" }))
+        .await;
+    let id = b["id"].clone();
+    s.spend(
+        &token,
+        json!({ "amount": "90", "category": "food", "description": "a" }),
+    )
+    .await;
+    let b = s.wait_spent(&token, &id, "90.00").await;
+    assert_eq!(thresholds_of(&b), [(80, "WARNING".into())]);
+    let update = "mutation($id: ID!, $a: Decimal!) { updateBudget(id: $id, input: { amount: $a }) { id percentUsed } }";
+    // 90 of 200 = 45 %: the 80 % threshold is armed again.
+    s.budgets_gql
+        .ok(update, json!({ "id": id, "a": "200" }), Some(&token))
+        .await;
+    s.spend(
+        &token,
+        json!({ "amount": "80", "category": "food", "description": "b" }),
+    )
+    .await;
+    let b = s.wait_spent(&token, &id, "170.00").await;
+    assert_eq!(
+        thresholds_of(&b),
+        [(80, "WARNING".into()), (80, "WARNING".into())]
+    );
+    // Lowering it below what is spent raises the thresholds now reached, once.
+    s.budgets_gql
+        .ok(update, json!({ "id": id, "a": "150" }), Some(&token))
+        .await;
+    s.budgets_gql
+        .ok(update, json!({ "id": id, "a": "150" }), Some(&token))
+        .await;
+    let b = s.budget(&token, &id).await;
+    assert_eq!(
+        thresholds_of(&b),
+        [
+            (80, "WARNING".into()),
+            (80, "WARNING".into()),
+            (100, "CRITICAL".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_expense_at_2330_on_the_last_day_of_the_month_counts_in_that_month() {
+    // 2024-02-01 04:30 UTC is 2024-01-31 23:30 in New York.
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 2, 1, 4, 30, 0).unwrap())).await;
+    let (ny_id, ny) = test_user();
+    s.users.set(&ny_id, "USD", "America/New_York");
+    let b = s.create_budget(&ny, json!({ "amount": "100" })).await;
+    assert_eq!(b["periodStart"], "2024-01-01");
+    assert_eq!(b["periodEnd"], "2024-01-31");
+    let e = s
+        .spend(&ny, json!({ "amount": "30", "description": "late dinner" }))
+        .await;
+    assert_eq!(e["date"], "2024-01-31");
+    s.wait_spent(&ny, &b["id"], "30.00").await;
+
+    // The same instant for a user in UTC is already February.
+    let (_, utc) = test_user();
+    let b = s.create_budget(&utc, json!({ "amount": "100" })).await;
+    assert_eq!(b["periodStart"], "2024-02-01");
+    let e = s
+        .spend(&utc, json!({ "amount": "30", "description": "breakfast" }))
+        .await;
+    assert_eq!(e["date"], "2024-02-01");
+    s.wait_spent(&utc, &b["id"], "30.00").await;
+}
+
+#[tokio::test]
+async fn weekly_budgets_run_monday_to_sunday() {
+    // Sunday 2024-03-17.
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 3, 17, 12, 0, 0).unwrap())).await;
+    let (_, token) = test_user();
+    let b = s
+        .create_budget(&token, json!({ "amount": "50", "period": "WEEKLY" }))
+        .await;
+    assert_eq!(b["periodStart"], "2024-03-11");
+    assert_eq!(b["periodEnd"], "2024-03-17");
+    s.spend(
+        &token,
+        json!({ "amount": "5", "description": "mon", "date": "2024-03-11" }),
+    )
+    .await;
+    s.spend(
+        &token,
+        json!({ "amount": "7", "description": "prev sun", "date": "2024-03-10" }),
+    )
+    .await;
+    s.wait_spent(&token, &b["id"], "5.00").await;
+}
+
+#[tokio::test]
+async fn while_budgets_is_down_expenses_wait_and_it_catches_up_with_one_alert_each() {
+    let mut s = start().await;
+    let (_, token) = test_user();
+    let b = s
+        .create_budget(&token, json!({ "category": "food", "amount": "100" }))
+        .await;
+    s.stop_budgets().await;
+    for amount in ["50", "35", "20"] {
+        s.spend(
+            &token,
+            json!({ "amount": amount, "category": "food", "description": "while down" }),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.restart_budgets().await;
+    let b = s.wait_spent(&token, &b["id"], "105.00").await;
+    assert_eq!(
+        thresholds_of(&b),
+        [(80, "WARNING".into()), (100, "CRITICAL".into())]
+    );
+    assert!(wait_until(TIMEOUT, || async { s.alert_events().len() >= 2 }).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.alert_events().len(), 2);
+}
+
+#[tokio::test]
+async fn while_notifications_is_down_alerts_are_kept_and_delivered_once_it_returns() {
+    let s = start().await;
+    let (_, token) = test_user();
+    s.notifications.refuse(true);
+    let b = s
+        .create_budget(&token, json!({ "category": "food", "amount": "10" }))
+        .await;
+    s.spend(
+        &token,
+        json!({ "amount": "12", "category": "food", "description": "x" }),
+    )
+    .await;
+    let b = s.wait_spent(&token, &b["id"], "12.00").await;
+    assert_eq!(b["alerts"].as_array().unwrap().len(), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.alert_events().is_empty());
+    let pending = s
+        .budgets_db
+        .db
+        .collection::<mongodb::bson::Document>("alerts")
+        .count_documents(mongodb::bson::doc! { "outboxPending.c": "notifications" })
+        .await
+        .unwrap();
+    assert_eq!(pending, 2, "the alert events are stored until delivered");
+    s.notifications.refuse(false);
+    assert!(wait_until(TIMEOUT, || async { s.alert_events().len() >= 2 }).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids: Vec<Value> = s
+        .alert_events()
+        .iter()
+        .map(|e| e.data["alertId"].clone())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_expenses_give_the_right_spent_and_one_alert_per_threshold() {
+    let s = start().await;
+    let (_, token) = test_user();
+    let b = s
+        .create_budget(&token, json!({ "category": "food", "amount": "100" }))
+        .await;
+    let requests = (0..50).map(|i| {
+        let gql = s.expenses_gql.clone();
+        let token = token.clone();
+        async move {
+            let q = "mutation($input: CreateExpenseInput!) { createExpense(input: $input) { id } }";
+            gql.ok(
+                q,
+                json!({ "input": { "amount": "3.01", "category": "food", "description": format!("n{i}") } }),
+                Some(&token),
+            )
+            .await
+        }
+    });
+    futures::future::join_all(requests).await;
+    let b = s.wait_spent(&token, &b["id"], "150.50").await;
+    assert_eq!(
+        thresholds_of(&b),
+        [(80, "WARNING".into()), (100, "CRITICAL".into())]
+    );
+    assert!(wait_until(TIMEOUT, || async { s.alert_events().len() >= 2 }).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.alert_events().len(), 2);
+}
+
+#[tokio::test]
+async fn budget_rules_refuse_bad_input_and_other_peoples_budgets() {
+    let s = start().await;
+    let (_, token) = test_user();
+    let q = "mutation($input: CreateBudgetInput!) { createBudget(input: $input) { id } }";
+    for (input, field) in [
+        (json!({ "amount": "0" }), "amount"),
+        (json!({ "amount": "-1" }), "amount"),
+        (json!({ "amount": "1.001" }), "amount"),
+        (json!({ "amount": "10", "currency": "ZZZ" }), "currency"),
+        (
+            json!({ "amount": "10", "alertThresholds": [0] }),
+            "alertThresholds",
+        ),
+        (
+            json!({ "amount": "10", "alertThresholds": [1001] }),
+            "alertThresholds",
+        ),
+        (
+            json!({ "amount": "10", "alertThresholds": [1, 2, 3, 4, 5, 6] }),
+            "alertThresholds",
+        ),
+        (json!({ "amount": "10", "category": "  " }), "category"),
+    ] {
+        let body = s
+            .budgets_gql
+            .request(q, json!({ "input": input }), Some(&token))
+            .await;
+        assert_eq!(first_error_code(&body), "VALIDATION_FAILED", "{input}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], field, "{input}");
+    }
+    let b = s
+        .create_budget(&token, json!({ "category": "food", "amount": "10" }))
+        .await;
+    assert_eq!(
+        s.budgets_gql
+            .error_code(
+                q,
+                json!({ "input": { "category": "FOOD", "amount": "5" } }),
+                Some(&token)
+            )
+            .await,
+        "CONFLICT"
+    );
+    // A weekly food budget is a different budget.
+    s.create_budget(
+        &token,
+        json!({ "category": "food", "amount": "500", "period": "WEEKLY" }),
+    )
+    .await;
+
+    let (_, other) = test_user();
+    assert_eq!(s.budget(&other, &b["id"]).await, Value::Null);
+    let upd = "mutation($id: ID!) { updateBudget(id: $id, input: { amount: \"1\" }) { id } }";
+    assert_eq!(
+        s.budgets_gql
+            .error_code(upd, json!({ "id": b["id"] }), Some(&other))
+            .await,
+        "NOT_FOUND"
+    );
+    let del = "mutation($id: ID!) { deleteBudget(id: $id) }";
+    assert_eq!(
+        s.budgets_gql
+            .error_code(del, json!({ "id": b["id"] }), Some(&other))
+            .await,
+        "NOT_FOUND"
+    );
+    let all = s
+        .budgets_gql
+        .ok("{ budgets { id } }", json!({}), Some(&other))
+        .await;
+    assert_eq!(all["budgets"], json!([]));
+
+    // Alerts: only the owner reads and marks them.
+    s.spend(
+        &token,
+        json!({ "amount": "9", "category": "food", "description": "x" }),
+    )
+    .await;
+    let b = s.wait_spent(&token, &b["id"], "9.00").await;
+    let alert_id = b["alerts"][0]["id"].clone();
+    let mark = "mutation($id: ID!) { markBudgetAlertRead(id: $id) { id read } }";
+    assert_eq!(
+        s.budgets_gql
+            .error_code(mark, json!({ "id": alert_id }), Some(&other))
+            .await,
+        "NOT_FOUND"
+    );
+    let unread = "{ budgetAlerts(unreadOnly: true) { id budget { id } } }";
+    assert_eq!(
+        s.budgets_gql.ok(unread, json!({}), Some(&token)).await["budgetAlerts"][0]["budget"]["id"],
+        b["id"]
+    );
+    assert_eq!(
+        s.budgets_gql.ok(unread, json!({}), Some(&other)).await["budgetAlerts"],
+        json!([])
+    );
+    let marked = s
+        .budgets_gql
+        .ok(mark, json!({ "id": alert_id }), Some(&token))
+        .await;
+    assert_eq!(marked["markBudgetAlertRead"]["read"], true);
+    assert_eq!(
+        s.budgets_gql.ok(unread, json!({}), Some(&token)).await["budgetAlerts"],
+        json!([])
+    );
+    let entities = r#"query($r: [_Any!]!) { _entities(representations: $r) { ... on Budget { id } ... on BudgetAlert { id } } }"#;
+    let reps = json!({ "r": [{ "__typename": "Budget", "id": b["id"] }, { "__typename": "BudgetAlert", "id": alert_id }] });
+    assert_eq!(
+        s.budgets_gql.ok(entities, reps.clone(), Some(&other)).await["_entities"],
+        json!([null, null])
+    );
+    assert_eq!(
+        s.budgets_gql.ok(entities, reps, Some(&token)).await["_entities"][1]["id"],
+        alert_id
+    );
+
+    // Deleting frees the (category, period) slot and hides its alerts.
+    assert_eq!(
+        s.budgets_gql
+            .ok(del, json!({ "id": b["id"] }), Some(&token))
+            .await["deleteBudget"],
+        true
+    );
+    assert_eq!(
+        s.budgets_gql
+            .ok("{ budgetAlerts { id } }", json!({}), Some(&token))
+            .await["budgetAlerts"],
+        json!([])
+    );
+    s.create_budget(&token, json!({ "category": "food", "amount": "10" }))
+        .await;
+}
+
+#[tokio::test]
+async fn other_currencies_are_converted_with_the_rates_table_which_an_admin_can_change() {
+    let s = start().await;
+    let (_, token) = test_user();
+    let q = "mutation($n: String!) { createCategory(name: $n) { name } }";
+    s.expenses_gql
+        .ok(q, json!({ "n": "Travel" }), Some(&token))
+        .await;
+    let b = s
+        .create_budget(&token, json!({ "category": "travel", "amount": "100" }))
+        .await;
+    // 46 EUR at 0.92 per USD is 50 USD; 4500 JPY at 150 per USD is 30 USD.
+    s.spend(
+        &token,
+        json!({ "amount": "46", "currency": "EUR", "category": "other", "description": "x" }),
+    )
+    .await;
+    s.spend(
+        &token,
+        json!({ "amount": "46", "currency": "EUR", "category": "travel", "description": "hotel" }),
+    )
+    .await;
+    s.spend(&token, json!({ "amount": "4500", "currency": "JPY", "category": "travel", "description": "train" }))
+        .await;
+    let b1 = s.wait_spent(&token, &b["id"], "80.00").await;
+    assert_eq!(b1["uncountedExpenses"], 0);
+    assert_eq!(thresholds_of(&b1), [(80, "WARNING".into())]);
+
+    let url = s.budgets.as_ref().unwrap().server.url("/internal/rates");
+    let http = reqwest::Client::new();
+    let body = json!({ "currency": "eur", "perUsd": "0.5" });
+    let r = http
+        .put(&url)
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "a user's token is not the service credential"
+    );
+    for bad in [
+        json!({ "currency": "EUR", "perUsd": "0" }),
+        json!({ "currency": "XX", "perUsd": "1" }),
+    ] {
+        let r = http
+            .put(&url)
+            .header("x-service-token", "test-service-token")
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    let r = http
+        .put(&url)
+        .header("x-service-token", "test-service-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // 46 EUR at 0.5 per USD is 92 USD.
+    assert_eq!(s.budget(&token, &b["id"]).await["spent"], "122.00");
+}

@@ -1,0 +1,842 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+//! The expenses subgraph end to end: a real server on port 0, real HTTP, the real
+//! database through the official driver.
+
+mod support;
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use kit::testing::{assert_sdl_matches_committed, first_error_code, wait_until};
+use serde_json::{Value, json};
+use support::{LIST, start, start_at};
+
+#[tokio::test]
+async fn sdl_matches_committed_file() {
+    assert_sdl_matches_committed(expenses::SERVICE, &expenses::sdl().await.unwrap());
+}
+
+#[tokio::test]
+async fn health_and_ready_answer_when_the_database_is_up() {
+    let s = start().await;
+    let http = reqwest::Client::new();
+    for path in ["/health", "/ready"] {
+        let resp = http.get(s.server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_expense_takes_its_defaults_from_the_users_profile() {
+    // 2024-02-01 04:30 UTC is 2024-01-31 23:30 in New York.
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 2, 1, 4, 30, 0).unwrap())).await;
+    let (id, token) = s.user();
+    s.users.set(&id, "JPY", "America/New_York");
+    let e = s
+        .create(
+            &token,
+            json!({ "amount": "1500", "description": " Ramen " }),
+        )
+        .await;
+    assert_eq!(e["type"], "EXPENSE");
+    assert_eq!(e["amount"], "1500");
+    assert_eq!(e["currency"], "JPY");
+    assert_eq!(e["category"], "other");
+    assert_eq!(e["description"], "Ramen");
+    assert_eq!(e["date"], "2024-01-31", "today in the user's timezone");
+    assert_eq!(e["tags"], json!([]));
+    assert_eq!(e["user"]["id"], id);
+
+    let e = s
+        .create(
+            &token,
+            json!({ "type": "INCOME", "amount": "12.5", "currency": "usd", "category": "Salary",
+                    "description": "pay", "date": "2024-01-15", "paymentMethod": "Bank_Transfer",
+                    "tags": ["work", " work ", "jan"] }),
+        )
+        .await;
+    assert_eq!(e["amount"], "12.50");
+    assert_eq!(e["currency"], "USD");
+    assert_eq!(e["category"], "salary");
+    assert_eq!(e["paymentMethod"], "bank_transfer");
+    assert_eq!(e["tags"], json!(["work", "jan"]));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_its_field_and_nothing_is_written() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 5, 10, 12, 0, 0).unwrap())).await;
+    let (_, token) = s.user();
+    let base = json!({ "amount": "10", "description": "x" });
+    let with = |k: &str, v: Value| {
+        let mut i = base.clone();
+        i[k] = v;
+        i
+    };
+    let cases = [
+        (with("amount", json!("0")), "amount"),
+        (with("amount", json!("-5")), "amount"),
+        (with("amount", json!("1.234")), "amount"),
+        (with("currency", json!("XYZ")), "currency"),
+        (with("category", json!("salary")), "category"),
+        (with("category", json!("nonsense")), "category"),
+        (with("description", json!("   ")), "description"),
+        (with("description", json!("x".repeat(501))), "description"),
+        (with("date", json!("2025-05-11")), "date"),
+        (with("paymentMethod", json!("cheque")), "paymentMethod"),
+        (
+            with(
+                "tags",
+                json!((0..11).map(|i| format!("t{i}")).collect::<Vec<_>>()),
+            ),
+            "tags",
+        ),
+        (with("tags", json!(["y".repeat(33)])), "tags"),
+        (
+            with(
+                "recurrence",
+                json!({ "frequency": "MONTHLY", "endDate": "2024-05-01" }),
+            ),
+            "recurrence.endDate",
+        ),
+    ];
+    for (input, field) in cases {
+        let err = s.create_error(&token, input.clone()).await;
+        assert_eq!(
+            err["extensions"]["code"], "VALIDATION_FAILED",
+            "{input}: {err}"
+        );
+        assert_eq!(err["extensions"]["field"], field, "{input}: {err}");
+    }
+    // Malformed scalars are refused before execution, also with a code.
+    for input in [
+        with("amount", json!("1e3")),
+        with("date", json!("2024-1-5")),
+    ] {
+        let err = s.create_error(&token, input).await;
+        assert!(
+            err["extensions"]["code"]
+                .as_str()
+                .unwrap()
+                .contains("VALIDATION"),
+            "{err}"
+        );
+    }
+    // A description of exactly 500 characters and a date exactly a year ahead are fine.
+    s.create(&token, with("description", json!("é".repeat(500))))
+        .await;
+    s.create(&token, with("date", json!("2025-05-10"))).await;
+    assert_eq!(s.stored_count().await, 2);
+    // No token: UNAUTHENTICATED.
+    let body = s
+        .gql
+        .request(support::CREATE, json!({ "input": base }), None)
+        .await;
+    assert_eq!(first_error_code(&body), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn pages_follow_date_then_id_and_stay_stable_under_inserts() {
+    let s = start().await;
+    let (_, token) = s.user();
+    for day in 1..=5 {
+        s.create(
+            &token,
+            json!({ "amount": "1", "description": format!("d{day}"), "date": format!("2024-03-0{day}") }),
+        )
+        .await;
+    }
+    let page1 = s.list(&token, json!({ "first": 2 })).await;
+    let dates: Vec<&str> = page1["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, ["2024-03-05", "2024-03-04"]);
+    assert_eq!(page1["pageInfo"]["hasNextPage"], true);
+    assert_eq!(page1["totalCount"], 5);
+    // A newer expense arrives between pages: the next page neither repeats nor skips.
+    s.create(
+        &token,
+        json!({ "amount": "1", "description": "new", "date": "2024-03-06" }),
+    )
+    .await;
+    let page2 = s
+        .list(
+            &token,
+            json!({ "first": 2, "after": page1["pageInfo"]["endCursor"] }),
+        )
+        .await;
+    let dates: Vec<&str> = page2["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, ["2024-03-03", "2024-03-02"]);
+    let page3 = s
+        .list(
+            &token,
+            json!({ "first": 2, "after": page2["pageInfo"]["endCursor"] }),
+        )
+        .await;
+    assert_eq!(page3["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(page3["pageInfo"]["hasNextPage"], false);
+    // Same-day expenses are ordered by id, newest id first.
+    let a = s
+        .create(
+            &token,
+            json!({ "amount": "1", "description": "a", "date": "2024-03-06" }),
+        )
+        .await;
+    let all = s.list(&token, json!({ "first": 2 })).await;
+    assert_eq!(all["edges"][0]["node"]["id"], a["id"]);
+
+    for (vars, field) in [
+        (json!({ "first": 101 }), "first"),
+        (json!({ "first": -1 }), "first"),
+        (json!({ "after": "garbage" }), "after"),
+        (json!({ "after": "MjAyNHxub3QtYW4taWQ" }), "after"),
+    ] {
+        let body = s.gql.request(LIST, vars, Some(&token)).await;
+        assert_eq!(first_error_code(&body), "VALIDATION_FAILED");
+        assert_eq!(body["errors"][0]["extensions"]["field"], field);
+    }
+    assert_eq!(
+        s.list(&token, json!({ "first": 100 })).await["edges"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+}
+
+#[tokio::test]
+async fn filters_combine_and_count() {
+    let s = start().await;
+    let (_, token) = s.user();
+    let rows = [
+        (
+            "EXPENSE",
+            "12.00",
+            "food",
+            "Coffee beans",
+            "2024-04-01",
+            "card",
+            vec!["home"],
+        ),
+        (
+            "EXPENSE",
+            "40.00",
+            "food",
+            "Dinner out",
+            "2024-04-10",
+            "cash",
+            vec!["friends"],
+        ),
+        (
+            "EXPENSE",
+            "900.00",
+            "rent",
+            "April rent",
+            "2024-04-01",
+            "bank_transfer",
+            vec![],
+        ),
+        (
+            "INCOME",
+            "3000.00",
+            "salary",
+            "Salary April",
+            "2024-04-30",
+            "bank_transfer",
+            vec![],
+        ),
+        (
+            "EXPENSE",
+            "8.50",
+            "transport",
+            "Bus to the coffee fair",
+            "2024-05-01",
+            "mobile",
+            vec!["home"],
+        ),
+    ];
+    for (ty, amount, cat, desc, date, pm, tags) in rows {
+        s.create(
+            &token,
+            json!({ "type": ty, "amount": amount, "category": cat, "description": desc,
+                    "date": date, "paymentMethod": pm, "tags": tags }),
+        )
+        .await;
+    }
+    let count = |filter: Value| {
+        let s = &s;
+        let token = token.clone();
+        async move {
+            let r = s
+                .list(&token, json!({ "filter": filter, "first": 100 }))
+                .await;
+            let n = r["edges"].as_array().unwrap().len();
+            assert_eq!(r["totalCount"], n, "{r}");
+            n
+        }
+    };
+    assert_eq!(count(json!({ "type": "INCOME" })).await, 1);
+    assert_eq!(count(json!({ "category": "FOOD" })).await, 2);
+    assert_eq!(count(json!({ "categories": ["food", "rent"] })).await, 3);
+    assert_eq!(
+        count(json!({ "from": "2024-04-01", "to": "2024-04-30" })).await,
+        4
+    );
+    assert_eq!(count(json!({ "from": "2024-04-30" })).await, 2);
+    assert_eq!(count(json!({ "to": "2024-04-01" })).await, 2);
+    assert_eq!(
+        count(json!({ "minAmount": "12", "maxAmount": "40" })).await,
+        2
+    );
+    assert_eq!(count(json!({ "minAmount": "12.01" })).await, 3);
+    assert_eq!(count(json!({ "search": "COFFEE" })).await, 2);
+    assert_eq!(
+        count(json!({ "search": "a.*" })).await,
+        0,
+        "search text is literal"
+    );
+    assert_eq!(count(json!({ "tag": "home" })).await, 2);
+    assert_eq!(count(json!({ "paymentMethod": "bank_transfer" })).await, 2);
+    assert_eq!(
+        count(json!({ "type": "EXPENSE", "tag": "home", "from": "2024-04-02", "search": "bus" }))
+            .await,
+        1
+    );
+    let body = s
+        .gql
+        .request(
+            LIST,
+            json!({ "filter": { "from": "2024-05-01", "to": "2024-04-01" } }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(first_error_code(&body), "VALIDATION_FAILED");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_expense_and_refuses_other_input() {
+    let s = start().await;
+    let (_, token) = s.user();
+    let input = json!({ "amount": "25.5", "category": "food", "description": "Groceries", "date": "2024-06-01" });
+    let vars = json!({ "input": input, "key": "k-1" });
+    let first =
+        s.gql.ok(support::CREATE, vars.clone(), Some(&token)).await["createExpense"].clone();
+    // The same input written another way ("25.50") is the same request.
+    let mut again = vars.clone();
+    again["input"]["amount"] = json!("25.50");
+    let second = s.gql.ok(support::CREATE, again, Some(&token)).await["createExpense"].clone();
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(s.stored_count().await, 1);
+
+    let mut different = vars.clone();
+    different["input"]["amount"] = json!("26");
+    assert_eq!(
+        s.gql
+            .error_code(support::CREATE, different, Some(&token))
+            .await,
+        "CONFLICT"
+    );
+
+    // Ten concurrent requests with one new key create one expense.
+    let requests = (0..10).map(|_| {
+        let gql = s.gql.clone();
+        let token = token.clone();
+        let input = input.clone();
+        async move {
+            gql.ok(
+                support::CREATE,
+                json!({ "input": input, "key": "k-2" }),
+                Some(&token),
+            )
+            .await["createExpense"]["id"]
+                .clone()
+        }
+    });
+    let ids = futures::future::join_all(requests).await;
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    assert_eq!(s.stored_count().await, 2);
+
+    // Keys belong to a user: another user's same key is a fresh expense.
+    let (_, other) = s.user();
+    let o = s.gql.ok(support::CREATE, vars, Some(&other)).await["createExpense"].clone();
+    assert_ne!(o["id"], first["id"]);
+}
+
+#[tokio::test]
+async fn someone_elses_expense_is_not_found_and_untouched() {
+    let s = start().await;
+    let (_, alice) = s.user();
+    let (bob_id, bob) = s.user();
+    let e = s
+        .create(&alice, json!({ "amount": "5", "description": "mine" }))
+        .await;
+    let id = e["id"].as_str().unwrap();
+
+    let get = s
+        .gql
+        .ok(
+            "query($id: ID!) { expense(id: $id) { id } }",
+            json!({ "id": id }),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(get["expense"], Value::Null);
+    let update =
+        "mutation($id: ID!) { updateExpense(id: $id, input: { amount: \"1\" }) { id amount } }";
+    assert_eq!(
+        s.gql
+            .error_code(update, json!({ "id": id }), Some(&bob))
+            .await,
+        "NOT_FOUND"
+    );
+    let delete = "mutation($id: ID!) { deleteExpense(id: $id) }";
+    assert_eq!(
+        s.gql
+            .error_code(delete, json!({ "id": id }), Some(&bob))
+            .await,
+        "NOT_FOUND"
+    );
+    let entities = r#"query($r: [_Any!]!) { _entities(representations: $r) { ... on Expense { id amount } ... on User { id expenses { totalCount } } } }"#;
+    let reps = json!({ "r": [{ "__typename": "Expense", "id": id }, { "__typename": "User", "id": "someone" }] });
+    let data = s.gql.ok(entities, reps, Some(&bob)).await;
+    assert_eq!(data["_entities"], json!([null, null]));
+    assert_eq!(s.list(&bob, json!({})).await["totalCount"], 0);
+
+    // The owner still sees it unchanged, and reaches it through the entities too.
+    let reps = json!({ "r": [{ "__typename": "Expense", "id": id }] });
+    let data = s.gql.ok(entities, reps, Some(&alice)).await;
+    assert_eq!(data["_entities"][0]["amount"], "5.00");
+    let reps = json!({ "r": [{ "__typename": "User", "id": bob_id }] });
+    let data = s.gql.ok(entities, reps, Some(&bob)).await;
+    assert_eq!(data["_entities"][0]["expenses"]["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn updates_and_deletes_change_only_what_is_asked() {
+    let s = start().await;
+    let (_, token) = s.user();
+    let e = s
+        .create(
+            &token,
+            json!({ "amount": "5", "description": "lunch", "category": "food", "paymentMethod": "card",
+                    "date": "2024-01-10", "tags": ["a"] }),
+        )
+        .await;
+    let id = e["id"].as_str().unwrap();
+    let update = r#"mutation($id: ID!, $input: UpdateExpenseInput!) {
+      updateExpense(id: $id, input: $input) { id amount category description paymentMethod tags date updatedAt } }"#;
+    let u = s
+        .gql
+        .ok(
+            update,
+            json!({ "id": id, "input": { "amount": "7.25", "paymentMethod": null } }),
+            Some(&token),
+        )
+        .await["updateExpense"]
+        .clone();
+    assert_eq!(u["amount"], "7.25");
+    assert_eq!(u["category"], "food");
+    assert_eq!(u["description"], "lunch");
+    assert_eq!(u["paymentMethod"], Value::Null);
+    assert_eq!(u["tags"], json!(["a"]));
+    let err = s
+        .gql
+        .request(
+            update,
+            json!({ "id": id, "input": { "category": "bogus" } }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(first_error_code(&err), "VALIDATION_FAILED");
+    let delete = "mutation($id: ID!) { deleteExpense(id: $id) }";
+    assert_eq!(
+        s.gql.ok(delete, json!({ "id": id }), Some(&token)).await["deleteExpense"],
+        true
+    );
+    assert_eq!(
+        s.gql
+            .error_code(delete, json!({ "id": id }), Some(&token))
+            .await,
+        "NOT_FOUND"
+    );
+    assert_eq!(s.list(&token, json!({})).await["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn every_write_emits_an_event_delivered_in_order_with_before_and_after() {
+    let s = start().await;
+    let (user, token) = s.user();
+    let e = s
+        .create(
+            &token,
+            json!({ "amount": "10", "category": "food", "description": "a", "date": "2024-02-10" }),
+        )
+        .await;
+    let id = e["id"].as_str().unwrap();
+    let update = "mutation($id: ID!) { updateExpense(id: $id, input: { category: \"rent\", date: \"2024-03-01\" }) { id } }";
+    s.gql.ok(update, json!({ "id": id }), Some(&token)).await;
+    s.gql
+        .ok(
+            "mutation($id: ID!) { deleteExpense(id: $id) }",
+            json!({ "id": id }),
+            Some(&token),
+        )
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            s.sink.events().len() >= 3
+        })
+        .await
+    );
+    let events = s.sink.events();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["expense.created", "expense.updated", "expense.deleted"]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.user_id == user && e.data["expenseId"] == id)
+    );
+    assert_eq!(events[0].data["before"], Value::Null);
+    assert_eq!(events[0].data["after"]["amountMinor"], 1000);
+    assert_eq!(events[0].data["after"]["currency"], "USD");
+    assert_eq!(events[1].data["before"]["category"], "food");
+    assert_eq!(events[1].data["after"]["category"], "rent");
+    assert_eq!(events[1].data["after"]["date"], "2024-03-01");
+    assert_eq!(events[2].data["after"], Value::Null);
+    assert_eq!(events[2].data["version"], 3);
+}
+
+#[tokio::test]
+async fn a_consumer_that_refuses_events_gets_them_all_in_order_once_it_accepts() {
+    let s = start().await;
+    let (_, token) = s.user();
+    s.sink.refuse(true);
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let e = s
+            .create(
+                &token,
+                json!({ "amount": "1", "description": format!("e{i}"), "date": "2024-02-10" }),
+            )
+            .await;
+        ids.push(e["id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(s.sink.events().is_empty());
+    // Retries back off: the failures are counted and the next attempt is scheduled.
+    let lease =
+        s.db.db
+            .collection::<mongodb::bson::Document>("outbox_leases")
+            .find_one(mongodb::bson::doc! {})
+            .await
+            .unwrap()
+            .unwrap();
+    let number = |k: &str| match lease.get(k) {
+        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+        Some(mongodb::bson::Bson::Int64(n)) => *n,
+        other => panic!("{k}: {other:?}"),
+    };
+    assert!(number("attempts") >= 2, "{lease}");
+    assert!(number("retryAt") > 0, "{lease}");
+    s.sink.refuse(false);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            s.sink.events().len() >= 4
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got: Vec<String> = s
+        .sink
+        .events()
+        .iter()
+        .map(|e| e.data["expenseId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, ids, "each event once, in order");
+}
+
+#[tokio::test]
+async fn the_summary_totals_one_currency_by_category_over_inclusive_dates() {
+    let s = start().await;
+    let (_, token) = s.user();
+    for (ty, amount, cat, date, cur) in [
+        ("EXPENSE", "10.10", "food", "2024-01-01", "USD"),
+        ("EXPENSE", "0.20", "food", "2024-01-31", "USD"),
+        ("EXPENSE", "100", "rent", "2024-01-15", "USD"),
+        ("INCOME", "1000", "salary", "2024-01-20", "USD"),
+        ("EXPENSE", "5", "food", "2024-02-01", "USD"),
+        ("EXPENSE", "7", "food", "2024-01-10", "EUR"),
+    ] {
+        s.create(
+            &token,
+            json!({ "type": ty, "amount": amount, "category": cat, "date": date, "currency": cur, "description": "x" }),
+        )
+        .await;
+    }
+    let q = r#"query($from: Date, $to: Date) { expenseSummary(from: $from, to: $to) {
+        currency totalIncome totalExpenses balance byCategory { type category total count } } }"#;
+    let sum = s
+        .gql
+        .ok(
+            q,
+            json!({ "from": "2024-01-01", "to": "2024-01-31" }),
+            Some(&token),
+        )
+        .await["expenseSummary"]
+        .clone();
+    assert_eq!(sum["currency"], "USD");
+    assert_eq!(sum["totalExpenses"], "110.30");
+    assert_eq!(sum["totalIncome"], "1000.00");
+    assert_eq!(sum["balance"], "889.70");
+    assert_eq!(
+        sum["byCategory"],
+        json!([
+            { "type": "EXPENSE", "category": "rent", "total": "100.00", "count": 1 },
+            { "type": "EXPENSE", "category": "food", "total": "10.30", "count": 2 },
+            { "type": "INCOME", "category": "salary", "total": "1000.00", "count": 1 },
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_user_can_add_categories_and_use_them() {
+    let s = start().await;
+    let (_, token) = s.user();
+    let create = r#"mutation($n: String!) { createCategory(name: $n) { name type custom } }"#;
+    let c = s
+        .gql
+        .ok(create, json!({ "n": " Pets " }), Some(&token))
+        .await;
+    assert_eq!(
+        c["createCategory"],
+        json!({ "name": "Pets", "type": "EXPENSE", "custom": true })
+    );
+    assert_eq!(
+        s.gql
+            .error_code(create, json!({ "n": "pets" }), Some(&token))
+            .await,
+        "CONFLICT"
+    );
+    assert_eq!(
+        s.gql
+            .error_code(create, json!({ "n": "Food" }), Some(&token))
+            .await,
+        "CONFLICT"
+    );
+    let e = s
+        .create(
+            &token,
+            json!({ "amount": "3", "category": "PETS", "description": "kibble" }),
+        )
+        .await;
+    assert_eq!(e["category"], "Pets");
+    let cats = s
+        .gql
+        .ok(
+            "{ categories { name type custom } }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    let cats = cats["categories"].as_array().unwrap();
+    assert_eq!(cats.len(), 16);
+    // Another user does not have it.
+    let (_, other) = s.user();
+    let err = s
+        .create_error(
+            &other,
+            json!({ "amount": "3", "category": "pets", "description": "x" }),
+        )
+        .await;
+    assert_eq!(err["extensions"]["field"], "category");
+}
+
+#[tokio::test]
+async fn recurring_expenses_are_created_once_each_also_after_downtime_and_with_two_instances() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 1, 10, 12, 0, 0).unwrap())).await;
+    // A second instance of the service over the same database.
+    let second = expenses::start(&s.settings, s.db.db.clone()).await.unwrap();
+    let (_, token) = s.user();
+    let e = s
+        .create(
+            &token,
+            json!({ "amount": "9.99", "category": "subscriptions", "description": "Music",
+                    "date": "2023-11-15", "recurrence": { "frequency": "MONTHLY", "endDate": "2024-03-31" } }),
+        )
+        .await;
+    assert_eq!(
+        e["recurrence"],
+        json!({ "frequency": "MONTHLY", "endDate": "2024-03-31" })
+    );
+    let count = || async {
+        s.list(
+            &token,
+            json!({ "filter": { "search": "music" }, "first": 100 }),
+        )
+        .await["totalCount"]
+            .as_i64()
+            .unwrap()
+    };
+    // Nov 15 (the expense) and the missed Dec 15; Jan 15 is not due yet.
+    assert!(wait_until(Duration::from_secs(5), || async { count().await == 2 }).await);
+    // Time passes (as after a downtime): Jan, Feb and Mar 15 are due, nothing after the end.
+    s.clock
+        .set(Utc.with_ymd_and_hms(2024, 6, 1, 12, 0, 0).unwrap());
+    assert!(wait_until(Duration::from_secs(5), || async { count().await == 5 }).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count().await, 5);
+    let dates: Vec<String> = s
+        .list(&token, json!({ "filter": { "search": "music" } }))
+        .await["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["date"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        dates,
+        [
+            "2024-03-15",
+            "2024-02-15",
+            "2024-01-15",
+            "2023-12-15",
+            "2023-11-15"
+        ]
+    );
+    drop(second);
+}
+
+#[tokio::test]
+async fn a_changed_schedule_continues_after_today_and_a_removed_one_stops() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 1, 10, 12, 0, 0).unwrap())).await;
+    let (_, token) = s.user();
+    let e = s
+        .create(
+            &token,
+            json!({ "amount": "2", "description": "Daily coffee", "date": "2024-01-08",
+                    "recurrence": { "frequency": "DAILY" } }),
+        )
+        .await;
+    let count = || async {
+        s.list(
+            &token,
+            json!({ "filter": { "search": "daily coffee" }, "first": 100 }),
+        )
+        .await["totalCount"]
+            .as_i64()
+            .unwrap()
+    };
+    assert!(wait_until(Duration::from_secs(5), || async { count().await == 3 }).await);
+    let update = r#"mutation($id: ID!, $r: RecurrenceInput) {
+        updateExpense(id: $id, input: { recurrence: $r }) { id recurrence { frequency } } }"#;
+    let u = s
+        .gql
+        .ok(
+            update,
+            json!({ "id": e["id"], "r": { "frequency": "WEEKLY" } }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(u["updateExpense"]["recurrence"]["frequency"], "WEEKLY");
+    // Weekly from Monday 2024-01-08: the next one is 2024-01-15, nothing is backfilled.
+    s.clock
+        .set(Utc.with_ymd_and_hms(2024, 1, 16, 12, 0, 0).unwrap());
+    assert!(wait_until(Duration::from_secs(5), || async { count().await == 4 }).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count().await, 4);
+    s.gql
+        .ok(update, json!({ "id": e["id"], "r": null }), Some(&token))
+        .await;
+    s.clock
+        .set(Utc.with_ymd_and_hms(2024, 2, 20, 12, 0, 0).unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(count().await, 4);
+}
+
+#[tokio::test]
+async fn two_instances_deliver_each_event_once_and_in_order() {
+    let s = start().await;
+    let second = expenses::start(&s.settings, s.db.db.clone()).await.unwrap();
+    let second_server = kit::testing::TestServer::start(second.router.clone()).await;
+    let gqls = [
+        s.gql.clone(),
+        kit::testing::Gql::new(second_server.url("/graphql")),
+    ];
+    let (_, token) = s.user();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let e = gqls[i % 2]
+            .ok(
+                support::CREATE,
+                json!({ "input": { "amount": "1", "description": format!("n{i}") } }),
+                Some(&token),
+            )
+            .await;
+        ids.push(e["createExpense"]["id"].as_str().unwrap().to_string());
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            s.sink.events().len() >= 30
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got: Vec<String> = s
+        .sink
+        .events()
+        .iter()
+        .map(|e| e.data["expenseId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, ids);
+    second_server.stop().await;
+}
+
+#[tokio::test]
+async fn events_left_by_a_stopped_instance_are_delivered_by_the_next_one() {
+    let mut s = start().await;
+    let (_, token) = s.user();
+    s.sink.refuse(true);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let e = s
+            .create(
+                &token,
+                json!({ "amount": "1", "description": format!("e{i}") }),
+            )
+            .await;
+        ids.push(e["id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The instance goes away (its dispatcher with it) before anything was delivered.
+    let old = std::mem::replace(
+        &mut s.service,
+        expenses::start(&s.settings, s.db.db.clone()).await.unwrap(),
+    );
+    drop(old);
+    s.sink.refuse(false);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            s.sink.events().len() >= 3
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got: Vec<String> = s
+        .sink
+        .events()
+        .iter()
+        .map(|e| e.data["expenseId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, ids);
+}

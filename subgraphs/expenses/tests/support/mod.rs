@@ -1,0 +1,126 @@
+//! Starting the expenses subgraph for tests: a real server on port 0 over a unique
+//! database, with a stand-in users subgraph (profiles) and a stand-in event consumer.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kit::clock::Clock;
+use kit::events::{Consumer, DispatchSettings};
+use kit::testing::{EventSink, FakeUsers, Gql, TestDb, TestServer, test_config, test_user};
+use serde_json::{Value, json};
+
+pub struct Stack {
+    pub gql: Gql,
+    pub server: TestServer,
+    pub service: expenses::Service,
+    pub db: TestDb,
+    pub users: FakeUsers,
+    pub users_server: TestServer,
+    pub sink: EventSink,
+    pub sink_server: TestServer,
+    pub clock: Clock,
+    pub settings: expenses::Settings,
+}
+
+pub fn settings(
+    config: kit::config::ServiceConfig,
+    users_url: String,
+    consumers: Vec<Consumer>,
+    clock: Clock,
+) -> expenses::Settings {
+    let mut s = expenses::Settings::from_vars(&[("EVENT_CONSUMERS", "")], config).unwrap();
+    s.users.url = users_url;
+    s.users.ttl = Duration::from_millis(200);
+    s.consumers = consumers;
+    s.dispatch = DispatchSettings::fast();
+    s.recurrence_interval = Duration::from_millis(100);
+    s.clock = clock;
+    s
+}
+
+pub async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
+    let config = test_config(expenses::SERVICE);
+    let db = TestDb::new(&config).await;
+    let (users, users_server) = FakeUsers::start().await;
+    let (sink, sink_server) = EventSink::start("test-service-token").await;
+    let clock = now.map(Clock::fixed).unwrap_or_else(Clock::system);
+    let settings = settings(
+        config,
+        users_server.url("/graphql"),
+        vec![Consumer {
+            name: "budgets".into(),
+            url: sink_server.url(""),
+        }],
+        clock.clone(),
+    );
+    let service = expenses::start(&settings, db.db.clone()).await.unwrap();
+    let server = TestServer::start(service.router.clone()).await;
+    let gql = Gql::new(server.url("/graphql"));
+    Stack {
+        gql,
+        server,
+        service,
+        db,
+        users,
+        users_server,
+        sink,
+        sink_server,
+        clock,
+        settings,
+    }
+}
+
+pub async fn start() -> Stack {
+    start_at(None).await
+}
+
+pub const CREATE: &str = r#"mutation($input: CreateExpenseInput!, $key: String) {
+  createExpense(input: $input, idempotencyKey: $key) {
+    id type amount currency category description date paymentMethod tags
+    recurrence { frequency endDate } createdAt updatedAt user { id }
+  }
+}"#;
+
+pub const LIST: &str = r#"query($filter: ExpenseFilter, $first: Int, $after: String) {
+  expenses(filter: $filter, first: $first, after: $after) {
+    edges { cursor node { id amount category date description } }
+    pageInfo { hasNextPage endCursor }
+    totalCount
+  }
+}"#;
+
+impl Stack {
+    pub fn user(&self) -> (String, String) {
+        test_user()
+    }
+
+    pub async fn create(&self, token: &str, input: Value) -> Value {
+        self.gql
+            .ok(CREATE, json!({ "input": input }), Some(token))
+            .await["createExpense"]
+            .clone()
+    }
+
+    pub async fn create_error(&self, token: &str, input: Value) -> Value {
+        let body = self
+            .gql
+            .request(CREATE, json!({ "input": input }), Some(token))
+            .await;
+        body["errors"][0].clone()
+    }
+
+    pub async fn list(&self, token: &str, vars: Value) -> Value {
+        self.gql.ok(LIST, vars, Some(token)).await["expenses"].clone()
+    }
+
+    pub async fn stored_count(&self) -> u64 {
+        self.db
+            .db
+            .collection::<mongodb::bson::Document>("expenses")
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .unwrap()
+    }
+}

@@ -1,0 +1,124 @@
+//! What other subgraphs need to know about a user that the access token does not carry:
+//! the home currency and the IANA timezone. They are read from the users subgraph's
+//! `me` query with the caller's own access token (so a service can only learn about the
+//! caller), and cached per user for a short time (`USER_PROFILE_TTL_SECS`, default 60):
+//! a profile change shows up in the other services within that time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono_tz::Tz;
+use serde_json::json;
+
+use crate::config::{ConfigError, Vars, var_or};
+use crate::error::AppError;
+use crate::money::Currency;
+
+/// The access token of the current request, put into the GraphQL context next to the
+/// verified `Caller` so a resolver can call another subgraph on the caller's behalf.
+#[derive(Clone)]
+pub struct AccessToken(pub String);
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserProfile {
+    pub currency: Currency,
+    pub timezone: Tz,
+}
+
+/// Where the users subgraph is and how long its answers are kept.
+#[derive(Debug, Clone)]
+pub struct UsersSettings {
+    /// `USERS_URL`: the users subgraph's GraphQL endpoint
+    /// (default `http://127.0.0.1:3001/graphql`).
+    pub url: String,
+    /// `USER_PROFILE_TTL_SECS` (default 60).
+    pub ttl: Duration,
+}
+
+impl UsersSettings {
+    pub const VARS: &'static [&'static str] = &["USERS_URL", "USER_PROFILE_TTL_SECS"];
+
+    pub fn from_vars(vars: &(impl Vars + ?Sized)) -> Result<Self, ConfigError> {
+        Ok(UsersSettings {
+            url: var_or(
+                vars,
+                "USERS_URL",
+                "http://127.0.0.1:3001/graphql".to_string(),
+            )?,
+            ttl: Duration::from_secs(var_or(vars, "USER_PROFILE_TTL_SECS", 60u64)?),
+        })
+    }
+}
+
+pub struct UserDirectory {
+    settings: UsersSettings,
+    http: reqwest::Client,
+    cache: Mutex<HashMap<String, (Instant, UserProfile)>>,
+}
+
+impl UserDirectory {
+    pub fn new(settings: UsersSettings) -> UserDirectory {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        UserDirectory {
+            settings,
+            http,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The caller's profile; `token` is the caller's own access token.
+    pub async fn profile(&self, user_id: &str, token: &str) -> Result<UserProfile, AppError> {
+        if let Some(p) = self.cached(user_id) {
+            return Ok(p);
+        }
+        let body: serde_json::Value = self
+            .http
+            .post(&self.settings.url)
+            .bearer_auth(token)
+            .json(&json!({ "query": "{ me { id currency timezone } }" }))
+            .send()
+            .await
+            .map_err(|e| AppError::internal(anyhow::anyhow!("users subgraph unreachable: {e}")))?
+            .json()
+            .await
+            .map_err(|e| AppError::internal(anyhow::anyhow!("users subgraph answer: {e}")))?;
+        let me = &body["data"]["me"];
+        if me["id"].as_str() != Some(user_id) {
+            // The token was accepted here but the users subgraph does not know the user
+            // (deleted account) or refused the token: treat as unauthenticated.
+            return Err(AppError::Unauthenticated("unknown user".into()));
+        }
+        let currency = me["currency"]
+            .as_str()
+            .and_then(|c| Currency::parse(c).ok())
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("users subgraph: bad currency")))?;
+        let timezone = me["timezone"]
+            .as_str()
+            .and_then(|t| t.parse::<Tz>().ok())
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("users subgraph: bad timezone")))?;
+        let profile = UserProfile { currency, timezone };
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user_id.to_string(), (Instant::now(), profile));
+        Ok(profile)
+    }
+
+    fn cached(&self, user_id: &str) -> Option<UserProfile> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(user_id)
+            .filter(|(at, _)| at.elapsed() < self.settings.ttl)
+            .map(|(_, p)| *p)
+    }
+}
