@@ -395,11 +395,13 @@ impl Dispatcher {
         let r = self
             .leases()
             .update_one(
-                doc! {
-                    "_id": key,
-                    "retryAt": { "$lte": now },
-                    "$or": [ { "leaseUntil": { "$lt": now } }, { "owner": &self.inner.owner } ],
-                },
+                // An explicit `$and`: the local server evaluates a field beside `$or`
+                // wrongly in some cases; this form means the same on MongoDB.
+                doc! { "$and": [
+                    { "_id": key },
+                    { "retryAt": { "$lte": now } },
+                    { "$or": [ { "leaseUntil": { "$lt": now } }, { "owner": &self.inner.owner } ] },
+                ] },
                 doc! {
                     "$set": { "owner": &self.inner.owner, "leaseUntil": until },
                     "$setOnInsert": { "retryAt": 0_i64, "attempts": 0_i64 },
