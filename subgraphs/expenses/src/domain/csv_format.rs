@@ -256,13 +256,32 @@ pub fn read(text: &str) -> Result<Vec<RawRow>, Vec<RowError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
+    // Line numbers from byte offsets (a quoted cell may span lines).
+    let mut counted_to = 0usize;
+    let mut lines_before = 0u64;
+    let mut line_at = |byte: u64| -> u64 {
+        // A record's position can be the line end just before it.
+        let mut byte = usize::try_from(byte).unwrap_or(usize::MAX).min(text.len());
+        while byte < text.len() && matches!(text.as_bytes()[byte], b'\r' | b'\n') {
+            byte += 1;
+        }
+        if byte >= counted_to {
+            let newlines = text.as_bytes()[counted_to..byte]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
+            lines_before += u64::try_from(newlines).unwrap_or(0);
+            counted_to = byte;
+        }
+        lines_before + 1
+    };
     let mut rows = Vec::new();
     for (n, record) in reader.records().enumerate() {
         let row = n + 1;
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map(|p| line_at(p.byte())).unwrap_or(0);
                 return Err(vec![RowError {
                     row: Some(row),
                     line,
@@ -276,7 +295,7 @@ pub fn read(text: &str) -> Result<Vec<RawRow>, Vec<RowError>> {
                 "more than {MAX_IMPORT_ROWS} rows; split the file"
             ))]);
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let line = record.position().map(|p| line_at(p.byte())).unwrap_or(0);
         // A blank line (one empty field) is skipped.
         if record.len() == 1 && record.get(0).is_some_and(|c| c.trim().is_empty()) {
             continue;
@@ -544,5 +563,15 @@ mod tests {
         let errors = read("id,amount,colour\r\n1,2,red\r\n").unwrap_err();
         let columns: Vec<&str> = errors.iter().map(|e| e.column.as_str()).collect();
         assert_eq!(columns, vec!["colour", "date", "description"]);
+    }
+
+    #[test]
+    fn rows_know_the_line_they_start_on() {
+        let rows = read(
+            "id,date,amount,description\r\na,2024-01-01,1,\"two\nlines\"\r\nb,2024-01-01,1,x\r\n",
+        )
+        .unwrap();
+        let lines: Vec<(usize, u64)> = rows.iter().map(|r| (r.row, r.line)).collect();
+        assert_eq!(lines, vec![(1, 2), (2, 4)]);
     }
 }
