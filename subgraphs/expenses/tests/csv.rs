@@ -377,3 +377,24 @@ async fn ten_thousand_rows_import_in_one_request_and_again_create_nothing() {
     assert_eq!(n, 10_000);
     assert_eq!(rows(&exported).len(), 10_001);
 }
+
+#[tokio::test]
+async fn csv_text_above_five_mib_is_refused_without_a_server_error() {
+    let s = stack().await;
+    let (_, bob) = s.user();
+    let mut csv = String::from("id,date,amount,description\r\n");
+    let line = format!("r,2024-06-01,1,{}\r\n", "x".repeat(400));
+    while csv.len() <= 5 * 1024 * 1024 {
+        csv.push_str(&line);
+    }
+    let ext = import_error(&s, &bob, &csv).await;
+    assert_eq!(ext["errors"][0]["column"], "csv");
+    assert!(
+        ext["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("5 MiB"),
+        "{ext}"
+    );
+    assert_eq!(s.stored_count().await, 0);
+}
