@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 
 pub const SERVICE: &str = "expenses";
 pub const DEFAULT_PORT: u16 = 3002;
+/// `MAX_BODY_BYTES` default of this service (16 MiB): room for a CSV import of
+/// `domain::csv_format::MAX_IMPORT_BYTES` (5 MiB) encoded in a JSON request.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Where expense events go unless `EVENT_CONSUMERS` says otherwise.
 pub const DEFAULT_CONSUMERS: &str = "budgets=http://127.0.0.1:3003,analytics=http://127.0.0.1:3004";
 
@@ -42,6 +45,13 @@ impl Settings {
         vars: &(impl Vars + ?Sized),
         service: ServiceConfig,
     ) -> Result<Settings, ConfigError> {
+        let mut service = service;
+        // An import request carries up to 5 MiB of CSV inside a JSON string (quotes and
+        // line ends escaped), so this service's default body limit is larger than the
+        // kit's 1 MiB; `MAX_BODY_BYTES` still overrides it.
+        if vars.get("MAX_BODY_BYTES").is_none() {
+            service.max_body_bytes = DEFAULT_MAX_BODY_BYTES;
+        }
         Ok(Settings {
             service,
             users: UsersSettings::from_vars(vars)?,

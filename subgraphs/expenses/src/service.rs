@@ -10,7 +10,7 @@ use kit::users::UserProfile;
 use mongodb::bson;
 use serde_json::{Value, json};
 
-use crate::domain::{self, Frequency, Recurrence, TxType};
+use crate::domain::{self, Frequency, Recurrence, TxType, csv_format};
 use crate::store::{CategoryDoc, ExpenseDoc, RecurrenceDoc, Store};
 
 /// How often a write retries after losing an optimistic-concurrency race.
@@ -510,4 +510,233 @@ fn replay(existing: ExpenseDoc, hash: &str) -> Result<ExpenseDoc, AppError> {
         ));
     }
     Ok(existing)
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Data rows in the file.
+    pub rows: usize,
+    /// Expenses created by this request.
+    pub created: usize,
+    /// Rows left alone: imported before (same row id, same content), or the id of one
+    /// of the caller's own expenses (importing your own export creates nothing).
+    pub already_present: usize,
+}
+
+/// The idempotency key of an imported row.
+fn import_key(row_id: &str) -> String {
+    format!("import:{row_id}")
+}
+
+/// SHA-256 of a checked row, to tell a re-import from a reuse of its row id.
+fn row_hash(r: &csv_format::ImportRow) -> String {
+    let canonical = json!({
+        "type": r.kind.as_str(),
+        "amountMinor": r.amount.amount_minor(),
+        "currency": r.amount.currency().code(),
+        "category": domain::category_key(&r.category),
+        "description": r.description,
+        "date": r.date.to_string(),
+        "paymentMethod": r.payment_method,
+        "tags": r.tags,
+    });
+    kit::auth::sha256_hex(&canonical.to_string())
+}
+
+impl Expenses {
+    /// The caller's expenses from `from` to `to` (inclusive, either open) as CSV in
+    /// the format of [`csv_format`], ordered by date then id. Returns the text and the
+    /// number of rows.
+    #[tracing::instrument(skip(self), fields(user = %user_id))]
+    pub async fn export_csv(
+        &self,
+        user_id: &str,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<(String, usize), AppError> {
+        if let (Some(a), Some(b)) = (from, to)
+            && a > b
+        {
+            return Err(AppError::validation("to", "`to` is before `from`"));
+        }
+        let until_day = to
+            .map(|d| {
+                d.checked_add_days(chrono::Days::new(1))
+                    .map(domain::day_key)
+                    .ok_or_else(|| AppError::validation("to", "date out of range"))
+            })
+            .transpose()?;
+        let filter = crate::store::ListFilter {
+            from_day: from.map(domain::day_key),
+            until_day,
+            ..Default::default()
+        };
+        let max = csv_format::MAX_EXPORT_ROWS;
+        let docs = self
+            .store
+            .export(user_id, &filter, i64::try_from(max + 1).unwrap_or(i64::MAX))
+            .await?;
+        if docs.len() > max {
+            return Err(AppError::validation(
+                "from",
+                format!("more than {max} expenses in the range; export a shorter range"),
+            ));
+        }
+        let mut rows = Vec::with_capacity(docs.len());
+        for d in docs {
+            let currency = Currency::parse(&d.currency).map_err(AppError::internal)?;
+            rows.push(csv_format::CsvExpense {
+                date: parse_date(&d.date)?,
+                kind: TxType::parse(&d.kind).unwrap_or(TxType::Expense),
+                amount: Money::from_minor(d.amount_minor, currency).map_err(AppError::internal)?,
+                id: d.id,
+                category: d.category,
+                description: d.description,
+                payment_method: d.payment_method,
+                tags: d.tags,
+            });
+        }
+        let n = rows.len();
+        Ok((csv_format::write(&rows)?, n))
+    }
+
+    /// Imports CSV text in the format of [`csv_format`]. Every row is checked first,
+    /// with createExpense's rules; if any row is bad nothing is written and the inner
+    /// `Err` lists every bad row and column.
+    ///
+    /// Idempotent by the `id` column: a row is stored under the idempotency key
+    /// `import:<id>` (unique per user), so the same file imported twice creates its
+    /// expenses once, and another user's export creates the caller's own expenses with
+    /// new ids. Rows are written with one unordered `insert_many`, each document with
+    /// its `expense.created` event in its outbox exactly as createExpense writes it.
+    /// That bulk write is not atomic: if it stops halfway (a crash, a lost connection),
+    /// the documents written are complete ones with their events, and re-running the
+    /// same import writes only the missing rows, because the written ones are found by
+    /// their keys (and the unique index refuses any that a concurrent run writes).
+    #[tracing::instrument(skip(self, profile, text), fields(user = %user_id, bytes = text.len()))]
+    pub async fn import_csv(
+        &self,
+        user_id: &str,
+        profile: UserProfile,
+        text: &str,
+    ) -> Result<Result<ImportReport, Vec<csv_format::RowError>>, AppError> {
+        let raw = match csv_format::read(text) {
+            Ok(r) => r,
+            Err(errors) => return Ok(Err(errors)),
+        };
+        let custom = self.store.custom_categories(user_id).await?;
+        let custom_of = |kind: TxType| -> Vec<String> {
+            custom
+                .iter()
+                .filter(|c| c.kind == kind.as_str())
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        let today = self.clock.today_in(profile.timezone);
+        let mut errors = Vec::new();
+        let mut rows = Vec::with_capacity(raw.len());
+        let mut seen: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::with_capacity(raw.len());
+        for r in &raw {
+            match csv_format::check(r, profile.currency, today, &custom_of) {
+                Ok(row) => {
+                    if let Some(first) = seen.get(&row.row_id) {
+                        errors.push(csv_format::RowError {
+                            row: Some(r.row),
+                            line: r.line,
+                            column: "id".into(),
+                            message: format!("row id {:?} is also on row {first}", row.row_id),
+                        });
+                    } else {
+                        seen.insert(row.row_id.clone(), r.row);
+                        rows.push(row);
+                    }
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if !errors.is_empty() {
+            return Ok(Err(errors));
+        }
+        let hashes: Vec<String> = rows.iter().map(row_hash).collect();
+        let keys: Vec<String> = rows.iter().map(|r| import_key(&r.row_id)).collect();
+        let taken = self.store.existing_idem_keys(user_id, &keys).await?;
+        let row_ids: Vec<String> = rows.iter().map(|r| r.row_id.clone()).collect();
+        let own = self.store.existing_ids(user_id, &row_ids).await?;
+        let now = self.clock.now();
+        let consumers = self.consumers();
+        let mut docs = Vec::with_capacity(rows.len());
+        let mut already_present = 0;
+        for ((row, hash), key) in rows.iter().zip(&hashes).zip(keys) {
+            if own.contains(&row.row_id) {
+                already_present += 1;
+                continue;
+            }
+            match taken.get(&key) {
+                Some(existing) if existing.as_deref() == Some(hash.as_str()) => {
+                    already_present += 1;
+                    continue;
+                }
+                Some(_) => {
+                    errors.push(csv_format::RowError {
+                        row: Some(row.row),
+                        line: raw
+                            .iter()
+                            .find(|r| r.row == row.row)
+                            .map(|r| r.line)
+                            .unwrap_or(0),
+                        column: "id".into(),
+                        message: format!(
+                            "row id {:?} was already imported with different content",
+                            row.row_id
+                        ),
+                    });
+                    continue;
+                }
+                None => {}
+            }
+            let id = kit::ids::new_id();
+            let mut doc = ExpenseDoc {
+                id: id.clone(),
+                user_id: user_id.to_string(),
+                kind: row.kind.as_str().to_string(),
+                amount_minor: row.amount.amount_minor(),
+                currency: row.amount.currency().code().to_string(),
+                category_key: domain::category_key(&row.category),
+                category: row.category.clone(),
+                description: row.description.clone(),
+                date: row.date.to_string(),
+                sort_key: domain::sort_key(row.date, &id),
+                payment_method: row.payment_method.clone(),
+                tags: row.tags.clone(),
+                recurrence: None,
+                recurring_from: None,
+                idem_key: key,
+                idem_hash: Some(hash.clone()),
+                version: 1,
+                deleted: false,
+                created_at: bson::DateTime::from_chrono(now),
+                updated_at: bson::DateTime::from_chrono(now),
+                events: Outbox::default(),
+            };
+            doc.events = Outbox::with(
+                expense_event("expense.created", None, &doc, now),
+                &consumers,
+            );
+            docs.push(doc);
+        }
+        if !errors.is_empty() {
+            return Ok(Err(errors));
+        }
+        let created = self.store.insert_new(&docs).await?;
+        if created > 0 {
+            self.dispatcher.wake();
+        }
+        Ok(Ok(ImportReport {
+            rows: rows.len(),
+            created,
+            already_present: already_present + (docs.len() - created),
+        }))
+    }
 }

@@ -1,6 +1,8 @@
 //! The rules of expenses: categories, payment methods, amounts, dates, tags and
 //! recurrence. No GraphQL and no BSON here.
 
+pub mod csv_format;
+
 use chrono::{Days, Months, NaiveDate};
 use kit::AppError;
 use kit::money::{Currency, Decimal, Money};

@@ -1,8 +1,8 @@
 //! The expenses subgraph's GraphQL types and resolvers.
 
 use async_graphql::{
-    ComplexObject, Context, EmptySubscription, Enum, ID, InputObject, MaybeUndefined, Object,
-    Result, Schema, SimpleObject,
+    ComplexObject, Context, EmptySubscription, Enum, ErrorExtensions, ID, InputObject,
+    MaybeUndefined, Object, Result, Schema, SimpleObject,
 };
 use base64::Engine;
 use chrono::{DateTime, Days, Utc};
@@ -12,7 +12,7 @@ use kit::money::{Currency, Money};
 use kit::scalars::{Date, Decimal};
 use kit::users::{AccessToken, UserDirectory, UserProfile};
 
-use crate::domain::{self, Frequency, MAX_PAGE, TxType};
+use crate::domain::{self, Frequency, MAX_PAGE, TxType, csv_format};
 use crate::service::{ExpenseChange, Expenses, NewExpense};
 use crate::store::{ExpenseDoc, ListFilter, totals};
 
@@ -513,6 +513,27 @@ impl Query {
         })
     }
 
+    /// The caller's expenses from `from` to `to` (both inclusive, either open) as CSV,
+    /// ordered by date then id. Columns: `id,date,type,amount,currency,category,
+    /// description,paymentMethod,tags` (tags `;`-joined); RFC 4180 with CRLF line ends;
+    /// text cells that a spreadsheet would read as a formula start with `'`. The same
+    /// format is accepted by `importExpensesCsv`.
+    async fn export_expenses_csv(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<Date>,
+        to: Option<Date>,
+    ) -> Result<ExpensesCsv> {
+        let user = caller_id(ctx)?;
+        let (csv, rows) = service(ctx)?
+            .export_csv(&user, from.map(|d| d.0), to.map(|d| d.0))
+            .await?;
+        Ok(ExpensesCsv {
+            csv,
+            row_count: i32::try_from(rows).unwrap_or(i32::MAX),
+        })
+    }
+
     /// Built-in categories of both types, then the caller's own.
     async fn categories(&self, ctx: &Context<'_>) -> Result<Vec<Category>> {
         let user = caller_id(ctx)?;
@@ -651,6 +672,24 @@ impl Mutation {
         Ok(true)
     }
 
+    /// Imports expenses from CSV in the format of `exportExpensesCsv` (header row
+    /// required, columns by name; `id`, `date`, `amount`, `description` required). At
+    /// most 10,000 rows and 5 MiB. Every row is checked first with createExpense's
+    /// rules; if any is bad nothing is imported and the VALIDATION_FAILED error lists
+    /// them in `extensions.errors` (`row`, `line`, `column`, `message`). Idempotent by
+    /// the `id` column: importing the same file again creates nothing new.
+    async fn import_expenses_csv(&self, ctx: &Context<'_>, csv: String) -> Result<ImportReport> {
+        let (user, profile) = caller_profile(ctx).await?;
+        match service(ctx)?.import_csv(&user, profile, &csv).await? {
+            Ok(r) => Ok(ImportReport {
+                rows: count(r.rows),
+                created: count(r.created),
+                already_present: count(r.already_present),
+            }),
+            Err(errors) => Err(import_error(&errors)),
+        }
+    }
+
     /// Adds a category of the caller's own.
     async fn create_category(
         &self,
@@ -668,4 +707,76 @@ impl Mutation {
             custom: true,
         })
     }
+}
+
+/// CSV text of the caller's expenses.
+#[derive(SimpleObject)]
+pub struct ExpensesCsv {
+    /// RFC 4180 text with a header row.
+    csv: String,
+    /// Data rows (the header not counted).
+    row_count: i32,
+}
+
+/// What `importExpensesCsv` did.
+#[derive(SimpleObject)]
+pub struct ImportReport {
+    /// Data rows in the file.
+    rows: i32,
+    /// Expenses created now.
+    created: i32,
+    /// Rows that were already imported (same `id`, same content) or are the caller's
+    /// own expenses; nothing is written for them.
+    already_present: i32,
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Most row errors listed in one error (`errorCount` has them all).
+const MAX_LISTED_ERRORS: usize = 200;
+
+/// VALIDATION_FAILED on field `csv`, with each bad row and column in `extensions.errors`.
+fn import_error(errors: &[csv_format::RowError]) -> async_graphql::Error {
+    let rows: std::collections::BTreeSet<Option<usize>> = errors.iter().map(|e| e.row).collect();
+    let message = match errors.first() {
+        Some(e) if e.row.is_none() => format!("{}; nothing was imported", e.message),
+        _ => format!(
+            "{} row(s) of the CSV have errors; nothing was imported",
+            rows.len()
+        ),
+    };
+    let listed: Vec<async_graphql::Value> = errors
+        .iter()
+        .take(MAX_LISTED_ERRORS)
+        .map(|e| {
+            let mut m = async_graphql::indexmap::IndexMap::new();
+            m.insert(
+                async_graphql::Name::new("row"),
+                e.row
+                    .map(|r| async_graphql::Value::from(count(r)))
+                    .unwrap_or(async_graphql::Value::Null),
+            );
+            m.insert(
+                async_graphql::Name::new("line"),
+                async_graphql::Value::from(i64::try_from(e.line).unwrap_or(i64::MAX)),
+            );
+            m.insert(
+                async_graphql::Name::new("column"),
+                async_graphql::Value::from(e.column.as_str()),
+            );
+            m.insert(
+                async_graphql::Name::new("message"),
+                async_graphql::Value::from(e.message.as_str()),
+            );
+            async_graphql::Value::Object(m)
+        })
+        .collect();
+    let total = count(errors.len());
+    let e: async_graphql::Error = AppError::validation("csv", message).into();
+    e.extend_with(move |_, ext| {
+        ext.set("errors", async_graphql::Value::List(listed.clone()));
+        ext.set("errorCount", total);
+    })
 }

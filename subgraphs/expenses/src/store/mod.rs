@@ -5,7 +5,7 @@
 //! that orders by date then id, carries the inclusive date range as a half-open key
 //! range, and doubles as the page cursor.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::TryStreamExt;
 use kit::AppError;
@@ -16,6 +16,8 @@ use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 pub const EXPENSES: &str = "expenses";
+/// How many values one `$in` lookup carries.
+const LOOKUP_CHUNK: usize = 1000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -436,6 +438,92 @@ impl Store {
             )
             .await?;
         Ok(r.modified_count == 1)
+    }
+
+    /// The caller's live expenses in a date range, oldest first (date, then id), at
+    /// most `limit`.
+    pub async fn export(
+        &self,
+        user_id: &str,
+        filter: &ListFilter,
+        limit: i64,
+    ) -> Result<Vec<ExpenseDoc>, AppError> {
+        Ok(self
+            .expenses
+            .find(filter.to_document(user_id, None))
+            .sort(doc! { "sortKey": 1 })
+            .limit(limit)
+            .projection(doc! { "outbox": 0, "outboxPending": 0 })
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Which of these idempotency keys the user already has, each with its input hash.
+    pub async fn existing_idem_keys(
+        &self,
+        user_id: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Option<String>>, AppError> {
+        let docs = self.expenses.clone_with_type::<Document>();
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(LOOKUP_CHUNK) {
+            let mut cursor = docs
+                .find(doc! { "userId": user_id, "idemKey": { "$in": chunk } })
+                .projection(doc! { "_id": 0, "idemKey": 1, "idemHash": 1 })
+                .await?;
+            while let Some(d) = cursor.try_next().await? {
+                if let Ok(k) = d.get_str("idemKey") {
+                    let hash = d.get_str("idemHash").ok().map(str::to_string);
+                    out.insert(k.to_string(), hash);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of these ids are the user's own expenses (deleted ones included).
+    pub async fn existing_ids(
+        &self,
+        user_id: &str,
+        ids: &[String],
+    ) -> Result<HashSet<String>, AppError> {
+        let docs = self.expenses.clone_with_type::<Document>();
+        let mut out = HashSet::new();
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let mut cursor = docs
+                .find(doc! { "_id": { "$in": chunk }, "userId": user_id })
+                .projection(doc! { "_id": 1 })
+                .await?;
+            while let Some(d) = cursor.try_next().await? {
+                if let Ok(id) = d.get_str("_id") {
+                    out.insert(id.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inserts new documents in bulk, unordered: a document whose idempotency key is
+    /// already taken (a concurrent import of the same rows) is skipped, the others are
+    /// written. Returns how many were inserted.
+    pub async fn insert_new(&self, docs: &[ExpenseDoc]) -> Result<usize, AppError> {
+        if docs.is_empty() {
+            return Ok(0);
+        }
+        match self.expenses.insert_many(docs).ordered(false).await {
+            Ok(r) => Ok(r.inserted_ids.len()),
+            Err(e) => {
+                if let mongodb::error::ErrorKind::InsertMany(im) = e.kind.as_ref()
+                    && let Some(errs) = &im.write_errors
+                    && im.write_concern_error.is_none()
+                    && errs.iter().all(|w| w.code == 11000)
+                {
+                    return Ok(docs.len().saturating_sub(errs.len()));
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Bulk insert for seeding (the benchmark).
