@@ -49,6 +49,41 @@ impl<const N: usize> Vars for [(&str, &str); N] {
     }
 }
 
+impl Vars for std::collections::BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        std::collections::BTreeMap::get(self, name).cloned()
+    }
+}
+
+/// Wraps a source and remembers every name asked for: what a service really reads.
+pub struct Recording<'a, V: Vars + ?Sized> {
+    inner: &'a V,
+    seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl<'a, V: Vars + ?Sized> Recording<'a, V> {
+    pub fn new(inner: &'a V) -> Self {
+        Recording {
+            inner,
+            seen: Default::default(),
+        }
+    }
+
+    /// The names read so far.
+    pub fn names(&self) -> std::collections::BTreeSet<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl<V: Vars + ?Sized> Vars for Recording<'_, V> {
+    fn get(&self, name: &str) -> Option<String> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(name.to_string());
+        }
+        self.inner.get(name)
+    }
+}
+
 /// Reads `name` and parses it, or returns `default` when unset.
 pub fn var_or<T>(vars: &(impl Vars + ?Sized), name: &str, default: T) -> Result<T, ConfigError>
 where

@@ -349,3 +349,103 @@ pub fn test_user() -> (String, String) {
         .expect("sign a test token");
     (id, token)
 }
+
+/// What `docker-compose.yml` gives one service.
+#[derive(Debug, Default)]
+pub struct ComposeService {
+    /// The `environment` map; `${...}` interpolations are replaced by a stand-in value.
+    pub environment: std::collections::BTreeMap<String, String>,
+    /// Container ports of `ports` (`"host:container"`).
+    pub container_ports: Vec<u16>,
+    /// Ports named by `http://...:PORT/` URLs in the health check.
+    pub health_ports: Vec<u16>,
+}
+
+/// A value standing in for `${VAR:?...}` interpolations: long enough for any secret.
+const COMPOSE_STAND_IN: &str = "compose-interpolated-value-0123456789abcdef";
+
+/// Reads one service of the workspace's `docker-compose.yml`.
+pub fn compose_service(name: &str) -> ComposeService {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let path = workspace_root().join("docker-compose.yml");
+    let text = std::fs::read_to_string(&path).expect("docker-compose.yml is readable");
+    let docs = YamlLoader::load_from_str(&text).expect("docker-compose.yml is valid YAML");
+    let service = &docs[0]["services"][name];
+    assert!(
+        !service.is_badvalue(),
+        "docker-compose.yml has no service {name:?}"
+    );
+    let scalar = |y: &Yaml| match y {
+        Yaml::String(s) => s.clone(),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Boolean(b) => b.to_string(),
+        other => panic!("unexpected YAML value {other:?}"),
+    };
+    let mut out = ComposeService::default();
+    if let Some(env) = service["environment"].as_hash() {
+        for (k, v) in env {
+            let value = scalar(v);
+            let value = if value.starts_with("${") {
+                COMPOSE_STAND_IN.to_string()
+            } else {
+                value
+            };
+            out.environment.insert(scalar(k), value);
+        }
+    }
+    for port in service["ports"].as_vec().into_iter().flatten() {
+        let text = scalar(port);
+        let container = text.rsplit(':').next().unwrap_or(&text);
+        out.container_ports
+            .push(container.parse().expect("a numeric container port"));
+    }
+    for part in service["healthcheck"]["test"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+    {
+        let text = scalar(part);
+        if let Some(rest) = text.strip_prefix("http://") {
+            let authority = rest.split('/').next().unwrap_or("");
+            if let Some((_, port)) = authority.rsplit_once(':') {
+                out.health_ports
+                    .push(port.parse().expect("a numeric health-check port"));
+            }
+        }
+    }
+    out
+}
+
+/// Checks a service of `docker-compose.yml` against the configuration code: `read`
+/// builds the service's whole configuration from the given variables and returns the
+/// port it would listen on. Every variable the file sets must be one `read` asked for,
+/// and the published and health-checked ports must be that port.
+pub fn assert_compose_matches(
+    name: &str,
+    read: impl FnOnce(&dyn crate::config::Vars) -> Result<u16, crate::config::ConfigError>,
+) {
+    let compose = compose_service(name);
+    let recording = crate::config::Recording::new(&compose.environment);
+    let port = read(&recording)
+        .unwrap_or_else(|e| panic!("{name}: the compose configuration is refused: {e}"));
+    let read_names = recording.names();
+    let unknown: Vec<&String> = compose
+        .environment
+        .keys()
+        .filter(|k| !read_names.contains(*k))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "{name}: docker-compose.yml sets variables the service never reads: {unknown:?}"
+    );
+    assert!(
+        !compose.container_ports.is_empty() && compose.container_ports.iter().all(|p| *p == port),
+        "{name}: published ports {:?} differ from the listen port {port}",
+        compose.container_ports
+    );
+    assert!(
+        compose.health_ports.iter().all(|p| *p == port),
+        "{name}: health check ports {:?} differ from the listen port {port}",
+        compose.health_ports
+    );
+}
