@@ -1,42 +1,87 @@
-//! The analytics subgraph. For now it serves its federation SDL, `/health` and `/ready`;
-//! its domain arrives with the issue that builds it.
+//! The analytics subgraph: read models built from the expenses subgraph's events
+//! (`POST /internal/events`, idempotent by event id), monthly summaries, trends,
+//! category analysis, daily patterns, top expenses (`Expense` entities resolved by the
+//! expenses subgraph) and insights. Every received event is kept in the analytics'
+//! own log; `analytics-rebuild` recomputes all read models by replaying that log.
 
-use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+pub mod domain;
+pub mod graphql;
+pub mod service;
+pub mod store;
+
 use axum::Router;
 use kit::auth::JwtKeys;
-use kit::config::ServiceConfig;
+use kit::clock::Clock;
+use kit::config::{ConfigError, Env, ServiceConfig, Vars};
 use kit::server::Shutdown;
+use kit::users::{UserDirectory, UsersSettings};
 use mongodb::Database;
 use tokio::net::TcpListener;
+
+pub use graphql::AnalyticsSchema;
 
 pub const SERVICE: &str = "analytics";
 pub const DEFAULT_PORT: u16 = 3004;
 
-pub type AnalyticsSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub service: ServiceConfig,
+    pub users: UsersSettings,
+    pub clock: Clock,
+}
 
-pub struct Query;
-
-#[Object]
-impl Query {
-    /// The version of the analytics service.
-    async fn analytics_service_version(&self) -> &'static str {
-        env!("CARGO_PKG_VERSION")
+impl Settings {
+    pub fn from_vars(
+        vars: &(impl Vars + ?Sized),
+        service: ServiceConfig,
+    ) -> Result<Settings, ConfigError> {
+        Ok(Settings {
+            service,
+            users: UsersSettings::from_vars(vars)?,
+            clock: Clock::system(),
+        })
     }
 }
 
-pub fn schema() -> AnalyticsSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
-        .enable_federation()
-        .finish()
+pub struct Service {
+    pub router: Router,
+    pub analytics: service::Analytics,
 }
 
-pub async fn app(config: &ServiceConfig, db: Database) -> anyhow::Result<Router> {
-    Ok(kit::server::subgraph_router(
-        schema(),
+fn parts(settings: &Settings, db: &Database) -> service::Analytics {
+    service::Analytics {
+        store: store::Store::new(db),
+        clock: settings.clock.clone(),
+    }
+}
+
+/// The schema's shape (no data attached): what the committed SDL is made from.
+pub fn schema() -> AnalyticsSchema {
+    graphql::bare_schema()
+}
+
+/// Creates indexes and builds the app: GraphQL plus `POST /internal/events`.
+pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service> {
+    let analytics = parts(settings, &db);
+    analytics.store.ensure_indexes().await?;
+    kit::events::ensure_consumer_indexes(&db).await?;
+    let events = kit::events::consumer_router(
+        service::ExpenseEvents(analytics.clone()),
+        &db,
+        settings.service.service_token.clone(),
+    );
+    let schema = graphql::build_schema(
+        analytics.clone(),
+        UserDirectory::new(settings.users.clone()),
+    );
+    let router = kit::server::subgraph_router(
+        schema,
         db,
-        JwtKeys::hs256(&config.jwt_secret),
-        config.max_body_bytes,
-    ))
+        JwtKeys::hs256(&settings.service.jwt_secret),
+        settings.service.max_body_bytes,
+    )
+    .merge(events);
+    Ok(Service { router, analytics })
 }
 
 /// Connects to MongoDB and serves until `shutdown` completes.
@@ -45,8 +90,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let db = kit::db::connect(&config.mongodb_uri, &config.database).await?;
-    let app = app(&config, db).await?;
-    kit::server::serve(listener, app, shutdown).await?;
+    let settings = Settings::from_vars(&Env, config)?;
+    let db = kit::db::connect(&settings.service.mongodb_uri, &settings.service.database).await?;
+    let service = start(&settings, db).await?;
+    kit::server::serve(listener, service.router, shutdown).await?;
     Ok(())
+}
+
+/// Rebuilds the read models from the event log (the `analytics-rebuild` command).
+pub async fn rebuild(config: ServiceConfig) -> anyhow::Result<u64> {
+    let db = kit::db::connect(&config.mongodb_uri, &config.database).await?;
+    let settings = Settings::from_vars(&Env, config)?;
+    let analytics = parts(&settings, &db);
+    analytics.store.ensure_indexes().await?;
+    Ok(analytics.rebuild().await?)
 }
