@@ -8,12 +8,14 @@ pub mod domain;
 pub mod graphql;
 pub mod service;
 pub mod store;
+pub mod weekly;
 
 use axum::Router;
 use kit::auth::JwtKeys;
 use kit::clock::Clock;
 use kit::config::{ConfigError, Env, ServiceConfig, Vars};
-use kit::server::Shutdown;
+use kit::events::{Consumer, DispatchSettings, Dispatcher};
+use kit::server::{Background, Shutdown};
 use kit::users::{UserDirectory, UsersSettings};
 use mongodb::Database;
 use tokio::net::TcpListener;
@@ -22,11 +24,16 @@ pub use graphql::AnalyticsSchema;
 
 pub const SERVICE: &str = "analytics";
 pub const DEFAULT_PORT: u16 = 3004;
+/// Where weekly summary events go unless `EVENT_CONSUMERS` says otherwise.
+pub const DEFAULT_CONSUMERS: &str = "notifications=http://127.0.0.1:3005";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub service: ServiceConfig,
     pub users: UsersSettings,
+    pub consumers: Vec<Consumer>,
+    pub dispatch: DispatchSettings,
+    pub weekly: weekly::WeeklySettings,
     pub clock: Clock,
 }
 
@@ -38,6 +45,9 @@ impl Settings {
         Ok(Settings {
             service,
             users: UsersSettings::from_vars(vars)?,
+            consumers: kit::events::consumers_from_vars(vars, DEFAULT_CONSUMERS)?,
+            dispatch: DispatchSettings::from_vars(vars)?,
+            weekly: weekly::WeeklySettings::from_vars(vars)?,
             clock: Clock::system(),
         })
     }
@@ -46,6 +56,9 @@ impl Settings {
 pub struct Service {
     pub router: Router,
     pub analytics: service::Analytics,
+    /// Delivers the `weekly.summary` events.
+    pub dispatcher: Dispatcher,
+    pub background: Background,
 }
 
 fn parts(settings: &Settings, db: &Database) -> service::Analytics {
@@ -60,10 +73,35 @@ pub fn schema() -> AnalyticsSchema {
     graphql::bare_schema()
 }
 
-/// Creates indexes and builds the app: GraphQL plus `POST /internal/events`.
+/// Creates indexes and builds the app (GraphQL plus `POST /internal/events`), and
+/// starts the weekly summary job and the delivery of its events.
 pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service> {
     let analytics = parts(settings, &db);
     analytics.store.ensure_indexes().await?;
+    let dispatcher = Dispatcher::new(
+        db.clone(),
+        &[weekly::WEEKLY_RUNS],
+        settings.consumers.clone(),
+        settings.service.service_token.clone(),
+        settings.dispatch.clone(),
+    );
+    dispatcher.ensure_indexes().await?;
+    let mut background = Background::default();
+    background.push(dispatcher.spawn());
+    let (job, job_dispatcher, weekly) = (
+        analytics.clone(),
+        dispatcher.clone(),
+        settings.weekly.clone(),
+    );
+    background.push(tokio::spawn(async move {
+        loop {
+            if let Err(e) = job.run_weekly(&weekly, &job_dispatcher).await {
+                let e: anyhow::Error = e.into();
+                tracing::warn!(error = %format!("{e:#}"), "weekly summary run failed");
+            }
+            tokio::time::sleep(weekly.interval).await;
+        }
+    }));
     kit::events::ensure_consumer_indexes(&db).await?;
     let events = kit::events::consumer_router(
         service::ExpenseEvents(analytics.clone()),
@@ -81,7 +119,12 @@ pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service>
         settings.service.max_body_bytes,
     )
     .merge(events);
-    Ok(Service { router, analytics })
+    Ok(Service {
+        router,
+        analytics,
+        dispatcher,
+        background,
+    })
 }
 
 /// Connects to MongoDB and serves until `shutdown` completes.
@@ -94,6 +137,7 @@ pub async fn run(
     let db = kit::db::connect(&settings.service.mongodb_uri, &settings.service.database).await?;
     let service = start(&settings, db).await?;
     kit::server::serve(listener, service.router, shutdown).await?;
+    drop(service.background);
     Ok(())
 }
 

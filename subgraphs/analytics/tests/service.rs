@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use kit::clock::Clock;
 use kit::events::{Consumer, DispatchSettings, Event};
 use kit::testing::{
-    FakeUsers, Gql, TestDb, TestServer, assert_sdl_matches_committed, test_config, test_user,
-    wait_until,
+    EventSink, FakeUsers, Gql, TestDb, TestServer, assert_sdl_matches_committed, test_config,
+    test_user, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -35,6 +35,9 @@ async fn start_at(now: DateTime<Utc>) -> Stack {
     settings.users.url = users_server.url("/graphql");
     settings.users.ttl = Duration::from_millis(1);
     settings.clock = Clock::fixed(now);
+    settings.consumers = Vec::new();
+    // This instance never makes weekly summaries (the tests of the job start their own).
+    settings.weekly.catch_up = Duration::ZERO;
     let service = analytics::start(&settings, db.db.clone()).await.unwrap();
     let server = TestServer::start(service.router.clone()).await;
     Stack {
@@ -479,4 +482,114 @@ async fn expenses_written_in_the_expenses_subgraph_reach_the_analytics_read_mode
     .await;
     assert!(arrived, "{}", s.q(&token, q).await);
     drop(exp);
+}
+
+#[tokio::test]
+async fn the_weekly_summary_is_made_once_per_user_and_week_at_the_local_hour_even_with_two_instances()
+ {
+    // Sunday 2024-03-10 17:30 in New York (EDT, UTC-4): before the 18:00 run.
+    let s = start_at(at(2024, 3, 10, 21, 30)).await;
+    let (u, token) = test_user();
+    s.users.set(&u, "USD", "America/New_York");
+    s.spend(&u, 2000, "food", "2024-03-04").await;
+    s.spend(&u, 1000, "fun", "2024-03-10").await;
+    s.spend(&u, 5000, "rent", "2024-03-03").await; // the week before
+    // Using analytics once lets the job know the user's timezone.
+    s.q(&token, "{ spendingTrends(months: 1) { month } }").await;
+
+    let (sink, sink_server) = EventSink::start(TOKEN).await;
+    let mut settings = analytics::Settings::from_vars(&[("X", "")], test_config("x")).unwrap();
+    settings.consumers = vec![Consumer {
+        name: "notifications".into(),
+        url: sink_server.url(""),
+    }];
+    settings.dispatch = DispatchSettings::fast();
+    settings.weekly.interval = Duration::from_secs(3600);
+    let clock = s.service.analytics.clock.clone();
+    settings.clock = clock.clone();
+    let a = analytics::start(&settings, s.db.db.clone()).await.unwrap();
+    let b = analytics::start(&settings, s.db.db.clone()).await.unwrap();
+    let weekly = settings.weekly.clone();
+    assert_eq!(
+        a.analytics
+            .run_weekly(&weekly, &a.dispatcher)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // 18:30 local: due. Both instances try, twice.
+    clock.set(at(2024, 3, 10, 22, 30));
+    let (ra, rb) = tokio::join!(
+        a.analytics.run_weekly(&weekly, &a.dispatcher),
+        b.analytics.run_weekly(&weekly, &b.dispatcher)
+    );
+    // (The instances' own background passes may have made it first.)
+    assert!(ra.unwrap() + rb.unwrap() <= 1);
+    assert_eq!(
+        b.analytics
+            .run_weekly(&weekly, &b.dispatcher)
+            .await
+            .unwrap(),
+        0
+    );
+    // After a day of downtime, still only once.
+    clock.set(at(2024, 3, 11, 22, 30));
+    assert_eq!(
+        a.analytics
+            .run_weekly(&weekly, &a.dispatcher)
+            .await
+            .unwrap(),
+        0
+    );
+
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            !sink.events().is_empty()
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = sink.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e.kind, "weekly.summary");
+    assert_eq!(e.user_id, u);
+    assert_eq!(e.data["week"], "2024-W10");
+    assert_eq!(e.data["spentMinor"], 3000);
+    assert_eq!(
+        e.data["message"],
+        "You spent 30.00 USD this week; top category food (20.00 USD)."
+    );
+}
+
+#[tokio::test]
+async fn a_weekly_summary_missed_during_downtime_is_made_when_the_job_runs_again() {
+    // The run was due Sunday 18:00 UTC; the job only looks again on Monday 09:00.
+    let s = start_at(at(2024, 3, 11, 9, 0)).await;
+    let (u, _) = test_user();
+    s.spend(&u, 1234, "food", "2024-03-05").await;
+    let (sink, sink_server) = EventSink::start(TOKEN).await;
+    let mut settings = analytics::Settings::from_vars(&[("X", "")], test_config("x")).unwrap();
+    settings.consumers = vec![Consumer {
+        name: "notifications".into(),
+        url: sink_server.url(""),
+    }];
+    settings.dispatch = DispatchSettings::fast();
+    settings.clock = s.service.analytics.clock.clone();
+    // Starting the service again is enough: its job looks at once.
+    let a = analytics::start(&settings, s.db.db.clone()).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            sink.events().len() == 1
+        })
+        .await
+    );
+    let again = a
+        .analytics
+        .run_weekly(&settings.weekly, &a.dispatcher)
+        .await;
+    assert_eq!(again.unwrap(), 0);
+    assert_eq!(sink.events()[0].data["week"], "2024-W10");
+    assert_eq!(sink.events()[0].data["spentMinor"], 1234);
 }

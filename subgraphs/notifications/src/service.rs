@@ -259,6 +259,27 @@ impl Notifications {
         Ok(())
     }
 
+    /// A `weekly.summary` event from the analytics subgraph: once per user and week.
+    pub async fn on_weekly_summary(&self, event: &Event) -> Result<(), AppError> {
+        let week = event.data["week"]
+            .as_str()
+            .ok_or_else(|| AppError::validation("week", "weekly summary without a week"))?;
+        let message = event.data["message"]
+            .as_str()
+            .ok_or_else(|| AppError::validation("message", "weekly summary without a message"))?;
+        self.notify(NewNotification {
+            user_id: &event.user_id,
+            source_key: &format!("weekly|{}|{week}", event.user_id),
+            kind: "WEEKLY_SUMMARY",
+            title: &format!("Your week ({week})"),
+            message,
+            priority: "LOW",
+            alert: None,
+        })
+        .await?;
+        Ok(())
+    }
+
     /// One pass of the delivery worker: sends what is due. Deliveries run concurrently,
     /// so one slow or failing channel never holds up another.
     pub async fn deliver_due(&self) -> Result<usize, AppError> {
@@ -400,19 +421,21 @@ pub struct AlertEvents(pub Notifications);
 impl EventHandler for AlertEvents {
     fn handle(&self, event: Event) -> BoxFuture<'_, Result<(), AppError>> {
         Box::pin(async move {
-            match event.kind.as_str() {
-                "budget.alert" => match self.0.on_budget_alert(&event).await {
-                    Err(AppError::Validation { message, .. }) => {
-                        // Acknowledged: refusing would block the user's later events.
-                        tracing::warn!(event = %event.id, error = %message, "unusable alert event");
-                        Ok(())
-                    }
-                    other => other,
-                },
+            let result = match event.kind.as_str() {
+                "budget.alert" => self.0.on_budget_alert(&event).await,
+                "weekly.summary" => self.0.on_weekly_summary(&event).await,
                 other => {
                     tracing::debug!(kind = other, "ignoring event");
                     Ok(())
                 }
+            };
+            match result {
+                Err(AppError::Validation { message, .. }) => {
+                    // Acknowledged: refusing would block the user's later events.
+                    tracing::warn!(event = %event.id, error = %message, "unusable event");
+                    Ok(())
+                }
+                other => other,
             }
         })
     }

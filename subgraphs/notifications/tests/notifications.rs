@@ -650,3 +650,73 @@ async fn a_subscription_with_a_bad_token_is_closed_and_without_a_token_is_refuse
     );
     assert_eq!(got["payload"]["data"], Value::Null, "{got}");
 }
+
+#[tokio::test]
+async fn a_weekly_summary_event_is_notified_and_emailed_once_per_week() {
+    let s = start().await;
+    let (u, token) = test_user();
+    s.prefs(&token, json!({ "email": "w@example.com" })).await;
+    let summary = |id_seed: &str| {
+        let mut e = Event::new(
+            "weekly.summary",
+            &u,
+            Utc::now(),
+            json!({ "week": "2024-W10", "message": "You spent 30.00 USD this week; top category food (20.00 USD)." }),
+        );
+        e.id = format!("{}{id_seed}", &e.id[..e.id.len() - 1]);
+        e
+    };
+    // Two different events for the same week (e.g. two producers): one notification.
+    assert_eq!(s.post(&summary("a")).await, 200);
+    assert_eq!(s.post(&summary("b")).await, 200);
+    let d = s.list(&token).await;
+    assert_eq!(d["notifications"]["totalCount"], 1, "{d}");
+    let n = &d["notifications"]["edges"][0]["node"];
+    assert_eq!(n["type"], "WEEKLY_SUMMARY");
+    assert_eq!(n["priority"], "LOW");
+    assert!(wait_until(WAIT, || async { s.smtp.messages().len() == 1 }).await);
+    assert!(s.smtp.messages()[0].1.contains("top category food"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.smtp.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_notification_made_on_one_instance_reaches_a_subscriber_of_another() {
+    let s = start().await;
+    let config = test_config(notifications::SERVICE);
+    let mut settings = notifications::Settings::from_vars(&[("X", "")], config).unwrap();
+    settings.delivery = notifications::service::DeliverySettings::fast();
+    // The second instance shares the first one's database.
+    let other = notifications::start(&settings, s._db.db.clone())
+        .await
+        .unwrap();
+    let other_server = TestServer::start(other.router.clone()).await;
+    let (u, token) = test_user();
+    let url = format!("ws://{}/graphql", other_server.addr);
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "token": token } }).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "connection_ack");
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription { notificationAdded { type message } }" } })
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
+    let got = next_json(&mut ws).await.unwrap();
+    assert_eq!(
+        got["payload"]["data"]["notificationAdded"]["message"], "food budget at 80%",
+        "{got}"
+    );
+}

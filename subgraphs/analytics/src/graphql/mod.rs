@@ -45,6 +45,10 @@ async fn caller_profile(ctx: &Context<'_>) -> Result<(String, UserProfile), AppE
         .data::<UserDirectory>()
         .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))?;
     let profile = users.profile(&id, &token.0).await?;
+    service(ctx)?
+        .store
+        .remember_profile(&id, profile.timezone.name(), profile.currency.code())
+        .await?;
     Ok((id, profile))
 }
 

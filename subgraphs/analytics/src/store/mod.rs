@@ -19,6 +19,7 @@ use crate::domain::{DayTotal, ExpenseFact, Kind, Window};
 pub const EVENTS: &str = "events";
 pub const EXPENSES: &str = "expenses";
 pub const DAILY: &str = "daily";
+pub const PROFILES: &str = "profiles";
 
 /// The event log entry (the event as received).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -312,6 +313,78 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Users with an expense dated on or after `since`.
+    pub async fn recent_users(&self, since: NaiveDate) -> Result<Vec<String>, AppError> {
+        let found = self
+            .expenses()
+            .distinct("userId", doc! { "date": { "$gte": day(since) } })
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|b| b.as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// The currency of the user's most recently dated expense.
+    pub async fn latest_currency(&self, user_id: &str) -> Result<Option<String>, AppError> {
+        Ok(self
+            .expenses()
+            .find_one(doc! { "userId": user_id })
+            .sort(doc! { "date": -1 })
+            .await?
+            .map(|e| e.currency))
+    }
+
+    /// Remembers a user's timezone and currency (seen when they use analytics), for
+    /// the weekly job, which runs without a user's token.
+    pub async fn remember_profile(
+        &self,
+        user_id: &str,
+        timezone: &str,
+        currency: &str,
+    ) -> Result<(), AppError> {
+        let profiles = self.db.collection::<Document>(PROFILES);
+        let same = profiles
+            .find_one(doc! { "_id": user_id, "timezone": timezone, "currency": currency })
+            .await?;
+        if same.is_none() {
+            profiles
+                .replace_one(
+                    doc! { "_id": user_id },
+                    doc! { "_id": user_id, "timezone": timezone, "currency": currency },
+                )
+                .upsert(true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The remembered timezone (UTC when unknown) and currency of a user.
+    pub async fn profile_of(
+        &self,
+        user_id: &str,
+    ) -> Result<(chrono_tz::Tz, Option<String>), AppError> {
+        let p = self
+            .db
+            .collection::<Document>(PROFILES)
+            .find_one(doc! { "_id": user_id })
+            .await?;
+        let tz = p
+            .as_ref()
+            .and_then(|d| d.get_str("timezone").ok())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(chrono_tz::Tz::UTC);
+        let currency = p
+            .as_ref()
+            .and_then(|d| d.get_str("currency").ok())
+            .map(str::to_string);
+        Ok((tz, currency))
     }
 
     /// Drops the derived collections (the rebuild starts from the log).
