@@ -525,7 +525,7 @@ impl BudgetAlertEvent {
 /// The caller's notifications as this instance's tail sees them. A subscriber that
 /// falls more than the buffer behind gets a `SLOW_SUBSCRIBER` error and the
 /// subscription ends (others are not slowed down).
-fn user_feed(
+pub fn user_feed(
     rx: broadcast::Receiver<Arc<NotificationDoc>>,
     user: String,
 ) -> impl Stream<Item = Result<Arc<NotificationDoc>>> {
@@ -580,5 +580,58 @@ impl SubscriptionRoot {
         let user = caller_id(ctx)?;
         let rx = service(ctx)?.feed.subscribe();
         Ok(user_feed(rx, user).map(|r| r.map(Notification)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn doc(user: &str) -> Arc<NotificationDoc> {
+        Arc::new(NotificationDoc {
+            id: kit::ids::new_id(),
+            key: String::new(),
+            user_id: user.into(),
+            source_key: String::new(),
+            kind: "SYSTEM".into(),
+            title: String::new(),
+            message: String::new(),
+            priority: "LOW".into(),
+            channels: Vec::new(),
+            read: false,
+            created_at: mongodb::bson::DateTime::now(),
+            alert: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_its_buffer_gets_a_clear_error_and_is_closed() {
+        let (tx, _) = broadcast::channel(2);
+        let slow = user_feed(tx.subscribe(), "u".into());
+        let mut fast = Box::pin(user_feed(tx.subscribe(), "u".into()));
+        // The fast one keeps up; the slow one never reads.
+        for _ in 0..6 {
+            tx.send(doc("u")).unwrap();
+            assert!(fast.next().await.unwrap().is_ok());
+        }
+        drop(tx);
+        let got: Vec<_> = slow.collect().await;
+        assert_eq!(got.len(), 1, "an error, then the end");
+        let e = got[0].as_ref().unwrap_err();
+        assert!(e.message.contains("too slow"), "{}", e.message);
+        assert!(fast.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_sees_only_its_own_users_notifications() {
+        let (tx, _) = broadcast::channel(8);
+        let feed = user_feed(tx.subscribe(), "me".into());
+        tx.send(doc("other")).unwrap();
+        tx.send(doc("me")).unwrap();
+        drop(tx);
+        let got: Vec<_> = feed.collect().await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].as_ref().unwrap().user_id, "me");
     }
 }
