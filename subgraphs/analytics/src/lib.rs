@@ -4,6 +4,7 @@
 //! expenses subgraph) and insights. Every received event is kept in the analytics'
 //! own log; `analytics-rebuild` recomputes all read models by replaying that log.
 
+pub mod budgets;
 pub mod domain;
 pub mod graphql;
 pub mod service;
@@ -34,6 +35,9 @@ pub struct Settings {
     pub consumers: Vec<Consumer>,
     pub dispatch: DispatchSettings,
     pub weekly: weekly::WeeklySettings,
+    /// `BUDGETS_URL`: the budgets subgraph's GraphQL endpoint, for the budget pace
+    /// insight (default `http://127.0.0.1:3003/graphql`).
+    pub budgets_url: String,
     pub clock: Clock,
 }
 
@@ -48,6 +52,11 @@ impl Settings {
             consumers: kit::events::consumers_from_vars(vars, DEFAULT_CONSUMERS)?,
             dispatch: DispatchSettings::from_vars(vars)?,
             weekly: weekly::WeeklySettings::from_vars(vars)?,
+            budgets_url: kit::config::var_or(
+                vars,
+                "BUDGETS_URL",
+                "http://127.0.0.1:3003/graphql".to_string(),
+            )?,
             clock: Clock::system(),
         })
     }
@@ -65,6 +74,7 @@ fn parts(settings: &Settings, db: &Database) -> service::Analytics {
     service::Analytics {
         store: store::Store::new(db),
         clock: settings.clock.clone(),
+        budgets: budgets::BudgetsClient::new(settings.budgets_url.clone()),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::store::{BucketKey, ExpenseDoc, Store};
 pub struct Analytics {
     pub store: Store,
     pub clock: Clock,
+    pub budgets: crate::budgets::BudgetsClient,
 }
 
 /// The expense fields the expenses subgraph puts in its events.

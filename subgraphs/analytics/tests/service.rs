@@ -36,6 +36,8 @@ async fn start_at(now: DateTime<Utc>) -> Stack {
     settings.users.ttl = Duration::from_millis(1);
     settings.clock = Clock::fixed(now);
     settings.consumers = Vec::new();
+    // Nothing listens on port 9: the pace insight is left out unless a test sets it.
+    settings.budgets_url = "http://127.0.0.1:9/graphql".into();
     // This instance never makes weekly summaries (the tests of the job start their own).
     settings.weekly.catch_up = Duration::ZERO;
     let service = analytics::start(&settings, db.db.clone()).await.unwrap();
@@ -592,4 +594,93 @@ async fn a_weekly_summary_missed_during_downtime_is_made_when_the_job_runs_again
     assert_eq!(again.unwrap(), 0);
     assert_eq!(sink.events()[0].data["week"], "2024-W10");
     assert_eq!(sink.events()[0].data["spentMinor"], 1234);
+}
+
+/// A stand-in for the budgets subgraph's `budgets` query: answers for one user's token.
+async fn fake_budgets(token: &str, budgets: Value) -> TestServer {
+    let expected = format!("Bearer {token}");
+    let app = axum::Router::new().route(
+        "/graphql",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let ok = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == expected);
+            let budgets = budgets.clone();
+            async move {
+                if ok {
+                    axum::Json(json!({ "data": { "budgets": budgets } }))
+                } else {
+                    axum::Json(json!({ "data": null, "errors": [{ "message": "no" }] }))
+                }
+            }
+        }),
+    );
+    TestServer::start(app).await
+}
+
+#[tokio::test]
+async fn the_budget_pace_insight_names_the_day_a_budget_runs_out_from_the_budgets_subgraph() {
+    let now = at(2024, 11, 8, 12, 0);
+    let config = test_config(analytics::SERVICE);
+    let db = TestDb::new(&config).await;
+    let (users, users_server) = FakeUsers::start().await;
+    let (u, token) = test_user();
+    users.set(&u, "USD", "UTC");
+    let budgets = fake_budgets(
+        &token,
+        json!([
+            { "category": "food", "amount": "300.00", "currency": "USD", "periodStart": "2024-11-01",
+              "periodEnd": "2024-11-30", "spent": "100.00" },
+            { "category": "fun", "amount": "300.00", "currency": "USD", "periodStart": "2024-11-01",
+              "periodEnd": "2024-11-30", "spent": "10.00" },
+            { "category": "rent", "amount": "300.00", "currency": "EUR", "periodStart": "2024-11-01",
+              "periodEnd": "2024-11-30", "spent": "299.00" },
+        ]),
+    )
+    .await;
+    let mut settings = analytics::Settings::from_vars(&[("X", "")], config).unwrap();
+    settings.users.url = users_server.url("/graphql");
+    settings.clock = Clock::fixed(now);
+    settings.consumers = Vec::new();
+    settings.weekly.catch_up = Duration::ZERO;
+    settings.budgets_url = budgets.url("/graphql");
+    let service = analytics::start(&settings, db.db.clone()).await.unwrap();
+    let server = TestServer::start(service.router.clone()).await;
+    let gql = Gql::new(server.url("/graphql"));
+    let d = gql
+        .ok(
+            "{ insights { kind message severity figures { name value } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    let pace: Vec<&Value> = d["insights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "BUDGET_PACE")
+        .collect();
+    assert_eq!(pace.len(), 1, "{d}");
+    // 100.00 in 8 days is 12.50 a day: 300.00 is reached on the 24th.
+    assert!(
+        pace[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("At this pace your food budget runs out on Nov 24"),
+        "{}",
+        pace[0]
+    );
+    assert!(
+        pace[0]["figures"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "name": "dailyPace", "value": "12.50" }))
+    );
+    // Another user's token gets nothing from the budgets subgraph, so no pace insight.
+    let (_, other) = test_user();
+    let d = gql
+        .ok("{ insights { kind } }", json!({}), Some(&other))
+        .await;
+    assert_eq!(d["insights"], json!([]));
 }

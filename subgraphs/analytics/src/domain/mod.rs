@@ -294,6 +294,82 @@ pub fn median(values: &mut [i64]) -> Option<i64> {
     }
 }
 
+/// Budget pace: only for budgets at least this many days into their period ...
+pub const PACE_MIN_DAYS: i64 = 7;
+
+/// A budget as the budgets subgraph reports it (current period).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetFact {
+    pub category: Option<String>,
+    pub amount_minor: i64,
+    pub spent_minor: i64,
+    pub period_start: NaiveDate,
+    /// Inclusive.
+    pub period_end: NaiveDate,
+}
+
+/// "At this pace your food budget runs out on Nov 26": for budgets with spending, not
+/// yet exhausted, at least `PACE_MIN_DAYS` into the period, whose spending per
+/// calendar day so far would use the whole amount before the period ends.
+pub fn budget_pace(
+    today: NaiveDate,
+    budgets: &[BudgetFact],
+    money: &dyn Fn(i64) -> String,
+) -> Vec<Insight> {
+    let mut out = Vec::new();
+    for b in budgets {
+        let elapsed = (today - b.period_start).num_days() + 1;
+        if elapsed < PACE_MIN_DAYS
+            || today > b.period_end
+            || b.spent_minor <= 0
+            || b.amount_minor <= 0
+            || b.spent_minor >= b.amount_minor
+        {
+            continue;
+        }
+        // The day the running total reaches the amount at the average pace so far:
+        // ceil(amount * elapsed / spent) days after the start, counting the start.
+        let days = (i128::from(b.amount_minor) * i128::from(elapsed) + i128::from(b.spent_minor)
+            - 1)
+            / i128::from(b.spent_minor);
+        let Ok(days) = i64::try_from(days) else {
+            continue;
+        };
+        let runs_out = b.period_start + Duration::days(days - 1);
+        if runs_out > b.period_end {
+            continue;
+        }
+        let name = b.category.as_deref().unwrap_or("overall");
+        let pace = average_minor(b.spent_minor, elapsed);
+        out.push(Insight {
+            kind: "BUDGET_PACE",
+            title: format!("Your {name} budget is running fast"),
+            message: format!(
+                "At this pace your {name} budget runs out on {} ({} per day so far; {} of {} spent).",
+                runs_out.format("%b %-d"),
+                money(pace),
+                money(b.spent_minor),
+                money(b.amount_minor)
+            ),
+            severity: if (runs_out - today).num_days() <= 3 {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            figures: vec![
+                ("category", Figure::Text(name.to_string())),
+                ("runsOutOn", Figure::Text(runs_out.to_string())),
+                ("periodEnd", Figure::Text(b.period_end.to_string())),
+                ("spent", Figure::Money(b.spent_minor)),
+                ("amount", Figure::Money(b.amount_minor)),
+                ("dailyPace", Figure::Money(pace)),
+            ],
+            expense_id: None,
+        });
+    }
+    out
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
     Info,
@@ -572,6 +648,37 @@ mod tests {
         let w = period_window(Period::Week, d("2024-03-03"));
         assert_eq!(w.start.to_string(), "2024-02-26");
         assert_eq!(w.days(), 7);
+    }
+
+    #[test]
+    fn budget_pace_names_the_day_the_budget_runs_out() {
+        let b = BudgetFact {
+            category: Some("food".into()),
+            amount_minor: 30_000,
+            spent_minor: 10_000,
+            period_start: d("2024-11-01"),
+            period_end: d("2024-11-30"),
+        };
+        let money = |m: i64| m.to_string();
+        // 100.00 in 10 days: 10.00 a day, 300.00 is reached on day 30... not before the end.
+        let i = budget_pace(d("2024-11-10"), std::slice::from_ref(&b), &money);
+        assert_eq!(i.len(), 1);
+        assert!(
+            i[0].message.contains("runs out on Nov 30"),
+            "{}",
+            i[0].message
+        );
+        // 100.00 in 11 days: on budget to last, no insight.
+        assert!(budget_pace(d("2024-11-11"), std::slice::from_ref(&b), &money).is_empty());
+        // 100.00 in 8 days: 12.50 a day, 300.00 on day 24.
+        let i = budget_pace(d("2024-11-08"), std::slice::from_ref(&b), &money);
+        assert!(
+            i[0].message.contains("runs out on Nov 24"),
+            "{}",
+            i[0].message
+        );
+        // Too early in the period to say.
+        assert!(budget_pace(d("2024-11-06"), &[b], &money).is_empty());
     }
 
     #[test]

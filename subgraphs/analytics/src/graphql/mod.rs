@@ -204,7 +204,8 @@ pub struct InsightFigure {
 
 #[derive(SimpleObject)]
 pub struct Insight {
-    /// `TOP_CATEGORY`, `MONTH_OVER_MONTH`, `LARGE_EXPENSE`, `WEEKEND_VS_WEEKDAY`.
+    /// `TOP_CATEGORY`, `MONTH_OVER_MONTH`, `LARGE_EXPENSE`, `WEEKEND_VS_WEEKDAY`,
+    /// `BUDGET_PACE`.
     kind: String,
     title: String,
     message: String,
@@ -409,7 +410,10 @@ impl Query {
     /// TOP_CATEGORY needs 5 expenses this month; MONTH_OVER_MONTH needs spending in the
     /// category in both months and a change of at least 20%; LARGE_EXPENSE needs 5
     /// expenses of the category in the last 90 days and an amount above 3x their
-    /// median; WEEKEND_VS_WEEKDAY needs 10 expenses in the last 28 days.
+    /// median; WEEKEND_VS_WEEKDAY needs 10 expenses in the last 28 days; BUDGET_PACE
+    /// (from the budgets subgraph, with the caller's token) needs a budget in the
+    /// user's currency at least 7 days into its period, with spending, whose pace per
+    /// calendar day would use it up before the period ends.
     async fn insights(&self, ctx: &Context<'_>) -> Result<Vec<Insight>> {
         let (user, profile) = caller_profile(ctx).await?;
         let svc = service(ctx)?;
@@ -428,12 +432,20 @@ impl Query {
             .expense_facts(&user, cur.code(), recent_window)
             .await?;
         let text = money_text(cur);
-        let found = domain::insights(&domain::InsightInput {
+        let mut found = domain::insights(&domain::InsightInput {
             today,
             rows: &rows,
             recent: &recent,
             money: &text,
         });
+        if let Some(token) = ctx.data_opt::<AccessToken>() {
+            match svc.budgets.budgets(&token.0, cur).await {
+                Ok(budgets) => found.extend(domain::budget_pace(today, &budgets, &text)),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "budgets unavailable; no pace insight")
+                }
+            }
+        }
         found
             .into_iter()
             .map(|i| {
