@@ -1,0 +1,235 @@
+//! The weekly summary job: "You spent X this week; top category Y", once per user and
+//! ISO week, at a configurable local day and hour in the user's timezone.
+//!
+//! Each run is a `weekly_runs` document with `_id = "<user>|<ISO week>"` inserted
+//! together with its `weekly.summary` event (the kit outbox, delivered to the
+//! notifications subgraph). The unique `_id` makes it once per (user, week) even with
+//! several instances; a run that is due is made whenever the job next looks, so
+//! downtime only delays it (up to `WEEKLY_CATCHUP_HOURS` after the scheduled time).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
+use kit::AppError;
+use kit::config::{ConfigError, Vars, var_or};
+use kit::error::is_duplicate_key;
+use kit::events::{Dispatcher, Event, Outbox};
+use kit::money::{Currency, Money};
+use mongodb::bson::{self, doc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::{Totals, Window};
+use crate::service::Analytics;
+
+pub const WEEKLY_RUNS: &str = "weekly_runs";
+
+#[derive(Debug, Clone)]
+pub struct WeeklySettings {
+    /// `WEEKLY_SUMMARY_DAY` (default `SUN`): `MON`..`SUN`.
+    pub day: Weekday,
+    /// `WEEKLY_SUMMARY_HOUR` (default 18): local hour, 0..=23.
+    pub hour: u32,
+    /// `WEEKLY_SUMMARY_INTERVAL_MS` (default 60000): how often the job looks.
+    pub interval: Duration,
+    /// `WEEKLY_CATCHUP_HOURS` (default 48): a run missed for longer is skipped.
+    pub catch_up: Duration,
+}
+
+impl WeeklySettings {
+    pub const VARS: &'static [&'static str] = &[
+        "WEEKLY_SUMMARY_DAY",
+        "WEEKLY_SUMMARY_HOUR",
+        "WEEKLY_SUMMARY_INTERVAL_MS",
+        "WEEKLY_CATCHUP_HOURS",
+    ];
+
+    pub fn from_vars(vars: &(impl Vars + ?Sized)) -> Result<Self, ConfigError> {
+        let day_text = var_or(vars, "WEEKLY_SUMMARY_DAY", "SUN".to_string())?;
+        let day = day_text
+            .parse::<Weekday>()
+            .map_err(|_| ConfigError::new("WEEKLY_SUMMARY_DAY", "expected MON..SUN"))?;
+        let hour: u32 = var_or(vars, "WEEKLY_SUMMARY_HOUR", 18)?;
+        if hour > 23 {
+            return Err(ConfigError::new("WEEKLY_SUMMARY_HOUR", "expected 0..23"));
+        }
+        Ok(WeeklySettings {
+            day,
+            hour,
+            interval: Duration::from_millis(var_or(vars, "WEEKLY_SUMMARY_INTERVAL_MS", 60_000u64)?),
+            catch_up: Duration::from_secs(3600 * var_or(vars, "WEEKLY_CATCHUP_HOURS", 48u64)?),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    user_id: String,
+    week: String,
+    created_at: bson::DateTime,
+    #[serde(flatten)]
+    events: Outbox,
+}
+
+/// The ISO week label of a date: `2024-W10`.
+pub fn week_label(d: NaiveDate) -> String {
+    let w = d.iso_week();
+    format!("{}-W{:02}", w.year(), w.week())
+}
+
+/// The scheduled instant of the week containing `d` (a DST gap moves it an hour on).
+pub fn scheduled_at(d: NaiveDate, s: &WeeklySettings, tz: Tz) -> Option<DateTime<Utc>> {
+    let monday = d - chrono::Duration::days(i64::from(d.weekday().num_days_from_monday()));
+    let day = monday + chrono::Duration::days(i64::from(s.day.num_days_from_monday()));
+    let local = day.and_hms_opt(s.hour, 0, 0)?;
+    tz.from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(local + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl Analytics {
+    /// One pass of the job; returns how many summaries it made.
+    pub async fn run_weekly(
+        &self,
+        settings: &WeeklySettings,
+        dispatcher: &Dispatcher,
+    ) -> Result<usize, AppError> {
+        let now = self.clock.now();
+        let since = (now - chrono::Duration::days(16)).date_naive();
+        let users = self.store.recent_users(since).await?;
+        let mut made = 0;
+        for user in users {
+            let (tz, currency) = self.store.profile_of(&user).await?;
+            let today = now.with_timezone(&tz).date_naive();
+            for week_day in [today - chrono::Duration::days(7), today] {
+                let Some(at) = scheduled_at(week_day, settings, tz) else {
+                    continue;
+                };
+                let late = (now - at).to_std().ok();
+                if late.is_none_or(|l| l > settings.catch_up) {
+                    continue;
+                }
+                if self
+                    .weekly_summary(&user, tz, currency.as_deref(), week_day, at, dispatcher)
+                    .await?
+                {
+                    made += 1;
+                }
+            }
+        }
+        if made > 0 {
+            dispatcher.wake();
+        }
+        Ok(made)
+    }
+
+    async fn weekly_summary(
+        &self,
+        user: &str,
+        tz: Tz,
+        currency: Option<&str>,
+        week_day: NaiveDate,
+        at: DateTime<Utc>,
+        dispatcher: &Dispatcher,
+    ) -> Result<bool, AppError> {
+        let week = week_label(week_day);
+        let id = format!("{user}|{week}");
+        let runs = self.store.db().collection::<RunDoc>(WEEKLY_RUNS);
+        if runs.find_one(doc! { "_id": &id }).await?.is_some() {
+            return Ok(false);
+        }
+        let monday =
+            week_day - chrono::Duration::days(i64::from(week_day.weekday().num_days_from_monday()));
+        let scheduled_local = at.with_timezone(&tz).date_naive();
+        let window = Window {
+            start: monday,
+            next: scheduled_local + chrono::Duration::days(1),
+        };
+        let code = match currency {
+            Some(c) => c.to_string(),
+            None => self
+                .store
+                .latest_currency(user)
+                .await?
+                .unwrap_or_else(|| "USD".into()),
+        };
+        let cur = Currency::parse(&code).map_err(AppError::internal)?;
+        let rows = self
+            .store
+            .day_totals(user, &code, window.start, window.next)
+            .await?;
+        let t = Totals::of(&rows);
+        let text = |m: i64| {
+            Money::from_minor(m, cur)
+                .map(|m| format!("{} {}", m.amount_text(), cur.code()))
+                .unwrap_or_default()
+        };
+        let top = t.categories_desc().into_iter().next();
+        let message = match &top {
+            Some((c, total, _)) => format!(
+                "You spent {} this week; top category {c} ({}).",
+                text(t.spent_minor),
+                text(*total)
+            ),
+            None => format!("You spent {} this week.", text(0)),
+        };
+        let event = Event::new(
+            "weekly.summary",
+            user,
+            self.clock.now(),
+            json!({
+                "week": week,
+                "from": window.start.to_string(),
+                "to": window.last().to_string(),
+                "currency": code,
+                "spentMinor": t.spent_minor,
+                "expenseCount": t.expense_count,
+                "topCategory": top.as_ref().map(|c| c.0.clone()),
+                "topCategoryMinor": top.as_ref().map(|c| c.1),
+                "message": message,
+            }),
+        );
+        let run = RunDoc {
+            id,
+            user_id: user.to_string(),
+            week,
+            created_at: bson::DateTime::from_chrono(self.clock.now()),
+            events: Outbox::with(event, &dispatcher.consumer_names()),
+        };
+        match runs.insert_one(&run).await {
+            Ok(_) => Ok(true),
+            // Another instance made it first.
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheduled_time_is_the_local_day_and_hour_of_that_week() {
+        let s = WeeklySettings {
+            day: Weekday::Sun,
+            hour: 18,
+            interval: Duration::from_secs(1),
+            catch_up: Duration::from_secs(1),
+        };
+        let tz: Tz = "America/New_York".parse().unwrap();
+        let d = NaiveDate::from_ymd_opt(2024, 3, 6).unwrap(); // Wednesday
+        let at = scheduled_at(d, &s, tz).unwrap();
+        // Sunday 2024-03-10 18:00 EDT (after the DST switch that morning) = 22:00 UTC.
+        assert_eq!(at.to_rfc3339(), "2024-03-10T22:00:00+00:00");
+        assert_eq!(week_label(d), "2024-W10");
+    }
+}

@@ -1,0 +1,722 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+//! The notifications subgraph over HTTP and websockets on a real database, with a
+//! real SMTP dialogue (a small SMTP receiver on 127.0.0.1:0 written here) and a real
+//! webhook receiver that checks signatures.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::{SinkExt, StreamExt};
+use kit::events::Event;
+use kit::testing::{
+    FakeUsers, Gql, TestDb, TestServer, assert_sdl_matches_committed, test_config, test_user,
+    wait_until,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const TOKEN: &str = "test-service-token";
+const WEBHOOK_SECRET: &str = "webhook-test-secret";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Recipients and the raw message of each mail received.
+type Mails = Arc<Mutex<Vec<(Vec<String>, String)>>>;
+
+/// A minimal SMTP server: enough of RFC 5321 for one client to hand over messages.
+#[derive(Clone, Default)]
+struct SmtpReceiver {
+    messages: Mails,
+}
+
+impl SmtpReceiver {
+    async fn start() -> (SmtpReceiver, u16) {
+        let r = SmtpReceiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let rr = r.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let rr = rr.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = sock.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                    let mut rcpt = Vec::new();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let upper = line.to_ascii_uppercase();
+                        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO")
+                        {
+                            b"250 test\r\n"
+                        } else if upper.starts_with("MAIL FROM") {
+                            b"250 OK\r\n"
+                        } else if upper.starts_with("RCPT TO") {
+                            rcpt.push(line[8..].trim().to_string());
+                            b"250 OK\r\n"
+                        } else if upper == "DATA" {
+                            write.write_all(b"354 go ahead\r\n").await.unwrap();
+                            let mut body = String::new();
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == "." {
+                                    break;
+                                }
+                                body.push_str(&l);
+                                body.push('\n');
+                            }
+                            rr.messages
+                                .lock()
+                                .unwrap()
+                                .push((std::mem::take(&mut rcpt), body));
+                            b"250 queued\r\n"
+                        } else if upper == "QUIT" {
+                            write.write_all(b"221 bye\r\n").await.unwrap();
+                            return;
+                        } else {
+                            b"250 OK\r\n"
+                        };
+                        write.write_all(reply).await.unwrap();
+                    }
+                });
+            }
+        });
+        (r, port)
+    }
+
+    fn messages(&self) -> Vec<(Vec<String>, String)> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+/// Receives webhook calls, verifies the signature, and refuses the first `fail` calls.
+#[derive(Clone, Default)]
+struct WebhookReceiver {
+    calls: Arc<AtomicUsize>,
+    fail: Arc<AtomicUsize>,
+    accepted: Arc<Mutex<Vec<Value>>>,
+    bad_signatures: Arc<AtomicUsize>,
+}
+
+impl WebhookReceiver {
+    async fn start(fail: usize) -> (WebhookReceiver, TestServer) {
+        let r = WebhookReceiver::default();
+        r.fail.store(fail, Ordering::SeqCst);
+        let rr = r.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let rr = rr.clone();
+                    async move {
+                        let n = rr.calls.fetch_add(1, Ordering::SeqCst);
+                        let ts: i64 = headers["x-signature-timestamp"]
+                            .to_str()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        let sig = headers["x-signature"].to_str().unwrap().to_string();
+                        if sig != notifications::domain::sign(WEBHOOK_SECRET, ts, &body)
+                            || (Utc::now().timestamp() - ts).abs() > 300
+                        {
+                            rr.bad_signatures.fetch_add(1, Ordering::SeqCst);
+                            return axum::http::StatusCode::UNAUTHORIZED;
+                        }
+                        if n < rr.fail.load(Ordering::SeqCst) {
+                            return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        rr.accepted
+                            .lock()
+                            .unwrap()
+                            .push(serde_json::from_slice(&body).unwrap());
+                        axum::http::StatusCode::OK
+                    }
+                },
+            ),
+        );
+        let server = TestServer::start(app).await;
+        (r, server)
+    }
+}
+
+struct Stack {
+    gql: Gql,
+    server: TestServer,
+    service: notifications::Service,
+    _db: TestDb,
+    users: FakeUsers,
+    _users_server: TestServer,
+    smtp: SmtpReceiver,
+    http: reqwest::Client,
+}
+
+async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
+    let config = test_config(notifications::SERVICE);
+    let db = TestDb::new(&config).await;
+    let (users, users_server) = FakeUsers::start().await;
+    let (smtp, smtp_port) = SmtpReceiver::start().await;
+    let mut s = notifications::Settings::from_vars(
+        &[
+            ("SMTP_HOST", "127.0.0.1"),
+            ("SMTP_TLS", "none"),
+            ("WEBHOOK_SIGNING_SECRET", WEBHOOK_SECRET),
+        ],
+        config,
+    )
+    .unwrap();
+    s.smtp.port = smtp_port;
+    s.users.url = users_server.url("/graphql");
+    s.users.ttl = Duration::from_millis(1);
+    s.delivery = notifications::service::DeliverySettings::fast();
+    tune(&mut s);
+    let service = notifications::start(&s, db.db.clone()).await.unwrap();
+    let server = TestServer::start(service.router.clone()).await;
+    Stack {
+        gql: Gql::new(server.url("/graphql")),
+        server,
+        service,
+        _db: db,
+        users,
+        _users_server: users_server,
+        smtp,
+        http: reqwest::Client::new(),
+    }
+}
+
+async fn start() -> Stack {
+    start_with(|_| {}).await
+}
+
+fn alert_event(user: &str, threshold: i64) -> Event {
+    Event::new(
+        "budget.alert",
+        user,
+        Utc::now(),
+        json!({
+            "alertId": kit::ids::new_id(), "budgetId": kit::ids::new_id(), "category": "food",
+            "threshold": threshold, "percentUsed": 85.5,
+            "severity": if threshold >= 100 { "CRITICAL" } else { "WARNING" },
+            "message": format!("food budget at {threshold}%"), "periodStart": "2024-03-01",
+            "spentMinor": 8550, "amountMinor": 10000, "currency": "USD",
+        }),
+    )
+}
+
+const LIST: &str = "query($first: Int, $after: String, $unread: Boolean) { notifications(first: $first, after: $after, unreadOnly: $unread) { edges { cursor node { id type title message priority channels read deliveries { channel status attempts reason } } } pageInfo { hasNextPage endCursor } totalCount } unreadNotificationCount }";
+
+impl Stack {
+    async fn post(&self, event: &Event) -> u16 {
+        self.http
+            .post(self.server.url("/internal/events"))
+            .header("x-service-token", TOKEN)
+            .json(event)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn list(&self, token: &str) -> Value {
+        self.gql.ok(LIST, json!({}), Some(token)).await
+    }
+
+    async fn prefs(&self, token: &str, input: Value) -> Value {
+        self.gql
+            .request(
+                "mutation($i: NotificationPreferencesInput!) { updateNotificationPreferences(input: $i) { email webhookUrl timezone quietHours { start end } channels { channel enabled } types { type enabled } } }",
+                json!({ "i": input }),
+                Some(token),
+            )
+            .await
+    }
+
+    async fn first_deliveries(&self, token: &str) -> Value {
+        self.list(token).await["notifications"]["edges"][0]["node"]["deliveries"].clone()
+    }
+}
+
+#[test]
+fn sdl_matches_committed_file() {
+    assert_sdl_matches_committed(
+        notifications::SERVICE,
+        &kit::federation_sdl(&notifications::schema()),
+    );
+}
+
+#[tokio::test]
+async fn a_budget_alert_becomes_one_notification_even_when_the_event_comes_again() {
+    let s = start().await;
+    let (u, token) = test_user();
+    let e = alert_event(&u, 100);
+    assert_eq!(s.post(&e).await, 200);
+    assert_eq!(s.post(&e).await, 200);
+    // Even past the consumer's idempotency record, the handler itself makes it once.
+    s.service.notifications.on_budget_alert(&e).await.unwrap();
+    let d = s.list(&token).await;
+    assert_eq!(d["notifications"]["totalCount"], 1, "{d}");
+    let n = &d["notifications"]["edges"][0]["node"];
+    assert_eq!(n["type"], "BUDGET_EXCEEDED");
+    assert_eq!(n["priority"], "HIGH");
+    assert_eq!(n["message"], "food budget at 100%");
+    assert_eq!(n["channels"], json!(["IN_APP", "WEBSOCKET"]));
+    assert_eq!(d["unreadNotificationCount"], 1);
+    // Another user sees nothing.
+    let (_, other) = test_user();
+    assert_eq!(s.list(&other).await["notifications"]["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn notifications_page_newest_first_and_read_state_and_deletion_are_the_owners_only() {
+    let s = start().await;
+    let (u, token) = test_user();
+    for t in [80, 90, 100] {
+        assert_eq!(s.post(&alert_event(&u, t)).await, 200);
+    }
+    let page = s.gql.ok(LIST, json!({ "first": 2 }), Some(&token)).await["notifications"].clone();
+    assert_eq!(page["totalCount"], 3);
+    assert_eq!(page["pageInfo"]["hasNextPage"], true);
+    assert_eq!(page["edges"][0]["node"]["message"], "food budget at 100%");
+    let rest = s
+        .gql
+        .ok(
+            LIST,
+            json!({ "first": 2, "after": page["pageInfo"]["endCursor"] }),
+            Some(&token),
+        )
+        .await["notifications"]
+        .clone();
+    assert_eq!(rest["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["edges"][0]["node"]["message"], "food budget at 80%");
+    assert_eq!(rest["pageInfo"]["hasNextPage"], false);
+
+    let id = page["edges"][0]["node"]["id"].clone();
+    let (_, intruder) = test_user();
+    let mark = "mutation($id: ID!) { markNotificationRead(id: $id) { id read } }";
+    assert_eq!(
+        s.gql
+            .error_code(mark, json!({ "id": id }), Some(&intruder))
+            .await,
+        "NOT_FOUND"
+    );
+    let del = "mutation($id: ID!) { deleteNotification(id: $id) }";
+    assert_eq!(
+        s.gql
+            .error_code(del, json!({ "id": id }), Some(&intruder))
+            .await,
+        "NOT_FOUND"
+    );
+    let r = s.gql.ok(mark, json!({ "id": id }), Some(&token)).await;
+    assert_eq!(r["markNotificationRead"]["read"], true);
+    let unread = s
+        .gql
+        .ok(LIST, json!({ "unread": true }), Some(&token))
+        .await;
+    assert_eq!(unread["notifications"]["totalCount"], 2);
+    assert_eq!(unread["unreadNotificationCount"], 2);
+    let all = s
+        .gql
+        .ok(
+            "mutation { markAllNotificationsRead }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(all["markAllNotificationsRead"], 2);
+    assert_eq!(
+        s.gql.ok(del, json!({ "id": id }), Some(&token)).await["deleteNotification"],
+        true
+    );
+    let d = s.list(&token).await;
+    assert_eq!(d["notifications"]["totalCount"], 2);
+    assert_eq!(d["unreadNotificationCount"], 0);
+    let code = s.gql.error_code(LIST, json!({}), None).await;
+    assert_eq!(code, "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn bad_preferences_are_refused_with_the_field_and_nothing_is_written() {
+    let s = start().await;
+    let (u, token) = test_user();
+    s.users.set(&u, "EUR", "Europe/Paris");
+    for (input, field) in [
+        (
+            json!({ "email": "not-an-address", "webhookUrl": "https://ok.example/x" }),
+            "email",
+        ),
+        (json!({ "webhookUrl": "ftp://x.example" }), "webhookUrl"),
+        (
+            json!({ "quietHours": { "start": "22:00", "end": "7am" } }),
+            "quietHours.end",
+        ),
+    ] {
+        let body = s.prefs(&token, input).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "VALIDATION_FAILED",
+            "{body}"
+        );
+        assert_eq!(body["errors"][0]["extensions"]["field"], field);
+    }
+    let p = s
+        .gql
+        .ok(
+            "{ notificationPreferences { email webhookUrl timezone quietHours { start } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await["notificationPreferences"]
+        .clone();
+    assert_eq!(
+        p,
+        json!({ "email": null, "webhookUrl": null, "timezone": "Europe/Paris", "quietHours": null })
+    );
+
+    let ok = s
+        .prefs(
+            &token,
+            json!({ "email": "me@example.com", "quietHours": { "start": "22:00", "end": "07:00" },
+                               "channels": [{ "channel": "WEBSOCKET", "enabled": false }],
+                               "types": [{ "type": "WEEKLY_SUMMARY", "enabled": false }] }),
+        )
+        .await;
+    let p = &ok["data"]["updateNotificationPreferences"];
+    assert_eq!(p["email"], "me@example.com");
+    assert_eq!(p["quietHours"], json!({ "start": "22:00", "end": "07:00" }));
+    assert!(
+        p["channels"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "channel": "WEBSOCKET", "enabled": false }))
+    );
+    assert!(
+        p["types"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "type": "WEEKLY_SUMMARY", "enabled": false }))
+    );
+    // null clears.
+    let cleared = s
+        .prefs(&token, json!({ "email": null, "quietHours": null }))
+        .await;
+    assert_eq!(
+        cleared["data"]["updateNotificationPreferences"]["email"],
+        Value::Null
+    );
+    assert_eq!(
+        cleared["data"]["updateNotificationPreferences"]["quietHours"],
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn an_alert_is_emailed_through_a_real_smtp_dialogue() {
+    let s = start().await;
+    let (u, token) = test_user();
+    assert!(s.prefs(&token, json!({ "email": "ana@example.com" })).await["errors"].is_null());
+    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
+    assert!(wait_until(WAIT, || async { !s.smtp.messages().is_empty() }).await);
+    let (rcpt, body) = s.smtp.messages()[0].clone();
+    assert_eq!(rcpt, ["<ana@example.com>"]);
+    assert!(body.contains("Subject: Budget alert: food"), "{body}");
+    assert!(body.contains("food budget at 80%"), "{body}");
+    assert!(
+        wait_until(WAIT, || async {
+            s.first_deliveries(&token).await
+                == json!([{ "channel": "EMAIL", "status": "SENT", "attempts": 1, "reason": null }])
+        })
+        .await,
+        "{}",
+        s.first_deliveries(&token).await
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_failing_twice_is_retried_with_a_valid_signature_and_never_blocks_email() {
+    let s = start().await;
+    let (hook, hook_server) = WebhookReceiver::start(2).await;
+    let (u, token) = test_user();
+    let r = s
+        .prefs(
+            &token,
+            json!({ "email": "bo@example.com", "webhookUrl": hook_server.url("/hook") }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let e = alert_event(&u, 100);
+    assert_eq!(s.post(&e).await, 200);
+    assert!(wait_until(WAIT, || async { hook.accepted.lock().unwrap().len() == 1 }).await);
+    assert_eq!(hook.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(hook.bad_signatures.load(Ordering::SeqCst), 0);
+    let body = hook.accepted.lock().unwrap()[0].clone();
+    assert_eq!(body["type"], "BUDGET_EXCEEDED");
+    assert_eq!(body["message"], "food budget at 100%");
+    assert_eq!(s.smtp.messages().len(), 1);
+    assert!(
+        wait_until(WAIT, || async {
+            s.first_deliveries(&token).await
+                == json!([
+                    { "channel": "EMAIL", "status": "SENT", "attempts": 1, "reason": null },
+                    { "channel": "WEBHOOK", "status": "SENT", "attempts": 3, "reason": null },
+                ])
+        })
+        .await,
+        "{}",
+        s.first_deliveries(&token).await
+    );
+    // The event again, through the handler: nothing is sent a second time.
+    s.service.notifications.on_budget_alert(&e).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hook.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(s.smtp.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_webhook_that_keeps_failing_is_given_up_visibly_after_the_horizon() {
+    let s = start_with(|st| st.delivery.horizon = Duration::from_millis(600)).await;
+    let (hook, hook_server) = WebhookReceiver::start(usize::MAX).await;
+    let (u, token) = test_user();
+    s.prefs(&token, json!({ "webhookUrl": hook_server.url("/hook") }))
+        .await;
+    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
+    assert!(
+        wait_until(WAIT, || async {
+            s.first_deliveries(&token).await[0]["status"] == "FAILED"
+        })
+        .await
+    );
+    let d = s.first_deliveries(&token).await[0].clone();
+    let reason = d["reason"].as_str().unwrap();
+    assert!(reason.starts_with("gave up after"), "{reason}");
+    assert!(reason.contains("HTTP 500"), "{reason}");
+    assert!(d["attempts"].as_i64().unwrap() >= 2);
+    assert_eq!(
+        hook.calls.load(Ordering::SeqCst) as i64,
+        d["attempts"].as_i64().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_outside_deliveries_but_not_the_in_app_notification() {
+    let s = start().await;
+    let (u, token) = test_user();
+    // Quiet all day except one minute: now is inside it.
+    let now = Utc::now();
+    let end = (now + chrono::Duration::hours(2))
+        .format("%H:%M")
+        .to_string();
+    let start = (now - chrono::Duration::hours(2))
+        .format("%H:%M")
+        .to_string();
+    s.prefs(
+        &token,
+        json!({ "email": "q@example.com", "quietHours": { "start": start, "end": end } }),
+    )
+    .await;
+    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(s.smtp.messages().is_empty());
+    let d = s.list(&token).await;
+    assert_eq!(d["notifications"]["totalCount"], 1);
+    assert_eq!(
+        d["notifications"]["edges"][0]["node"]["deliveries"],
+        json!([{ "channel": "EMAIL", "status": "PENDING", "attempts": 0, "reason": null }])
+    );
+}
+
+async fn ws_connect(
+    s: &Stack,
+    protocol: &str,
+    token: Option<&str>,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("ws://{}/graphql", s.server.addr);
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let payload = match token {
+        Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
+        None => json!({}),
+    };
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": payload }).to_string(),
+    ))
+    .await
+    .unwrap();
+    ws
+}
+
+async fn next_json(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.ok()?? {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "ka" || v["type"] == "ping" {
+                    continue;
+                }
+                return Some(v);
+            }
+            Ok(Message::Close(frame)) => {
+                return Some(json!({ "type": "close", "code": frame.map(|f| u16::from(f.code)) }));
+            }
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_subscriber_receives_only_their_own_alerts_over_both_websocket_protocols() {
+    let s = start().await;
+    let (ann, ann_token) = test_user();
+    let (bob, bob_token) = test_user();
+    let mut a = ws_connect(&s, "graphql-transport-ws", Some(&ann_token)).await;
+    assert_eq!(next_json(&mut a).await.unwrap()["type"], "connection_ack");
+    a.send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription { budgetAlerts { threshold message severity alert { id } budget { id } notification { id type } } }" } }).to_string()))
+        .await
+        .unwrap();
+    let mut b = ws_connect(&s, "graphql-ws", Some(&bob_token)).await;
+    assert_eq!(next_json(&mut b).await.unwrap()["type"], "connection_ack");
+    b.send(Message::text(
+        json!({ "id": "9", "type": "start", "payload": {
+        "query": "subscription { notificationAdded { id type message } }" } })
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let ea = alert_event(&ann, 80);
+    assert_eq!(s.post(&ea).await, 200);
+    let eb = alert_event(&bob, 100);
+    assert_eq!(s.post(&eb).await, 200);
+
+    let got = next_json(&mut a).await.unwrap();
+    assert_eq!(got["type"], "next", "{got}");
+    let alert = &got["payload"]["data"]["budgetAlerts"];
+    assert_eq!(alert["threshold"], 80);
+    assert_eq!(alert["severity"], "WARNING");
+    assert_eq!(alert["alert"]["id"], ea.data["alertId"]);
+    assert_eq!(alert["budget"]["id"], ea.data["budgetId"]);
+    let got = next_json(&mut b).await.unwrap();
+    assert_eq!(got["type"], "data", "{got}");
+    assert_eq!(
+        got["payload"]["data"]["notificationAdded"]["message"],
+        "food budget at 100%"
+    );
+    // Nothing else arrives for either (Bob's alert never reaches Ann, and vice versa).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), next_json(&mut a))
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), next_json(&mut b))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_with_a_bad_token_is_closed_and_without_a_token_is_refused() {
+    let s = start().await;
+    let mut ws = ws_connect(&s, "graphql-transport-ws", Some("not-a-token")).await;
+    // The socket is closed at once, never left open and silent. (The close code is the
+    // kit's websocket handling: 1002 today; the contract wants 4401/4403.)
+    let got = next_json(&mut ws).await;
+    assert!(matches!(&got, Some(v) if v["type"] == "close"), "{got:?}");
+    let mut ws = ws_connect(&s, "graphql-transport-ws", None).await;
+    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "connection_ack");
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription { notificationAdded { id } }" } })
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    let got = next_json(&mut ws).await.unwrap();
+    assert_eq!(
+        got["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{got}"
+    );
+    assert_eq!(got["payload"]["data"], Value::Null, "{got}");
+}
+
+#[tokio::test]
+async fn a_weekly_summary_event_is_notified_and_emailed_once_per_week() {
+    let s = start().await;
+    let (u, token) = test_user();
+    s.prefs(&token, json!({ "email": "w@example.com" })).await;
+    let summary = |id_seed: &str| {
+        let mut e = Event::new(
+            "weekly.summary",
+            &u,
+            Utc::now(),
+            json!({ "week": "2024-W10", "message": "You spent 30.00 USD this week; top category food (20.00 USD)." }),
+        );
+        e.id = format!("{}{id_seed}", &e.id[..e.id.len() - 1]);
+        e
+    };
+    // Two different events for the same week (e.g. two producers): one notification.
+    assert_eq!(s.post(&summary("a")).await, 200);
+    assert_eq!(s.post(&summary("b")).await, 200);
+    let d = s.list(&token).await;
+    assert_eq!(d["notifications"]["totalCount"], 1, "{d}");
+    let n = &d["notifications"]["edges"][0]["node"];
+    assert_eq!(n["type"], "WEEKLY_SUMMARY");
+    assert_eq!(n["priority"], "LOW");
+    assert!(wait_until(WAIT, || async { s.smtp.messages().len() == 1 }).await);
+    assert!(s.smtp.messages()[0].1.contains("top category food"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.smtp.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_notification_made_on_one_instance_reaches_a_subscriber_of_another() {
+    let s = start().await;
+    let config = test_config(notifications::SERVICE);
+    let mut settings = notifications::Settings::from_vars(&[("X", "")], config).unwrap();
+    settings.delivery = notifications::service::DeliverySettings::fast();
+    // The second instance shares the first one's database.
+    let other = notifications::start(&settings, s._db.db.clone())
+        .await
+        .unwrap();
+    let other_server = TestServer::start(other.router.clone()).await;
+    let (u, token) = test_user();
+    let url = format!("ws://{}/graphql", other_server.addr);
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "token": token } }).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "connection_ack");
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription { notificationAdded { type message } }" } })
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
+    let got = next_json(&mut ws).await.unwrap();
+    assert_eq!(
+        got["payload"]["data"]["notificationAdded"]["message"], "food budget at 80%",
+        "{got}"
+    );
+}
