@@ -364,6 +364,18 @@ pub struct ComposeService {
 /// A value standing in for `${VAR:?...}` interpolations: long enough for any secret.
 const COMPOSE_STAND_IN: &str = "compose-interpolated-value-0123456789abcdef";
 
+/// The value a whole-value interpolation stands for: `${VAR:-default}` gives the
+/// default; `${VAR}` and `${VAR:?message}` give a stand-in.
+fn compose_interpolation(value: &str) -> String {
+    let Some(inner) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else {
+        return value.to_string();
+    };
+    match inner.split_once(":-") {
+        Some((_, default)) => default.to_string(),
+        None => COMPOSE_STAND_IN.to_string(),
+    }
+}
+
 /// Reads one service of the workspace's `docker-compose.yml`.
 pub fn compose_service(name: &str) -> ComposeService {
     use yaml_rust2::{Yaml, YamlLoader};
@@ -385,11 +397,7 @@ pub fn compose_service(name: &str) -> ComposeService {
     if let Some(env) = service["environment"].as_hash() {
         for (k, v) in env {
             let value = scalar(v);
-            let value = if value.starts_with("${") {
-                COMPOSE_STAND_IN.to_string()
-            } else {
-                value
-            };
+            let value = compose_interpolation(&value);
             out.environment.insert(scalar(k), value);
         }
     }
