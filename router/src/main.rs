@@ -1,3 +1,91 @@
-fn main() {
-    println!("router: not built yet");
+//! `router` command: `serve` (default), `compose`.
+
+use std::path::PathBuf;
+
+use router::Config;
+
+fn usage() -> ! {
+    eprintln!(
+        "usage:\n  router [serve] [--config FILE] [--supergraph PATH] [--listen ADDR]\n  router compose [--schema-dir DIR] [--out PATH] [--check] [--live NAME=URL ...]"
+    );
+    std::process::exit(2)
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match args.first().map(String::as_str) {
+        Some("serve") | Some("compose") => args.remove(0),
+        Some("-h") | Some("--help") => usage(),
+        _ => "serve".to_owned(),
+    };
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match command.as_str() {
+        "serve" => runtime.block_on(serve(args)),
+        _ => usage(),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: Vec<String>) -> anyhow::Result<()> {
+    let mut config_path = std::env::var("ROUTER_CONFIG").ok().map(PathBuf::from);
+    let mut supergraph = None;
+    let mut listen = None;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--config" => config_path = Some(PathBuf::from(value())),
+            "--supergraph" => supergraph = Some(PathBuf::from(value())),
+            "--listen" => listen = Some(value()),
+            _ => usage(),
+        }
+    }
+    let mut config = match config_path {
+        Some(p) => Config::from_file(&p)?,
+        None => Config::default(),
+    };
+    config.apply_env(|k| std::env::var(k).ok())?;
+    if let Some(s) = supergraph {
+        config.supergraph = s;
+    }
+    if let Some(l) = listen {
+        config.listen = l.parse()?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    router::run(config, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
 }

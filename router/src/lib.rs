@@ -1,0 +1,95 @@
+//! The Smart Expense Tracker federation router: loads a Federation v2 supergraph,
+//! plans operations with `hive-router-query-planner`, executes the plans against
+//! the subgraphs over HTTP and serves GraphQL on `/graphql`.
+
+pub mod coerce;
+pub mod compose;
+pub mod config;
+pub mod error;
+pub mod execute;
+pub mod pipeline;
+pub mod project;
+pub mod schema;
+pub mod server;
+pub mod subgraph;
+pub mod supergraph;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use pipeline::{Pipeline, PipelineOptions};
+use server::AppState;
+use subgraph::{Endpoint, SubgraphClient};
+use supergraph::Supergraph;
+
+/// Builds the shared state from a configuration (loads and checks the supergraph).
+pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
+    let supergraph = Arc::new(Supergraph::from_file(&config.supergraph)?);
+    build_state_with(config, supergraph)
+}
+
+pub fn build_state_with(
+    config: Config,
+    supergraph: Arc<Supergraph>,
+) -> anyhow::Result<Arc<AppState>> {
+    let mut endpoints = HashMap::new();
+    for (name, url) in &supergraph.subgraphs {
+        let over = config.subgraphs.get(name);
+        let url = over
+            .and_then(|o| o.url.clone())
+            .unwrap_or_else(|| url.clone());
+        let timeout = over
+            .and_then(|o| o.timeout_ms)
+            .unwrap_or(config.subgraph_timeout_ms);
+        endpoints.insert(
+            name.clone(),
+            Endpoint {
+                url,
+                timeout: Duration::from_millis(timeout),
+            },
+        );
+    }
+    let client = Arc::new(SubgraphClient::new(endpoints, config.dedupe_requests));
+    let pipeline = Pipeline::new(
+        supergraph,
+        client,
+        PipelineOptions {
+            introspection: config.introspection,
+            plan_cache_size: config.plan_cache_size,
+            parser_token_limit: config.limits.max_tokens,
+            planning_timeout: Duration::from_secs(10),
+        },
+    );
+    Ok(Arc::new(AppState { pipeline, config }))
+}
+
+/// Serves the router on `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = build_state(config)?;
+    serve(state, listener, shutdown).await
+}
+
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = server::app(state);
+    tracing::info!(addr = %listener.local_addr()?, "router listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}
