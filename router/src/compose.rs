@@ -57,6 +57,7 @@ pub fn compose_supergraph(subgraphs: &[SubgraphSdl]) -> Result<String, ComposeEr
     })?;
     let sdl =
         render_federated_sdl(&graph).map_err(|e| ComposeError::Composition(vec![e.to_string()]))?;
+    let sdl = add_root_join_types(&sdl)?;
     // The supergraph must be usable by the planner we serve with.
     Supergraph::parse(&sdl).map_err(|e| ComposeError::Unplannable(e.to_string()))?;
     Ok(sdl)
@@ -135,4 +136,53 @@ pub async fn fetch_live_sdl(name: &str, url: &str) -> Result<SubgraphSdl, Compos
         url: url.to_owned(),
         sdl: sdl.to_owned(),
     })
+}
+
+/// `graphql-composition` leaves root operation types without `@join__type`; the
+/// planner (like Apollo's) resolves root fields through them. Adds
+/// `@join__type(graph: G)` for every subgraph graph to root types lacking them.
+fn add_root_join_types(sdl: &str) -> Result<String, ComposeError> {
+    use graphql_tools::parser::Pos;
+    use graphql_tools::parser::schema::{Definition, Directive, TypeDefinition, Value};
+    let mut doc = graphql_tools::parser::parse_schema::<String>(sdl)
+        .map_err(|e| {
+            ComposeError::Composition(vec![format!("rendered supergraph does not parse: {e}")])
+        })?
+        .into_static();
+    let mut roots = vec![
+        "Query".to_owned(),
+        "Mutation".to_owned(),
+        "Subscription".to_owned(),
+    ];
+    let mut graphs: Vec<String> = Vec::new();
+    for def in &doc.definitions {
+        match def {
+            Definition::SchemaDefinition(s) => {
+                roots = [&s.query, &s.mutation, &s.subscription]
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
+            }
+            Definition::TypeDefinition(TypeDefinition::Enum(e)) if e.name == "join__Graph" => {
+                graphs = e.values.iter().map(|v| v.name.clone()).collect();
+            }
+            _ => {}
+        }
+    }
+    for def in &mut doc.definitions {
+        if let Definition::TypeDefinition(TypeDefinition::Object(o)) = def
+            && roots.contains(&o.name)
+            && !o.directives.iter().any(|d| d.name == "join__type")
+        {
+            for g in &graphs {
+                o.directives.push(Directive {
+                    position: Pos::default(),
+                    name: "join__type".to_owned(),
+                    arguments: vec![("graph".to_owned(), Value::Enum(g.clone()))],
+                });
+            }
+        }
+    }
+    Ok(doc.to_string())
 }

@@ -398,15 +398,19 @@ impl<'a> Execution<'a> {
         for raw in errors {
             let mut error = GraphQLError::from_subgraph(raw);
             if let Some(path) = error.path.take() {
-                let idx = match (path.first().and_then(Value::as_str), path.get(1)) {
-                    (Some(head), Some(Value::Number(n))) if head == root_key => n.as_u64(),
-                    _ => None,
+                let single = targets.iter().all(|(_, t)| *t == 0);
+                // Some servers omit the index under `_entities`; with a single
+                // representation the entity is still known.
+                let (idx, skip) = match (path.first().and_then(Value::as_str), path.get(1)) {
+                    (Some(head), Some(Value::Number(n))) if head == root_key => (n.as_u64(), 2),
+                    (Some(head), _) if head == root_key && single => (Some(0), 1),
+                    _ => (None, 0),
                 };
                 match idx.and_then(|i| targets.iter().find(|(_, t)| *t as u64 == i)) {
                     Some((target_path, _)) => {
                         let mut mapped: Vec<Value> =
                             target_path.iter().map(PathSeg::to_json).collect();
-                        mapped.extend(path.into_iter().skip(2));
+                        mapped.extend(path.into_iter().skip(skip));
                         error.path = Some(mapped);
                     }
                     None => error.path = None,
