@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match command.as_str() {
         "serve" => runtime.block_on(serve(args)),
+        "compose" => runtime.block_on(compose(args)),
         _ => usage(),
     }
 }
@@ -88,4 +89,52 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+async fn compose(args: Vec<String>) -> anyhow::Result<()> {
+    use router::compose::{compose_supergraph, fetch_live_sdl, read_schema_dir};
+    let mut dir = PathBuf::from("schema");
+    let mut out = None;
+    let mut check = false;
+    let mut live: Vec<(String, String)> = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--schema-dir" => dir = PathBuf::from(value()),
+            "--out" => out = Some(PathBuf::from(value())),
+            "--check" => check = true,
+            "--live" => {
+                let v = value();
+                let (name, url) = v.split_once('=').unwrap_or_else(|| usage());
+                live.push((name.to_owned(), url.to_owned()));
+            }
+            _ => usage(),
+        }
+    }
+    let out = out.unwrap_or_else(|| dir.join("supergraph.graphql"));
+    let subgraphs = if live.is_empty() {
+        read_schema_dir(&dir)?
+    } else {
+        let mut subgraphs = Vec::new();
+        for (name, url) in &live {
+            let sdl = fetch_live_sdl(name, url).await?;
+            // Keep the fetched SDLs next to the supergraph, as committed artifacts.
+            std::fs::write(dir.join(format!("{name}.graphql")), &sdl.sdl)?;
+            subgraphs.push(sdl);
+        }
+        subgraphs
+    };
+    let sdl = compose_supergraph(&subgraphs)?;
+    if check {
+        let current = std::fs::read_to_string(&out).unwrap_or_default();
+        if current != sdl {
+            anyhow::bail!("{} is out of date: run `router compose`", out.display());
+        }
+        println!("{} is up to date", out.display());
+    } else {
+        std::fs::write(&out, &sdl)?;
+        println!("wrote {} ({} subgraphs)", out.display(), subgraphs.len());
+    }
+    Ok(())
 }
