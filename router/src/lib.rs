@@ -2,11 +2,14 @@
 //! plans operations with `hive-router-query-planner`, executes the plans against
 //! the subgraphs over HTTP and serves GraphQL on `/graphql`.
 
+pub mod auth;
 pub mod coerce;
 pub mod compose;
 pub mod config;
 pub mod error;
 pub mod execute;
+pub mod limits;
+pub mod metrics;
 pub mod pipeline;
 pub mod project;
 pub mod schema;
@@ -28,12 +31,12 @@ use subgraph::{Endpoint, SubgraphClient};
 use supergraph::Supergraph;
 
 /// Builds the shared state from a configuration (loads and checks the supergraph).
-pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
+pub async fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
     let supergraph = Arc::new(Supergraph::from_file(&config.supergraph)?);
-    build_state_with(config, supergraph)
+    build_state_with(config, supergraph).await
 }
 
-pub fn build_state_with(
+pub async fn build_state_with(
     config: Config,
     supergraph: Arc<Supergraph>,
 ) -> anyhow::Result<Arc<AppState>> {
@@ -55,17 +58,28 @@ pub fn build_state_with(
         );
     }
     let client = Arc::new(SubgraphClient::new(endpoints, config.dedupe_requests));
-    let pipeline = Pipeline::new(
+    let mut pipeline = Pipeline::new(
         supergraph,
         client,
         PipelineOptions {
+            limits: config.limits.clone(),
             introspection: config.introspection,
             plan_cache_size: config.plan_cache_size,
             parser_token_limit: config.limits.max_tokens,
             planning_timeout: Duration::from_secs(10),
         },
     );
-    Ok(Arc::new(AppState { pipeline, config }))
+    let metrics = Arc::new(metrics::Metrics::new());
+    pipeline.observer = Some(metrics.clone());
+    let auth = auth::Authenticator::from_config(&config.auth).await?;
+    let extras = server::Extras::from_config(&config)?;
+    Ok(Arc::new(AppState {
+        pipeline,
+        config,
+        auth,
+        metrics,
+        extras,
+    }))
 }
 
 /// Serves the router on `listener` until `shutdown` completes.
@@ -74,7 +88,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = build_state(config)?;
+    let state = build_state(config).await?;
     serve(state, listener, shutdown).await
 }
 

@@ -116,6 +116,7 @@ impl RequestError {
 }
 
 pub struct PipelineOptions {
+    pub limits: crate::config::LimitsConfig,
     pub introspection: bool,
     pub plan_cache_size: usize,
     pub parser_token_limit: usize,
@@ -183,6 +184,9 @@ impl Pipeline {
                 o.plan_cache(true);
             }
             return Ok(hit.clone());
+        }
+        if let Some(o) = &self.observer {
+            o.plan_cache(false);
         }
         let prepared = Arc::new(self.prepare_uncached(query, operation_name)?);
         self.op_cache.lock().put(key, prepared.clone());
@@ -305,12 +309,7 @@ impl Pipeline {
                 codes::INTROSPECTION_DISABLED,
             )]));
         }
-        let plan = if needs_plan {
-            Some(self.plan(&planning_doc, op_name(op))?)
-        } else {
-            None
-        };
-        let fragments = doc
+        let fragments: HashMap<String, FragmentDefinition> = doc
             .definitions
             .iter()
             .filter_map(|d| match d {
@@ -318,6 +317,23 @@ impl Pipeline {
                 Definition::Operation(_) => None,
             })
             .collect();
+        {
+            let (_, selection) = op_parts(op);
+            let measure = crate::limits::measure(
+                &sg.schema,
+                &root_type,
+                selection,
+                &fragments,
+                self.options.limits.default_list_size,
+            );
+            crate::limits::check(&measure, &self.options.limits)
+                .map_err(|e| RequestError::client(vec![e]))?;
+        }
+        let plan = if needs_plan {
+            Some(self.plan(&planning_doc, op_name(op))?)
+        } else {
+            None
+        };
         Ok(Prepared {
             doc,
             fragments,
@@ -348,13 +364,7 @@ impl Pipeline {
             h.finish()
         };
         if let Some(hit) = self.plan_cache.lock().get(&key) {
-            if let Some(o) = &self.observer {
-                o.plan_cache(true);
-            }
             return Ok(hit.clone());
-        }
-        if let Some(o) = &self.observer {
-            o.plan_cache(false);
         }
         let timeout = self.options.planning_timeout;
         let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

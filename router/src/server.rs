@@ -6,20 +6,88 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use http::HeaderName;
 use serde_json::Value;
 
+use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::error::{GraphQLError, codes};
+use crate::metrics::Metrics;
 use crate::pipeline::{GraphQLRequest, Pipeline, RequestContext, RequestError, response_body};
 
 pub struct AppState {
     pub pipeline: Pipeline,
     pub config: Config,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub extras: Extras,
+}
+
+type Limiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// Rate limiting and persisted queries.
+pub struct Extras {
+    limiter: Option<Limiter>,
+    apq: parking_lot::Mutex<lru::LruCache<String, Arc<str>>>,
+    /// sha256 hex -> query text, from the safelist manifest.
+    safelist: HashMap<String, String>,
+}
+
+impl Extras {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let limiter = if config.rate_limit.enabled {
+            let per_second =
+                std::num::NonZeroU32::new(config.rate_limit.per_second.max(1)).expect("max(1)");
+            let burst = std::num::NonZeroU32::new(config.rate_limit.burst.max(1)).expect("max(1)");
+            Some(governor::RateLimiter::keyed(
+                governor::Quota::per_second(per_second).allow_burst(burst),
+            ))
+        } else {
+            None
+        };
+        let mut safelist = HashMap::new();
+        if let Some(path) = &config.persisted_queries.safelist_path {
+            let manifest: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+            let ops = manifest.get("operations").unwrap_or(&manifest);
+            if let Some(map) = ops.as_object() {
+                for (hash, query) in map {
+                    if let Some(q) = query
+                        .as_str()
+                        .or_else(|| query.get("body").and_then(Value::as_str))
+                    {
+                        safelist.insert(hash.clone(), q.to_owned());
+                    }
+                }
+            } else if let Some(list) = ops.as_array() {
+                for op in list {
+                    if let (Some(h), Some(q)) = (
+                        op.get("id").and_then(Value::as_str),
+                        op.get("body").and_then(Value::as_str),
+                    ) {
+                        safelist.insert(h.to_owned(), q.to_owned());
+                    }
+                }
+            }
+        }
+        let size = std::num::NonZeroUsize::new(config.persisted_queries.apq_cache_size.max(1))
+            .expect("max(1)");
+        Ok(Self {
+            limiter,
+            apq: parking_lot::Mutex::new(lru::LruCache::new(size)),
+            safelist,
+        })
+    }
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -28,6 +96,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
 }
@@ -98,20 +167,27 @@ fn request_context(headers: &HeaderMap, is_get: bool) -> RequestContext {
 
 async fn run_request(
     state: &AppState,
-    request: GraphQLRequest,
+    mut request: GraphQLRequest,
     headers: &HeaderMap,
     method: Method,
+    client_ip: std::net::IpAddr,
 ) -> Response {
+    let started = std::time::Instant::now();
     let gql = wants_graphql_response(headers);
-    let ctx = request_context(headers, method == Method::GET);
-    match state.pipeline.execute(&request, &ctx).await {
-        Ok(done) => json_response(StatusCode::OK, gql, done.body),
-        Err(err) => request_error_response(&err, gql),
-    }
+    let response = run_request_inner(state, &mut request, headers, method, client_ip, gql).await;
+    let m = &state.metrics;
+    m.requests
+        .with_label_values(&[response.status().as_str()])
+        .inc();
+    m.request_latency
+        .with_label_values(&[request.operation_name.as_deref().unwrap_or("anonymous")])
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 async fn graphql_post(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -132,11 +208,19 @@ async fn graphql_post(
                 Err(e) => return bad_request(&format!("Invalid JSON body: {e}"), gql),
             }
         };
-    run_request(&state, request, &headers, Method::POST).await
+    run_request(
+        &state,
+        request,
+        &headers,
+        Method::POST,
+        client_ip(&headers, peer),
+    )
+    .await
 }
 
 async fn graphql_get(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
@@ -174,7 +258,32 @@ async fn graphql_get(
         variables,
         extensions,
     };
-    run_request(&state, request, &headers, Method::GET).await
+    run_request(
+        &state,
+        request,
+        &headers,
+        Method::GET,
+        client_ip(&headers, peer),
+    )
+    .await
+}
+
+/// The client address; a first `X-Forwarded-For` hop is trusted when present.
+fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer.ip())
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn health() -> Response {
@@ -246,3 +355,165 @@ const GRAPHIQL_HTML: &str = r#"<!doctype html>
 </body>
 </html>
 "#;
+
+fn error_response(status: StatusCode, gql: bool, error: GraphQLError) -> Response {
+    json_response(status, gql, response_body(None, &[error]))
+}
+
+/// Resolves APQ hashes and enforces the safelist, filling in `request.query`.
+fn resolve_persisted(state: &AppState, request: &mut GraphQLRequest) -> Result<(), GraphQLError> {
+    let pq = &state.config.persisted_queries;
+    let hash = request
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("persistedQuery"))
+        .and_then(|p| p.get("sha256Hash"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(hash) = &hash {
+        if let Some(q) = state.extras.safelist.get(hash) {
+            request.query.get_or_insert_with(|| q.clone());
+        }
+        match &request.query {
+            Some(q) => {
+                if !pq.apq && !state.extras.safelist.contains_key(hash) {
+                    return Err(GraphQLError::with_code(
+                        "PersistedQueryNotSupported",
+                        codes::PERSISTED_QUERY_NOT_SUPPORTED,
+                    ));
+                }
+                if &sha256_hex(q) != hash {
+                    return Err(GraphQLError::with_code(
+                        "provided sha does not match query",
+                        codes::BAD_REQUEST,
+                    ));
+                }
+                if pq.apq {
+                    state
+                        .extras
+                        .apq
+                        .lock()
+                        .put(hash.clone(), Arc::from(q.as_str()));
+                }
+            }
+            None => {
+                if !pq.apq {
+                    return Err(GraphQLError::with_code(
+                        "PersistedQueryNotSupported",
+                        codes::PERSISTED_QUERY_NOT_SUPPORTED,
+                    ));
+                }
+                let found = state.extras.apq.lock().get(hash).cloned();
+                match found {
+                    Some(q) => request.query = Some(q.to_string()),
+                    None => {
+                        return Err(GraphQLError::with_code(
+                            "PersistedQueryNotFound",
+                            codes::PERSISTED_QUERY_NOT_FOUND,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if pq.safelist_enforce {
+        let allowed = request
+            .query
+            .as_deref()
+            .is_some_and(|q| state.extras.safelist.contains_key(&sha256_hex(q)));
+        if !allowed {
+            return Err(GraphQLError::with_code(
+                "This operation is not in the safelist.",
+                codes::OPERATION_NOT_IN_SAFELIST,
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn run_request_inner(
+    state: &AppState,
+    request: &mut GraphQLRequest,
+    headers: &HeaderMap,
+    method: Method,
+    client_ip: std::net::IpAddr,
+    gql: bool,
+) -> Response {
+    let m = &state.metrics;
+    let auth_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // An invalid token is rejected here, before any subgraph call.
+    let claims = match state.auth.verify_header(auth_header) {
+        Ok(c) => c,
+        Err(e) => {
+            m.errors.with_label_values(&[codes::UNAUTHENTICATED]).inc();
+            let mut resp = error_response(
+                StatusCode::UNAUTHORIZED,
+                gql,
+                GraphQLError::with_code(e.to_string(), codes::UNAUTHENTICATED),
+            );
+            let challenge = if e == AuthError::Missing {
+                "Bearer"
+            } else {
+                "Bearer error=\"invalid_token\""
+            };
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+            return resp;
+        }
+    };
+    if let Some(limiter) = &state.extras.limiter {
+        let key = match &claims {
+            Some(c) => format!("user:{}", c.sub),
+            None => format!("ip:{client_ip}"),
+        };
+        if let Err(not_until) = limiter.check_key(&key) {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+            m.errors.with_label_values(&[codes::RATE_LIMITED]).inc();
+            let mut resp = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                gql,
+                GraphQLError::with_code("Too many requests, retry later.", codes::RATE_LIMITED)
+                    .with_extension("retryAfter", secs),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return resp;
+        }
+    }
+    if let Err(e) = resolve_persisted(state, request) {
+        if let Some(code) = e.code() {
+            m.errors.with_label_values(&[code]).inc();
+        }
+        let status = if gql {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        return error_response(status, gql, e);
+    }
+    let ctx = request_context(headers, method == Method::GET);
+    match state.pipeline.execute(request, &ctx).await {
+        Ok(done) => {
+            for e in &done.errors {
+                m.errors
+                    .with_label_values(&[e.code().unwrap_or("SUBGRAPH_ERROR")])
+                    .inc();
+            }
+            json_response(StatusCode::OK, gql, done.body)
+        }
+        Err(err) => {
+            for e in &err.errors {
+                m.errors
+                    .with_label_values(&[e.code().unwrap_or("UNKNOWN")])
+                    .inc();
+            }
+            request_error_response(&err, gql)
+        }
+    }
+}

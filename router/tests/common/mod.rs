@@ -200,7 +200,9 @@ pub async fn start_router(
     running: Vec<RunningSubgraph>,
     supergraph_sdl: String,
 ) -> Stack {
-    let state = router::build_state_with(config, supergraph).expect("router state");
+    let state = router::build_state_with(config, supergraph)
+        .await
+        .expect("router state");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
     let addr = listener.local_addr().expect("addr");
     let serve_state = state.clone();
