@@ -25,6 +25,7 @@ pub struct RunningSubgraph {
     pub url: String,
     pub sdl: String,
     pub hits: Arc<AtomicUsize>,
+    pub last_request_id: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl RunningSubgraph {
@@ -36,6 +37,7 @@ impl RunningSubgraph {
 struct SubgraphState<Q, M, S> {
     schema: Schema<Q, M, S>,
     hits: Arc<AtomicUsize>,
+    last_request_id: Arc<std::sync::Mutex<Option<String>>>,
     delay_ms: u64,
 }
 
@@ -51,6 +53,10 @@ where
 {
     use axum::response::IntoResponse;
     state.hits.fetch_add(1, Ordering::SeqCst);
+    *state.last_request_id.lock().expect("lock") = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if state.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(state.delay_ms)).await;
     }
@@ -84,9 +90,11 @@ where
 {
     let sdl = schema.sdl_with_options(async_graphql::SDLExportOptions::new().federation());
     let hits = Arc::new(AtomicUsize::new(0));
+    let last_request_id = Arc::new(std::sync::Mutex::new(None));
     let state = Arc::new(SubgraphState {
         schema,
         hits: hits.clone(),
+        last_request_id: last_request_id.clone(),
         delay_ms,
     });
     let app = axum::Router::new()
@@ -104,6 +112,7 @@ where
         url: format!("http://{addr}/graphql"),
         sdl,
         hits,
+        last_request_id,
     }
 }
 
@@ -121,6 +130,10 @@ impl Stack {
 
     pub async fn post(&self, body: Value) -> (u16, Value) {
         post_json(&self.router_url, body, &[]).await
+    }
+
+    pub fn total_hits(&self) -> usize {
+        self.subgraphs.values().map(RunningSubgraph::hits).sum()
     }
 
     pub async fn query(&self, query: &str) -> Value {
