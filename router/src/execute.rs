@@ -176,6 +176,7 @@ impl<'a> Execution<'a> {
     ) -> Result<SubgraphResponse, GraphQLError> {
         let body = serde_json::to_vec(&SubgraphBody { query, variables })
             .expect("JSON values always serialize");
+        tracing::trace!(subgraph, body = %String::from_utf8_lossy(&body), "subgraph request");
         let started = Instant::now();
         let result = self
             .client
@@ -242,7 +243,8 @@ impl<'a> Execution<'a> {
             walk_entities(&data, path, &mut cur, &mut |obj, p| {
                 let typename = obj.get("__typename").and_then(Value::as_str);
                 let mut rep = Map::new();
-                if !self.project_requires(obj, typename, requires, &mut rep) {
+                // Entities whose type matches no fragment of `requires` are not fetched.
+                if !self.project_requires(obj, typename, requires, &mut rep) || rep.is_empty() {
                     return;
                 }
                 let mut rep = Value::Object(rep);
@@ -445,8 +447,10 @@ impl<'a> Execution<'a> {
         for item in &selection.items {
             match item {
                 SelectionItem::Field(field) => {
+                    // In `requires`, an alias names the representation key while the
+                    // field name is the key in the fetched data.
                     let key = field.selection_identifier();
-                    let Some(value) = obj.get(key) else {
+                    let Some(value) = obj.get(field.name.as_str()).or_else(|| obj.get(key)) else {
                         return false;
                     };
                     if field.selections.is_empty() {

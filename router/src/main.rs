@@ -6,7 +6,7 @@ use router::Config;
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  router [serve] [--config FILE] [--supergraph PATH] [--listen ADDR]\n  router compose [--schema-dir DIR] [--out PATH] [--check] [--live NAME=URL ...]"
+        "usage:\n  router [serve] [--config FILE] [--supergraph PATH] [--listen ADDR]\n  router compose [--schema-dir DIR] [--out PATH] [--check] [--live NAME=URL ...]\n  router plan --supergraph PATH QUERY"
     );
     std::process::exit(2)
 }
@@ -14,7 +14,7 @@ fn usage() -> ! {
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let command = match args.first().map(String::as_str) {
-        Some("serve") | Some("compose") => args.remove(0),
+        Some("serve") | Some("compose") | Some("plan") => args.remove(0),
         Some("-h") | Some("--help") => usage(),
         _ => "serve".to_owned(),
     };
@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
     match command.as_str() {
         "serve" => runtime.block_on(serve(args)),
         "compose" => runtime.block_on(compose(args)),
+        "plan" => runtime.block_on(plan(args)),
         _ => usage(),
     }
 }
@@ -135,6 +136,31 @@ async fn compose(args: Vec<String>) -> anyhow::Result<()> {
     } else {
         std::fs::write(&out, &sdl)?;
         println!("wrote {} ({} subgraphs)", out.display(), subgraphs.len());
+    }
+    Ok(())
+}
+
+/// Prints the query plan of an operation.
+async fn plan(args: Vec<String>) -> anyhow::Result<()> {
+    let mut config = Config::default();
+    let mut query = None;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--supergraph" => {
+                config.supergraph = PathBuf::from(it.next().unwrap_or_else(|| usage()))
+            }
+            _ => query = Some(arg),
+        }
+    }
+    let query = query.unwrap_or_else(|| usage());
+    let state = router::build_state(config).await?;
+    match state.pipeline.prepare(&query, None) {
+        Ok(prepared) => match &prepared.plan {
+            Some(plan) => println!("{plan}"),
+            None => println!("<no subgraph fetch needed>"),
+        },
+        Err(e) => println!("{}", serde_json::to_string_pretty(&e.errors)?),
     }
     Ok(())
 }

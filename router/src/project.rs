@@ -330,6 +330,8 @@ impl<'a> Projector<'a> {
                             match obj.get("__typename").and_then(Value::as_str) {
                                 Some(t) => match self.schema.types.get_key_value(t) {
                                     Some((k, _)) if info.possible_types.contains(t) => k.as_str(),
+                                    // An @interfaceObject answers with the interface itself.
+                                    _ if info.kind == TypeKind::Interface && t == name => name,
                                     _ => {
                                         self.value_error(&format!(
                                             "Abstract type \"{name}\" resolved to \"{t}\", which is not a possible type"
@@ -337,6 +339,8 @@ impl<'a> Projector<'a> {
                                         return Err(Propagate);
                                     }
                                 },
+                                // Without `__typename` only the interface's own fields apply.
+                                None if info.kind == TypeKind::Interface => name,
                                 None => {
                                     self.value_error(&format!(
                                         "Could not resolve the concrete type of \"{name}\""
