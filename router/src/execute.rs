@@ -65,6 +65,8 @@ pub struct Execution<'a> {
     /// Identical queries may share one subgraph request; never mutations.
     pub dedupe: bool,
     pub observer: Option<&'a dyn FetchObserver>,
+    /// Executing for a subscription event: the primary fetch already happened upstream.
+    pub subscription_event: bool,
     pub data: Mutex<Value>,
     pub errors: Mutex<Vec<GraphQLError>>,
 }
@@ -84,6 +86,7 @@ impl<'a> Execution<'a> {
             headers,
             dedupe,
             observer: None,
+            subscription_event: false,
             data: Mutex::new(Value::Object(Map::new())),
             errors: Mutex::new(Vec::new()),
         }
@@ -145,8 +148,9 @@ impl<'a> Execution<'a> {
                     }
                 }
                 PlanNode::Subscription(sub) => {
-                    // Over plain HTTP a subscription runs its primary fetch once.
-                    self.root_fetch(&sub.primary).await
+                    if !self.subscription_event {
+                        self.root_fetch(&sub.primary).await
+                    }
                 }
             }
         }

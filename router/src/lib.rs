@@ -16,6 +16,7 @@ pub mod schema;
 pub mod server;
 pub mod subgraph;
 pub mod supergraph;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -440,6 +440,31 @@ impl Pipeline {
         headers: ForwardHeaders,
         initial: Value,
     ) -> Executed {
+        self.run_prepared_with(prepared, variables, headers, initial, false)
+            .await
+    }
+
+    /// Resolves the rest of a subscription's selection for one event from the
+    /// owning subgraph (`event_data`), through the other subgraphs.
+    pub async fn run_subscription_event(
+        &self,
+        prepared: &Prepared,
+        variables: &Map<String, Value>,
+        headers: ForwardHeaders,
+        event_data: Value,
+    ) -> Executed {
+        self.run_prepared_with(prepared, variables, headers, event_data, true)
+            .await
+    }
+
+    async fn run_prepared_with(
+        &self,
+        prepared: &Prepared,
+        variables: &Map<String, Value>,
+        headers: ForwardHeaders,
+        initial: Value,
+        subscription_event: bool,
+    ) -> Executed {
         let sg = &self.supergraph;
         let mut exec = Execution::new(
             &self.client,
@@ -451,7 +476,10 @@ impl Pipeline {
         if let Some(o) = &self.observer {
             exec.observer = Some(o.as_ref() as &dyn FetchObserver);
         }
-        *exec.data.lock() = initial;
+        exec.subscription_event = subscription_event;
+        if initial.is_object() {
+            *exec.data.lock() = initial;
+        }
         if let Some(node) = prepared.plan.as_ref().and_then(|p| p.node.as_ref()) {
             exec.run(node).await;
         }

@@ -93,7 +93,7 @@ fn sha256_hex(s: &str) -> String {
 pub fn app(state: Arc<AppState>) -> Router {
     let limit = state.config.limits.max_body_bytes;
     Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql", get(graphql_get_or_ws).post(graphql_post))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -516,4 +516,42 @@ async fn run_request_inner(
             request_error_response(&err, gql)
         }
     }
+}
+
+/// GET /graphql: a websocket upgrade (subscriptions), GraphiQL, or a query.
+async fn graphql_get_or_ws(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+) -> Response {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _body) = request.into_parts();
+    let is_upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if is_upgrade {
+        let ws = match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state)
+            .await
+        {
+            Ok(ws) => ws.protocols(["graphql-transport-ws", "graphql-ws"]),
+            Err(rejection) => return rejection.into_response(),
+        };
+        let protocol = match ws.selected_protocol().and_then(|v| v.to_str().ok()) {
+            Some("graphql-ws") => crate::ws::Protocol::Legacy,
+            _ => crate::ws::Protocol::TransportWs,
+        };
+        return ws.on_upgrade(move |socket| crate::ws::client_session(state, socket, protocol));
+    }
+    let params: HashMap<String, String> = Query::try_from_uri(&parts.uri)
+        .map(|Query(p)| p)
+        .unwrap_or_default();
+    graphql_get(
+        State(state),
+        ConnectInfo(peer),
+        parts.headers,
+        Query(params),
+    )
+    .await
 }
