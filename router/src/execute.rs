@@ -575,11 +575,14 @@ fn fetch_error(subgraph: &str, e: &FetchError) -> GraphQLError {
     GraphQLError::with_code(e.to_string(), e.code()).with_extension("serviceName", subgraph)
 }
 
+/// Called for every entity object found along a flatten path, with its path.
+type EntityVisitor<'a> = dyn FnMut(&Map<String, Value>, &[PathSeg]) + 'a;
+
 fn walk_entities(
     value: &Value,
     path: &[FlattenNodePathSegment],
     cur: &mut Vec<PathSeg>,
-    f: &mut dyn FnMut(&Map<String, Value>, &[PathSeg]),
+    f: &mut EntityVisitor<'_>,
 ) {
     match path.split_first() {
         None => match value {

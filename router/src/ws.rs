@@ -147,12 +147,11 @@ impl Upstream {
                                         let _ = s.send(UpEvent::Complete);
                                     }
                                 }
-                                Some("ping") => {
-                                    if sink.send(UpMessage::text(r#"{"type":"pong"}"#)).await.is_err() {
-                                        break;
-                                    }
-                                }
                                 _ => {}
+                            }
+                            let is_ping = v.get("type").and_then(Value::as_str) == Some("ping");
+                            if is_ping && sink.send(UpMessage::text(r#"{"type":"pong"}"#)).await.is_err() {
+                                break;
                             }
                         }
                         Some(Ok(UpMessage::Close(_))) | None | Some(Err(_)) => break,
