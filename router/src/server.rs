@@ -172,9 +172,36 @@ async fn run_request(
     method: Method,
     client_ip: std::net::IpAddr,
 ) -> Response {
+    use tracing::Instrument;
     let started = std::time::Instant::now();
     let gql = wants_graphql_response(headers);
-    let response = run_request_inner(state, &mut request, headers, method, client_ip, gql).await;
+    let ctx = request_context(headers, method == Method::GET);
+    let request_id = ctx
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-request-id")
+        .map(|(_, v)| v.clone());
+    let span = tracing::info_span!(
+        "graphql",
+        request_id = request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        operation = request.operation_name.as_deref().unwrap_or_default(),
+    );
+    let mut response = run_request_inner(state, &mut request, headers, ctx, client_ip, gql)
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "graphql request"
+        )
+    });
+    if let Some(id) = request_id {
+        response.headers_mut().insert("x-request-id", id);
+    }
     let m = &state.metrics;
     m.requests
         .with_label_values(&[response.status().as_str()])
@@ -435,7 +462,7 @@ async fn run_request_inner(
     state: &AppState,
     request: &mut GraphQLRequest,
     headers: &HeaderMap,
-    method: Method,
+    ctx: RequestContext,
     client_ip: std::net::IpAddr,
     gql: bool,
 ) -> Response {
@@ -497,7 +524,6 @@ async fn run_request_inner(
         };
         return error_response(status, gql, e);
     }
-    let ctx = request_context(headers, method == Method::GET);
     match state.pipeline.execute(request, &ctx).await {
         Ok(done) => {
             for e in &done.errors {
