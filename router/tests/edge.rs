@@ -311,3 +311,37 @@ async fn health_ready_and_metrics() {
     assert_eq!(body["services"]["users"], "down");
     assert_eq!(body["services"]["reviews"], "up");
 }
+
+#[tokio::test]
+async fn introspection_can_be_disabled() {
+    let mut config = Config::default();
+    config.introspection = false;
+    let stack = stack_with(config).await;
+    let resp = stack.query("{ __schema { queryType { name } } }").await;
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"],
+        "INTROSPECTION_DISABLED"
+    );
+    let resp = stack.query("{ me { __typename id } }").await;
+    assert_eq!(resp["data"]["me"], json!({"__typename": "User", "id": "1"}));
+}
+
+#[tokio::test]
+async fn mutations_run_over_post_and_are_refused_over_get_with_405() {
+    let stack = stack_with(Config::default()).await;
+    let mutation =
+        r#"mutation { rename(id: "2", name: "Alan M. Turing") { id name reviews { body } } }"#;
+    let resp = stack.query(mutation).await;
+    assert_eq!(resp["data"]["rename"]["name"], "Alan M. Turing", "{resp}");
+    assert_eq!(
+        resp["data"]["rename"]["reviews"][0]["body"],
+        "Could be better."
+    );
+    let before = stack.total_hits();
+    let url =
+        reqwest::Url::parse_with_params(&stack.router_url, &[("query", mutation)]).expect("url");
+    let resp = reqwest::get(url).await.expect("get");
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert_eq!(stack.total_hits(), before);
+}

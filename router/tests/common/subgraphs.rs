@@ -63,9 +63,22 @@ pub mod users {
         }
     }
 
-    pub type S = Schema<Query, EmptyMutation, EmptySubscription>;
+    pub struct Mutation;
+
+    #[Object]
+    impl Mutation {
+        /// Returns the user with a new name (nothing is stored).
+        async fn rename(&self, id: ID, name: String) -> Option<User> {
+            all()
+                .into_iter()
+                .find(|u| u.id == id)
+                .map(|u| User { name, ..u })
+        }
+    }
+
+    pub type S = Schema<Query, Mutation, EmptySubscription>;
     pub fn schema() -> S {
-        Schema::build(Query, EmptyMutation, EmptySubscription)
+        Schema::build(Query, Mutation, EmptySubscription)
             .enable_federation()
             .finish()
     }
