@@ -127,7 +127,7 @@ impl Default for LimitsConfig {
             max_depth: 32,
             max_aliases: 64,
             max_root_fields: 64,
-            max_cost: 100_000,
+            max_cost: 1_000_000,
             default_list_size: 10,
             max_tokens: 15_000,
         }
