@@ -78,13 +78,24 @@ pub async fn build_state_with(
     pipeline.observer = Some(metrics.clone());
     let auth = auth::Authenticator::from_config(&config.auth).await?;
     let extras = server::Extras::from_config(&config)?;
-    Ok(Arc::new(AppState {
+    let state = Arc::new(AppState {
         pipeline,
         config,
         auth,
         metrics,
         extras,
-    }))
+    });
+    // Forget idle rate-limit buckets so memory does not grow with distinct clients.
+    let weak = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            state.extras.prune();
+        }
+    });
+    Ok(state)
 }
 
 /// Serves the router on `listener` until `shutdown` completes.

@@ -85,6 +85,16 @@ impl Extras {
     }
 }
 
+impl Extras {
+    /// Drops rate-limit state of clients whose buckets are full again.
+    pub fn prune(&self) {
+        if let Some(l) = &self.limiter {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
 fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))

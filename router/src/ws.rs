@@ -525,8 +525,8 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
             }
         }
     }
-    let (up_id, mut events) = upstream.subscribe(&primary.operation.document_str, up_vars);
-    let _guard = UpstreamGuard {
+    let (up_id, mut events) = upstream.subscribe(&primary.operation.document_str, up_vars.clone());
+    let mut _guard = UpstreamGuard {
         upstream,
         id: up_id,
     };
@@ -570,6 +570,12 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
                 return;
             }
             UpEvent::Dropped => {
+                if let Some((guard, rx)) = resubscribe(&session, primary, &up_vars).await {
+                    tracing::info!(subgraph = %primary.service_name, "upstream subscription resumed");
+                    _guard = guard;
+                    events = rx;
+                    continue;
+                }
                 session.send_error(
                     &id,
                     vec![
@@ -587,4 +593,20 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
             }
         }
     }
+}
+
+/// After an upstream socket dropped: reconnects (with backoff) and subscribes again.
+async fn resubscribe(
+    session: &Session,
+    primary: &FetchNode,
+    variables: &Map<String, Value>,
+) -> Option<(UpstreamGuard, mpsc::UnboundedReceiver<UpEvent>)> {
+    for delay in [100u64, 400, 1_200] {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        if let Ok(upstream) = session.upstream(&primary.service_name).await {
+            let (id, rx) = upstream.subscribe(&primary.operation.document_str, variables.clone());
+            return Some((UpstreamGuard { upstream, id }, rx));
+        }
+    }
+    None
 }

@@ -111,6 +111,8 @@ struct NotificationsSubgraph {
     bus: broadcast::Sender<(String, String)>,
     kill: broadcast::Sender<()>,
     connections: Arc<AtomicUsize>,
+    /// When set, new websocket upgrades are refused (the subgraph is "down").
+    refuse: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn start_notifications() -> NotificationsSubgraph {
@@ -127,14 +129,23 @@ async fn start_notifications() -> NotificationsSubgraph {
     .finish();
     let sdl = schema.sdl_with_options(async_graphql::SDLExportOptions::new().federation());
     let connections = Arc::new(AtomicUsize::new(0));
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ws_refuse = refuse.clone();
     let ws_schema = schema.clone();
     let ws_kill = kill.clone();
     let ws_connections = connections.clone();
     let ws = move |protocol: GraphQLProtocol, upgrade: axum::extract::ws::WebSocketUpgrade| {
         let schema = ws_schema.clone();
         let mut killed = ws_kill.subscribe();
-        ws_connections.fetch_add(1, Ordering::SeqCst);
+        let refused = ws_refuse.load(Ordering::SeqCst);
+        if !refused {
+            ws_connections.fetch_add(1, Ordering::SeqCst);
+        }
         async move {
+            use axum::response::IntoResponse;
+            if refused {
+                return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
             upgrade
                 .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
                 .on_upgrade(move |socket| async move {
@@ -151,6 +162,7 @@ async fn start_notifications() -> NotificationsSubgraph {
                         _ = killed.recv() => {}
                     }
                 })
+                .into_response()
         }
     };
     let app = axum::Router::new().route(
@@ -170,6 +182,7 @@ async fn start_notifications() -> NotificationsSubgraph {
         bus,
         kill,
         connections,
+        refuse,
     }
 }
 
@@ -353,7 +366,46 @@ async fn an_invalid_token_in_connection_init_closes_with_4403() {
 }
 
 #[tokio::test]
-async fn an_upstream_drop_ends_the_subscription_with_an_error() {
+async fn an_upstream_drop_is_resumed_on_a_new_socket() {
+    let (stack, notif) = start().await;
+    let mut ws = connect(
+        &stack,
+        "graphql-transport-ws",
+        json!({"Authorization": format!("Bearer {}", token("1"))}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await.expect("ack")["type"], "connection_ack");
+    ws.send(Message::text(
+        json!({"id": "s", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}).to_string(),
+    ))
+    .await
+    .expect("subscribe");
+    publish_until_seen(&notif, &mut ws, "1", "before").await;
+    let connections = notif.connections.load(Ordering::SeqCst);
+    notif.kill.send(()).expect("kill upstream sockets");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got = publish_until_seen(&notif, &mut ws, "1", "after").await;
+    while got["payload"]["data"]["notificationAdded"]["message"] == "before" {
+        got = recv(&mut ws).await.expect("more events");
+    }
+    assert_eq!(got["type"], "next", "{got}");
+    assert_eq!(
+        got["payload"]["data"]["notificationAdded"]["message"],
+        "after"
+    );
+    assert_eq!(
+        got["payload"]["data"]["notificationAdded"]["user"]["name"],
+        "Ada Lovelace"
+    );
+    assert_eq!(
+        notif.connections.load(Ordering::SeqCst),
+        connections + 1,
+        "one new upstream socket"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_stays_down_ends_the_subscription_with_an_error() {
     let (stack, notif) = start().await;
     let mut ws = connect(
         &stack,
@@ -368,6 +420,7 @@ async fn an_upstream_drop_ends_the_subscription_with_an_error() {
     .await
     .expect("subscribe");
     publish_until_seen(&notif, &mut ws, "1", "first").await;
+    notif.refuse.store(true, Ordering::SeqCst);
     notif.kill.send(()).expect("kill upstream sockets");
     let mut got = recv(&mut ws).await.expect("a message after the drop");
     while got["type"] == "next" {
