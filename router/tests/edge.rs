@@ -314,8 +314,10 @@ async fn health_ready_and_metrics() {
 
 #[tokio::test]
 async fn introspection_can_be_disabled() {
-    let mut config = Config::default();
-    config.introspection = false;
+    let config = Config {
+        introspection: false,
+        ..Default::default()
+    };
     let stack = stack_with(config).await;
     let resp = stack.query("{ __schema { queryType { name } } }").await;
     assert_eq!(
