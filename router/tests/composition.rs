@@ -1,5 +1,7 @@
 //! The committed supergraph must equal the composition of the committed subgraph SDLs.
 
+mod common;
+
 use std::path::PathBuf;
 
 use router::compose::{ComposeError, SubgraphSdl, compose_supergraph, read_schema_dir};
@@ -88,4 +90,27 @@ type Thing @key(fields: "id") @shareable { id: ID! size: String }"#
     };
     let err = compose_supergraph(&[a, broken]).expect_err("parse error");
     assert!(err.to_string().contains("gamma"), "{err}");
+}
+
+#[tokio::test]
+async fn live_composition_fetches_sdl_from_running_subgraphs() {
+    let users = common::serve_schema("users", common::subgraphs::users::schema(), 0).await;
+    let reviews = common::serve_schema("reviews", common::subgraphs::reviews::schema(), 0).await;
+    let mut live = Vec::new();
+    for s in [&users, &reviews] {
+        let fetched = router::compose::fetch_live_sdl(&s.name, &s.url)
+            .await
+            .expect("_service { sdl }");
+        assert!(fetched.sdl.contains("@key"), "{}", fetched.sdl);
+        live.push(fetched);
+    }
+    let composed = compose_supergraph(&live).expect("live SDLs compose");
+    assert!(
+        composed.contains("reviews: [Review!]! @join__field(graph: REVIEWS)"),
+        "{composed}"
+    );
+    let err = router::compose::fetch_live_sdl("nobody", "http://127.0.0.1:9/graphql")
+        .await
+        .expect_err("nothing listens on port 9");
+    assert!(err.to_string().contains("nobody"));
 }
