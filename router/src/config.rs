@@ -215,3 +215,64 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_override_defaults_and_env_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("router-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let path = dir.join("router.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:4000"
+introspection = false
+[limits]
+max_depth = 7
+[subgraphs.users]
+url = "http://users:3001/graphql"
+timeout_ms = 500
+"#,
+        )
+        .expect("write config");
+        let mut config = Config::from_file(&path).expect("valid config");
+        assert_eq!(config.limits.max_depth, 7);
+        assert_eq!(
+            config.limits.max_aliases,
+            LimitsConfig::default().max_aliases
+        );
+        assert!(!config.introspection);
+        assert_eq!(config.subgraphs["users"].timeout_ms, Some(500));
+        let env: HashMap<&str, &str> = [("PORT", "3999"), ("JWT_SECRET", "s3cret")]
+            .into_iter()
+            .collect();
+        config
+            .apply_env(|k| env.get(k).map(|v| (*v).to_owned()))
+            .expect("valid env");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3999");
+        assert_eq!(config.auth.jwt_secret.as_deref(), Some("s3cret"));
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "secrets are never printed"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_env_values_are_rejected() {
+        let dir = std::env::temp_dir().join(format!("router-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let path = dir.join("router.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:4000\"\nlisten_port = 3\n")
+            .expect("write config");
+        let err = Config::from_file(&path).expect_err("unknown key");
+        assert!(err.to_string().contains("listen_port"), "{err}");
+        let mut config = Config::default();
+        let err = config
+            .apply_env(|k| (k == "PORT").then(|| "eighty".to_owned()))
+            .expect_err("not a port");
+        assert!(err.to_string().contains("PORT"));
+    }
+}

@@ -62,6 +62,7 @@ async fn unions_and_interfaces_with_fragments_and_typename() {
       }
       fragment N on Named { __typename name }
     "#;
+    insta::assert_snapshot!(plan_of(&stack, q));
     let resp = stack
         .post(json!({"query": q, "operationName": "Search"}))
         .await
@@ -186,6 +187,7 @@ async fn down_subgraph_gives_partial_data_and_unavailable_error() {
         .collect();
     assert!(codes.contains(&"SUBGRAPH_UNAVAILABLE"), "{resp}");
     assert_eq!(resp["errors"][0]["extensions"]["serviceName"], "inventory");
+    insta::assert_json_snapshot!(resp);
 }
 
 #[tokio::test]
