@@ -125,11 +125,13 @@ impl SubgraphClient {
                 }
             }
         };
-        let result = shared.await;
-        if leader {
-            self.inflight.lock().remove(&key);
-        }
-        result
+        // The leader un-registers the request when it finishes or is cancelled, so a
+        // completed response is never served to later requests.
+        let _guard = leader.then(|| InflightGuard {
+            map: &self.inflight,
+            key,
+        });
+        shared.await
     }
 
     async fn request(
@@ -186,5 +188,16 @@ impl SubgraphClient {
                 status: status.as_u16(),
             })
         }
+    }
+}
+
+struct InflightGuard<'a> {
+    map: &'a Mutex<HashMap<u64, SharedFetch>>,
+    key: u64,
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.map.lock().remove(&self.key);
     }
 }

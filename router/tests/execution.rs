@@ -305,3 +305,26 @@ async fn get_requests_run_queries_but_not_mutations() {
         .expect("get");
     assert!(resp.text().await.expect("html").contains("graphiql"));
 }
+
+#[tokio::test]
+async fn identical_in_flight_subgraph_queries_are_sent_once() {
+    let stack = start_stack(StackOptions {
+        delay_ms: [("products", 300)].into_iter().collect(),
+        ..Default::default()
+    })
+    .await;
+    let q = "{ topProducts(first: 2) { upc name } }";
+    let before = stack.hits("products");
+    let responses = futures::future::join_all((0..8).map(|_| stack.query(q))).await;
+    for r in &responses {
+        assert_eq!(r["data"]["topProducts"][1]["name"], "Couch", "{r}");
+    }
+    let shared = stack.hits("products") - before;
+    assert!(
+        shared < 8,
+        "8 identical concurrent queries made {shared} subgraph calls"
+    );
+    // Finished requests are not cached: the next one reaches the subgraph again.
+    stack.query(q).await;
+    assert_eq!(stack.hits("products"), before + shared + 1);
+}
