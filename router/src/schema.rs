@@ -1,7 +1,7 @@
 //! A lookup index over the client-facing (API) schema: type kinds, field types,
 //! possible types of abstract types, enum values and input fields.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use graphql_tools::static_graphql::schema::{Definition, Document, Type, TypeDefinition};
 
@@ -45,7 +45,7 @@ pub struct SchemaIndex {
 
 impl SchemaIndex {
     pub fn new(doc: &Document) -> Self {
-        let mut types: HashMap<String, TypeInfo> = HashMap::new();
+        let mut types: HashMap<String, TypeInfo> = HashMap::default();
         let mut implementations: Vec<(String, String)> = Vec::new();
         let mut query_type = None;
         let mut mutation_type = None;
@@ -169,9 +169,9 @@ impl TypeInfo {
     fn empty(kind: TypeKind) -> Self {
         Self {
             kind,
-            fields: HashMap::new(),
-            possible_types: HashSet::new(),
-            enum_values: HashSet::new(),
+            fields: HashMap::default(),
+            possible_types: HashSet::default(),
+            enum_values: HashSet::default(),
             input_fields: Vec::new(),
             one_of: false,
         }
