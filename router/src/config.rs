@@ -175,7 +175,7 @@ impl Config {
 
     /// Applies environment variables: ROUTER_CONFIG is read by the caller; here
     /// PORT, ROUTER_LISTEN, SUPERGRAPH_PATH, JWT_SECRET, JWKS_PATH, JWKS_URL,
-    /// ROUTER_INTROSPECTION, ROUTER_RATE_LIMIT_PER_SECOND, SUBGRAPH_TIMEOUT_MS.
+    /// ROUTER_INTROSPECTION, ROUTER_RATE_LIMIT_PER_SECOND, ROUTER_DEDUPE, SUBGRAPH_TIMEOUT_MS.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
         where
@@ -208,6 +208,9 @@ impl Config {
         if let Some(v) = env("ROUTER_RATE_LIMIT_PER_SECOND") {
             self.rate_limit.enabled = true;
             self.rate_limit.per_second = parse("ROUTER_RATE_LIMIT_PER_SECOND", &v)?;
+        }
+        if let Some(v) = env("ROUTER_DEDUPE") {
+            self.dedupe_requests = parse("ROUTER_DEDUPE", &v)?;
         }
         if let Some(v) = env("SUBGRAPH_TIMEOUT_MS") {
             self.subgraph_timeout_ms = parse("SUBGRAPH_TIMEOUT_MS", &v)?;
