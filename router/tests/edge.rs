@@ -124,6 +124,44 @@ async fn rs256_tokens_verify_against_a_jwks_file() {
 }
 
 #[tokio::test]
+async fn rs256_keys_can_come_from_a_jwks_url() {
+    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let jwks =
+        std::fs::read_to_string(fixtures.join("rs256-test-jwks.json")).expect("jwks fixture");
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move { ([("content-type", "application/json")], jwks) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("jwks server");
+    });
+    let mut config = Config::default();
+    config.auth.jwks_url = Some(format!("http://{addr}/.well-known/jwks.json"));
+    let stack = stack_with(config).await;
+    let der = std::fs::read(fixtures.join("rs256-test-key.der")).expect("key fixture");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("test-key".into());
+    let claims = json!({"sub": "1", "exp": now() + 600, "iat": now(), "jti": "y"});
+    let token = encode(&header, &claims, &EncodingKey::from_rsa_der(&der)).expect("encodes");
+    let bearer = format!("Bearer {token}");
+    let (status, resp) = post_json(
+        &stack.router_url,
+        json!({"query": "{ me { id } }"}),
+        &[("authorization", bearer.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["data"]["me"]["id"], "1");
+}
+
+#[tokio::test]
 async fn limits_reject_deep_wide_and_costly_operations() {
     let mut config = Config::default();
     config.limits.max_depth = 3;
