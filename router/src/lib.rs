@@ -95,6 +95,17 @@ pub async fn build_state_with(
             state.extras.prune();
         }
     });
+    // Keep the subgraph status shown by `/health` fresh.
+    let weak = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            let results = server::probe_subgraphs(&state).await;
+            *state.extras.last_probe.write() = Some(results);
+        }
+    });
     Ok(state)
 }
 

@@ -37,6 +37,8 @@ pub struct Extras {
     apq: parking_lot::Mutex<lru::LruCache<String, Arc<str>>>,
     /// sha256 hex -> query text, from the safelist manifest.
     safelist: HashMap<String, String>,
+    /// Last subgraph probe, shown by `/health`.
+    pub last_probe: parking_lot::RwLock<Option<Vec<(String, bool)>>>,
 }
 
 impl Extras {
@@ -81,6 +83,7 @@ impl Extras {
             limiter,
             apq: parking_lot::Mutex::new(lru::LruCache::new(size)),
             safelist,
+            last_probe: parking_lot::RwLock::new(None),
         })
     }
 }
@@ -323,15 +326,21 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn health() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"ok"}"#,
-    )
-        .into_response()
+/// Liveness: always `ok` while the router serves; `services` is the last background
+/// probe of the subgraphs (refreshed every 10 s, and by `/ready`).
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let services = state
+        .extras
+        .last_probe
+        .read()
+        .as_deref()
+        .map(services_json)
+        .unwrap_or_default();
+    axum::Json(serde_json::json!({"status": "ok", "services": services})).into_response()
 }
 
-async fn ready(State(state): State<Arc<AppState>>) -> Response {
+/// Probes every subgraph with `{ __typename }`; returns (name, up) sorted by name.
+pub async fn probe_subgraphs(state: &AppState) -> Vec<(String, bool)> {
     let client = state.pipeline.client.clone();
     let checks = state.pipeline.supergraph.subgraphs.iter().map(|(name, _)| {
         let client = client.clone();
@@ -352,16 +361,24 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
             (name, up)
         }
     });
-    let results = futures::future::join_all(checks).await;
+    futures::future::join_all(checks).await
+}
+
+fn services_json(results: &[(String, bool)]) -> serde_json::Map<String, Value> {
+    results
+        .iter()
+        .map(|(n, up)| (n.clone(), Value::from(if *up { "up" } else { "down" })))
+        .collect()
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let results = probe_subgraphs(&state).await;
+    *state.extras.last_probe.write() = Some(results.clone());
     let all_up = results.iter().all(|(_, up)| *up);
-    let services: serde_json::Map<String, Value> = results
-        .into_iter()
-        .map(|(n, up)| (n, Value::from(if up { "up" } else { "down" })))
-        .collect();
     let body = serde_json::json!({
         "status": if all_up { "ready" } else { "degraded" },
         "supergraph": "loaded",
-        "services": services,
+        "services": services_json(&results),
     });
     let status = if all_up {
         StatusCode::OK

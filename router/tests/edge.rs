@@ -314,6 +314,7 @@ async fn health_ready_and_metrics() {
         .await
         .expect("json");
     assert_eq!(health["status"], "ok");
+    assert!(health["services"].is_object(), "{health}");
     let ready = reqwest::get(format!("{base}/ready")).await.expect("ready");
     assert_eq!(ready.status(), 200);
     stack.query("{ me { name reviews { body } } }").await;
@@ -348,6 +349,17 @@ async fn health_ready_and_metrics() {
     let body: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(body["services"]["users"], "down");
     assert_eq!(body["services"]["reviews"], "up");
+    let health: serde_json::Value = reqwest::get(format!("{base}/health"))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        health["status"], "ok",
+        "liveness does not depend on subgraphs"
+    );
+    assert_eq!(health["services"]["users"], "down", "{health}");
 }
 
 #[tokio::test]
