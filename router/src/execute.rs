@@ -1,0 +1,660 @@
+//! Execution of a query plan: root and entity fetches, sequences, parallel branches,
+//! flatten paths with type conditions, conditions on variables, batched entity fetches,
+//! and input/output rewrites. Results are merged into one data tree; the projection
+//! step then shapes the client's response from it.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt, join_all};
+use hive_router_query_planner::ast::selection_item::SelectionItem;
+use hive_router_query_planner::ast::selection_set::SelectionSet;
+use hive_router_query_planner::planner::plan_nodes::{
+    BatchFetchNode, FetchNode, FetchNodePathSegment, FetchRewrite, FlattenNodePathSegment, PlanNode,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{GraphQLError, codes};
+use crate::subgraph::{FetchError, ForwardHeaders, SubgraphClient};
+use crate::supergraph::Supergraph;
+
+/// One step of a path into the data tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+impl PathSeg {
+    pub fn to_json(&self) -> Value {
+        match self {
+            PathSeg::Key(k) => Value::String(k.clone()),
+            PathSeg::Index(i) => Value::from(*i),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SubgraphResponse {
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    errors: Option<Vec<Value>>,
+}
+
+#[derive(Serialize)]
+struct SubgraphBody<'a> {
+    query: &'a str,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    variables: &'a Map<String, Value>,
+}
+
+/// Observer of subgraph calls (metrics); kept abstract so the executor stays plain.
+pub trait FetchObserver: Send + Sync {
+    fn fetched(&self, subgraph: &str, elapsed: std::time::Duration, ok: bool);
+}
+
+pub struct Execution<'a> {
+    pub client: &'a SubgraphClient,
+    pub supergraph: &'a Supergraph,
+    pub variables: &'a Map<String, Value>,
+    pub headers: ForwardHeaders,
+    /// Identical queries may share one subgraph request; never mutations.
+    pub dedupe: bool,
+    pub observer: Option<&'a dyn FetchObserver>,
+    /// Executing for a subscription event: the primary fetch already happened upstream.
+    pub subscription_event: bool,
+    pub data: Mutex<Value>,
+    pub errors: Mutex<Vec<GraphQLError>>,
+}
+
+impl<'a> Execution<'a> {
+    pub fn new(
+        client: &'a SubgraphClient,
+        supergraph: &'a Supergraph,
+        variables: &'a Map<String, Value>,
+        headers: ForwardHeaders,
+        dedupe: bool,
+    ) -> Self {
+        Self {
+            client,
+            supergraph,
+            variables,
+            headers,
+            dedupe,
+            observer: None,
+            subscription_event: false,
+            data: Mutex::new(Value::Object(Map::new())),
+            errors: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn into_parts(self) -> (Value, Vec<GraphQLError>) {
+        (self.data.into_inner(), self.errors.into_inner())
+    }
+
+    pub fn run<'b>(&'b self, node: &'b PlanNode) -> BoxFuture<'b, ()> {
+        async move {
+            match node {
+                PlanNode::Fetch(fetch) => {
+                    if fetch.requires.is_some() {
+                        self.entity_fetch(&[], fetch).await
+                    } else {
+                        self.root_fetch(fetch).await
+                    }
+                }
+                PlanNode::BatchFetch(batch) => self.batch_fetch(batch).await,
+                PlanNode::Sequence(seq) => {
+                    for child in &seq.nodes {
+                        self.run(child).await;
+                    }
+                }
+                PlanNode::Parallel(par) => {
+                    join_all(par.nodes.iter().map(|child| self.run(child))).await;
+                }
+                PlanNode::Flatten(flatten) => match flatten.node.as_ref() {
+                    PlanNode::Fetch(fetch) => {
+                        self.entity_fetch(flatten.path.as_slice(), fetch).await
+                    }
+                    other => self.run(other).await,
+                },
+                PlanNode::Condition(cond) => {
+                    let value = self
+                        .variables
+                        .get(&cond.condition)
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    let branch = if value {
+                        cond.if_clause.as_deref()
+                    } else {
+                        cond.else_clause.as_deref()
+                    };
+                    if let Some(branch) = branch {
+                        self.run(branch).await;
+                    }
+                }
+                PlanNode::Defer(defer) => {
+                    // No incremental delivery: everything is sent in one response.
+                    if let Some(primary) = defer.primary.node.as_deref() {
+                        self.run(primary).await;
+                    }
+                    for deferred in &defer.deferred {
+                        if let Some(node) = deferred.node.as_deref() {
+                            self.run(node).await;
+                        }
+                    }
+                }
+                PlanNode::Subscription(sub) => {
+                    if !self.subscription_event {
+                        self.root_fetch(&sub.primary).await
+                    }
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn variables_for(
+        &self,
+        usages: Option<&std::collections::BTreeSet<String>>,
+    ) -> Map<String, Value> {
+        let mut vars = Map::new();
+        if let Some(usages) = usages {
+            for name in usages {
+                if let Some(v) = self.variables.get(name) {
+                    vars.insert(name.clone(), v.clone());
+                }
+            }
+        }
+        vars
+    }
+
+    async fn send(
+        &self,
+        subgraph: &str,
+        query: &str,
+        variables: &Map<String, Value>,
+    ) -> Result<SubgraphResponse, GraphQLError> {
+        let body = serde_json::to_vec(&SubgraphBody { query, variables })
+            .expect("JSON values always serialize");
+        tracing::trace!(subgraph, body = %String::from_utf8_lossy(&body), "subgraph request");
+        let started = Instant::now();
+        let result = self
+            .client
+            .send(subgraph, Bytes::from(body), &self.headers, self.dedupe)
+            .await;
+        if let Some(observer) = self.observer {
+            observer.fetched(subgraph, started.elapsed(), result.is_ok());
+        }
+        let bytes = result.map_err(|e| fetch_error(subgraph, &e))?;
+        serde_json::from_slice::<SubgraphResponse>(&bytes).map_err(|_| {
+            GraphQLError::with_code(
+                format!("subgraph '{subgraph}' returned an invalid GraphQL response"),
+                codes::SUBGRAPH_BAD_RESPONSE,
+            )
+            .with_extension("serviceName", subgraph)
+        })
+    }
+
+    async fn root_fetch(&self, fetch: &FetchNode) {
+        let vars = self.variables_for(fetch.variable_usages.as_ref());
+        let response = match self
+            .send(&fetch.service_name, &fetch.operation.document_str, &vars)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.errors.lock().push(e);
+                return;
+            }
+        };
+        if let Some(mut data) = response.data {
+            if let Some(rewrites) = &fetch.output_rewrites {
+                for rw in rewrites {
+                    self.apply_rewrite(&mut data, rw);
+                }
+            }
+            if data.is_object() {
+                deep_merge(&mut self.data.lock(), data);
+            }
+        }
+        if let Some(errors) = response.errors {
+            let mut sink = self.errors.lock();
+            for e in &errors {
+                sink.push(GraphQLError::from_subgraph(e));
+            }
+        }
+    }
+
+    /// Walks `path` from the root and, for each entity object found, builds its
+    /// representation from `requires`. Returns the unique representations and, for
+    /// every entity position, its response path and the index of its representation.
+    fn collect_representations(
+        &self,
+        paths: &[&[FlattenNodePathSegment]],
+        requires: &SelectionSet,
+        input_rewrites: Option<&Vec<FetchRewrite>>,
+    ) -> (Vec<Value>, Vec<(Vec<PathSeg>, usize)>) {
+        let data = self.data.lock();
+        let mut reps: Vec<Value> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut targets: Vec<(Vec<PathSeg>, usize)> = Vec::new();
+        let mut cur = Vec::new();
+        for path in paths {
+            walk_entities(&data, path, &mut cur, &mut |obj, p| {
+                let typename = obj.get("__typename").and_then(Value::as_str);
+                let mut rep = Map::new();
+                // Entities whose type matches no fragment of `requires` are not fetched.
+                if !self.project_requires(obj, typename, requires, &mut rep) || rep.is_empty() {
+                    return;
+                }
+                let mut rep = Value::Object(rep);
+                if let Some(rewrites) = input_rewrites {
+                    for rw in rewrites {
+                        self.apply_rewrite(&mut rep, rw);
+                    }
+                }
+                let key = rep.to_string();
+                let idx = *seen.entry(key).or_insert_with(|| {
+                    reps.push(rep);
+                    reps.len() - 1
+                });
+                targets.push((p.to_vec(), idx));
+            });
+        }
+        (reps, targets)
+    }
+
+    async fn entity_fetch(&self, path: &[FlattenNodePathSegment], fetch: &FetchNode) {
+        let Some(requires) = fetch.requires.as_ref() else {
+            return self.root_fetch(fetch).await;
+        };
+        let (reps, targets) =
+            self.collect_representations(&[path], requires, fetch.input_rewrites.as_ref());
+        if reps.is_empty() {
+            return;
+        }
+        let mut vars = self.variables_for(fetch.variable_usages.as_ref());
+        vars.insert("representations".to_owned(), Value::Array(reps));
+        let response = match self
+            .send(&fetch.service_name, &fetch.operation.document_str, &vars)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.errors.lock().push(e);
+                return;
+            }
+        };
+        let entities = response
+            .data
+            .and_then(|mut d| d.get_mut("_entities").map(Value::take));
+        self.merge_entities(entities, fetch.output_rewrites.as_ref(), &targets);
+        if let Some(errors) = response.errors {
+            self.push_entity_errors(&errors, "_entities", &targets);
+        }
+    }
+
+    async fn batch_fetch(&self, batch: &BatchFetchNode) {
+        let mut vars = self.variables_for(batch.variable_usages.as_ref());
+        let mut per_alias = Vec::with_capacity(batch.entity_batch.aliases.len());
+        for alias in &batch.entity_batch.aliases {
+            let paths: Vec<&[FlattenNodePathSegment]> =
+                alias.merge_paths.iter().map(|p| p.as_slice()).collect();
+            let (reps, targets) = self.collect_representations(
+                &paths,
+                &alias.requires,
+                alias.input_rewrites.as_ref(),
+            );
+            vars.insert(
+                alias.representations_variable_name.clone(),
+                Value::Array(reps),
+            );
+            per_alias.push(targets);
+        }
+        if per_alias.iter().all(Vec::is_empty) {
+            return;
+        }
+        let response = match self
+            .send(&batch.service_name, &batch.operation.document_str, &vars)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.errors.lock().push(e);
+                return;
+            }
+        };
+        let mut data = response.data.unwrap_or(Value::Null);
+        for (alias, targets) in batch.entity_batch.aliases.iter().zip(&per_alias) {
+            let entities = data.get_mut(&alias.alias).map(Value::take);
+            self.merge_entities(entities, alias.output_rewrites.as_ref(), targets);
+        }
+        if let Some(errors) = response.errors {
+            for (alias, targets) in batch.entity_batch.aliases.iter().zip(&per_alias) {
+                let mine: Vec<Value> = errors
+                    .iter()
+                    .filter(|e| {
+                        e.get("path").and_then(|p| p.get(0)).and_then(Value::as_str)
+                            == Some(alias.alias.as_str())
+                    })
+                    .cloned()
+                    .collect();
+                self.push_entity_errors(&mine, &alias.alias, targets);
+            }
+            let rest: Vec<Value> = errors
+                .iter()
+                .filter(|e| {
+                    let head = e.get("path").and_then(|p| p.get(0)).and_then(Value::as_str);
+                    !batch
+                        .entity_batch
+                        .aliases
+                        .iter()
+                        .any(|a| Some(a.alias.as_str()) == head)
+                })
+                .cloned()
+                .collect();
+            let mut sink = self.errors.lock();
+            for e in &rest {
+                sink.push(GraphQLError::from_subgraph(e));
+            }
+        }
+    }
+
+    fn merge_entities(
+        &self,
+        entities: Option<Value>,
+        output_rewrites: Option<&Vec<FetchRewrite>>,
+        targets: &[(Vec<PathSeg>, usize)],
+    ) {
+        let Some(Value::Array(mut entities)) = entities else {
+            return;
+        };
+        if let Some(rewrites) = output_rewrites {
+            for entity in entities.iter_mut() {
+                for rw in rewrites {
+                    self.apply_rewrite(entity, rw);
+                }
+            }
+        }
+        let mut data = self.data.lock();
+        for (path, idx) in targets {
+            let Some(entity) = entities.get(*idx) else {
+                continue;
+            };
+            if !entity.is_object() {
+                continue;
+            }
+            if let Some(target) = navigate_mut(&mut data, path) {
+                deep_merge(target, entity.clone());
+            }
+        }
+    }
+
+    fn push_entity_errors(
+        &self,
+        errors: &[Value],
+        root_key: &str,
+        targets: &[(Vec<PathSeg>, usize)],
+    ) {
+        let mut sink = self.errors.lock();
+        for raw in errors {
+            let mut error = GraphQLError::from_subgraph(raw);
+            if let Some(path) = error.path.take() {
+                let single = targets.iter().all(|(_, t)| *t == 0);
+                // Some servers omit the index under `_entities`; with a single
+                // representation the entity is still known.
+                let (idx, skip) = match (path.first().and_then(Value::as_str), path.get(1)) {
+                    (Some(head), Some(Value::Number(n))) if head == root_key => (n.as_u64(), 2),
+                    (Some(head), _) if head == root_key && single => (Some(0), 1),
+                    _ => (None, 0),
+                };
+                match idx.and_then(|i| targets.iter().find(|(_, t)| *t as u64 == i)) {
+                    Some((target_path, _)) => {
+                        let mut mapped: Vec<Value> =
+                            target_path.iter().map(PathSeg::to_json).collect();
+                        mapped.extend(path.into_iter().skip(skip));
+                        error.path = Some(mapped);
+                    }
+                    None => error.path = None,
+                }
+            }
+            sink.push(error);
+        }
+    }
+
+    fn typename_matches(&self, typename: &str, names: &std::collections::BTreeSet<String>) -> bool {
+        names.contains(typename)
+            || names.iter().any(|n| {
+                self.supergraph.schema.type_applies(typename, n)
+                    || self
+                        .supergraph
+                        .planner
+                        .supergraph
+                        .interface_members(n)
+                        .is_some_and(|m| m.contains(typename))
+            })
+    }
+
+    /// Copies the fields selected by `requires` from an entity into its representation.
+    /// Returns false when a required field is missing (the entity cannot be fetched).
+    fn project_requires(
+        &self,
+        obj: &Map<String, Value>,
+        typename: Option<&str>,
+        selection: &SelectionSet,
+        out: &mut Map<String, Value>,
+    ) -> bool {
+        for item in &selection.items {
+            match item {
+                SelectionItem::Field(field) => {
+                    // In `requires`, an alias names the representation key while the
+                    // field name is the key in the fetched data.
+                    let key = field.selection_identifier();
+                    let Some(value) = obj.get(field.name.as_str()).or_else(|| obj.get(key)) else {
+                        return false;
+                    };
+                    if field.selections.is_empty() {
+                        out.insert(key.to_owned(), value.clone());
+                    } else {
+                        match self.project_requires_value(value, &field.selections) {
+                            Some(v) => {
+                                out.insert(key.to_owned(), v);
+                            }
+                            None => return false,
+                        }
+                    }
+                }
+                SelectionItem::InlineFragment(fragment) => {
+                    let applies = match typename {
+                        Some(t) => {
+                            t == fragment.type_condition
+                                || self
+                                    .supergraph
+                                    .schema
+                                    .type_applies(t, &fragment.type_condition)
+                                || self
+                                    .supergraph
+                                    .planner
+                                    .supergraph
+                                    .interface_members(&fragment.type_condition)
+                                    .is_some_and(|m| m.contains(t))
+                        }
+                        None => true,
+                    };
+                    if applies && !self.project_requires(obj, typename, &fragment.selections, out) {
+                        return false;
+                    }
+                }
+                SelectionItem::FragmentSpread(_) => {}
+            }
+        }
+        true
+    }
+
+    fn project_requires_value(&self, value: &Value, selection: &SelectionSet) -> Option<Value> {
+        match value {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| self.project_requires_value(v, selection))
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array),
+            Value::Object(obj) => {
+                let mut out = Map::new();
+                let typename = obj.get("__typename").and_then(Value::as_str);
+                self.project_requires(obj, typename, selection, &mut out)
+                    .then_some(Value::Object(out))
+            }
+            other => Some(other.clone()),
+        }
+    }
+
+    fn apply_rewrite(&self, value: &mut Value, rewrite: &FetchRewrite) {
+        let path = match rewrite {
+            FetchRewrite::ValueSetter(v) => &v.path,
+            FetchRewrite::KeyRenamer(k) => &k.path,
+        };
+        self.apply_rewrite_at(value, path, rewrite);
+    }
+
+    fn apply_rewrite_at(
+        &self,
+        value: &mut Value,
+        path: &[FetchNodePathSegment],
+        rewrite: &FetchRewrite,
+    ) {
+        if let Value::Array(items) = value {
+            for item in items {
+                self.apply_rewrite_at(item, path, rewrite);
+            }
+            return;
+        }
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        let Value::Object(obj) = value else {
+            return;
+        };
+        match first {
+            FetchNodePathSegment::TypenameEquals(names) => {
+                let matches = obj
+                    .get("__typename")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| self.typename_matches(t, names));
+                if matches {
+                    if rest.is_empty() {
+                        return;
+                    }
+                    self.apply_rewrite_at(value, rest, rewrite);
+                }
+            }
+            FetchNodePathSegment::Key(key) => {
+                if rest.is_empty() {
+                    match rewrite {
+                        FetchRewrite::ValueSetter(setter) => {
+                            obj.insert(key.clone(), Value::String(setter.set_value_to.clone()));
+                        }
+                        FetchRewrite::KeyRenamer(renamer) => {
+                            if let Some(v) = obj.remove(key) {
+                                obj.insert(renamer.rename_key_to.clone(), v);
+                            }
+                        }
+                    }
+                } else if let Some(child) = obj.get_mut(key) {
+                    self.apply_rewrite_at(child, rest, rewrite);
+                }
+            }
+        }
+    }
+}
+
+fn fetch_error(subgraph: &str, e: &FetchError) -> GraphQLError {
+    GraphQLError::with_code(e.to_string(), e.code()).with_extension("serviceName", subgraph)
+}
+
+/// Called for every entity object found along a flatten path, with its path.
+type EntityVisitor<'a> = dyn FnMut(&Map<String, Value>, &[PathSeg]) + 'a;
+
+fn walk_entities(
+    value: &Value,
+    path: &[FlattenNodePathSegment],
+    cur: &mut Vec<PathSeg>,
+    f: &mut EntityVisitor<'_>,
+) {
+    match path.split_first() {
+        None => match value {
+            Value::Object(obj) => f(obj, cur),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    cur.push(PathSeg::Index(i));
+                    walk_entities(item, path, cur, f);
+                    cur.pop();
+                }
+            }
+            _ => {}
+        },
+        Some((seg, rest)) => match seg {
+            FlattenNodePathSegment::Field(name) => {
+                if let Some(child) = value.get(name.as_str()) {
+                    cur.push(PathSeg::Key(name.clone()));
+                    walk_entities(child, rest, cur, f);
+                    cur.pop();
+                }
+            }
+            FlattenNodePathSegment::List => {
+                if let Value::Array(items) = value {
+                    for (i, item) in items.iter().enumerate() {
+                        cur.push(PathSeg::Index(i));
+                        walk_entities(item, rest, cur, f);
+                        cur.pop();
+                    }
+                }
+            }
+            FlattenNodePathSegment::TypeCondition(names) => {
+                let matches = value
+                    .get("__typename")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| names.contains(t));
+                if matches {
+                    walk_entities(value, rest, cur, f);
+                }
+            }
+        },
+    }
+}
+
+fn navigate_mut<'v>(mut value: &'v mut Value, path: &[PathSeg]) -> Option<&'v mut Value> {
+    for seg in path {
+        value = match seg {
+            PathSeg::Key(k) => value.get_mut(k.as_str())?,
+            PathSeg::Index(i) => value.get_mut(*i)?,
+        };
+    }
+    Some(value)
+}
+
+/// Merges `source` into `target`: objects field by field, lists of equal length item by
+/// item; anything else replaces the target.
+pub fn deep_merge(target: &mut Value, source: Value) {
+    match (target, source) {
+        (Value::Object(t), Value::Object(s)) => {
+            for (k, v) in s {
+                match t.get_mut(&k) {
+                    Some(existing) => deep_merge(existing, v),
+                    None => {
+                        t.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Array(t), Value::Array(s)) if t.len() == s.len() => {
+            for (tv, sv) in t.iter_mut().zip(s) {
+                deep_merge(tv, sv);
+            }
+        }
+        (t, s) => *t = s,
+    }
+}

@@ -1,0 +1,136 @@
+//! The Smart Expense Tracker federation router: loads a Federation v2 supergraph,
+//! plans operations with `hive-router-query-planner`, executes the plans against
+//! the subgraphs over HTTP and serves GraphQL on `/graphql`.
+
+// GraphQL errors travel by value on cold paths (rejections); boxing them would only
+// add noise.
+#![allow(clippy::result_large_err)]
+
+pub mod auth;
+pub mod coerce;
+pub mod compose;
+pub mod config;
+pub mod error;
+pub mod execute;
+pub mod limits;
+pub mod metrics;
+pub mod pipeline;
+pub mod project;
+pub mod schema;
+pub mod server;
+pub mod subgraph;
+pub mod supergraph;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use pipeline::{Pipeline, PipelineOptions};
+use server::AppState;
+use subgraph::{Endpoint, SubgraphClient};
+use supergraph::Supergraph;
+
+/// Builds the shared state from a configuration (loads and checks the supergraph).
+pub async fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
+    let supergraph = Arc::new(Supergraph::from_file(&config.supergraph)?);
+    build_state_with(config, supergraph).await
+}
+
+pub async fn build_state_with(
+    config: Config,
+    supergraph: Arc<Supergraph>,
+) -> anyhow::Result<Arc<AppState>> {
+    let mut endpoints = HashMap::new();
+    for (name, url) in &supergraph.subgraphs {
+        let over = config.subgraphs.get(name);
+        let url = over
+            .and_then(|o| o.url.clone())
+            .unwrap_or_else(|| url.clone());
+        let timeout = over
+            .and_then(|o| o.timeout_ms)
+            .unwrap_or(config.subgraph_timeout_ms);
+        endpoints.insert(
+            name.clone(),
+            Endpoint {
+                url,
+                timeout: Duration::from_millis(timeout),
+            },
+        );
+    }
+    let client = Arc::new(SubgraphClient::new(endpoints, config.dedupe_requests));
+    let mut pipeline = Pipeline::new(
+        supergraph,
+        client,
+        PipelineOptions {
+            limits: config.limits.clone(),
+            introspection: config.introspection,
+            plan_cache_size: config.plan_cache_size,
+            parser_token_limit: config.limits.max_tokens,
+            planning_timeout: Duration::from_secs(10),
+        },
+    );
+    let metrics = Arc::new(metrics::Metrics::new());
+    pipeline.observer = Some(metrics.clone());
+    let auth = auth::Authenticator::from_config(&config.auth).await?;
+    let extras = server::Extras::from_config(&config)?;
+    let state = Arc::new(AppState {
+        pipeline,
+        config,
+        auth,
+        metrics,
+        extras,
+    });
+    // Forget idle rate-limit buckets so memory does not grow with distinct clients.
+    let weak = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            state.extras.prune();
+        }
+    });
+    // Keep the subgraph status shown by `/health` fresh.
+    let weak = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            let results = server::probe_subgraphs(&state).await;
+            *state.extras.last_probe.write() = Some(results);
+        }
+    });
+    Ok(state)
+}
+
+/// Serves the router on `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = build_state(config).await?;
+    serve(state, listener, shutdown).await
+}
+
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = server::app(state);
+    tracing::info!(addr = %listener.local_addr()?, "router listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}

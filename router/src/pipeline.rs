@@ -1,0 +1,533 @@
+//! The GraphQL request pipeline: parse, validate, select the operation, coerce
+//! variables, normalise and plan (cached), execute, project.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use graphql_tools::static_graphql::query::{
+    Definition, Document, FragmentDefinition, OperationDefinition, Selection, SelectionSet,
+    VariableDefinition,
+};
+use graphql_tools::validation::validate::validate;
+use hive_router_query_planner::ast::normalization::normalize_operation;
+use hive_router_query_planner::planner::plan_nodes::QueryPlan;
+use lru::LruCache;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::coerce::coerce_variables;
+use crate::error::{GraphQLError, codes};
+use crate::execute::{Execution, FetchObserver};
+use crate::project::Projector;
+use crate::subgraph::{ForwardHeaders, SubgraphClient};
+use crate::supergraph::Supergraph;
+
+/// A GraphQL-over-HTTP request.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphQLRequest {
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub operation_name: Option<String>,
+    #[serde(default)]
+    pub variables: Option<Value>,
+    #[serde(default)]
+    pub extensions: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Query,
+    Mutation,
+    Subscription,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Query => "query",
+            OpKind::Mutation => "mutation",
+            OpKind::Subscription => "subscription",
+        }
+    }
+}
+
+/// A parsed, validated operation with its plan, ready to execute with variables.
+pub struct Prepared {
+    pub doc: Document,
+    pub fragments: HashMap<String, FragmentDefinition>,
+    pub op_index: usize,
+    pub kind: OpKind,
+    pub root_type: String,
+    pub plan: Option<Arc<QueryPlan>>,
+    pub has_introspection: bool,
+}
+
+impl Prepared {
+    pub fn operation(&self) -> (&[VariableDefinition], &SelectionSet) {
+        match &self.doc.definitions[self.op_index] {
+            Definition::Operation(op) => op_parts(op),
+            Definition::Fragment(_) => unreachable!("op_index always points at an operation"),
+        }
+    }
+}
+
+fn op_parts(op: &OperationDefinition) -> (&[VariableDefinition], &SelectionSet) {
+    match op {
+        OperationDefinition::SelectionSet(s) => (&[], s),
+        OperationDefinition::Query(q) => (&q.variable_definitions, &q.selection_set),
+        OperationDefinition::Mutation(m) => (&m.variable_definitions, &m.selection_set),
+        OperationDefinition::Subscription(s) => (&s.variable_definitions, &s.selection_set),
+    }
+}
+
+fn op_name(op: &OperationDefinition) -> Option<&str> {
+    match op {
+        OperationDefinition::SelectionSet(_) => None,
+        OperationDefinition::Query(q) => q.name.as_deref(),
+        OperationDefinition::Mutation(m) => m.name.as_deref(),
+        OperationDefinition::Subscription(s) => s.name.as_deref(),
+    }
+}
+
+/// Outcome of preparing an operation: request errors carry the HTTP status class.
+#[derive(Debug, Clone)]
+pub struct RequestError {
+    pub errors: Vec<GraphQLError>,
+    /// Whether the failure is the client's (4xx) rather than the router's.
+    pub client_error: bool,
+    /// HTTP method not allowed (mutation over GET).
+    pub method_not_allowed: bool,
+}
+
+impl RequestError {
+    pub fn client(errors: Vec<GraphQLError>) -> Self {
+        Self {
+            errors,
+            client_error: true,
+            method_not_allowed: false,
+        }
+    }
+}
+
+pub struct PipelineOptions {
+    pub limits: crate::config::LimitsConfig,
+    pub introspection: bool,
+    pub plan_cache_size: usize,
+    pub parser_token_limit: usize,
+    pub planning_timeout: Duration,
+}
+
+pub struct Pipeline {
+    pub supergraph: Arc<Supergraph>,
+    pub client: Arc<SubgraphClient>,
+    pub options: PipelineOptions,
+    op_cache: Mutex<LruCache<u64, Arc<Prepared>>>,
+    plan_cache: Mutex<LruCache<u64, Arc<QueryPlan>>>,
+    pub observer: Option<Arc<dyn PipelineObserver>>,
+}
+
+/// Hooks for metrics.
+pub trait PipelineObserver: FetchObserver {
+    fn plan_cache(&self, hit: bool);
+}
+
+/// Per-request context from the HTTP layer.
+#[derive(Clone)]
+pub struct RequestContext {
+    pub headers: ForwardHeaders,
+    pub is_get: bool,
+}
+
+pub struct Executed {
+    /// The complete JSON response body.
+    pub body: Vec<u8>,
+    pub errors: Vec<GraphQLError>,
+}
+
+impl Pipeline {
+    pub fn new(
+        supergraph: Arc<Supergraph>,
+        client: Arc<SubgraphClient>,
+        options: PipelineOptions,
+    ) -> Self {
+        let size = NonZeroUsize::new(options.plan_cache_size.max(1)).expect("max(1) is non-zero");
+        Self {
+            supergraph,
+            client,
+            options,
+            op_cache: Mutex::new(LruCache::new(size)),
+            plan_cache: Mutex::new(LruCache::new(size)),
+            observer: None,
+        }
+    }
+
+    /// Parses, validates and plans an operation (cached by text and operation name).
+    pub fn prepare(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+    ) -> Result<Arc<Prepared>, RequestError> {
+        let key = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            query.hash(&mut h);
+            operation_name.hash(&mut h);
+            h.finish()
+        };
+        if let Some(hit) = self.op_cache.lock().get(&key) {
+            if let Some(o) = &self.observer {
+                o.plan_cache(true);
+            }
+            return Ok(hit.clone());
+        }
+        if let Some(o) = &self.observer {
+            o.plan_cache(false);
+        }
+        let prepared = Arc::new(self.prepare_uncached(query, operation_name)?);
+        self.op_cache.lock().put(key, prepared.clone());
+        Ok(prepared)
+    }
+
+    pub fn parse(&self, query: &str) -> Result<Document, RequestError> {
+        graphql_tools::parser::parse_query_with_token_limit::<String>(
+            query,
+            self.options.parser_token_limit,
+        )
+        .map(|d| d.into_static())
+        .map_err(|e| {
+            let msg = e.to_string();
+            let msg = msg.trim().to_owned();
+            RequestError::client(vec![GraphQLError::with_code(
+                format!("Syntax Error: {msg}"),
+                codes::GRAPHQL_PARSE_FAILED,
+            )])
+        })
+    }
+
+    fn prepare_uncached(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+    ) -> Result<Prepared, RequestError> {
+        let sg = &self.supergraph;
+        let doc = self.parse(query)?;
+        let validation = validate(&sg.api_schema, &doc, &sg.validation_plan);
+        if !validation.is_empty() {
+            return Err(RequestError::client(
+                validation
+                    .into_iter()
+                    .map(|e| {
+                        let mut g =
+                            GraphQLError::with_code(e.message, codes::GRAPHQL_VALIDATION_FAILED);
+                        for l in e.locations {
+                            g = g.with_location(l.line, l.column);
+                        }
+                        g
+                    })
+                    .collect(),
+            ));
+        }
+        let ops: Vec<(usize, &OperationDefinition)> = doc
+            .definitions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match d {
+                Definition::Operation(op) => Some((i, op)),
+                Definition::Fragment(_) => None,
+            })
+            .collect();
+        let (op_index, op) = match operation_name {
+            Some(name) => ops
+                .iter()
+                .find(|(_, op)| op_name(op) == Some(name))
+                .copied()
+                .ok_or_else(|| {
+                    RequestError::client(vec![GraphQLError::with_code(
+                        format!("Unknown operation named \"{name}\"."),
+                        codes::OPERATION_RESOLUTION_FAILURE,
+                    )])
+                })?,
+            None if ops.len() == 1 => ops[0],
+            None => {
+                return Err(RequestError::client(vec![GraphQLError::with_code(
+                    if ops.is_empty() {
+                        "Must provide an operation."
+                    } else {
+                        "Must provide operation name if query contains multiple operations."
+                    },
+                    codes::OPERATION_RESOLUTION_FAILURE,
+                )]));
+            }
+        };
+        let kind = match op {
+            OperationDefinition::SelectionSet(_) | OperationDefinition::Query(_) => OpKind::Query,
+            OperationDefinition::Mutation(_) => OpKind::Mutation,
+            OperationDefinition::Subscription(_) => OpKind::Subscription,
+        };
+        let root_type = match kind {
+            OpKind::Query => Some(sg.schema.query_type.clone()),
+            OpKind::Mutation => sg.schema.mutation_type.clone(),
+            OpKind::Subscription => sg.schema.subscription_type.clone(),
+        }
+        .ok_or_else(|| {
+            RequestError::client(vec![GraphQLError::with_code(
+                format!("The schema has no {} type.", kind.as_str()),
+                codes::GRAPHQL_VALIDATION_FAILED,
+            )])
+        })?;
+
+        // Introspection root fields are answered by the router: strip them before planning.
+        let mut planning_doc = doc.clone();
+        let mut has_introspection = false;
+        let mut needs_plan = false;
+        if let Some(Definition::Operation(op)) = planning_doc.definitions.get_mut(op_index) {
+            let selection = match op {
+                OperationDefinition::SelectionSet(s) => s,
+                OperationDefinition::Query(q) => &mut q.selection_set,
+                OperationDefinition::Mutation(m) => &mut m.selection_set,
+                OperationDefinition::Subscription(s) => &mut s.selection_set,
+            };
+            if kind == OpKind::Query {
+                selection.items.retain(|item| match item {
+                    Selection::Field(f) if f.name == "__schema" || f.name == "__type" => {
+                        has_introspection = true;
+                        false
+                    }
+                    _ => true,
+                });
+            }
+            needs_plan = selection_needs_plan(selection, &doc);
+        }
+        if has_introspection && !self.options.introspection {
+            return Err(RequestError::client(vec![GraphQLError::with_code(
+                "GraphQL introspection is not allowed by the router.",
+                codes::INTROSPECTION_DISABLED,
+            )]));
+        }
+        let fragments: HashMap<String, FragmentDefinition> = doc
+            .definitions
+            .iter()
+            .filter_map(|d| match d {
+                Definition::Fragment(f) => Some((f.name.clone(), f.clone())),
+                Definition::Operation(_) => None,
+            })
+            .collect();
+        {
+            let (_, selection) = op_parts(op);
+            let measure = crate::limits::measure(
+                &sg.schema,
+                &root_type,
+                selection,
+                &fragments,
+                self.options.limits.default_list_size,
+            );
+            crate::limits::check(&measure, &self.options.limits)
+                .map_err(|e| RequestError::client(vec![e]))?;
+        }
+        let plan = if needs_plan {
+            Some(self.plan(&planning_doc, op_name(op))?)
+        } else {
+            None
+        };
+        Ok(Prepared {
+            doc,
+            fragments,
+            op_index,
+            kind,
+            root_type,
+            plan,
+            has_introspection,
+        })
+    }
+
+    fn plan(&self, doc: &Document, name: Option<&str>) -> Result<Arc<QueryPlan>, RequestError> {
+        let sg = &self.supergraph;
+        let planning_failed = |msg: String| RequestError {
+            errors: vec![GraphQLError::with_code(msg, codes::QUERY_PLANNING_FAILED)],
+            client_error: false,
+            method_not_allowed: false,
+        };
+        let normalized = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            normalize_operation(&sg.planner.supergraph, doc, name)
+        }))
+        .map_err(|_| planning_failed("operation normalisation failed".into()))?
+        .map_err(|e| planning_failed(format!("operation normalisation failed: {e}")))?;
+        let key = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            normalized.operation.hash().hash(&mut h);
+            name.hash(&mut h);
+            h.finish()
+        };
+        if let Some(hit) = self.plan_cache.lock().get(&key) {
+            return Ok(hit.clone());
+        }
+        let timeout = self.options.planning_timeout;
+        let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sg.plan(&normalized.operation, timeout)
+        }))
+        .map_err(|_| planning_failed("query planning failed".into()))?
+        .map_err(|e| planning_failed(format!("query planning failed: {e}")))?;
+        let plan = Arc::new(plan);
+        self.plan_cache.lock().put(key, plan.clone());
+        Ok(plan)
+    }
+
+    /// Runs a GraphQL request end to end.
+    pub async fn execute(
+        &self,
+        request: &GraphQLRequest,
+        ctx: &RequestContext,
+    ) -> Result<Executed, RequestError> {
+        let Some(query) = request.query.as_deref().filter(|q| !q.trim().is_empty()) else {
+            return Err(RequestError::client(vec![GraphQLError::with_code(
+                "Must provide query string.",
+                codes::BAD_REQUEST,
+            )]));
+        };
+        let prepared = self.prepare(query, request.operation_name.as_deref())?;
+        if ctx.is_get && prepared.kind != OpKind::Query {
+            return Err(RequestError {
+                errors: vec![GraphQLError::with_code(
+                    format!(
+                        "Can only perform a {} operation from a POST request.",
+                        prepared.kind.as_str()
+                    ),
+                    codes::BAD_REQUEST,
+                )],
+                client_error: true,
+                method_not_allowed: true,
+            });
+        }
+        if prepared.kind == OpKind::Subscription {
+            return Err(RequestError::client(vec![GraphQLError::with_code(
+                "Subscriptions are served over WebSocket on /graphql.",
+                codes::BAD_REQUEST,
+            )]));
+        }
+        let variables = match &request.variables {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(map),
+            Some(_) => {
+                return Err(RequestError::client(vec![GraphQLError::with_code(
+                    "Variables must be an object.",
+                    codes::BAD_REQUEST,
+                )]));
+            }
+        };
+        let (var_defs, _) = prepared.operation();
+        let variables = coerce_variables(var_defs, variables, &self.supergraph.schema)
+            .map_err(RequestError::client)?;
+        Ok(self
+            .run_prepared(
+                &prepared,
+                &variables,
+                ctx.headers.clone(),
+                Value::Object(Map::new()),
+            )
+            .await)
+    }
+
+    /// Executes a prepared operation; `initial` seeds the data tree (subscription events).
+    pub async fn run_prepared(
+        &self,
+        prepared: &Prepared,
+        variables: &Map<String, Value>,
+        headers: ForwardHeaders,
+        initial: Value,
+    ) -> Executed {
+        self.run_prepared_with(prepared, variables, headers, initial, false)
+            .await
+    }
+
+    /// Resolves the rest of a subscription's selection for one event from the
+    /// owning subgraph (`event_data`), through the other subgraphs.
+    pub async fn run_subscription_event(
+        &self,
+        prepared: &Prepared,
+        variables: &Map<String, Value>,
+        headers: ForwardHeaders,
+        event_data: Value,
+    ) -> Executed {
+        self.run_prepared_with(prepared, variables, headers, event_data, true)
+            .await
+    }
+
+    async fn run_prepared_with(
+        &self,
+        prepared: &Prepared,
+        variables: &Map<String, Value>,
+        headers: ForwardHeaders,
+        initial: Value,
+        subscription_event: bool,
+    ) -> Executed {
+        let sg = &self.supergraph;
+        let mut exec = Execution::new(
+            &self.client,
+            sg,
+            variables,
+            headers,
+            prepared.kind == OpKind::Query,
+        );
+        if let Some(o) = &self.observer {
+            exec.observer = Some(o.as_ref() as &dyn FetchObserver);
+        }
+        exec.subscription_event = subscription_event;
+        if initial.is_object() {
+            *exec.data.lock() = initial;
+        }
+        if let Some(node) = prepared.plan.as_ref().and_then(|p| p.node.as_ref()) {
+            exec.run(node).await;
+        }
+        let (data, mut errors) = exec.into_parts();
+        let (_, selection) = prepared.operation();
+        let projector = Projector::new(
+            &sg.schema,
+            &sg.api_schema,
+            &prepared.fragments,
+            variables,
+            &errors,
+        );
+        let (data_json, more) = projector.project(&prepared.root_type, selection, &data);
+        errors.extend(more);
+        let body = response_body(Some(&data_json), &errors);
+        Executed { body, errors }
+    }
+}
+
+/// Whether the (introspection-stripped) root selection needs subgraph data at all.
+fn selection_needs_plan(selection: &SelectionSet, doc: &Document) -> bool {
+    selection.items.iter().any(|item| match item {
+        Selection::Field(f) => f.name != "__typename",
+        Selection::InlineFragment(i) => selection_needs_plan(&i.selection_set, doc),
+        Selection::FragmentSpread(s) => doc.definitions.iter().any(|d| match d {
+            Definition::Fragment(f) if f.name == s.fragment_name => {
+                selection_needs_plan(&f.selection_set, doc)
+            }
+            _ => false,
+        }),
+    })
+}
+
+/// Serialises `{"data": ..., "errors": [...]}`; `data` is omitted when `None`.
+pub fn response_body(data: Option<&[u8]>, errors: &[GraphQLError]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.map_or(0, <[u8]>::len) + 32);
+    out.push(b'{');
+    if let Some(data) = data {
+        out.extend_from_slice(b"\"data\":");
+        out.extend_from_slice(data);
+    }
+    if !errors.is_empty() {
+        if data.is_some() {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"errors\":");
+        serde_json::to_writer(&mut out, errors).expect("errors always serialize");
+    }
+    out.push(b'}');
+    out
+}

@@ -1,0 +1,888 @@
+//! Response projection: shapes the client's response from the merged data tree by
+//! executing the client's own selection set against it (field collection with
+//! fragments, @skip/@include, aliases, `__typename`), with GraphQL null propagation
+//! and error paths. Introspection fields are answered here from the API schema.
+//! The JSON is written straight into a byte buffer; a null that propagates rewinds
+//! the buffer to the nearest nullable position.
+
+use std::collections::HashMap;
+
+use graphql_tools::static_graphql::query::{
+    Directive, Field, FragmentDefinition, Selection, SelectionSet, TypeCondition, Value as QValue,
+};
+use graphql_tools::static_graphql::schema::{
+    Definition as SDef, Document as SchemaDocument, Type, TypeDefinition,
+};
+use serde_json::{Map, Value};
+
+use crate::error::GraphQLError;
+use crate::schema::{SchemaIndex, TypeKind};
+
+#[derive(Debug, Clone, Copy)]
+enum PathElem<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Marker: a null reached a non-null position and must propagate to the parent.
+struct Propagate;
+
+type Groups<'a> = Vec<(&'a str, Vec<&'a Field>)>;
+
+pub struct Projector<'a> {
+    schema: &'a SchemaIndex,
+    api: &'a SchemaDocument,
+    fragments: &'a HashMap<String, FragmentDefinition>,
+    variables: &'a Map<String, Value>,
+    existing: &'a [GraphQLError],
+    errors: Vec<GraphQLError>,
+    out: Vec<u8>,
+    path: Vec<PathElem<'a>>,
+    type_defs: Option<HashMap<&'a str, &'a TypeDefinition>>,
+}
+
+/// Evaluates @skip / @include on a selection.
+pub fn should_include(directives: &[Directive], variables: &Map<String, Value>) -> bool {
+    for d in directives {
+        let wanted = match d.name.as_str() {
+            "skip" => false,
+            "include" => true,
+            _ => continue,
+        };
+        let cond = d
+            .arguments
+            .iter()
+            .find(|(n, _)| n == "if")
+            .map(|(_, v)| match v {
+                QValue::Boolean(b) => *b,
+                QValue::Variable(name) => variables
+                    .get(name)
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                _ => false,
+            })
+            .unwrap_or(false);
+        if cond != wanted {
+            return false;
+        }
+    }
+    true
+}
+
+/// Converts a literal (with variables substituted) to JSON.
+pub fn value_to_json(v: &QValue, variables: &Map<String, Value>) -> Value {
+    match v {
+        QValue::Variable(name) => variables.get(name).cloned().unwrap_or(Value::Null),
+        QValue::Int(n) => n.as_i64().map(Value::from).unwrap_or(Value::Null),
+        QValue::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        QValue::String(s) => Value::String(s.clone()),
+        QValue::Boolean(b) => Value::Bool(*b),
+        QValue::Null => Value::Null,
+        QValue::Enum(e) => Value::String(e.clone()),
+        QValue::List(items) => {
+            Value::Array(items.iter().map(|i| value_to_json(i, variables)).collect())
+        }
+        QValue::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), value_to_json(v, variables)))
+                .collect(),
+        ),
+    }
+}
+
+impl<'a> Projector<'a> {
+    pub fn new(
+        schema: &'a SchemaIndex,
+        api: &'a SchemaDocument,
+        fragments: &'a HashMap<String, FragmentDefinition>,
+        variables: &'a Map<String, Value>,
+        existing: &'a [GraphQLError],
+    ) -> Self {
+        Self {
+            schema,
+            api,
+            fragments,
+            variables,
+            existing,
+            errors: Vec::new(),
+            out: Vec::with_capacity(1024),
+            path: Vec::new(),
+            type_defs: None,
+        }
+    }
+
+    /// Projects the root selection set. Returns the `data` JSON (possibly `null`) and
+    /// the errors the projection itself produced.
+    pub fn project(
+        mut self,
+        root_type: &'a str,
+        selection: &'a SelectionSet,
+        data: &Value,
+    ) -> (Vec<u8>, Vec<GraphQLError>) {
+        let mut groups = Vec::new();
+        self.collect_fields(root_type, selection, &mut Vec::new(), &mut groups);
+        let empty = Map::new();
+        let obj = data.as_object().unwrap_or(&empty);
+        if self.complete_object(root_type, &groups, obj).is_err() {
+            self.out.clear();
+            self.out.extend_from_slice(b"null");
+        }
+        (self.out, self.errors)
+    }
+
+    fn collect_fields(
+        &self,
+        type_name: &str,
+        selection: &'a SelectionSet,
+        visited: &mut Vec<&'a str>,
+        groups: &mut Groups<'a>,
+    ) {
+        for item in &selection.items {
+            match item {
+                Selection::Field(field) => {
+                    if !should_include(&field.directives, self.variables) {
+                        continue;
+                    }
+                    let key = field.alias.as_deref().unwrap_or(&field.name);
+                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, fields)) => fields.push(field),
+                        None => groups.push((key, vec![field])),
+                    }
+                }
+                Selection::FragmentSpread(spread) => {
+                    if !should_include(&spread.directives, self.variables)
+                        || visited.contains(&spread.fragment_name.as_str())
+                    {
+                        continue;
+                    }
+                    visited.push(&spread.fragment_name);
+                    let Some(fragment) = self.fragments.get(&spread.fragment_name) else {
+                        continue;
+                    };
+                    let TypeCondition::On(cond) = &fragment.type_condition;
+                    if self.schema.type_applies(type_name, cond) {
+                        self.collect_fields(type_name, &fragment.selection_set, visited, groups);
+                    }
+                }
+                Selection::InlineFragment(inline) => {
+                    if !should_include(&inline.directives, self.variables) {
+                        continue;
+                    }
+                    if let Some(TypeCondition::On(cond)) = &inline.type_condition
+                        && !self.schema.type_applies(type_name, cond)
+                    {
+                        continue;
+                    }
+                    self.collect_fields(type_name, &inline.selection_set, visited, groups);
+                }
+            }
+        }
+    }
+
+    fn write_str(&mut self, s: &str) {
+        serde_json::to_writer(&mut self.out, s).expect("writing to a Vec cannot fail");
+    }
+
+    fn complete_object(
+        &mut self,
+        type_name: &'a str,
+        groups: &Groups<'a>,
+        obj: &Map<String, Value>,
+    ) -> Result<(), Propagate> {
+        self.out.push(b'{');
+        for (i, (key, fields)) in groups.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.write_str(key);
+            self.out.push(b':');
+            let field = fields[0];
+            match field.name.as_str() {
+                "__typename" => {
+                    self.write_str(type_name);
+                    continue;
+                }
+                "__schema" if type_name == self.schema.query_type => {
+                    self.intro_schema(fields);
+                    continue;
+                }
+                "__type" if type_name == self.schema.query_type => {
+                    let name = self.arg(field, "name");
+                    match name.as_ref().and_then(Value::as_str) {
+                        Some(n) if self.type_def(n).is_some() => {
+                            let n = self.type_def(n).map(type_def_name).unwrap_or_default();
+                            self.intro_type(TRef::Named(n), fields)
+                        }
+                        _ => self.out.extend_from_slice(b"null"),
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(field_type) = self.schema.field_type(type_name, &field.name) else {
+                self.out.extend_from_slice(b"null");
+                continue;
+            };
+            self.path.push(PathElem::Key(key));
+            let result = self.complete_value(field_type, fields, obj.get(*key), type_name);
+            self.path.pop();
+            result?;
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn complete_value(
+        &mut self,
+        ty: &'a Type,
+        fields: &[&'a Field],
+        value: Option<&Value>,
+        parent_type: &str,
+    ) -> Result<(), Propagate> {
+        match ty {
+            Type::NonNullType(inner) => match value {
+                None | Some(Value::Null) => {
+                    self.null_error(parent_type, &fields[0].name);
+                    Err(Propagate)
+                }
+                Some(v) => self.complete_inner(inner, fields, v, parent_type),
+            },
+            _ => {
+                let start = self.out.len();
+                match value {
+                    None | Some(Value::Null) => {
+                        self.out.extend_from_slice(b"null");
+                        Ok(())
+                    }
+                    Some(v) => {
+                        if self.complete_inner(ty, fields, v, parent_type).is_err() {
+                            self.out.truncate(start);
+                            self.out.extend_from_slice(b"null");
+                        }
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    fn complete_inner(
+        &mut self,
+        ty: &'a Type,
+        fields: &[&'a Field],
+        value: &Value,
+        parent_type: &str,
+    ) -> Result<(), Propagate> {
+        match ty {
+            Type::NonNullType(inner) => self.complete_inner(inner, fields, value, parent_type),
+            Type::ListType(inner) => {
+                let Value::Array(items) = value else {
+                    self.value_error("expected a list");
+                    return Err(Propagate);
+                };
+                self.out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(b',');
+                    }
+                    self.path.push(PathElem::Index(i));
+                    let r = self.complete_value(inner, fields, Some(item), parent_type);
+                    self.path.pop();
+                    r?;
+                }
+                self.out.push(b']');
+                Ok(())
+            }
+            Type::NamedType(name) => {
+                let Some(info) = self.schema.get(name) else {
+                    self.out.extend_from_slice(b"null");
+                    return Ok(());
+                };
+                match info.kind {
+                    TypeKind::Scalar => {
+                        serde_json::to_writer(&mut self.out, value)
+                            .expect("writing to a Vec cannot fail");
+                        Ok(())
+                    }
+                    TypeKind::Enum => match value.as_str() {
+                        Some(s) if info.enum_values.contains(s) => {
+                            self.write_str(s);
+                            Ok(())
+                        }
+                        _ => {
+                            self.value_error(&format!(
+                                "Enum \"{name}\" cannot represent value: {value}"
+                            ));
+                            Err(Propagate)
+                        }
+                    },
+                    TypeKind::Object | TypeKind::Interface | TypeKind::Union => {
+                        let Value::Object(obj) = value else {
+                            self.value_error("expected an object");
+                            return Err(Propagate);
+                        };
+                        let runtime: &'a str = if info.kind == TypeKind::Object {
+                            name
+                        } else {
+                            match obj.get("__typename").and_then(Value::as_str) {
+                                Some(t) => match self.schema.types.get_key_value(t) {
+                                    Some((k, _)) if info.possible_types.contains(t) => k.as_str(),
+                                    // An @interfaceObject answers with the interface itself.
+                                    _ if info.kind == TypeKind::Interface && t == name => name,
+                                    _ => {
+                                        self.value_error(&format!(
+                                            "Abstract type \"{name}\" resolved to \"{t}\", which is not a possible type"
+                                        ));
+                                        return Err(Propagate);
+                                    }
+                                },
+                                // Without `__typename` only the interface's own fields apply.
+                                None if info.kind == TypeKind::Interface => name,
+                                None => {
+                                    self.value_error(&format!(
+                                        "Could not resolve the concrete type of \"{name}\""
+                                    ));
+                                    return Err(Propagate);
+                                }
+                            }
+                        };
+                        let mut groups = Vec::new();
+                        let mut visited = Vec::new();
+                        for f in fields {
+                            self.collect_fields(
+                                runtime,
+                                &f.selection_set,
+                                &mut visited,
+                                &mut groups,
+                            );
+                        }
+                        self.complete_object(runtime, &groups, obj)
+                    }
+                    TypeKind::InputObject => {
+                        self.out.extend_from_slice(b"null");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    fn current_path(&self) -> Vec<Value> {
+        self.path
+            .iter()
+            .map(|p| match p {
+                PathElem::Key(k) => Value::String((*k).to_owned()),
+                PathElem::Index(i) => Value::from(*i),
+            })
+            .collect()
+    }
+
+    /// Whether some error already explains a null at the current path.
+    fn covered(&self) -> bool {
+        self.existing
+            .iter()
+            .chain(self.errors.iter())
+            .any(|e| match &e.path {
+                None => true,
+                Some(p) => {
+                    let n = p.len().min(self.path.len());
+                    p.iter()
+                        .zip(self.path.iter())
+                        .take(n)
+                        .all(|(a, b)| match (a, b) {
+                            (Value::String(s), PathElem::Key(k)) => s == k,
+                            (Value::Number(x), PathElem::Index(i)) => x.as_u64() == Some(*i as u64),
+                            _ => false,
+                        })
+                }
+            })
+    }
+
+    fn null_error(&mut self, parent_type: &str, field: &str) {
+        if !self.covered() {
+            let e = GraphQLError::new(format!(
+                "Cannot return null for non-nullable field {parent_type}.{field}."
+            ))
+            .with_path(self.current_path());
+            self.errors.push(e);
+        }
+    }
+
+    fn value_error(&mut self, message: &str) {
+        let e = GraphQLError::new(message).with_path(self.current_path());
+        self.errors.push(e);
+    }
+
+    fn arg(&self, field: &Field, name: &str) -> Option<Value> {
+        field
+            .arguments
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| value_to_json(v, self.variables))
+    }
+
+    // ---- introspection -------------------------------------------------------
+
+    fn type_def(&mut self, name: &str) -> Option<&'a TypeDefinition> {
+        if self.type_defs.is_none() {
+            let mut map = HashMap::new();
+            for def in &self.api.definitions {
+                if let SDef::TypeDefinition(t) = def {
+                    map.entry(type_def_name(t)).or_insert(t);
+                }
+            }
+            self.type_defs = Some(map);
+        }
+        self.type_defs.as_ref().and_then(|m| m.get(name).copied())
+    }
+
+    fn sub_groups(&self, type_name: &str, fields: &[&'a Field]) -> Groups<'a> {
+        let mut groups = Vec::new();
+        let mut visited = Vec::new();
+        for f in fields {
+            self.collect_fields(type_name, &f.selection_set, &mut visited, &mut groups);
+        }
+        groups
+    }
+
+    fn write_list<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut each: impl FnMut(&mut Self, T),
+    ) {
+        self.out.push(b'[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            each(self, item);
+        }
+        self.out.push(b']');
+    }
+
+    fn write_opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.write_str(s),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    fn write_bool(&mut self, b: bool) {
+        self.out
+            .extend_from_slice(if b { b"true" } else { b"false" });
+    }
+
+    fn intro_schema(&mut self, fields: &[&'a Field]) {
+        let groups = self.sub_groups("__Schema", fields);
+        self.out.push(b'{');
+        for (i, (key, fs)) in groups.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.write_str(key);
+            self.out.push(b':');
+            match fs[0].name.as_str() {
+                "__typename" => self.write_str("__Schema"),
+                "description" => self.out.extend_from_slice(b"null"),
+                "types" => {
+                    let mut names: Vec<&'a str> = Vec::new();
+                    for def in &self.api.definitions {
+                        if let SDef::TypeDefinition(t) = def {
+                            let n = type_def_name(t);
+                            if !names.contains(&n) {
+                                names.push(n);
+                            }
+                        }
+                    }
+                    self.write_list(names, |s, n| s.intro_type(TRef::Named(n), fs));
+                }
+                "queryType" => {
+                    let q = self
+                        .type_def(&self.schema.query_type.clone())
+                        .map(type_def_name);
+                    match q {
+                        Some(q) => self.intro_type(TRef::Named(q), fs),
+                        None => self.out.extend_from_slice(b"null"),
+                    }
+                }
+                "mutationType" | "subscriptionType" => {
+                    let name = if fs[0].name == "mutationType" {
+                        self.schema.mutation_type.clone()
+                    } else {
+                        self.schema.subscription_type.clone()
+                    };
+                    match name.and_then(|n| self.type_def(&n)).map(type_def_name) {
+                        Some(n) => self.intro_type(TRef::Named(n), fs),
+                        None => self.out.extend_from_slice(b"null"),
+                    }
+                }
+                "directives" => {
+                    let directives: Vec<_> = self
+                        .api
+                        .definitions
+                        .iter()
+                        .filter_map(|d| match d {
+                            SDef::DirectiveDefinition(dd) => Some(dd),
+                            _ => None,
+                        })
+                        .collect();
+                    self.write_list(directives, |s, d| {
+                        let groups = s.sub_groups("__Directive", fs);
+                        s.out.push(b'{');
+                        for (i, (key, dfs)) in groups.iter().enumerate() {
+                            if i > 0 {
+                                s.out.push(b',');
+                            }
+                            s.write_str(key);
+                            s.out.push(b':');
+                            match dfs[0].name.as_str() {
+                                "__typename" => s.write_str("__Directive"),
+                                "name" => s.write_str(&d.name),
+                                "description" => s.write_opt_str(d.description.as_deref()),
+                                "isRepeatable" => s.write_bool(d.repeatable),
+                                "locations" => {
+                                    s.write_list(&d.locations, |s, l| s.write_str(l.as_str()))
+                                }
+                                "args" => {
+                                    let inc = s
+                                        .arg(dfs[0], "includeDeprecated")
+                                        .and_then(|v| v.as_bool())
+                                        .unwrap_or(false);
+                                    let args: Vec<_> = d
+                                        .arguments
+                                        .iter()
+                                        .filter(|a| inc || deprecation(&a.directives).is_none())
+                                        .collect();
+                                    s.write_list(args, |s, a| s.intro_input_value(a, dfs));
+                                }
+                                _ => s.out.extend_from_slice(b"null"),
+                            }
+                        }
+                        s.out.push(b'}');
+                    });
+                }
+                _ => self.out.extend_from_slice(b"null"),
+            }
+        }
+        self.out.push(b'}');
+    }
+
+    fn intro_type(&mut self, t: TRef<'a>, fields: &[&'a Field]) {
+        let groups = self.sub_groups("__Type", fields);
+        let def = match t {
+            TRef::Named(n) => self.type_def(n),
+            _ => None,
+        };
+        self.out.push(b'{');
+        for (i, (key, fs)) in groups.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.write_str(key);
+            self.out.push(b':');
+            let include_deprecated = || {
+                fs[0]
+                    .arguments
+                    .iter()
+                    .find(|(n, _)| n == "includeDeprecated")
+                    .map(|(_, v)| value_to_json(v, self.variables).as_bool().unwrap_or(false))
+                    .unwrap_or(false)
+            };
+            match fs[0].name.as_str() {
+                "__typename" => self.write_str("__Type"),
+                "kind" => {
+                    let kind = match (t, def) {
+                        (TRef::NonNull(_), _) => "NON_NULL",
+                        (TRef::List(_), _) => "LIST",
+                        (_, Some(TypeDefinition::Scalar(_))) => "SCALAR",
+                        (_, Some(TypeDefinition::Object(_))) => "OBJECT",
+                        (_, Some(TypeDefinition::Interface(_))) => "INTERFACE",
+                        (_, Some(TypeDefinition::Union(_))) => "UNION",
+                        (_, Some(TypeDefinition::Enum(_))) => "ENUM",
+                        (_, Some(TypeDefinition::InputObject(_))) => "INPUT_OBJECT",
+                        (_, None) => "SCALAR",
+                    };
+                    self.write_str(kind);
+                }
+                "name" => match t {
+                    TRef::Named(n) => self.write_str(n),
+                    _ => self.out.extend_from_slice(b"null"),
+                },
+                "description" => self.write_opt_str(def.and_then(type_description)),
+                "specifiedByURL" => {
+                    let url = match def {
+                        Some(TypeDefinition::Scalar(s)) => s
+                            .directives
+                            .iter()
+                            .find(|d| d.name == "specifiedBy")
+                            .and_then(|d| d.arguments.iter().find(|(n, _)| n == "url"))
+                            .and_then(|(_, v)| match v {
+                                QValue::String(s) => Some(s.as_str()),
+                                _ => None,
+                            }),
+                        _ => None,
+                    };
+                    self.write_opt_str(url);
+                }
+                "fields" => {
+                    let inc = include_deprecated();
+                    let list = match def {
+                        Some(TypeDefinition::Object(o)) => Some(&o.fields),
+                        Some(TypeDefinition::Interface(i)) => Some(&i.fields),
+                        _ => None,
+                    };
+                    match list {
+                        Some(list) => {
+                            let items: Vec<_> = list
+                                .iter()
+                                .filter(|f| !f.name.starts_with("__"))
+                                .filter(|f| inc || deprecation(&f.directives).is_none())
+                                .collect();
+                            self.write_list(items, |s, f| s.intro_field(f, fs));
+                        }
+                        None => self.out.extend_from_slice(b"null"),
+                    }
+                }
+                "interfaces" => {
+                    let list = match def {
+                        Some(TypeDefinition::Object(o)) => Some(&o.implements_interfaces),
+                        Some(TypeDefinition::Interface(i)) => Some(&i.implements_interfaces),
+                        _ => None,
+                    };
+                    match list {
+                        Some(list) => {
+                            let names: Vec<&'a str> = list
+                                .iter()
+                                .filter_map(|n| self.type_def(n).map(type_def_name))
+                                .collect();
+                            self.write_list(names, |s, n| s.intro_type(TRef::Named(n), fs));
+                        }
+                        None => self.out.extend_from_slice(b"null"),
+                    }
+                }
+                "possibleTypes" => {
+                    let names: Option<Vec<String>> = match def {
+                        Some(TypeDefinition::Union(u)) => Some(u.types.clone()),
+                        Some(TypeDefinition::Interface(i)) => {
+                            let mut v: Vec<String> = self
+                                .api
+                                .definitions
+                                .iter()
+                                .filter_map(|d| match d {
+                                    SDef::TypeDefinition(TypeDefinition::Object(o))
+                                        if o.implements_interfaces.contains(&i.name) =>
+                                    {
+                                        Some(o.name.clone())
+                                    }
+                                    _ => None,
+                                })
+                                .collect();
+                            v.dedup();
+                            Some(v)
+                        }
+                        _ => None,
+                    };
+                    match names {
+                        Some(names) => {
+                            let names: Vec<&'a str> = names
+                                .iter()
+                                .filter_map(|n| self.type_def(n).map(type_def_name))
+                                .collect();
+                            self.write_list(names, |s, n| s.intro_type(TRef::Named(n), fs));
+                        }
+                        None => self.out.extend_from_slice(b"null"),
+                    }
+                }
+                "enumValues" => {
+                    let inc = include_deprecated();
+                    match def {
+                        Some(TypeDefinition::Enum(e)) => {
+                            let values: Vec<_> = e
+                                .values
+                                .iter()
+                                .filter(|v| inc || deprecation(&v.directives).is_none())
+                                .collect();
+                            self.write_list(values, |s, v| {
+                                let groups = s.sub_groups("__EnumValue", fs);
+                                s.out.push(b'{');
+                                for (i, (key, vfs)) in groups.iter().enumerate() {
+                                    if i > 0 {
+                                        s.out.push(b',');
+                                    }
+                                    s.write_str(key);
+                                    s.out.push(b':');
+                                    let dep = deprecation(&v.directives);
+                                    match vfs[0].name.as_str() {
+                                        "__typename" => s.write_str("__EnumValue"),
+                                        "name" => s.write_str(&v.name),
+                                        "description" => s.write_opt_str(v.description.as_deref()),
+                                        "isDeprecated" => s.write_bool(dep.is_some()),
+                                        "deprecationReason" => s.write_opt_str(dep.as_deref()),
+                                        _ => s.out.extend_from_slice(b"null"),
+                                    }
+                                }
+                                s.out.push(b'}');
+                            });
+                        }
+                        _ => self.out.extend_from_slice(b"null"),
+                    }
+                }
+                "inputFields" => {
+                    let inc = include_deprecated();
+                    match def {
+                        Some(TypeDefinition::InputObject(io)) => {
+                            let items: Vec<_> = io
+                                .fields
+                                .iter()
+                                .filter(|f| inc || deprecation(&f.directives).is_none())
+                                .collect();
+                            self.write_list(items, |s, f| s.intro_input_value(f, fs));
+                        }
+                        _ => self.out.extend_from_slice(b"null"),
+                    }
+                }
+                "ofType" => match t {
+                    TRef::NonNull(inner) | TRef::List(inner) => {
+                        let r = TRef::from_type(inner);
+                        self.intro_type(r, fs)
+                    }
+                    TRef::Named(_) => self.out.extend_from_slice(b"null"),
+                },
+                "isOneOf" => match def {
+                    Some(TypeDefinition::InputObject(io)) => {
+                        self.write_bool(io.directives.iter().any(|d| d.name == "oneOf"))
+                    }
+                    _ => self.out.extend_from_slice(b"null"),
+                },
+                _ => self.out.extend_from_slice(b"null"),
+            }
+        }
+        self.out.push(b'}');
+    }
+
+    fn intro_field(
+        &mut self,
+        f: &'a graphql_tools::static_graphql::schema::Field,
+        fields: &[&'a Field],
+    ) {
+        let groups = self.sub_groups("__Field", fields);
+        let dep = deprecation(&f.directives);
+        self.out.push(b'{');
+        for (i, (key, fs)) in groups.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.write_str(key);
+            self.out.push(b':');
+            match fs[0].name.as_str() {
+                "__typename" => self.write_str("__Field"),
+                "name" => self.write_str(&f.name),
+                "description" => self.write_opt_str(f.description.as_deref()),
+                "isDeprecated" => self.write_bool(dep.is_some()),
+                "deprecationReason" => self.write_opt_str(dep.as_deref()),
+                "type" => self.intro_type(TRef::from_type(&f.field_type), fs),
+                "args" => {
+                    let inc = self
+                        .arg(fs[0], "includeDeprecated")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false);
+                    let args: Vec<_> = f
+                        .arguments
+                        .iter()
+                        .filter(|a| inc || deprecation(&a.directives).is_none())
+                        .collect();
+                    self.write_list(args, |s, a| s.intro_input_value(a, fs));
+                }
+                _ => self.out.extend_from_slice(b"null"),
+            }
+        }
+        self.out.push(b'}');
+    }
+
+    fn intro_input_value(
+        &mut self,
+        v: &'a graphql_tools::static_graphql::schema::InputValue,
+        fields: &[&'a Field],
+    ) {
+        let groups = self.sub_groups("__InputValue", fields);
+        let dep = deprecation(&v.directives);
+        self.out.push(b'{');
+        for (i, (key, fs)) in groups.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.write_str(key);
+            self.out.push(b':');
+            match fs[0].name.as_str() {
+                "__typename" => self.write_str("__InputValue"),
+                "name" => self.write_str(&v.name),
+                "description" => self.write_opt_str(v.description.as_deref()),
+                "isDeprecated" => self.write_bool(dep.is_some()),
+                "deprecationReason" => self.write_opt_str(dep.as_deref()),
+                "type" => self.intro_type(TRef::from_type(&v.value_type), fs),
+                "defaultValue" => {
+                    let printed = v.default_value.as_ref().map(|d| d.to_string());
+                    self.write_opt_str(printed.as_deref())
+                }
+                _ => self.out.extend_from_slice(b"null"),
+            }
+        }
+        self.out.push(b'}');
+    }
+}
+
+#[derive(Clone, Copy)]
+enum TRef<'a> {
+    Named(&'a str),
+    List(&'a Type),
+    NonNull(&'a Type),
+}
+
+impl<'a> TRef<'a> {
+    fn from_type(t: &'a Type) -> Self {
+        match t {
+            Type::NamedType(n) => TRef::Named(n),
+            Type::ListType(inner) => TRef::List(inner),
+            Type::NonNullType(inner) => TRef::NonNull(inner),
+        }
+    }
+}
+
+fn type_def_name(t: &TypeDefinition) -> &str {
+    match t {
+        TypeDefinition::Scalar(x) => &x.name,
+        TypeDefinition::Object(x) => &x.name,
+        TypeDefinition::Interface(x) => &x.name,
+        TypeDefinition::Union(x) => &x.name,
+        TypeDefinition::Enum(x) => &x.name,
+        TypeDefinition::InputObject(x) => &x.name,
+    }
+}
+
+fn type_description(t: &TypeDefinition) -> Option<&str> {
+    match t {
+        TypeDefinition::Scalar(x) => x.description.as_deref(),
+        TypeDefinition::Object(x) => x.description.as_deref(),
+        TypeDefinition::Interface(x) => x.description.as_deref(),
+        TypeDefinition::Union(x) => x.description.as_deref(),
+        TypeDefinition::Enum(x) => x.description.as_deref(),
+        TypeDefinition::InputObject(x) => x.description.as_deref(),
+    }
+}
+
+/// The deprecation reason of an element, when it carries @deprecated.
+fn deprecation(directives: &[graphql_tools::static_graphql::schema::Directive]) -> Option<String> {
+    directives.iter().find(|d| d.name == "deprecated").map(|d| {
+        d.arguments
+            .iter()
+            .find(|(n, _)| n == "reason")
+            .and_then(|(_, v)| match v {
+                QValue::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "No longer supported".to_owned())
+    })
+}

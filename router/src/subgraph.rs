@@ -1,0 +1,203 @@
+//! HTTP transport to subgraphs: one pooled keep-alive client, per-subgraph timeouts
+//! and de-duplication of identical in-flight requests.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use http::{HeaderName, HeaderValue};
+use parking_lot::Mutex;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    #[error("subgraph '{subgraph}' is unavailable: {reason}")]
+    Unavailable { subgraph: String, reason: String },
+    #[error("subgraph '{subgraph}' did not answer within {timeout_ms} ms")]
+    Timeout { subgraph: String, timeout_ms: u64 },
+    #[error("subgraph '{subgraph}' answered HTTP {status}")]
+    BadStatus { subgraph: String, status: u16 },
+    #[error("unknown subgraph '{0}'")]
+    Unknown(String),
+}
+
+impl FetchError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            FetchError::Timeout { .. } => crate::error::codes::SUBGRAPH_TIMEOUT,
+            FetchError::BadStatus { .. } => crate::error::codes::SUBGRAPH_BAD_RESPONSE,
+            FetchError::Unavailable { .. } | FetchError::Unknown(_) => {
+                crate::error::codes::SUBGRAPH_UNAVAILABLE
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+/// Headers the router forwards to every subgraph request of one client request.
+pub type ForwardHeaders = Arc<Vec<(HeaderName, HeaderValue)>>;
+
+type SharedFetch = Shared<BoxFuture<'static, Result<Bytes, FetchError>>>;
+
+pub struct SubgraphClient {
+    http: reqwest::Client,
+    endpoints: HashMap<String, Endpoint>,
+    inflight: Mutex<HashMap<u64, SharedFetch>>,
+    dedupe: bool,
+}
+
+impl SubgraphClient {
+    pub fn new(endpoints: HashMap<String, Endpoint>, dedupe: bool) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .tcp_keepalive(Duration::from_secs(60))
+            .build()
+            .expect("a reqwest client with static options always builds");
+        Self {
+            http,
+            endpoints,
+            inflight: Mutex::new(HashMap::new()),
+            dedupe,
+        }
+    }
+
+    pub fn endpoint(&self, subgraph: &str) -> Option<&Endpoint> {
+        self.endpoints.get(subgraph)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends a GraphQL request body to a subgraph. Queries (`dedupe = true`) that are
+    /// byte-identical, with identical forwarded headers, share one HTTP request.
+    pub async fn send(
+        &self,
+        subgraph: &str,
+        body: Bytes,
+        headers: &ForwardHeaders,
+        dedupe: bool,
+    ) -> Result<Bytes, FetchError> {
+        let endpoint = self
+            .endpoints
+            .get(subgraph)
+            .ok_or_else(|| FetchError::Unknown(subgraph.to_owned()))?
+            .clone();
+        let fut = Self::request(
+            self.http.clone(),
+            subgraph.to_owned(),
+            endpoint,
+            body.clone(),
+            headers.clone(),
+        );
+        if !(dedupe && self.dedupe) {
+            return fut.await;
+        }
+        let key = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            subgraph.hash(&mut h);
+            body.hash(&mut h);
+            for (name, value) in headers.iter() {
+                if name != "x-request-id" {
+                    name.as_str().hash(&mut h);
+                    value.as_bytes().hash(&mut h);
+                }
+            }
+            h.finish()
+        };
+        let (shared, leader) = {
+            let mut inflight = self.inflight.lock();
+            match inflight.get(&key) {
+                Some(existing) => (existing.clone(), false),
+                None => {
+                    let shared = fut.boxed().shared();
+                    inflight.insert(key, shared.clone());
+                    (shared, true)
+                }
+            }
+        };
+        // The leader un-registers the request when it finishes or is cancelled, so a
+        // completed response is never served to later requests.
+        let _guard = leader.then(|| InflightGuard {
+            map: &self.inflight,
+            key,
+        });
+        shared.await
+    }
+
+    async fn request(
+        http: reqwest::Client,
+        subgraph: String,
+        endpoint: Endpoint,
+        body: Bytes,
+        headers: ForwardHeaders,
+    ) -> Result<Bytes, FetchError> {
+        let mut req = http
+            .post(&endpoint.url)
+            .timeout(endpoint.timeout)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::ACCEPT,
+                "application/graphql-response+json, application/json;q=0.9",
+            );
+        for (name, value) in headers.iter() {
+            req = req.header(name.clone(), value.clone());
+        }
+        let classify = |e: reqwest::Error| {
+            if e.is_timeout() {
+                FetchError::Timeout {
+                    subgraph: subgraph.clone(),
+                    timeout_ms: u64::try_from(endpoint.timeout.as_millis()).unwrap_or(u64::MAX),
+                }
+            } else {
+                FetchError::Unavailable {
+                    subgraph: subgraph.clone(),
+                    reason: if e.is_connect() {
+                        "connection failed".to_owned()
+                    } else {
+                        "request failed".to_owned()
+                    },
+                }
+            }
+        };
+        let response = req.body(body).send().await.map_err(classify)?;
+        let status = response.status();
+        let graphql_body = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/graphql-response+json"));
+        let bytes = response.bytes().await.map_err(classify)?;
+        if status.is_success() || graphql_body {
+            Ok(bytes)
+        } else if status.is_server_error() && bytes.first() == Some(&b'{') {
+            // Many servers answer 5xx with a GraphQL body; keep its errors.
+            Ok(bytes)
+        } else {
+            Err(FetchError::BadStatus {
+                subgraph,
+                status: status.as_u16(),
+            })
+        }
+    }
+}
+
+struct InflightGuard<'a> {
+    map: &'a Mutex<HashMap<u64, SharedFetch>>,
+    key: u64,
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.map.lock().remove(&self.key);
+    }
+}

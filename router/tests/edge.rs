@@ -1,0 +1,399 @@
+//! The router's edge: JWT auth, limits, rate limiting, persisted queries, health,
+//! readiness, metrics and request ids — over real HTTP.
+
+mod common;
+
+use common::{StackOptions, post_json, start_stack};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use router::Config;
+use serde_json::json;
+
+const SECRET: &str = "test-secret-of-reasonable-length";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after epoch")
+        .as_secs()
+}
+
+fn hs256_token(sub: &str, secret: &str, exp_offset: i64) -> String {
+    let exp = (now() as i64 + exp_offset) as u64;
+    let claims = json!({"sub": sub, "exp": exp, "iat": now(), "jti": format!("jti-{sub}")});
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("token encodes")
+}
+
+fn auth_config() -> Config {
+    let mut config = Config::default();
+    config.auth.jwt_secret = Some(SECRET.into());
+    config
+}
+
+async fn stack_with(config: Config) -> common::Stack {
+    start_stack(StackOptions {
+        config: Some(config),
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn valid_token_is_forwarded_to_subgraphs() {
+    let stack = stack_with(auth_config()).await;
+    let token = hs256_token("1", SECRET, 600);
+    let bearer = format!("Bearer {token}");
+    let (status, resp) = post_json(
+        &stack.router_url,
+        json!({"query": "{ me { id seenAuthorization } }"}),
+        &[
+            ("authorization", bearer.as_str()),
+            ("x-request-id", "req-123"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        resp["data"]["me"]["seenAuthorization"],
+        bearer.as_str(),
+        "{resp}"
+    );
+    let seen = stack.subgraphs["users"]
+        .last_request_id
+        .lock()
+        .expect("lock")
+        .clone();
+    assert_eq!(seen.as_deref(), Some("req-123"));
+}
+
+#[tokio::test]
+async fn invalid_or_expired_tokens_are_rejected_before_any_subgraph_call() {
+    let stack = stack_with(auth_config()).await;
+    for token in [
+        hs256_token("1", "some-other-secret-entirely", 600),
+        hs256_token("1", SECRET, -3600),
+        "not.a.jwt".to_owned(),
+    ] {
+        let bearer = format!("Bearer {token}");
+        let (status, resp) = post_json(
+            &stack.router_url,
+            json!({"query": "{ me { id } }"}),
+            &[("authorization", bearer.as_str())],
+        )
+        .await;
+        assert_eq!(status, 401, "{resp}");
+        assert_eq!(resp["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    }
+    assert_eq!(stack.total_hits(), 0);
+    let (status, resp) = stack.post(json!({"query": "{ me { id } }"})).await;
+    assert_eq!(status, 200, "anonymous requests pass through");
+    assert_eq!(resp["data"]["me"]["id"], "1");
+}
+
+#[tokio::test]
+async fn rs256_tokens_verify_against_a_jwks_file() {
+    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut config = Config::default();
+    config.auth.jwks_path = Some(fixtures.join("rs256-test-jwks.json"));
+    let stack = stack_with(config).await;
+    let der = std::fs::read(fixtures.join("rs256-test-key.der")).expect("key fixture");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("test-key".into());
+    let claims = json!({"sub": "2", "exp": now() + 600, "iat": now(), "jti": "x"});
+    let token = encode(&header, &claims, &EncodingKey::from_rsa_der(&der)).expect("encodes");
+    let bearer = format!("Bearer {token}");
+    let (status, resp) = post_json(
+        &stack.router_url,
+        json!({"query": "{ me { id } }"}),
+        &[("authorization", bearer.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+    let forged = format!("Bearer {}", hs256_token("2", "whatever-secret", 600));
+    let (status, _) = post_json(
+        &stack.router_url,
+        json!({"query": "{ me { id } }"}),
+        &[("authorization", forged.as_str())],
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn rs256_keys_can_come_from_a_jwks_url() {
+    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let jwks =
+        std::fs::read_to_string(fixtures.join("rs256-test-jwks.json")).expect("jwks fixture");
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move { ([("content-type", "application/json")], jwks) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("jwks server");
+    });
+    let mut config = Config::default();
+    config.auth.jwks_url = Some(format!("http://{addr}/.well-known/jwks.json"));
+    let stack = stack_with(config).await;
+    let der = std::fs::read(fixtures.join("rs256-test-key.der")).expect("key fixture");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("test-key".into());
+    let claims = json!({"sub": "1", "exp": now() + 600, "iat": now(), "jti": "y"});
+    let token = encode(&header, &claims, &EncodingKey::from_rsa_der(&der)).expect("encodes");
+    let bearer = format!("Bearer {token}");
+    let (status, resp) = post_json(
+        &stack.router_url,
+        json!({"query": "{ me { id } }"}),
+        &[("authorization", bearer.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["data"]["me"]["id"], "1");
+}
+
+#[tokio::test]
+async fn limits_reject_deep_wide_and_costly_operations() {
+    let mut config = Config::default();
+    config.limits.max_depth = 3;
+    config.limits.max_aliases = 2;
+    config.limits.max_root_fields = 3;
+    config.limits.max_cost = 500;
+    let stack = stack_with(config).await;
+    let cases = [
+        (
+            "{ users { reviews { product { reviews { body } } } } }",
+            "depth",
+        ),
+        ("{ a: me { id } b: me { id } c: me { id } }", "aliases"),
+        (
+            "{ me { id } users { id } topProducts { upc } search { __typename } }",
+            "root fields",
+        ),
+        ("{ topProducts(first: 1000) { upc } }", "estimated cost"),
+    ];
+    for (query, limit) in cases {
+        let resp = stack.query(query).await;
+        assert_eq!(
+            resp["errors"][0]["extensions"]["code"], "QUERY_TOO_COMPLEX",
+            "{query}: {resp}"
+        );
+        assert_eq!(
+            resp["errors"][0]["extensions"]["limit"], limit,
+            "{query}: {resp}"
+        );
+    }
+    assert_eq!(stack.total_hits(), 0);
+    let resp = stack.query("{ topProducts(first: 2) { upc } }").await;
+    assert!(resp.get("errors").is_none(), "{resp}");
+}
+
+#[tokio::test]
+async fn body_size_limit_answers_413() {
+    let mut config = Config::default();
+    config.limits.max_body_bytes = 1024;
+    let stack = stack_with(config).await;
+    let big = "x".repeat(4096);
+    let (status, _) = stack
+        .post(json!({"query": format!("{{ me {{ id }} }} # {big}")}))
+        .await;
+    assert_eq!(status, 413);
+}
+
+#[tokio::test]
+async fn rate_limit_is_per_user_and_answers_429_with_retry_after() {
+    let mut config = auth_config();
+    config.rate_limit.enabled = true;
+    config.rate_limit.per_second = 1;
+    config.rate_limit.burst = 2;
+    let stack = stack_with(config).await;
+    let alice = format!("Bearer {}", hs256_token("1", SECRET, 600));
+    let bob = format!("Bearer {}", hs256_token("2", SECRET, 600));
+    let client = reqwest::Client::new();
+    let send = |bearer: String| {
+        let client = client.clone();
+        let url = stack.router_url.clone();
+        async move {
+            client
+                .post(url)
+                .header("authorization", bearer)
+                .json(&json!({"query": "{ me { id } }"}))
+                .send()
+                .await
+                .expect("router answers")
+        }
+    };
+    assert_eq!(send(alice.clone()).await.status(), 200);
+    assert_eq!(send(alice.clone()).await.status(), 200);
+    let limited = send(alice.clone()).await;
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1);
+    let body: serde_json::Value = limited.json().await.expect("json");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(
+        send(bob).await.status(),
+        200,
+        "another user has their own bucket"
+    );
+}
+
+#[tokio::test]
+async fn automatic_persisted_queries_register_then_run_by_hash() {
+    let stack = stack_with(Config::default()).await;
+    let query = "{ me { name } }";
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(query.as_bytes()))
+    };
+    let ext = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    let (_, resp) = stack.post(json!({"extensions": ext})).await;
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    let (_, resp) = stack.post(json!({"query": query, "extensions": ext})).await;
+    assert_eq!(resp["data"]["me"]["name"], "Ada Lovelace");
+    let (_, resp) = stack.post(json!({"extensions": ext})).await;
+    assert_eq!(resp["data"]["me"]["name"], "Ada Lovelace", "{resp}");
+}
+
+#[tokio::test]
+async fn safelist_mode_only_runs_manifest_operations() {
+    let allowed = "{ me { id } }";
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(allowed.as_bytes()))
+    };
+    let dir = std::env::temp_dir().join(format!("router-safelist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let manifest = dir.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        json!({ "operations": { hash.clone(): allowed } }).to_string(),
+    )
+    .expect("write");
+    let mut config = Config::default();
+    config.persisted_queries.safelist_path = Some(manifest);
+    config.persisted_queries.safelist_enforce = true;
+    let stack = stack_with(config).await;
+    let (_, resp) = stack.post(json!({"query": allowed})).await;
+    assert_eq!(resp["data"]["me"]["id"], "1", "{resp}");
+    let (_, resp) = stack
+        .post(json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}}))
+        .await;
+    assert_eq!(resp["data"]["me"]["id"], "1", "{resp}");
+    let (_, resp) = stack.post(json!({"query": "{ me { name } }"})).await;
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"],
+        "OPERATION_NOT_IN_SAFELIST"
+    );
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let stack = stack_with(Config::default()).await;
+    let base = stack.router_url.trim_end_matches("/graphql").to_owned();
+    let health: serde_json::Value = reqwest::get(format!("{base}/health"))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["status"], "ok");
+    assert!(health["services"].is_object(), "{health}");
+    let ready = reqwest::get(format!("{base}/ready")).await.expect("ready");
+    assert_eq!(ready.status(), 200);
+    stack.query("{ me { name reviews { body } } }").await;
+    stack.query("{ me { name reviews { body } } }").await;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("router_requests_total{status=\"200\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("router_subgraph_request_duration_seconds_bucket{subgraph=\"reviews\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("router_plan_cache_total{result=\"hit\"} 1"),
+        "{metrics}"
+    );
+
+    let down = start_stack(StackOptions {
+        down: vec!["users"],
+        ..Default::default()
+    })
+    .await;
+    let base = down.router_url.trim_end_matches("/graphql").to_owned();
+    let ready = reqwest::get(format!("{base}/ready")).await.expect("ready");
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["services"]["users"], "down");
+    assert_eq!(body["services"]["reviews"], "up");
+    let health: serde_json::Value = reqwest::get(format!("{base}/health"))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        health["status"], "ok",
+        "liveness does not depend on subgraphs"
+    );
+    assert_eq!(health["services"]["users"], "down", "{health}");
+}
+
+#[tokio::test]
+async fn introspection_can_be_disabled() {
+    let config = Config {
+        introspection: false,
+        ..Default::default()
+    };
+    let stack = stack_with(config).await;
+    let resp = stack.query("{ __schema { queryType { name } } }").await;
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"],
+        "INTROSPECTION_DISABLED"
+    );
+    let resp = stack.query("{ me { __typename id } }").await;
+    assert_eq!(resp["data"]["me"], json!({"__typename": "User", "id": "1"}));
+}
+
+#[tokio::test]
+async fn mutations_run_over_post_and_are_refused_over_get_with_405() {
+    let stack = stack_with(Config::default()).await;
+    let mutation =
+        r#"mutation { rename(id: "2", name: "Alan M. Turing") { id name reviews { body } } }"#;
+    let resp = stack.query(mutation).await;
+    assert_eq!(resp["data"]["rename"]["name"], "Alan M. Turing", "{resp}");
+    assert_eq!(
+        resp["data"]["rename"]["reviews"][0]["body"],
+        "Could be better."
+    );
+    let before = stack.total_hits();
+    let url =
+        reqwest::Url::parse_with_params(&stack.router_url, &[("query", mutation)]).expect("url");
+    let resp = reqwest::get(url).await.expect("get");
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert_eq!(stack.total_hits(), before);
+}
