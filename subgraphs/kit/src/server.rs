@@ -341,9 +341,21 @@ async fn websocket<E: Executor>(
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
-            GraphQLWebSocket::new(socket, executor, protocol)
+            use futures::{SinkExt, StreamExt};
+            let (sink, stream) = socket.split();
+            // async-graphql closes a refused `connection_init` with 1002; the contract
+            // says 4401 (no credentials) or 4403 (bad credentials). The refusal message
+            // carries the code, and this sink turns it into the close code.
+            let sink = sink.with(|msg: axum::extract::ws::Message| {
+                futures::future::ready(Ok::<_, axum::Error>(auth_close_code(msg)))
+            });
+            GraphQLWebSocket::new_with_pair(sink, stream, executor, protocol)
                 .on_connection_init(move |payload| async move {
-                    let caller = caller_from_init_payload(&keys, &payload)?;
+                    let caller = caller_from_init_payload(&keys, &payload)
+                        .map_err(|e| async_graphql::Error::new(format!("4403 {}", e.message)))?;
+                    if caller == Caller::Anonymous {
+                        return Err(async_graphql::Error::new("4401 authentication required"));
+                    }
                     let mut data = async_graphql::Data::default();
                     data.insert(caller);
                     Ok(data)
@@ -351,6 +363,27 @@ async fn websocket<E: Executor>(
                 .serve()
                 .await
         })
+}
+
+/// Rewrites the close frame of a refused `connection_init` (code 1002, reason
+/// `"4401 ..."` or `"4403 ..."`) to that code and the rest of the reason.
+fn auth_close_code(msg: axum::extract::ws::Message) -> axum::extract::ws::Message {
+    use axum::extract::ws::{CloseFrame, Message};
+    let Message::Close(Some(frame)) = &msg else {
+        return msg;
+    };
+    if frame.code != 1002 {
+        return msg;
+    }
+    for code in [4401_u16, 4403] {
+        if let Some(reason) = frame.reason.as_str().strip_prefix(&format!("{code} ")) {
+            return Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.to_string().into(),
+            }));
+        }
+    }
+    msg
 }
 
 /// Reads the token of a websocket `connection_init` payload:
