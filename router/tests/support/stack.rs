@@ -194,7 +194,7 @@ impl ProductStack {
             .expect("the router loads the committed supergraph");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let shutdown = async {
+            let shutdown = async move {
                 let _ = stopped.await;
             };
             if let Err(e) = router::serve(state, router_listener, shutdown).await {
@@ -204,7 +204,7 @@ impl ProductStack {
 
         let subgraph_urls = SUBGRAPHS
             .iter()
-            .map(|name| (*name, graphql(name)))
+            .map(|name| (*name, graphql(*name)))
             .collect();
         ProductStack {
             router_addr,
