@@ -57,7 +57,10 @@ fn compose_file_sets_only_variables_the_router_reads_and_publishes_its_listen_po
     assert_eq!(port, 3000);
     assert_eq!(compose.container_ports, vec![port], "published ports");
     assert_eq!(compose.health_ports, vec![port], "health-check ports");
-    assert!(config.auth.jwt_secret.is_some(), "JWT_SECRET reaches the router");
+    assert!(
+        config.auth.jwt_secret.is_some(),
+        "JWT_SECRET reaches the router"
+    );
     assert_eq!(
         config.supergraph,
         PathBuf::from("/app/schema/supergraph.graphql")

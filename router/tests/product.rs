@@ -84,7 +84,10 @@ async fn expenses_drive_budget_alerts_notifications_and_analytics_for_their_owne
     // the router time to open both upstream subscriptions.
     let first = create_expense(&gql, &alice, "50", "groceries").await;
     assert!(
-        wait_until(WAIT, || async { budget_spent(&gql, &alice).await == "50.00" }).await,
+        wait_until(WAIT, || async {
+            budget_spent(&gql, &alice).await == "50.00"
+        })
+        .await,
         "the budgets subgraph never counted the first expense"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -123,8 +126,10 @@ async fn expenses_drive_budget_alerts_notifications_and_analytics_for_their_owne
             Some(&alice.token),
         )
         .await;
-    let node = |e: &Value| json!({ "node": { "id": e["id"], "amount": e["amount"],
-        "category": "food", "user": { "username": "alice" } } });
+    let node = |e: &Value| {
+        json!({ "node": { "id": e["id"], "amount": e["amount"],
+        "category": "food", "user": { "username": "alice" } } })
+    };
     assert_eq!(
         me,
         json!({ "me": { "username": "alice", "expenses": { "totalCount": 3,
@@ -185,9 +190,7 @@ async fn expenses_drive_budget_alerts_notifications_and_analytics_for_their_owne
     let vars = json!({ "y": year, "m": month });
     let summary_of = |who: &Session| {
         let (gql, vars, token) = (gql.clone(), vars.clone(), who.token.clone());
-        async move {
-            gql.ok(summary_query, vars, Some(&token)).await["monthlySummary"].clone()
-        }
+        async move { gql.ok(summary_query, vars, Some(&token)).await["monthlySummary"].clone() }
     };
     assert!(
         wait_until(WAIT, || async {
@@ -244,7 +247,11 @@ async fn expenses_drive_budget_alerts_notifications_and_analytics_for_their_owne
             Some(&bob.token),
         )
         .await;
-    assert_eq!(budget_by_id["data"]["budget"], Value::Null, "{budget_by_id:#}");
+    assert_eq!(
+        budget_by_id["data"]["budget"],
+        Value::Null,
+        "{budget_by_id:#}"
+    );
     assert_eq!(
         bob_ws.recv(Duration::from_millis(500)).await,
         None,

@@ -93,7 +93,10 @@ impl ProductStack {
             .collect();
         let graphql = |name: &str| format!("{}/graphql", base[name]);
         let users_url = ("USERS_URL", graphql("users"));
-        let notify = ("EVENT_CONSUMERS", format!("notifications={}", base["notifications"]));
+        let notify = (
+            "EVENT_CONSUMERS",
+            format!("notifications={}", base["notifications"]),
+        );
 
         let mut servers = Vec::new();
         let mut background = Vec::new();
@@ -147,8 +150,8 @@ impl ProductStack {
             ("BUDGETS_URL", graphql("budgets")),
         ]);
         let (config, db) = service_config("analytics").await;
-        let settings = analytics::Settings::from_vars(&as_pairs(&v)[..], config)
-            .expect("analytics settings");
+        let settings =
+            analytics::Settings::from_vars(&as_pairs(&v)[..], config).expect("analytics settings");
         let service = analytics::start(&settings, db.db.clone())
             .await
             .expect("analytics starts");
@@ -360,7 +363,10 @@ impl WsClient {
     /// message (error, complete, close) fails the test.
     pub async fn next(&mut self, timeout: Duration) -> Option<Value> {
         let msg = self.recv(timeout).await?;
-        assert_eq!(msg["type"], "next", "expected a `next` message, got {msg:#}");
+        assert_eq!(
+            msg["type"], "next",
+            "expected a `next` message, got {msg:#}"
+        );
         Some(msg["payload"].clone())
     }
 }
