@@ -207,7 +207,7 @@ impl ProductStack {
 
         let subgraph_urls = SUBGRAPHS
             .iter()
-            .map(|name| (*name, graphql(*name)))
+            .map(|name| (*name, graphql(name)))
             .collect();
         ProductStack {
             router_addr,
