@@ -15,5 +15,6 @@ RUN apt-get update \
  && useradd --system --uid 10001 tracker
 COPY --from=build /out/ /usr/local/bin/
 COPY schema/ /app/schema/
+COPY router/docker.toml /app/router.toml
 WORKDIR /app
 USER tracker

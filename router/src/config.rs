@@ -173,7 +173,18 @@ impl Config {
             .map_err(|e| ConfigError::Parse(path.display().to_string(), e.to_string()))
     }
 
-    /// Applies environment variables: ROUTER_CONFIG is read by the caller; here
+    /// The configuration the `serve` command starts from: the TOML file named by
+    /// `ROUTER_CONFIG` (or the defaults), then the other variables (`apply_env`).
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = match env("ROUTER_CONFIG").filter(|p| !p.is_empty()) {
+            Some(path) => Config::from_file(Path::new(&path))?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    /// Applies environment variables: ROUTER_CONFIG is read by `from_env`; here
     /// PORT, ROUTER_LISTEN, SUPERGRAPH_PATH, JWT_SECRET, JWKS_PATH, JWKS_URL,
     /// ROUTER_INTROSPECTION, ROUTER_RATE_LIMIT_PER_SECOND, ROUTER_DEDUPE, SUBGRAPH_TIMEOUT_MS.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {

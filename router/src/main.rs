@@ -47,7 +47,7 @@ fn init_tracing() {
 }
 
 async fn serve(args: Vec<String>) -> anyhow::Result<()> {
-    let mut config_path = std::env::var("ROUTER_CONFIG").ok().map(PathBuf::from);
+    let mut config_path: Option<PathBuf> = None;
     let mut supergraph = None;
     let mut listen = None;
     let mut it = args.into_iter();
@@ -60,11 +60,16 @@ async fn serve(args: Vec<String>) -> anyhow::Result<()> {
             _ => usage(),
         }
     }
+    let env = |k: &str| std::env::var(k).ok();
     let mut config = match config_path {
-        Some(p) => Config::from_file(&p)?,
-        None => Config::default(),
+        // `--config` takes the place of ROUTER_CONFIG.
+        Some(p) => {
+            let mut config = Config::from_file(&p)?;
+            config.apply_env(env)?;
+            config
+        }
+        None => Config::from_env(env)?,
     };
-    config.apply_env(|k| std::env::var(k).ok())?;
     if let Some(s) = supergraph {
         config.supergraph = s;
     }

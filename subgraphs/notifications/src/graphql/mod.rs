@@ -553,7 +553,7 @@ pub fn user_feed(
 
 pub struct SubscriptionRoot;
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// The caller's budget alerts as they are notified.
     async fn budget_alerts(

@@ -1,0 +1,4 @@
+//! Support shared by the router's whole-product tests (GraphQL, websockets, REST).
+#![allow(dead_code)]
+
+pub mod stack;
