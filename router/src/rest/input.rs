@@ -71,7 +71,7 @@ pub fn date(field: &str, text: &str) -> Result<String, ApiError> {
         let y: u32 = day[0..4].parse().unwrap_or(0);
         let m: u32 = day[5..7].parse().unwrap_or(0);
         let d: u32 = day[8..10].parse().unwrap_or(0);
-        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
         let max = match m {
             1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
             4 | 6 | 9 | 11 => 30,
