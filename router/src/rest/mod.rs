@@ -248,3 +248,52 @@ async fn openapi_json() -> Response {
 async fn docs() -> Html<String> {
     Html(utoipa_scalar::Scalar::new(ApiDoc::openapi()).to_html())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_routes_register_without_conflicts() {
+        let _ = router();
+    }
+
+    #[test]
+    fn the_openapi_document_is_3_1_and_lists_every_route() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&ApiDoc::openapi().to_json().unwrap()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for path in [
+            "/api/auth/register",
+            "/api/auth/login",
+            "/api/users/profile",
+            "/api/expenses",
+            "/api/expenses/{id}",
+            "/api/expenses/summary",
+            "/api/expenses/summary/by-category",
+            "/api/expenses/export.csv",
+            "/api/expenses/import",
+            "/api/budgets",
+            "/api/budgets/{id}",
+            "/api/budgets/alerts",
+            "/api/budgets/alerts/{id}/read",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path} missing");
+        }
+        let amount = &doc["components"]["schemas"]["Expense"]["properties"]["amount"];
+        let amount = match amount["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => amount,
+        };
+        assert_eq!(amount["type"], "number");
+    }
+
+    #[test]
+    fn integer_parameters_out_of_range_are_a_400_naming_the_parameter() {
+        let params: HashMap<String, String> = [("limit".to_owned(), "500".to_owned())].into();
+        let e = int_param(&params, "limit", 1, 100).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.body.details[0]["field"], "limit");
+    }
+}
