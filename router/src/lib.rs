@@ -16,6 +16,7 @@ pub mod limits;
 pub mod metrics;
 pub mod pipeline;
 pub mod project;
+pub mod rest;
 pub mod schema;
 pub mod server;
 pub mod subgraph;

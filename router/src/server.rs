@@ -110,6 +110,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(crate::rest::router())
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
 }
@@ -223,6 +224,26 @@ async fn run_request(
         .with_label_values(&[request.operation_name.as_deref().unwrap_or("anonymous")])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Executes one GraphQL operation through the same path as `POST /graphql` (auth,
+/// rate limiting, persisted queries, limits, metrics, errors) with the caller's
+/// headers, answering as for `Accept: application/graphql-response+json` so the
+/// HTTP status tells the failure class. Used by the REST shim.
+pub async fn execute_operation(
+    state: &AppState,
+    request: GraphQLRequest,
+    headers: &HeaderMap,
+    client_ip: std::net::IpAddr,
+) -> Response {
+    let mut headers = headers.clone();
+    headers.insert(header::ACCEPT, HeaderValue::from_static(GRAPHQL_RESPONSE));
+    run_request(state, request, &headers, Method::POST, client_ip).await
+}
+
+/// The client address of a request (see [`client_ip`]); public for the REST shim.
+pub fn caller_ip(headers: &HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
+    client_ip(headers, peer)
 }
 
 async fn graphql_post(

@@ -1,0 +1,195 @@
+//! Runs a GraphQL operation for a REST route through the router's own pipeline
+//! ([`crate::server::execute_operation`]) and turns the outcome into data or an
+//! [`ApiError`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::ApiError;
+use crate::pipeline::GraphQLRequest;
+use crate::server::AppState;
+
+/// Who calls: the request headers (forwarded as for GraphQL) and address.
+pub struct Caller {
+    pub headers: HeaderMap,
+    pub ip: IpAddr,
+}
+
+fn peer_ip(parts: &Parts) -> IpAddr {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+    crate::server::caller_ip(&parts.headers, peer)
+}
+
+/// A caller without authentication requirements (register, login).
+pub struct Anonymous(pub Caller);
+
+impl FromRequestParts<Arc<AppState>> for Anonymous {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let mut headers = parts.headers.clone();
+        // A stale token must not turn register/login into a 401.
+        headers.remove(header::AUTHORIZATION);
+        Ok(Self(Caller {
+            headers,
+            ip: peer_ip(parts),
+        }))
+    }
+}
+
+/// An authenticated caller: a bearer token is required (401 without), and a legacy
+/// `user-id` header must name the token's user (403 otherwise).
+pub struct Authed(pub Caller);
+
+impl FromRequestParts<Arc<AppState>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let auth = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or_default());
+        let Some(auth) = auth else {
+            return Err(ApiError::unauthenticated("Authentication required"));
+        };
+        let token = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthenticated("Authorization header must be 'Bearer <token>'")
+            })?;
+        if let Some(claimed) = parts.headers.get("user-id") {
+            let claimed = claimed.to_str().unwrap_or_default().trim().to_owned();
+            let subject = match state.auth.verify_header(Some(auth)) {
+                Ok(Some(claims)) => Some(claims.sub),
+                Ok(None) => unverified_subject(token),
+                Err(e) => return Err(ApiError::unauthenticated(e.to_string())),
+            };
+            if subject.as_deref() != Some(claimed.as_str()) {
+                return Err(ApiError::forbidden(
+                    "The user-id header does not match the access token's user",
+                ));
+            }
+        }
+        Ok(Self(Caller {
+            headers: parts.headers.clone(),
+            ip: peer_ip(parts),
+        }))
+    }
+}
+
+/// The `sub` of a JWT read without verification, for when the router verifies no
+/// tokens itself (the subgraphs still do).
+fn unverified_subject(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("sub").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Executes `query` with `variables`; returns `data` or the first error.
+pub async fn run(
+    state: &AppState,
+    caller: &Caller,
+    query: &str,
+    variables: Value,
+) -> Result<Value, ApiError> {
+    let request = GraphQLRequest {
+        query: Some(query.to_owned()),
+        operation_name: None,
+        variables: Some(variables),
+        extensions: None,
+    };
+    let response =
+        crate::server::execute_operation(state, request, &caller.headers, caller.ip).await;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "SUBGRAPH_BAD_RESPONSE",
+                "Unreadable response",
+            )
+        })?;
+    let mut body: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "SUBGRAPH_BAD_RESPONSE",
+            "The router's response was not JSON",
+        )
+    })?;
+    if let Some(first) = body
+        .get("errors")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
+        let mut e = ApiError::from_graphql(first, status);
+        if e.retry_after.is_none() {
+            e.retry_after = retry_after;
+        }
+        return Err(e);
+    }
+    match body.get_mut("data").map(Value::take) {
+        Some(data) if data.is_object() => Ok(data),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "SUBGRAPH_BAD_RESPONSE",
+            "No data in the response",
+        )),
+    }
+}
+
+/// Reads `data[field]` into `T`.
+pub fn field<T: DeserializeOwned>(data: &mut Value, field: &str) -> Result<T, ApiError> {
+    let v = data.get_mut(field).map(Value::take).unwrap_or(Value::Null);
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "SUBGRAPH_BAD_RESPONSE",
+            format!("Unexpected `{field}` in the response: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_subject_of_an_unverified_token_is_read_from_its_payload() {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"u1"}"#);
+        assert_eq!(
+            unverified_subject(&format!("x.{payload}.y")).as_deref(),
+            Some("u1")
+        );
+        assert_eq!(unverified_subject("garbage"), None);
+    }
+}

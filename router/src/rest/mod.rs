@@ -1,0 +1,299 @@
+//! The legacy REST shim under `/api` (API.md's REST table). Every route runs one
+//! GraphQL operation through the router's own pipeline
+//! ([`crate::server::execute_operation`]): same auth, limits, rate limiting,
+//! metrics and errors as `POST /graphql`.
+
+pub mod budgets;
+pub mod call;
+pub mod error;
+pub mod expenses;
+pub mod input;
+pub mod shapes;
+pub mod users;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, put};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::server::AppState;
+use error::ApiError;
+
+/// Largest CSV accepted by `POST /api/expenses/import`.
+pub const IMPORT_BODY_LIMIT: usize = 5 * 1024 * 1024;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/auth/register", post(users::register))
+        .route("/api/auth/login", post(users::login))
+        .route(
+            "/api/users/profile",
+            get(users::get_profile).put(users::update_profile),
+        )
+        .route("/api/expenses", get(expenses::list).post(expenses::create))
+        .route("/api/expenses/summary", get(expenses::summary))
+        .route(
+            "/api/expenses/summary/by-category",
+            get(expenses::summary_by_category),
+        )
+        .route("/api/expenses/export.csv", get(expenses::export_csv))
+        .route(
+            "/api/expenses/import",
+            // A little room over 5 MiB for a multipart-free body's framing.
+            post(expenses::import_csv).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT + 1024)),
+        )
+        .route(
+            "/api/expenses/{id}",
+            get(expenses::get_one)
+                .put(expenses::update)
+                .delete(expenses::delete),
+        )
+        .route("/api/budgets", get(budgets::list).post(budgets::create))
+        .route("/api/budgets/alerts", get(budgets::alerts))
+        .route("/api/budgets/alerts/{id}/read", put(budgets::alert_read))
+        .route(
+            "/api/budgets/{id}",
+            put(budgets::update).delete(budgets::delete),
+        )
+        .route("/api/openapi.json", get(openapi_json))
+        .route("/api/docs", get(docs))
+        .route("/api", axum::routing::any(not_found))
+        .route("/api/{*rest}", axum::routing::any(not_found))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("No such route")
+}
+
+/// The body bytes, or 413 in the REST error shape when over the limit.
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, "PAYLOAD_TOO_LARGE", "The request body is too large")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", r.body_text())
+        }
+    })
+}
+
+pub(crate) fn query_params(
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    params
+        .map(|Query(p)| p)
+        .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", r.body_text()))
+}
+
+/// An integer query parameter within `min..=max`.
+pub(crate) fn int_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, ApiError> {
+    match params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(ApiError::invalid(
+                name,
+                format!("must be an integer from {min} to {max}"),
+            )),
+        },
+    }
+}
+
+pub(crate) fn bool_param(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<bool>, ApiError> {
+    match params.get(name).map(|s| s.trim().to_ascii_lowercase()) {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) if s == "true" || s == "1" => Ok(Some(true)),
+        Some(s) if s == "false" || s == "0" => Ok(Some(false)),
+        Some(_) => Err(ApiError::invalid(name, "must be true or false")),
+    }
+}
+
+/// Request bodies, for the document only (handlers read fields one by one).
+pub mod schemas {
+    use super::shapes::Amount;
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    #[schema(rename_all = "camelCase")]
+    pub struct RegisterBody {
+        username: String,
+        email: String,
+        password: String,
+        currency: Option<String>,
+        first_name: Option<String>,
+        last_name: Option<String>,
+        timezone: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct LoginBody {
+        email: String,
+        password: String,
+    }
+
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    #[schema(rename_all = "camelCase")]
+    pub struct ProfileBody {
+        first_name: Option<String>,
+        last_name: Option<String>,
+        currency: Option<String>,
+        timezone: Option<String>,
+        /// A number or a decimal string.
+        monthly_income: Option<Amount>,
+    }
+
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    #[schema(rename_all = "camelCase")]
+    pub struct ExpenseBody {
+        /// A number or a decimal string; required on create.
+        amount: Amount,
+        /// Required on create.
+        description: String,
+        category: Option<String>,
+        /// `expense` or `income` (any case).
+        #[schema(rename = "type")]
+        kind: Option<String>,
+        currency: Option<String>,
+        /// `YYYY-MM-DD` or RFC 3339.
+        date: Option<String>,
+        payment_method: Option<String>,
+        tags: Option<Vec<String>>,
+    }
+
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    #[schema(rename_all = "camelCase")]
+    pub struct BudgetBody {
+        /// A number or a decimal string; required on create.
+        amount: Amount,
+        /// Absent or null: all spending.
+        category: Option<String>,
+        currency: Option<String>,
+        /// `weekly`, `monthly` (default) or `yearly`.
+        period: Option<String>,
+        /// Percent at which to warn (the original's single threshold).
+        alert_threshold: Option<i64>,
+        alert_thresholds: Option<Vec<i64>>,
+    }
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Smart Expense Tracker — legacy REST API", version = "1"),
+    paths(
+        users::register, users::login, users::get_profile, users::update_profile,
+        expenses::list, expenses::create, expenses::get_one, expenses::update, expenses::delete,
+        expenses::summary, expenses::summary_by_category, expenses::export_csv, expenses::import_csv,
+        budgets::list, budgets::create, budgets::update, budgets::delete, budgets::alerts, budgets::alert_read,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+async fn openapi_json() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(text) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "INTERNAL",
+            format!("OpenAPI document: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// A browsable view of the document (Scalar; its script is loaded by URL).
+async fn docs() -> Html<String> {
+    Html(utoipa_scalar::Scalar::new(ApiDoc::openapi()).to_html())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_routes_register_without_conflicts() {
+        let _ = router();
+    }
+
+    #[test]
+    fn the_openapi_document_is_3_1_and_lists_every_route() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&ApiDoc::openapi().to_json().unwrap()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for path in [
+            "/api/auth/register",
+            "/api/auth/login",
+            "/api/users/profile",
+            "/api/expenses",
+            "/api/expenses/{id}",
+            "/api/expenses/summary",
+            "/api/expenses/summary/by-category",
+            "/api/expenses/export.csv",
+            "/api/expenses/import",
+            "/api/budgets",
+            "/api/budgets/{id}",
+            "/api/budgets/alerts",
+            "/api/budgets/alerts/{id}/read",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path} missing");
+        }
+        let amount = &doc["components"]["schemas"]["Expense"]["properties"]["amount"];
+        let amount = match amount["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => amount,
+        };
+        assert_eq!(amount["type"], "number");
+    }
+
+    #[test]
+    fn integer_parameters_out_of_range_are_a_400_naming_the_parameter() {
+        let params: HashMap<String, String> = [("limit".to_owned(), "500".to_owned())].into();
+        let e = int_param(&params, "limit", 1, 100).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.body.details[0]["field"], "limit");
+    }
+}
