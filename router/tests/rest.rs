@@ -1,0 +1,220 @@
+//! The legacy REST shim over the real product: five subgraphs and the router on
+//! loopback, real HTTP, the original `/api` routes and shapes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::stack::ProductStack;
+
+struct Rest {
+    http: reqwest::Client,
+    stack: ProductStack,
+}
+
+impl Rest {
+    async fn start() -> Rest {
+        Rest {
+            http: reqwest::Client::new(),
+            stack: ProductStack::start().await,
+        }
+    }
+
+    /// Sends a request; returns the status, the raw body and the parsed body.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, String, Value) {
+        let mut req = self.http.request(method, self.stack.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let parsed = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, text, parsed)
+    }
+
+    async fn register(&self, name: &str) -> (String, String) {
+        let (status, _, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/api/auth/register",
+                None,
+                &[],
+                Some(
+                    json!({ "username": name, "email": format!("{name}@example.com"),
+                              "password": "correct horse battery", "currency": "USD" }),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["user"]["username"], name);
+        assert_eq!(body["user"]["currency"], "USD");
+        (
+            body["token"].as_str().unwrap().to_string(),
+            body["user"]["id"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
+    use reqwest::Method;
+    let rest = Rest::start().await;
+    let (token, user_id) = rest.register("ada").await;
+
+    let (status, _, body) = rest
+        .send(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            &[],
+            Some(json!({ "email": "ada@example.com", "password": "correct horse battery" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["id"], user_id.as_str());
+    assert!(body["token"].is_string() && body["refreshToken"].is_string());
+
+    // A number amount and a string amount, both kept exactly.
+    let (status, raw, body) = rest
+        .send(
+            Method::POST,
+            "/api/expenses",
+            Some(&token),
+            &[],
+            Some(json!({ "amount": 12.5, "description": "lunch", "category": "food" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(raw.contains("12.5"), "{raw}");
+    assert!(!raw.contains("12.49"), "{raw}");
+    let first_id = body["id"].as_str().unwrap().to_string();
+    let (status, _, body) = rest
+        .send(
+            Method::POST,
+            "/api/expenses",
+            Some(&token),
+            &[],
+            Some(json!({ "amount": "0.10", "description": "gum", "category": "food", "type": "expense" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The list and its summary: 12.50 + 0.10 = 12.60 exactly.
+    let (status, raw, body) = rest
+        .send(Method::GET, "/api/expenses", Some(&token), &[], None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expenses"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(
+        body["summary"]["totalExpenses"].as_f64(),
+        Some(12.6),
+        "{raw}"
+    );
+    assert!(!raw.contains("12.600000"), "{raw}");
+
+    // The legacy user-id header must match the token's user.
+    let (status, _, body) = rest
+        .send(
+            Method::GET,
+            "/api/expenses",
+            Some(&token),
+            &[("user-id", "someone-else")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].is_string() && body["code"].is_string(),
+        "{body}"
+    );
+    let (status, _, _) = rest
+        .send(
+            Method::GET,
+            "/api/expenses",
+            Some(&token),
+            &[("user-id", &user_id)],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Without a token: 401. Bad input: 400 naming the field, nothing written.
+    let (status, _, body) = rest
+        .send(Method::GET, "/api/expenses", None, &[], None)
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "UNAUTHENTICATED");
+    let (status, _, body) = rest
+        .send(
+            Method::POST,
+            "/api/expenses",
+            Some(&token),
+            &[],
+            Some(json!({ "amount": "1e3", "description": "x", "category": "food" })),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "VALIDATION_FAILED");
+    let (_, _, body) = rest
+        .send(Method::GET, "/api/expenses", Some(&token), &[], None)
+        .await;
+    assert_eq!(body["expenses"].as_array().unwrap().len(), 2);
+
+    // Another user cannot read the first user's expense.
+    let (other, _) = rest.register("bob").await;
+    let (status, _, body) = rest
+        .send(
+            Method::GET,
+            &format!("/api/expenses/{first_id}"),
+            Some(&other),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = rest
+        .send(Method::GET, "/api/expenses", Some(&other), &[], None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["expenses"], json!([]));
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_legacy_routes() {
+    let rest = Rest::start().await;
+    let (status, _, body) = rest
+        .send(reqwest::Method::GET, "/api/openapi.json", None, &[], None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{body}"
+    );
+    let paths = body["paths"].as_object().unwrap();
+    for path in [
+        "/api/auth/register",
+        "/api/auth/login",
+        "/api/expenses",
+        "/api/budgets",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from {:?}",
+            paths.keys()
+        );
+    }
+}
