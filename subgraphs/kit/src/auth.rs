@@ -46,6 +46,12 @@ impl Caller {
     }
 }
 
+/// The verified user id of a GraphQL request, or `UNAUTHENTICATED`.
+pub fn caller_id(ctx: &async_graphql::Context<'_>) -> Result<String, AppError> {
+    let caller = ctx.data_opt::<Caller>().unwrap_or(&Caller::Anonymous);
+    Ok(caller.require_user()?.user_id.clone())
+}
+
 /// Keys for HS256 signing and verification.
 #[derive(Clone)]
 pub struct JwtKeys {

@@ -4,7 +4,6 @@ use async_graphql::{
     Context, EmptyMutation, EmptySubscription, Enum, ID, Object, Result, Schema, SimpleObject,
 };
 use kit::AppError;
-use kit::auth::Caller;
 use kit::money::{Currency, Money};
 use kit::scalars::{Date, Decimal};
 use kit::users::{AccessToken, UserDirectory, UserProfile};
@@ -31,10 +30,7 @@ pub fn bare_schema() -> AnalyticsSchema {
         .finish()
 }
 
-fn caller_id(ctx: &Context<'_>) -> Result<String, AppError> {
-    let caller = ctx.data_opt::<Caller>().unwrap_or(&Caller::Anonymous);
-    Ok(caller.require_user()?.user_id.clone())
-}
+use kit::auth::caller_id;
 
 async fn caller_profile(ctx: &Context<'_>) -> Result<(String, UserProfile), AppError> {
     let id = caller_id(ctx)?;

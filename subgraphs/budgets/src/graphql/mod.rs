@@ -5,7 +5,6 @@ use async_graphql::{
 };
 use chrono::{DateTime, Days, Utc};
 use kit::AppError;
-use kit::auth::Caller;
 use kit::money::{Currency, Money};
 use kit::scalars::{Date, Decimal};
 use kit::users::{AccessToken, UserDirectory, UserProfile};
@@ -26,10 +25,7 @@ pub fn build_schema(budgets: Budgets, users: UserDirectory) -> BudgetsSchema {
         .finish()
 }
 
-fn caller_id(ctx: &Context<'_>) -> Result<String, AppError> {
-    let caller = ctx.data_opt::<Caller>().unwrap_or(&Caller::Anonymous);
-    Ok(caller.require_user()?.user_id.clone())
-}
+use kit::auth::caller_id;
 
 async fn caller_profile(ctx: &Context<'_>) -> Result<(String, UserProfile), AppError> {
     let id = caller_id(ctx)?;

@@ -7,7 +7,6 @@ use async_graphql::{
 use base64::Engine;
 use chrono::{DateTime, Days, Utc};
 use kit::AppError;
-use kit::auth::Caller;
 use kit::money::{Currency, Money};
 use kit::scalars::{Date, Decimal};
 use kit::users::{AccessToken, UserDirectory, UserProfile};
@@ -28,10 +27,7 @@ pub fn build_schema(expenses: Expenses, users: UserDirectory) -> ExpensesSchema 
         .finish()
 }
 
-fn caller_id(ctx: &Context<'_>) -> Result<String, AppError> {
-    let caller = ctx.data_opt::<Caller>().unwrap_or(&Caller::Anonymous);
-    Ok(caller.require_user()?.user_id.clone())
-}
+use kit::auth::caller_id;
 
 /// The caller's id and profile (currency, timezone) from the users subgraph.
 async fn caller_profile(ctx: &Context<'_>) -> Result<(String, UserProfile), AppError> {

@@ -9,7 +9,6 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use kit::AppError;
-use kit::auth::Caller;
 use kit::scalars::Date;
 use kit::users::{AccessToken, UserDirectory};
 use tokio::sync::broadcast;
@@ -38,10 +37,7 @@ pub fn bare_schema() -> NotificationsSchema {
         .finish()
 }
 
-fn caller_id(ctx: &Context<'_>) -> Result<String, AppError> {
-    let caller = ctx.data_opt::<Caller>().unwrap_or(&Caller::Anonymous);
-    Ok(caller.require_user()?.user_id.clone())
-}
+use kit::auth::caller_id;
 
 fn service<'a>(ctx: &Context<'a>) -> Result<&'a Notifications, AppError> {
     ctx.data::<Notifications>()

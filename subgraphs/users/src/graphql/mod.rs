@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use dataloader::BatchFn;
 use dataloader::non_cached::Loader;
 use kit::AppError;
-use kit::auth::Caller;
 use kit::money::Money;
 use kit::scalars::Decimal;
 
@@ -57,10 +56,7 @@ pub fn build_schema(accounts: Accounts) -> UsersSchema {
         .finish()
 }
 
-fn caller_id(ctx: &Context<'_>) -> Result<String, AppError> {
-    let caller = ctx.data_opt::<Caller>().unwrap_or(&Caller::Anonymous);
-    Ok(caller.require_user()?.user_id.clone())
-}
+use kit::auth::caller_id;
 
 /// A person using the product.
 pub struct User(pub UserDoc);
