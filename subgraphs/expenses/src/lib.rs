@@ -98,12 +98,11 @@ pub fn schema(settings: &Settings, db: &Database) -> graphql::ExpensesSchema {
 
 /// The federation SDL, as committed in `schema/expenses.graphql`.
 pub async fn sdl() -> anyhow::Result<String> {
-    let client = mongodb::Client::with_uri_str("mongodb://127.0.0.1:9").await?;
     let service = ServiceConfig::from_vars(&[("JWT_SECRET", &"x".repeat(32)[..])], SERVICE, 0)?;
     let settings = Settings::from_vars(&[("PORT", "0")], service)?;
     Ok(kit::federation_sdl(&schema(
         &settings,
-        &client.database("sdl"),
+        &kit::db::unconnected("sdl"),
     )))
 }
 

@@ -54,6 +54,20 @@ pub async fn connect(uri: &str, database: &str) -> Result<Database, ConnectError
     Ok(db)
 }
 
+/// A database handle that never connects: for building a schema (e.g. to export its
+/// SDL) where no query runs. The driver connects lazily, so nothing is sent.
+pub fn unconnected(name: &str) -> Database {
+    let options = ClientOptions::builder()
+        .hosts(vec![mongodb::options::ServerAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: Some(9),
+        }])
+        .build();
+    Client::with_options(options)
+        .expect("options without a URI to parse are always valid")
+        .database(name)
+}
+
 pub async fn ping(db: &Database) -> mongodb::error::Result<()> {
     db.run_command(doc! { "ping": 1 }).await.map(|_| ())
 }
