@@ -5,7 +5,7 @@ CARGO ?= cargo
 export CARGO
 
 .DEFAULT_GOAL := help
-.PHONY: help test run fmt lint schema db-install db-start db-stop db-status
+.PHONY: help test run api-fuzz fmt lint schema db-install db-start db-stop db-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
@@ -15,6 +15,9 @@ test: ## fmt check, clippy and all tests, against a throwaway nx-27017 unless MO
 
 run: ## build and run the five subgraphs and the router (local nx-27017 unless MONGODB_URI is set)
 	@bash scripts/run.sh
+
+api-fuzz: ## schemathesis against the REST shim's OpenAPI document, on a throwaway stack
+	@bash scripts/api-fuzz.sh
 
 fmt: ## format the code
 	$(CARGO) fmt --all

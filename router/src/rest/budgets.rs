@@ -92,7 +92,7 @@ pub async fn create(
 
 /// Changes a budget.
 #[utoipa::path(put, path = "/api/budgets/{id}", tag = "budgets", security(("bearer" = [])),
-    params(("id" = String, Path,)), request_body = schemas::BudgetBody,
+    params(("id" = String, Path,)), request_body = schemas::BudgetUpdateBody,
     responses((status = 200, body = Budget), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     State(state): State<Arc<AppState>>,

@@ -15,7 +15,7 @@ pub struct ErrorBody {
     /// Stable machine code (the GraphQL `extensions.code`).
     pub code: String,
     /// Field-level details (`[{field, message}]`, CSV `[{row, line, column, message}]`) or null.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Vec<Object>>, required = true)]
     pub details: Value,
 }
 

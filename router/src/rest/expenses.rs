@@ -209,7 +209,7 @@ pub async fn get_one(
 
 /// Changes an expense (only the fields given).
 #[utoipa::path(put, path = "/api/expenses/{id}", tag = "expenses", security(("bearer" = [])),
-    params(("id" = String, Path,)), request_body = schemas::ExpenseBody,
+    params(("id" = String, Path,)), request_body = schemas::ExpenseUpdateBody,
     responses((status = 200, body = Expense), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     State(state): State<Arc<AppState>>,

@@ -46,6 +46,11 @@ pub fn amount_from_raw(field: &str, raw: &RawValue) -> Result<String, ApiError> 
 /// A date as `YYYY-MM-DD`; RFC 3339 date-times are cut to their date.
 pub fn date(field: &str, text: &str) -> Result<String, ApiError> {
     let text = text.trim();
+    // Everything valid is ASCII; checking first also keeps the byte slicing below on
+    // character boundaries.
+    if !text.is_ascii() {
+        return Err(ApiError::invalid(field, "must be YYYY-MM-DD or RFC 3339"));
+    }
     let day = if text.len() > 10 {
         let (d, rest) = text.split_at(10);
         let rest_ok = rest.starts_with(['T', 't', ' '])
@@ -229,6 +234,9 @@ mod tests {
         assert!(date("date", "2023-02-29").is_err());
         assert!(date("date", "2024-13-01").is_err());
         assert!(date("date", "yesterday").is_err());
+        // Multi-byte characters around byte 10 are a 400, not a panic.
+        assert!(date("date", "2024-01-0\u{e9}T10:00:00Z").is_err());
+        assert!(date("date", "q\u{ac}\u{8b}\u{b5}\u{2}\u{d4}\u{8f}\u{91}\u{b1}").is_err());
     }
 
     #[test]

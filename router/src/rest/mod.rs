@@ -5,6 +5,7 @@
 
 pub mod budgets;
 pub mod call;
+pub mod doc;
 pub mod error;
 pub mod expenses;
 pub mod input;
@@ -25,6 +26,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::server::AppState;
+use doc::CommonResponses;
 use error::ApiError;
 
 /// Largest CSV accepted by `POST /api/expenses/import`.
@@ -196,6 +198,41 @@ pub mod schemas {
         alert_threshold: Option<i64>,
         alert_thresholds: Option<Vec<i64>>,
     }
+
+    /// An expense change: only the fields given change; `paymentMethod: null` clears it.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    #[schema(rename_all = "camelCase")]
+    pub struct ExpenseUpdateBody {
+        /// A number or a decimal string.
+        amount: Option<Amount>,
+        description: Option<String>,
+        category: Option<String>,
+        /// `expense` or `income` (any case).
+        #[schema(rename = "type")]
+        kind: Option<String>,
+        currency: Option<String>,
+        /// `YYYY-MM-DD` or RFC 3339.
+        date: Option<String>,
+        payment_method: Option<String>,
+        tags: Option<Vec<String>>,
+    }
+
+    /// A budget change: only the fields given change; `category: null` makes it cover all
+    /// spending. The currency of a budget is fixed when it is created.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    #[schema(rename_all = "camelCase")]
+    pub struct BudgetUpdateBody {
+        /// A number or a decimal string.
+        amount: Option<Amount>,
+        category: Option<String>,
+        /// `weekly`, `monthly` or `yearly`.
+        period: Option<String>,
+        /// Percent at which to warn (the original's single threshold).
+        alert_threshold: Option<i64>,
+        alert_thresholds: Option<Vec<i64>>,
+    }
 }
 
 struct BearerAuth;
@@ -224,7 +261,7 @@ impl utoipa::Modify for BearerAuth {
         expenses::summary, expenses::summary_by_category, expenses::export_csv, expenses::import_csv,
         budgets::list, budgets::create, budgets::update, budgets::delete, budgets::alerts, budgets::alert_read,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonResponses)
 )]
 pub struct ApiDoc;
 
