@@ -16,7 +16,8 @@
 #      other explicitly (USERS_URL, EVENT_CONSUMERS, BUDGETS_URL, a router config with
 #      [subgraphs.*] urls), with a fresh random JWT_SECRET, and waits for the router's
 #      /ready; the router's rate limiting stays off (its default);
-#   5. registers a user through POST /api/auth/register and runs
+#   5. registers a user through POST /api/auth/register, gives it a budget, an expense
+#      and so budget alerts, and runs
 #        st run --checks not_a_server_error,status_code_conformance,
 #                        content_type_conformance,response_schema_conformance
 #               --generation-deterministic --max-examples N
@@ -28,7 +29,7 @@
 #   MONGODB_URI            use this server instead of a throwaway nx-27017
 #   API_FUZZ_MAX_EXAMPLES  test cases per operation and phase (default 30)
 #   API_FUZZ_WORKERS       schemathesis workers (default 2)
-#   API_FUZZ_PHASES        schemathesis phases (default examples,coverage,fuzzing)
+#   API_FUZZ_PHASES        schemathesis phases (default examples,coverage,fuzzing,stateful)
 #   API_FUZZ_DIR           where logs and the JUnit report go (default .run/api-fuzz);
 #                          kept after the run
 #   CARGO                  cargo command (default: cargo)
@@ -55,7 +56,8 @@ CARGO="${CARGO:-cargo}"
 BIN_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}/debug"
 MAX_EXAMPLES="${API_FUZZ_MAX_EXAMPLES:-30}"
 WORKERS="${API_FUZZ_WORKERS:-2}"
-PHASES="${API_FUZZ_PHASES:-examples,coverage,fuzzing}"
+SEED="${API_FUZZ_SEED:-1}"
+PHASES="${API_FUZZ_PHASES:-examples,coverage,fuzzing,stateful}"
 OUT_DIR="${API_FUZZ_DIR:-${ROOT}/.run/api-fuzz}"
 readonly HOST=127.0.0.1
 readonly SUBGRAPHS=(users expenses budgets analytics notifications)
@@ -69,6 +71,7 @@ die() {
 
 [[ "$MAX_EXAMPLES" =~ ^[1-9][0-9]*$ ]] || die "API_FUZZ_MAX_EXAMPLES must be a positive whole number"
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "API_FUZZ_WORKERS must be a positive whole number"
+[[ "$SEED" =~ ^[0-9]+$ ]] || die "API_FUZZ_SEED must be a whole number"
 
 # ------------------------------------------------------------------------------ install
 
@@ -241,27 +244,48 @@ PY
 done
 say "ready"
 
+# Registers the fuzzing user and gives it data that every kind of route can find: a
+# budget, an expense of today that exceeds it, and so (once the event has gone from the
+# expenses service to the budgets service) budget alerts to list and mark read.
 TOKEN="$(
-    "$VENV_PY" - "${BASE}/api/auth/register" "$RUN_ID" <<'PY'
-import json, sys, urllib.request
-url, run = sys.argv[1], sys.argv[2]
-body = json.dumps({
+    "$VENV_PY" - "${BASE}/api" "$RUN_ID" <<'PY'
+import json, sys, time, urllib.request
+
+api, run = sys.argv[1], sys.argv[2]
+
+def call(method, path, body=None, token=None):
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(api + path, data=data, headers=headers, method=method)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.load(resp)
+
+token = call("POST", "/auth/register", {
     "username": f"fuzz{run}",
     "email": f"fuzz-{run}@example.com",
     "password": "fuzzing is fun, 42 times",
-}).encode()
-req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
-with urllib.request.urlopen(req, timeout=30) as resp:
-    print(json.load(resp)["token"])
+})["token"]
+call("POST", "/budgets", {"amount": 10, "category": "food", "alertThreshold": 50}, token)
+call("POST", "/expenses", {"amount": 25, "description": "seed", "category": "food"}, token)
+for _ in range(100):
+    if call("GET", "/budgets/alerts", token=token)["alerts"]:
+        break
+    time.sleep(0.2)
+else:
+    print("api-fuzz: warning: no budget alert appeared within 20s", file=sys.stderr)
+print(token)
 PY
-)" || die "could not register the fuzzing user"
+)" || die "could not register and seed the fuzzing user"
 
 say "st run (schemathesis ${SCHEMATHESIS_VERSION}, ${MAX_EXAMPLES} examples, phases ${PHASES})"
 set +e
 "$ST" --no-color --config-file scripts/api-fuzz.toml run \
     --checks "$CHECKS" \
     --phases "$PHASES" \
-    --generation-deterministic \
+    --seed "$SEED" \
+    --generation-database none \
     --max-examples "$MAX_EXAMPLES" \
     --workers "$WORKERS" \
     --request-timeout 30 \

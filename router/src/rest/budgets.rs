@@ -19,13 +19,15 @@ use crate::server::AppState;
 
 const PERIODS: &[&str] = &["WEEKLY", "MONTHLY", "YEARLY"];
 
-fn thresholds(body: &Body) -> Result<Option<Vec<i64>>, ApiError> {
-    if let Some(list) = body.get::<Vec<i64>>("alertThresholds", "a list of integers")? {
+/// Thresholds are whole percentages; the budgets service checks their range. Anything
+/// that is not even a 32-bit integer (GraphQL `Int`) is refused here, naming the field.
+fn thresholds(body: &Body) -> Result<Option<Vec<i32>>, ApiError> {
+    if let Some(list) = body.get::<Vec<i32>>("alertThresholds", "a list of integer percentages")? {
         return Ok(Some(list));
     }
     // The original's single `alertThreshold` (percent): warn there, and at 100.
     Ok(body
-        .get::<i64>("alertThreshold", "an integer percentage")?
+        .get::<i32>("alertThreshold", "an integer percentage")?
         .map(|t| if t < 100 { vec![t, 100] } else { vec![t] }))
 }
 
@@ -73,7 +75,10 @@ pub async fn list(
 /// Creates a budget (`category` absent: all spending).
 #[utoipa::path(post, path = "/api/budgets", tag = "budgets", security(("bearer" = [])),
     request_body = schemas::BudgetBody,
-    responses((status = 201, body = Budget), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = Budget, links(
+            ("update" = (operation_ref = "#/paths/~1api~1budgets~1{id}/put", parameters(("id" = "$response.body#/id")))),
+            ("delete" = (operation_ref = "#/paths/~1api~1budgets~1{id}/delete", parameters(("id" = "$response.body#/id")))))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
@@ -93,7 +98,8 @@ pub async fn create(
 /// Changes a budget.
 #[utoipa::path(put, path = "/api/budgets/{id}", tag = "budgets", security(("bearer" = [])),
     params(("id" = String, Path,)), request_body = schemas::BudgetUpdateBody,
-    responses((status = 200, body = Budget), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Budget), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Another budget has this category and period", body = ErrorBody)))]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
@@ -134,7 +140,9 @@ pub async fn delete(
 /// Budget alerts, newest first.
 #[utoipa::path(get, path = "/api/budgets/alerts", tag = "budgets", security(("bearer" = [])),
     params(("unreadOnly" = Option<bool>, Query,)),
-    responses((status = 200, body = AlertList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = AlertList, links(
+            ("markRead" = (operation_ref = "#/paths/~1api~1budgets~1alerts~1{id}~1read/put", parameters(("id" = "$response.body#/alerts/0/id")))))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn alerts(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
@@ -165,4 +173,33 @@ pub async fn alert_read(
     let mut data = run(&state, &caller, &q, json!({"id": id})).await?;
     let a: BudgetAlert = field(&mut data, "markBudgetAlertRead")?;
     Ok(Json(a.normalised()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn body(json: &str) -> Body {
+        Body::parse(&HeaderMap::new(), json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn thresholds_beyond_a_graphql_int_are_a_400_naming_the_field() {
+        for (json, field) in [
+            (
+                r#"{"alertThresholds": [9223372036854775806]}"#,
+                "alertThresholds",
+            ),
+            (r#"{"alertThreshold": 4294967296}"#, "alertThreshold"),
+        ] {
+            let e = thresholds(&body(json)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert_eq!(e.body.details[0]["field"], field);
+        }
+        assert_eq!(
+            thresholds(&body(r#"{"alertThreshold": 80}"#)).unwrap(),
+            Some(vec![80, 100])
+        );
+    }
 }

@@ -3,6 +3,8 @@
 //! - the error responses any route of its kind can give (a body is read: 400/413/415;
 //!   authenticated: 401/403; an id in the path: 404; every route: 429 and the upstream
 //!   failures 502/503/504), all with the `ErrorBody` shape;
+//! - a description for every response (required by OpenAPI), from its status when the
+//!   route gives none;
 //! - operation ids unique across the document (`<tag>_<handler>`; handlers of different
 //!   modules share names such as `list` or `delete`).
 
@@ -33,6 +35,34 @@ const RATE_LIMITED: (&str, &str) = (
 const BAD_GATEWAY: (&str, &str) = ("502", "A service behind the router failed");
 const UNAVAILABLE: (&str, &str) = ("503", "A service behind the router is unavailable");
 const TIMEOUT: (&str, &str) = ("504", "A service behind the router did not answer in time");
+
+/// What every error status means here, for responses listed without a description.
+const ALL_ERRORS: &[(&str, &str)] = &[
+    BAD_REQUEST,
+    UNAUTHORIZED,
+    FORBIDDEN,
+    NOT_FOUND,
+    TOO_LARGE,
+    UNSUPPORTED,
+    RATE_LIMITED,
+    BAD_GATEWAY,
+    UNAVAILABLE,
+    TIMEOUT,
+];
+
+/// A description for a response listed without one (OpenAPI requires one).
+fn default_description(status: &str) -> String {
+    if let Some((_, d)) = ALL_ERRORS.iter().find(|(s, _)| *s == status) {
+        return (*d).to_owned();
+    }
+    status
+        .parse::<u16>()
+        .ok()
+        .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+        .and_then(|code| code.canonical_reason())
+        .unwrap_or("Response")
+        .to_owned()
+}
 
 /// The statuses a route can answer with besides its own, by what the route takes.
 fn common_statuses(op: &Operation) -> Vec<(&'static str, &'static str)> {
@@ -97,6 +127,13 @@ impl utoipa::Modify for CommonResponses {
                         .entry(status.to_owned())
                         .or_insert_with(|| error_response(description));
                 }
+                for (status, response) in op.responses.responses.iter_mut() {
+                    if let RefOr::T(r) = response
+                        && r.description.is_empty()
+                    {
+                        r.description = default_description(status);
+                    }
+                }
                 let tag = op.tags.as_ref().and_then(|t| t.first()).cloned();
                 if let (Some(tag), Some(id)) = (tag, op.operation_id.as_mut())
                     && !id.starts_with(&format!("{tag}_"))
@@ -142,6 +179,17 @@ mod tests {
                 seen.insert(id.to_owned()),
                 "{name}: duplicate operationId {id}"
             );
+        }
+    }
+
+    #[test]
+    fn every_response_has_a_description() {
+        let doc = document();
+        for (name, op) in operations(&doc) {
+            for (status, r) in op["responses"].as_object().unwrap() {
+                let d = r["description"].as_str().unwrap_or_default();
+                assert!(!d.is_empty(), "{name} {status} has no description");
+            }
         }
     }
 

@@ -68,9 +68,12 @@ fn range(params: &HashMap<String, String>) -> Result<(Option<String>, Option<Str
 /// The caller's expenses, newest first, with totals of the date range.
 #[utoipa::path(get, path = "/api/expenses", tag = "expenses", security(("bearer" = [])),
     params(
-        ("category" = Option<String>, Query,), ("startDate" = Option<String>, Query, description = "YYYY-MM-DD or RFC 3339"),
-        ("endDate" = Option<String>, Query,), ("type" = Option<String>, Query, description = "expense or income"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query,)),
+        ("category" = Option<String>, Query,),
+        ("startDate" = Option<String>, Query, format = Date, description = "YYYY-MM-DD (an RFC 3339 date-time is cut to its date)"),
+        ("endDate" = Option<String>, Query, format = Date, description = "YYYY-MM-DD, inclusive"),
+        ("type" = Option<schemas::TransactionType>, Query,),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Default 20"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page")),
     responses((status = 200, body = ExpenseList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -164,9 +167,13 @@ fn expense_input(body: &Body, creating: bool) -> Result<Map<String, Value>, ApiE
 
 /// Records an expense or an income; `Idempotency-Key` makes retries safe.
 #[utoipa::path(post, path = "/api/expenses", tag = "expenses", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same expense")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, description = "Same key, same expense")),
     request_body = schemas::ExpenseBody,
-    responses((status = 201, body = Expense), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = Expense, links(
+            ("read" = (operation_ref = "#/paths/~1api~1expenses~1{id}/get", parameters(("id" = "$response.body#/id")))),
+            ("update" = (operation_ref = "#/paths/~1api~1expenses~1{id}/put", parameters(("id" = "$response.body#/id")))),
+            ("delete" = (operation_ref = "#/paths/~1api~1expenses~1{id}/delete", parameters(("id" = "$response.body#/id")))))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
@@ -260,7 +267,7 @@ struct GqlSummary {
 
 /// Totals per category and overall for a date range.
 #[utoipa::path(get, path = "/api/expenses/summary", tag = "expenses", security(("bearer" = [])),
-    params(("startDate" = Option<String>, Query,), ("endDate" = Option<String>, Query,)),
+    params(("startDate" = Option<String>, Query, format = Date,), ("endDate" = Option<String>, Query, format = Date,)),
     responses((status = 200, body = CategorySummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn summary(
     State(state): State<Arc<AppState>>,
@@ -282,7 +289,7 @@ pub async fn summary(
 
 /// Same as `/api/expenses/summary` (the original's alias).
 #[utoipa::path(get, path = "/api/expenses/summary/by-category", tag = "expenses", security(("bearer" = [])),
-    params(("startDate" = Option<String>, Query,), ("endDate" = Option<String>, Query,)),
+    params(("startDate" = Option<String>, Query, format = Date,), ("endDate" = Option<String>, Query, format = Date,)),
     responses((status = 200, body = CategorySummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn summary_by_category(
     state: State<Arc<AppState>>,
@@ -294,7 +301,7 @@ pub async fn summary_by_category(
 
 /// CSV of the caller's expenses (RFC 4180, header row), the format `/import` reads.
 #[utoipa::path(get, path = "/api/expenses/export.csv", tag = "expenses", security(("bearer" = [])),
-    params(("startDate" = Option<String>, Query,), ("endDate" = Option<String>, Query,)),
+    params(("startDate" = Option<String>, Query, format = Date,), ("endDate" = Option<String>, Query, format = Date,)),
     responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn export_csv(
     State(state): State<Arc<AppState>>,

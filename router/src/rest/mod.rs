@@ -127,111 +127,195 @@ pub(crate) fn bool_param(
     }
 }
 
-/// Request bodies, for the document only (handlers read fields one by one).
+/// Request bodies, for the document only (handlers read fields one by one). The
+/// examples are valid requests; the constraints are the ones the services check that a
+/// schema can say (the rest, such as known currencies and categories, they check too).
 pub mod schemas {
     use super::shapes::Amount;
     use utoipa::ToSchema;
 
+    /// A whole percentage of the budget, 1 to 1000.
+    pub struct Percent;
+
+    impl utoipa::PartialSchema for Percent {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(1000))
+                .description(Some("A whole percentage of the budget"))
+                .into()
+        }
+    }
+
+    impl ToSchema for Percent {}
+
+    /// `expense` or `income` (any case).
     #[derive(ToSchema)]
     #[allow(dead_code)]
-    #[schema(rename_all = "camelCase")]
+    pub enum TransactionType {
+        #[schema(rename = "expense")]
+        Expense,
+        #[schema(rename = "income")]
+        Income,
+        #[schema(rename = "EXPENSE")]
+        ExpenseUpper,
+        #[schema(rename = "INCOME")]
+        IncomeUpper,
+    }
+
+    /// `weekly`, `monthly` or `yearly` (any case).
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub enum BudgetPeriod {
+        #[schema(rename = "weekly")]
+        Weekly,
+        #[schema(rename = "monthly")]
+        Monthly,
+        #[schema(rename = "yearly")]
+        Yearly,
+        #[schema(rename = "WEEKLY")]
+        WeeklyUpper,
+        #[schema(rename = "MONTHLY")]
+        MonthlyUpper,
+        #[schema(rename = "YEARLY")]
+        YearlyUpper,
+    }
+
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    #[schema(rename_all = "camelCase", example = json!({
+        "username": "ada", "email": "ada@example.com", "password": "correct horse battery",
+        "currency": "EUR", "firstName": "Ada", "timezone": "Europe/London"
+    }))]
     pub struct RegisterBody {
+        #[schema(pattern = "^[A-Za-z0-9_.-]{3,32}$")]
         username: String,
+        #[schema(format = Email, max_length = 254)]
         email: String,
+        #[schema(min_length = 8, max_length = 128)]
         password: String,
+        /// ISO 4217 code (default USD).
         currency: Option<String>,
+        #[schema(max_length = 100)]
         first_name: Option<String>,
+        #[schema(max_length = 100)]
         last_name: Option<String>,
+        /// IANA timezone (default UTC).
         timezone: Option<String>,
     }
 
     #[derive(ToSchema)]
     #[allow(dead_code)]
+    #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
     pub struct LoginBody {
+        #[schema(min_length = 1)]
         email: String,
+        #[schema(min_length = 1)]
         password: String,
     }
 
     #[derive(ToSchema)]
     #[allow(dead_code)]
-    #[schema(rename_all = "camelCase")]
+    #[schema(rename_all = "camelCase", example = json!({
+        "firstName": "Ada", "currency": "EUR", "timezone": "Europe/Paris", "monthlyIncome": 4200.5
+    }))]
     pub struct ProfileBody {
+        #[schema(max_length = 100)]
         first_name: Option<String>,
+        #[schema(max_length = 100)]
         last_name: Option<String>,
+        /// ISO 4217 code.
         currency: Option<String>,
+        /// IANA timezone.
         timezone: Option<String>,
-        /// A number or a decimal string.
+        /// A number or a decimal string; null clears it.
         monthly_income: Option<Amount>,
     }
 
     #[derive(ToSchema)]
     #[allow(dead_code)]
-    #[schema(rename_all = "camelCase")]
+    #[schema(rename_all = "camelCase", example = json!({
+        "amount": 12.5, "description": "lunch", "category": "food", "type": "expense",
+        "date": "2024-05-01", "paymentMethod": "card", "tags": ["work"]
+    }))]
     pub struct ExpenseBody {
-        /// A number or a decimal string; required on create.
+        /// A number or a decimal string.
         amount: Amount,
-        /// Required on create.
+        #[schema(min_length = 1, max_length = 500)]
         description: String,
+        /// A built-in category or one of the caller's own.
         category: Option<String>,
-        /// `expense` or `income` (any case).
         #[schema(rename = "type")]
-        kind: Option<String>,
+        kind: Option<TransactionType>,
+        /// ISO 4217 code (default: the caller's currency).
         currency: Option<String>,
-        /// `YYYY-MM-DD` or RFC 3339.
+        /// `YYYY-MM-DD`; an RFC 3339 date-time is cut to its date.
+        #[schema(format = Date)]
         date: Option<String>,
+        /// `cash`, `card`, `bank_transfer`, `mobile` or `other`.
         payment_method: Option<String>,
+        #[schema(max_items = 10)]
         tags: Option<Vec<String>>,
-    }
-
-    #[derive(ToSchema)]
-    #[allow(dead_code)]
-    #[schema(rename_all = "camelCase")]
-    pub struct BudgetBody {
-        /// A number or a decimal string; required on create.
-        amount: Amount,
-        /// Absent or null: all spending.
-        category: Option<String>,
-        currency: Option<String>,
-        /// `weekly`, `monthly` (default) or `yearly`.
-        period: Option<String>,
-        /// Percent at which to warn (the original's single threshold).
-        alert_threshold: Option<i64>,
-        alert_thresholds: Option<Vec<i64>>,
     }
 
     /// An expense change: only the fields given change; `paymentMethod: null` clears it.
     #[derive(ToSchema)]
     #[allow(dead_code)]
-    #[schema(rename_all = "camelCase")]
+    #[schema(rename_all = "camelCase", example = json!({"amount": "13.75", "description": "lunch with Bob"}))]
     pub struct ExpenseUpdateBody {
         /// A number or a decimal string.
         amount: Option<Amount>,
+        #[schema(min_length = 1, max_length = 500)]
         description: Option<String>,
         category: Option<String>,
-        /// `expense` or `income` (any case).
         #[schema(rename = "type")]
-        kind: Option<String>,
+        kind: Option<TransactionType>,
         currency: Option<String>,
-        /// `YYYY-MM-DD` or RFC 3339.
+        /// `YYYY-MM-DD`; an RFC 3339 date-time is cut to its date.
+        #[schema(format = Date)]
         date: Option<String>,
         payment_method: Option<String>,
+        #[schema(max_items = 10)]
         tags: Option<Vec<String>>,
+    }
+
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    #[schema(rename_all = "camelCase", example = json!({
+        "amount": 300, "category": "food", "period": "monthly", "alertThreshold": 80
+    }))]
+    pub struct BudgetBody {
+        /// A number or a decimal string.
+        amount: Amount,
+        /// Absent or null: all spending.
+        category: Option<String>,
+        /// ISO 4217 code (default: the caller's currency).
+        currency: Option<String>,
+        /// Default `monthly`.
+        period: Option<BudgetPeriod>,
+        /// Percent at which to warn (the original's single threshold); also warns at 100.
+        alert_threshold: Option<Percent>,
+        /// Percents at which to warn.
+        #[schema(min_items = 1, max_items = 5)]
+        alert_thresholds: Option<Vec<Percent>>,
     }
 
     /// A budget change: only the fields given change; `category: null` makes it cover all
     /// spending. The currency of a budget is fixed when it is created.
     #[derive(ToSchema)]
     #[allow(dead_code)]
-    #[schema(rename_all = "camelCase")]
+    #[schema(rename_all = "camelCase", example = json!({"amount": 350, "alertThresholds": [50, 90, 100]}))]
     pub struct BudgetUpdateBody {
         /// A number or a decimal string.
         amount: Option<Amount>,
         category: Option<String>,
-        /// `weekly`, `monthly` or `yearly`.
-        period: Option<String>,
-        /// Percent at which to warn (the original's single threshold).
-        alert_threshold: Option<i64>,
-        alert_thresholds: Option<Vec<i64>>,
+        period: Option<BudgetPeriod>,
+        /// Percent at which to warn (the original's single threshold); also warns at 100.
+        alert_threshold: Option<Percent>,
+        /// Percents at which to warn.
+        #[schema(min_items = 1, max_items = 5)]
+        alert_thresholds: Option<Vec<Percent>>,
     }
 }
 
