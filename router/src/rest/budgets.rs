@@ -6,11 +6,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::call::{Authed, field, run};
+use super::call::{Authed, PathId, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::Body;
 use super::shapes::{ALERT_FIELDS, AlertList, BUDGET_FIELDS, Budget, BudgetAlert, MessageResponse};
@@ -103,7 +103,7 @@ pub async fn create(
 pub async fn update(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Budget>, ApiError> {
@@ -124,7 +124,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<MessageResponse>, ApiError> {
     let q = "mutation($id: ID!) { deleteBudget(id: $id) }";
     let mut data = run(&state, &caller, q, json!({"id": id})).await?;
@@ -167,7 +167,7 @@ pub async fn alerts(
 pub async fn alert_read(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<BudgetAlert>, ApiError> {
     let q = format!("mutation($id: ID!) {{ markBudgetAlertRead(id: $id) {{ {ALERT_FIELDS} }} }}");
     let mut data = run(&state, &caller, &q, json!({"id": id})).await?;

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine;
@@ -94,6 +94,22 @@ impl FromRequestParts<Arc<AppState>> for Authed {
             headers: parts.headers.clone(),
             ip: peer_ip(parts),
         }))
+    }
+}
+
+/// The `{id}` segment of a route. Any text is an id (one that names nothing is a 404
+/// from the service); a segment that is not UTF-8 is a 400 in the REST error shape
+/// rather than axum's plain-text rejection.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Self(id)),
+            Err(rejection) => Err(ApiError::invalid("id", rejection.body_text())),
+        }
     }
 }
 
@@ -191,5 +207,52 @@ mod tests {
             Some("u1")
         );
         assert_eq!(unverified_subject("garbage"), None);
+    }
+
+    /// The whole app over the committed supergraph; no subgraph is running.
+    async fn app() -> axum::Router {
+        let config = crate::Config {
+            supergraph: concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/supergraph.graphql").into(),
+            ..crate::Config::default()
+        };
+        crate::server::app(crate::build_state(config).await.unwrap())
+    }
+
+    async fn send(method: &str, uri: &str) -> (StatusCode, HeaderMap, Value) {
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, "Bearer x.y.z")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app().await.oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_id_that_is_not_utf8_is_a_400_in_the_rest_shape() {
+        for uri in ["/api/expenses/%FF", "/api/budgets/alerts/%C3%28/read"] {
+            let (status, _, body) =
+                send(if uri.ends_with("read") { "PUT" } else { "GET" }, uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(body["code"], "VALIDATION_FAILED");
+            assert_eq!(body["details"][0]["field"], "id");
+        }
+    }
+
+    #[tokio::test]
+    async fn another_method_on_a_known_route_is_a_405_in_the_rest_shape_with_allow() {
+        let (status, headers, body) = send("PATCH", "/api/expenses").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["code"], "METHOD_NOT_ALLOWED");
+        let allow = headers[header::ALLOW].to_str().unwrap();
+        assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
     }
 }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::call::{Authed, field, run};
+use super::call::{Authed, PathId, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::{Body, date, enum_value};
 use super::shapes::{
@@ -205,7 +205,7 @@ pub async fn create(
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Expense>, ApiError> {
     let q = format!("query($id: ID!) {{ expense(id: $id) {{ {EXPENSE_FIELDS} }} }}");
     let mut data = run(&state, &caller, &q, json!({"id": id})).await?;
@@ -221,7 +221,7 @@ pub async fn get_one(
 pub async fn update(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Expense>, ApiError> {
@@ -242,7 +242,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<MessageResponse>, ApiError> {
     let q = "mutation($id: ID!) { deleteExpense(id: $id) }";
     let mut data = run(&state, &caller, q, json!({"id": id})).await?;

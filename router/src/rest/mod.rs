@@ -69,10 +69,20 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/docs", get(docs))
         .route("/api", axum::routing::any(not_found))
         .route("/api/{*rest}", axum::routing::any(not_found))
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("No such route")
+}
+
+/// A known route with another method (axum adds the `Allow` header).
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "This route does not take this method",
+    )
 }
 
 /// The body bytes, or 413 in the REST error shape when over the limit.
