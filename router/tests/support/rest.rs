@@ -33,6 +33,7 @@ pub struct Reply {
 impl Reply {
     /// The exact JSON text at `pointer` (RFC 6901, e.g. `/summary/0/total`), so numbers
     /// can be compared digit for digit (`105.00`, not the float `105.0`).
+    #[track_caller]
     pub fn raw_at(&self, pointer: &str) -> String {
         raw_at(&self.raw, pointer)
             .unwrap_or_else(|| panic!("no {pointer} in {}", self.raw))
@@ -40,6 +41,7 @@ impl Reply {
     }
 
     /// Fails the test unless the status is `status`.
+    #[track_caller]
     pub fn expect(self, status: u16) -> Reply {
         assert_eq!(self.status, status, "{}", self.raw);
         self
@@ -51,9 +53,8 @@ pub fn raw_at<'a>(text: &'a str, pointer: &str) -> Option<&'a str> {
     let mut here: &'a RawValue = serde_json::from_str(text).ok()?;
     for token in pointer.split('/').skip(1) {
         let key = token.replace("~1", "/").replace("~0", "~");
-        here = if let Ok(object) = serde_json::from_str::<
-            std::collections::BTreeMap<String, &'a RawValue>,
-        >(here.get())
+        here = if let Ok(object) =
+            serde_json::from_str::<std::collections::BTreeMap<String, &'a RawValue>>(here.get())
         {
             *object.get(&key)?
         } else {
@@ -145,8 +146,10 @@ impl Rest {
                 "/api/auth/register",
                 None,
                 &[],
-                Some(json!({ "username": name, "email": format!("{name}@example.com"),
-                             "password": "correct horse battery", "currency": "USD" })),
+                Some(
+                    json!({ "username": name, "email": format!("{name}@example.com"),
+                             "password": "correct horse battery", "currency": "USD" }),
+                ),
             )
             .await
             .expect(201);
