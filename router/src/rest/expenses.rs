@@ -16,8 +16,8 @@ use super::call::{Authed, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::{Body, date, enum_value};
 use super::shapes::{
-    Amount, CategorySummary, CategoryTotal, EXPENSE_FIELDS, Expense, ExpenseList, MessageResponse,
-    Totals,
+    Amount, CategorySummary, CategoryTotal, Connection, EXPENSE_FIELDS, Expense, ExpenseList,
+    MessageResponse, Totals,
 };
 use super::{body_bytes, int_param, query_params, schemas};
 use crate::server::AppState;
@@ -30,25 +30,6 @@ struct GqlTotals {
     total_income: Amount,
     total_expenses: Amount,
     balance: Amount,
-}
-
-#[derive(Deserialize)]
-struct Edge {
-    node: Expense,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageInfo {
-    has_next_page: bool,
-    end_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Connection {
-    edges: Vec<Edge>,
-    page_info: PageInfo,
 }
 
 fn range(params: &HashMap<String, String>) -> Result<(Option<String>, Option<String>), ApiError> {
@@ -101,24 +82,17 @@ pub async fn list(
     );
     let vars = json!({"filter": filter, "first": first, "after": after, "from": from, "to": to});
     let mut data = run(&state, &caller, &q, vars).await?;
-    let conn: Connection = field(&mut data, "expenses")?;
+    let conn: Connection<Expense> = field(&mut data, "expenses")?;
     let totals: GqlTotals = field(&mut data, "expenseSummary")?;
+    let (expenses, next_cursor) = conn.into_page();
     Ok(Json(ExpenseList {
-        expenses: conn
-            .edges
-            .into_iter()
-            .map(|e| e.node.with_legacy_id())
-            .collect(),
+        expenses: expenses.into_iter().map(Expense::with_legacy_id).collect(),
         summary: Totals {
             total_income: totals.total_income,
             total_expenses: totals.total_expenses,
             balance: totals.balance,
         },
-        next_cursor: if conn.page_info.has_next_page {
-            conn.page_info.end_cursor
-        } else {
-            None
-        },
+        next_cursor,
     }))
 }
 
