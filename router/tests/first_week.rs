@@ -197,7 +197,7 @@ async fn a_new_users_first_week_through_rest_graphql_and_websockets() {
     let n = &notifications.body["notifications"][0];
     assert_eq!(
         ids(&notifications.body["notifications"]),
-        [warning_id.clone()]
+        [warning_id.as_str()]
     );
     assert_eq!(n["_id"], warning_id.as_str());
     assert_eq!(n["type"], "BUDGET_ALERT");
@@ -266,7 +266,7 @@ async fn a_new_users_first_week_through_rest_graphql_and_websockets() {
         .get("/api/notifications?limit=1&unreadOnly=true", &alice.token)
         .await
         .expect(200);
-    assert_eq!(ids(&page.body["notifications"]), [critical_id.clone()]);
+    assert_eq!(ids(&page.body["notifications"]), [critical_id.as_str()]);
     let cursor = page.body["nextCursor"].as_str().expect("a next cursor");
     let page = rest
         .get(
@@ -275,10 +275,10 @@ async fn a_new_users_first_week_through_rest_graphql_and_websockets() {
         )
         .await
         .expect(200);
-    assert_eq!(ids(&page.body["notifications"]), [warning_id.clone()]);
+    assert_eq!(ids(&page.body["notifications"]), [warning_id.as_str()]);
     assert_eq!(page.body["nextCursor"], Value::Null);
     let budgets = rest.get("/api/budgets", &alice.token).await.expect(200);
-    assert_eq!(ids(&budgets.body), [budget_id.clone()]);
+    assert_eq!(ids(&budgets.body), [budget_id.as_str()]);
     assert_eq!(
         [budgets.raw_at("/0/spent"), budgets.raw_at("/0/remaining")],
         ["105.00", "-5.00"]
