@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::call::{Authed, field, run};
+use super::call::{Authed, delete_by_id, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::{Body, date, enum_value};
 use super::shapes::{
@@ -211,16 +211,7 @@ pub async fn delete(
     Authed(caller): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let q = "mutation($id: ID!) { deleteExpense(id: $id) }";
-    let mut data = run(&state, &caller, q, json!({"id": id})).await?;
-    let deleted: bool = field(&mut data, "deleteExpense")?;
-    if deleted {
-        Ok(Json(MessageResponse {
-            message: "Expense deleted successfully".into(),
-        }))
-    } else {
-        Err(ApiError::not_found("Expense not found"))
-    }
+    delete_by_id(&state, &caller, "deleteExpense", id, "Expense").await
 }
 
 #[derive(Deserialize)]

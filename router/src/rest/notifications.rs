@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::call::{Authed, field, run};
+use super::call::{Authed, delete_by_id, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::shapes::{Connection, MessageResponse};
 use super::{bool_param, int_param, query_params};
@@ -169,15 +169,7 @@ pub async fn delete(
     Authed(caller): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let q = "mutation($id: ID!) { deleteNotification(id: $id) }";
-    let mut data = run(&state, &caller, q, json!({"id": id})).await?;
-    if field::<bool>(&mut data, "deleteNotification")? {
-        Ok(Json(MessageResponse {
-            message: "Notification deleted successfully".into(),
-        }))
-    } else {
-        Err(ApiError::not_found("Notification not found"))
-    }
+    delete_by_id(&state, &caller, "deleteNotification", id, "Notification").await
 }
 
 /// How many of the caller's notifications are unread.
