@@ -83,18 +83,6 @@ async fn create_expense(rest: &Rest, who: &Session, body: Value) -> Reply {
     reply
 }
 
-/// `POST /api/expenses/import` of `csv` as `who`.
-async fn import(rest: &Rest, who: &Session, csv: &str) -> Reply {
-    rest.send_text(
-        reqwest::Method::POST,
-        "/api/expenses/import",
-        &who.token,
-        "text/csv",
-        csv.to_owned(),
-    )
-    .await
-}
-
 /// The next `budgetAlerts` event on `ws`, checked to be `threshold` / `severity` /
 /// `percent` with the budget's `spent`; returns the event.
 async fn expect_alert(
@@ -522,7 +510,7 @@ async fn a_new_users_first_week_through_rest_graphql_and_websockets() {
 
     let alice_before = rest.get("/api/expenses", &alice.token).await.expect(200);
     let bob = rest.register("bob").await;
-    let report = import(&rest, &bob, &csv.raw).await.expect(200);
+    let report = rest.import_csv(&bob.token, &csv.raw).await.expect(200);
     assert_eq!(
         report.body,
         json!({ "rows": 3, "created": 3, "alreadyPresent": 0 })
@@ -540,7 +528,7 @@ async fn a_new_users_first_week_through_rest_graphql_and_websockets() {
     // Importing the same file again changes nothing, for bob and for alice (whose own
     // expenses the rows are).
     for who in [&bob, &alice] {
-        let report = import(&rest, who, &csv.raw).await.expect(200);
+        let report = rest.import_csv(&who.token, &csv.raw).await.expect(200);
         assert_eq!(
             report.body,
             json!({ "rows": 3, "created": 0, "alreadyPresent": 3 }),

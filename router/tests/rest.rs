@@ -28,7 +28,9 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     assert!(body["token"].is_string() && body["refreshToken"].is_string());
 
     // A number amount and a string amount, both kept exactly.
-    let Reply { status, raw, body } = rest
+    let Reply {
+        status, raw, body, ..
+    } = rest
         .send(
             Method::POST,
             "/api/expenses",
@@ -53,7 +55,9 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     assert_eq!(status, 201, "{body}");
 
     // The list and its summary: 12.50 + 0.10 = 12.60 exactly.
-    let Reply { status, raw, body } = rest
+    let Reply {
+        status, raw, body, ..
+    } = rest
         .send(Method::GET, "/api/expenses", Some(&token), &[], None)
         .await;
     assert_eq!(status, 200, "{body}");

@@ -21,11 +21,12 @@ pub struct Rest {
     pub stack: ProductStack,
 }
 
-/// One REST answer: the status, the body as sent, and the body parsed (`Null` when it
-/// is not JSON).
+/// One REST answer: the status, the headers, the body as sent, and the body parsed
+/// (`Null` when it is not JSON).
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub raw: String,
     pub body: Value,
 }
@@ -96,22 +97,34 @@ impl Rest {
         Self::reply(req).await
     }
 
-    /// Sends `text` as the body with the given content type.
-    pub async fn send_text(
+    /// Sends `body` as it is, with the given content type.
+    pub async fn send_bytes(
         &self,
         method: Method,
         path: &str,
         token: &str,
         content_type: &str,
-        text: String,
+        body: impl Into<reqwest::Body>,
     ) -> Reply {
         let req = self
             .http
             .request(method, self.stack.url(path))
             .bearer_auth(token)
             .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(text);
+            .body(body);
         Self::reply(req).await
+    }
+
+    /// `POST /api/expenses/import` of `csv` (`text/csv`) as the holder of `token`.
+    pub async fn import_csv(&self, token: &str, csv: &str) -> Reply {
+        self.send_bytes(
+            Method::POST,
+            "/api/expenses/import",
+            token,
+            "text/csv",
+            csv.to_owned(),
+        )
+        .await
     }
 
     /// `GET path` as the holder of `token`.
@@ -133,9 +146,15 @@ impl Rest {
     async fn reply(req: reqwest::RequestBuilder) -> Reply {
         let resp = req.send().await.expect("the router answers");
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let raw = resp.text().await.expect("a response body");
         let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
-        Reply { status, raw, body }
+        Reply {
+            status,
+            headers,
+            raw,
+            body,
+        }
     }
 
     /// Registers `name` (`<name>@example.com`, USD) through `POST /api/auth/register`.
