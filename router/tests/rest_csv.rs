@@ -5,38 +5,15 @@
 
 mod support;
 
-use serde_json::{Value, json};
-use support::stack::ProductStack;
-
-async fn import(stack: &ProductStack, token: &str, csv: String) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(stack.url("/api/expenses/import"))
-        .bearer_auth(token)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
-}
-
-async fn get_text(stack: &ProductStack, path: &str, token: &str) -> (u16, String) {
-    let resp = reqwest::Client::new()
-        .get(stack.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
+use serde_json::json;
+use support::rest::Rest;
 
 const HEADER: &str = "id,date,type,amount,currency,category,description,paymentMethod,tags";
 
 #[tokio::test]
 async fn ten_thousand_rows_import_in_one_request_and_again_changes_nothing() {
-    let stack = ProductStack::start().await;
-    let ada = stack.register("ada").await;
+    let rest = Rest::start().await;
+    let ada = rest.register("ada").await;
     let mut csv = String::from(HEADER);
     let mut cents_total: i64 = 0;
     for i in 0..10_000 {
@@ -49,39 +26,33 @@ async fn ten_thousand_rows_import_in_one_request_and_again_changes_nothing() {
             cents % 100
         ));
     }
-    let (status, report) = import(&stack, &ada.token, csv.clone()).await;
-    assert_eq!(status, 200, "{report}");
+    let report = rest.import_csv(&ada.token, &csv).await.expect(200);
     assert_eq!(
-        report,
+        report.body,
         json!({"rows": 10_000, "created": 10_000, "alreadyPresent": 0})
     );
 
-    let (status, text) = get_text(
-        &stack,
-        "/api/expenses/summary?startDate=2025-03-01&endDate=2025-03-31",
-        &ada.token,
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
-    let want = format!(
-        r#""totalExpenses":{}.{:02}"#,
-        cents_total / 100,
-        cents_total % 100
-    );
-    assert!(text.contains(&want), "{want} in {text}");
+    let summary = rest
+        .get(
+            "/api/expenses/summary?startDate=2025-03-01&endDate=2025-03-31",
+            &ada.token,
+        )
+        .await
+        .expect(200);
+    let want = format!("{}.{:02}", cents_total / 100, cents_total % 100);
+    assert_eq!(summary.raw_at("/totalExpenses"), want);
 
-    let (status, report) = import(&stack, &ada.token, csv).await;
-    assert_eq!(status, 200, "{report}");
+    let report = rest.import_csv(&ada.token, &csv).await.expect(200);
     assert_eq!(
-        report,
+        report.body,
         json!({"rows": 10_000, "created": 0, "alreadyPresent": 10_000})
     );
 }
 
 #[tokio::test]
 async fn a_file_with_bad_rows_imports_nothing_and_names_each_row_and_column() {
-    let stack = ProductStack::start().await;
-    let ada = stack.register("ada").await;
+    let rest = Rest::start().await;
+    let ada = rest.register("ada").await;
     let csv = format!(
         "{HEADER}\n\
          a1,2025-03-01,EXPENSE,12.50,USD,food,fine,card,\n\
@@ -89,8 +60,8 @@ async fn a_file_with_bad_rows_imports_nothing_and_names_each_row_and_column() {
          a3,2025-02-30,EXPENSE,3,USD,food,bad date,card,\n\
          a4,2025-03-04,EXPENSE,4,USD,food,fine too,card,\n"
     );
-    let (status, body) = import(&stack, &ada.token, csv).await;
-    assert_eq!(status, 400, "{body}");
+    let reply = rest.import_csv(&ada.token, &csv).await.expect(400);
+    let body = reply.body;
     assert_eq!(body["code"], "VALIDATION_FAILED", "{body}");
     let details = body["details"].as_array().unwrap();
     let columns: Vec<&str> = details
@@ -101,44 +72,35 @@ async fn a_file_with_bad_rows_imports_nothing_and_names_each_row_and_column() {
     assert_eq!(details[0]["row"], 2, "{body}");
     assert_eq!(details[1]["row"], 3, "{body}");
 
-    let (status, text) = get_text(&stack, "/api/expenses", &ada.token).await;
-    assert_eq!(status, 200);
-    let list: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(list["expenses"], json!([]), "nothing was imported");
+    let list = rest.get("/api/expenses", &ada.token).await.expect(200);
+    assert_eq!(list.body["expenses"], json!([]), "nothing was imported");
 }
 
 #[tokio::test]
 async fn the_export_is_rfc4180_with_guarded_text_cells() {
-    let stack = ProductStack::start().await;
-    let ada = stack.register("ada").await;
-    let resp = reqwest::Client::new()
-        .post(stack.url("/api/expenses"))
-        .bearer_auth(&ada.token)
-        .json(
-            &json!({"amount": "1234.50", "description": "=HYPERLINK(\"http://x\"), \"quoted\"",
-                      "category": "food", "date": "2025-03-05", "tags": ["a", "b"]}),
+    let rest = Rest::start().await;
+    let ada = rest.register("ada").await;
+    let created = rest
+        .post(
+            "/api/expenses",
+            &ada.token,
+            json!({"amount": "1234.50", "description": "=HYPERLINK(\"http://x\"), \"quoted\"",
+                   "category": "food", "date": "2025-03-05", "tags": ["a", "b"]}),
         )
-        .send()
         .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
-    let created: Value = resp.json().await.unwrap();
+        .expect(201)
+        .body;
 
-    let resp = reqwest::Client::new()
-        .get(stack.url("/api/expenses/export.csv?startDate=2025-03-01&endDate=2025-03-31"))
-        .bearer_auth(&ada.token)
-        .send()
+    let export = rest
+        .get(
+            "/api/expenses/export.csv?startDate=2025-03-01&endDate=2025-03-31",
+            &ada.token,
+        )
         .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/csv")
-    );
-    let text = resp.text().await.unwrap();
-    let mut lines = text.lines();
+        .expect(200);
+    let content_type = export.headers["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    let mut lines = export.raw.lines();
     assert_eq!(lines.next(), Some(HEADER));
     let row = lines.next().unwrap();
     assert!(

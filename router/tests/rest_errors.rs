@@ -7,37 +7,13 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::rest::{Reply, Rest};
 use support::stack::ProductStack;
 
-/// Sends a request to the router; returns the status, the headers and the JSON body.
-async fn send(
-    stack: &ProductStack,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<(&str, Vec<u8>)>,
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, stack.url(path))
-        .bearer_auth(token);
-    if let Some((content_type, bytes)) = body {
-        req = req.header("content-type", content_type).body(bytes);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    let json = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
-    (status, headers, json)
-}
-
-async fn get(stack: &ProductStack, path: &str, token: &str) -> (u16, Value) {
-    let (status, _, body) = send(stack, Method::GET, path, token, None).await;
-    (status, body)
-}
-
-fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
-    assert_eq!(status, want_status, "{body}");
+#[track_caller]
+fn assert_error(reply: &Reply, want_status: u16, want_code: &str) {
+    let body = &reply.body;
+    assert_eq!(reply.status, want_status, "{}", reply.raw);
     assert_eq!(body["code"], want_code, "{body}");
     assert!(
         body["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -48,47 +24,56 @@ fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
 
 #[tokio::test]
 async fn a_new_user_reads_empty_analytics_and_notifications_and_bad_parameters_are_400s() {
-    let stack = ProductStack::start().await;
-    let ada = stack.register("ada").await;
+    let rest = Rest::start().await;
+    let ada = rest.register("ada").await;
     let t = ada.token.as_str();
 
-    let (status, month) = get(&stack, "/api/analytics/monthly-summary", t).await;
-    assert_eq!(status, 200, "{month}");
-    let period = month["period"].as_str().unwrap();
-    assert_eq!(period.len(), 7, "{month}");
-    assert_eq!(month["totalSpent"].as_f64(), Some(0.0), "{month}");
-    assert_eq!(month["transactionCount"], 0);
-    assert_eq!(month["categoryBreakdown"], json!({}));
+    let month = rest
+        .get("/api/analytics/monthly-summary", t)
+        .await
+        .expect(200);
+    let period = month.body["period"].as_str().unwrap();
+    assert_eq!(period.len(), 7, "{}", month.raw);
+    assert_eq!(month.raw_at("/totalSpent"), "0.00");
+    assert_eq!(month.body["transactionCount"], 0);
+    assert_eq!(month.body["categoryBreakdown"], json!({}));
 
-    let (status, trends) = get(&stack, "/api/analytics/trends", t).await;
-    assert_eq!(status, 200, "{trends}");
-    let trends = trends.as_array().unwrap();
+    let trends = rest.get("/api/analytics/trends", t).await.expect(200);
+    let trends = trends.body.as_array().unwrap();
     assert_eq!(trends.len(), 6);
     assert_eq!(trends[5]["month"], period, "the last month is this month");
 
-    let (status, daily) = get(&stack, "/api/analytics/daily-pattern?days=7", t).await;
-    assert_eq!(status, 200, "{daily}");
-    assert_eq!(daily["dailyData"].as_array().unwrap().len(), 7);
-    assert_eq!(daily["period"], "7 days");
+    let daily = rest
+        .get("/api/analytics/daily-pattern?days=7", t)
+        .await
+        .expect(200);
+    assert_eq!(daily.body["dailyData"].as_array().unwrap().len(), 7);
+    assert_eq!(daily.body["period"], "7 days");
 
-    let (status, cats) = get(&stack, "/api/analytics/category-analysis?period=Year", t).await;
-    assert_eq!(status, 200, "{cats}");
-    assert_eq!(cats["period"], "year");
-    assert_eq!(cats["topCategory"], Value::Null);
+    let cats = rest
+        .get("/api/analytics/category-analysis?period=Year", t)
+        .await
+        .expect(200);
+    assert_eq!(cats.body["period"], "year");
+    assert_eq!(cats.body["topCategory"], Value::Null);
 
-    let (status, top) = get(&stack, "/api/analytics/top-expenses?limit=3", t).await;
-    assert_eq!((status, top), (200, json!([])));
+    let top = rest
+        .get("/api/analytics/top-expenses?limit=3", t)
+        .await
+        .expect(200);
+    assert_eq!(top.body, json!([]));
 
-    let (status, insights) = get(&stack, "/api/analytics/insights", t).await;
-    assert_eq!(status, 200, "{insights}");
-    assert_eq!(insights["insights"], json!([]));
-    assert_eq!(insights["totalExpenses"], 0);
-    assert_eq!(insights["period"], period);
+    let insights = rest.get("/api/analytics/insights", t).await.expect(200);
+    assert_eq!(insights.body["insights"], json!([]));
+    assert_eq!(insights.body["totalExpenses"], 0);
+    assert_eq!(insights.body["period"], period);
 
-    let (status, list) = get(&stack, "/api/notifications?unreadOnly=true", t).await;
-    assert_eq!(status, 200, "{list}");
+    let list = rest
+        .get("/api/notifications?unreadOnly=true", t)
+        .await
+        .expect(200);
     assert_eq!(
-        list,
+        list.body,
         json!({"notifications": [], "unreadCount": 0, "total": 0, "nextCursor": null})
     );
 
@@ -104,9 +89,13 @@ async fn a_new_user_reads_empty_analytics_and_notifications_and_bad_parameters_a
         ("/api/notifications?limit=0", "limit"),
         ("/api/notifications?unreadOnly=maybe", "unreadOnly"),
     ] {
-        let (status, body) = get(&stack, path, t).await;
-        assert_error(status, &body, 400, "VALIDATION_FAILED");
-        assert_eq!(body["details"][0]["field"], param, "{path}: {body}");
+        let reply = rest.get(path, t).await;
+        assert_error(&reply, 400, "VALIDATION_FAILED");
+        assert_eq!(
+            reply.body["details"][0]["field"], param,
+            "{path}: {}",
+            reply.raw
+        );
     }
 
     // Someone else's (or no) notification: 404, never a 500.
@@ -118,12 +107,11 @@ async fn a_new_user_reads_empty_analytics_and_notifications_and_bad_parameters_a
         (Method::PUT, "/api/notifications/not-an-id/read"),
         (Method::DELETE, "/api/notifications/not-an-id"),
     ] {
-        let (status, _, body) = send(&stack, method, path, t, None).await;
-        assert_error(status, &body, 404, "NOT_FOUND");
+        let reply = rest.send(method, path, Some(t), &[], None).await;
+        assert_error(&reply, 404, "NOT_FOUND");
     }
-    let (status, _, body) = send(&stack, Method::PUT, "/api/notifications/read-all", t, None).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["updatedCount"], 0);
+    let all = rest.put("/api/notifications/read-all", t).await.expect(200);
+    assert_eq!(all.body["updatedCount"], 0);
 
     // Without a token: 401 on every new route.
     for path in [
@@ -131,67 +119,60 @@ async fn a_new_user_reads_empty_analytics_and_notifications_and_bad_parameters_a
         "/api/notifications",
         "/api/notifications/unread-count",
     ] {
-        let resp = reqwest::get(stack.url(path)).await.unwrap();
-        assert_eq!(resp.status().as_u16(), 401, "{path}");
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["code"], "UNAUTHENTICATED");
+        let reply = rest.send(Method::GET, path, None, &[], None).await;
+        assert_error(&reply, 401, "UNAUTHENTICATED");
     }
 }
 
 #[tokio::test]
 async fn oversized_and_non_json_bodies_are_413_and_415() {
-    let stack = ProductStack::start().await;
-    let ada = stack.register("ada").await;
+    let rest = Rest::start().await;
+    let ada = rest.register("ada").await;
     let t = ada.token.as_str();
 
     let big = format!(
         r#"{{"amount": 1, "description": "{}"}}"#,
         "x".repeat(3 * 1024 * 1024)
     );
-    let (status, _, body) = send(
-        &stack,
-        Method::POST,
-        "/api/expenses",
-        t,
-        Some(("application/json", big.into_bytes())),
-    )
-    .await;
-    assert_error(status, &body, 413, "PAYLOAD_TOO_LARGE");
-
-    let (status, _, body) = send(
-        &stack,
-        Method::POST,
-        "/api/expenses",
-        t,
-        Some(("text/plain", b"amount=1".to_vec())),
-    )
-    .await;
-    assert_error(status, &body, 415, "UNSUPPORTED_MEDIA_TYPE");
-
-    let (status, _, body) = send(
-        &stack,
-        Method::POST,
-        "/api/expenses/import",
-        t,
-        Some(("application/json", b"{}".to_vec())),
-    )
-    .await;
-    assert_error(status, &body, 415, "UNSUPPORTED_MEDIA_TYPE");
-
-    let (status, _, body) = send(
-        &stack,
-        Method::POST,
-        "/api/expenses",
-        t,
-        Some(("application/json", b"[1, 2".to_vec())),
-    )
-    .await;
-    assert_error(status, &body, 400, "BAD_REQUEST");
+    for (path, content_type, body, status, code) in [
+        (
+            "/api/expenses",
+            "application/json",
+            big,
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (
+            "/api/expenses",
+            "text/plain",
+            "amount=1".to_owned(),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            "/api/expenses/import",
+            "application/json",
+            "{}".to_owned(),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            "/api/expenses",
+            "application/json",
+            "[1, 2".to_owned(),
+            400,
+            "BAD_REQUEST",
+        ),
+    ] {
+        let reply = rest
+            .send_bytes(Method::POST, path, t, content_type, body)
+            .await;
+        assert_error(&reply, status, code);
+    }
 
     // Nothing was written.
-    let (status, list) = get(&stack, "/api/expenses", t).await;
-    assert_eq!(status, 200);
-    assert_eq!(list["expenses"], json!([]));
+    let list = rest.get("/api/expenses", t).await.expect(200);
+    assert_eq!(list.body["expenses"], json!([]));
 }
 
 #[tokio::test]
@@ -202,20 +183,24 @@ async fn too_many_requests_are_429_with_retry_after() {
         config.rate_limit.burst = 3;
     })
     .await;
-    let ada = stack.register("ada").await;
+    let rest = Rest::over(stack);
+    let ada = rest.register("ada").await;
     let mut limited = None;
     for _ in 0..10 {
-        let (status, headers, body) =
-            send(&stack, Method::GET, "/api/budgets", &ada.token, None).await;
-        if status == 429 {
-            limited = Some((headers, body));
+        let reply = rest.get("/api/budgets", &ada.token).await;
+        if reply.status == 429 {
+            limited = Some(reply);
             break;
         }
-        assert_eq!(status, 200, "{body}");
+        reply.expect(200);
     }
-    let (headers, body) = limited.expect("the bucket of 3 runs out within 10 requests");
-    assert_error(429, &body, 429, "RATE_LIMITED");
-    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let reply = limited.expect("the bucket of 3 runs out within 10 requests");
+    assert_error(&reply, 429, "RATE_LIMITED");
+    let retry: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
 }
 
@@ -246,35 +231,42 @@ async fn a_subgraph_down_slow_or_broken_is_503_504_or_502() {
         subgraphs.get_mut("budgets").unwrap().timeout_ms = Some(1);
     })
     .await;
-    let ada = stack.register("ada").await;
+    let rest = Rest::over(stack);
+    let ada = rest.register("ada").await;
     let t = ada.token.as_str();
 
-    let (status, body) = get(&stack, "/api/analytics/trends", t).await;
-    assert_error(status, &body, 503, "SUBGRAPH_UNAVAILABLE");
-    let (status, body) = get(&stack, "/api/budgets", t).await;
-    assert_error(status, &body, 504, "SUBGRAPH_TIMEOUT");
-    let (status, body) = get(&stack, "/api/notifications", t).await;
-    assert_error(status, &body, 502, "SUBGRAPH_BAD_RESPONSE");
+    assert_error(
+        &rest.get("/api/analytics/trends", t).await,
+        503,
+        "SUBGRAPH_UNAVAILABLE",
+    );
+    assert_error(&rest.get("/api/budgets", t).await, 504, "SUBGRAPH_TIMEOUT");
+    assert_error(
+        &rest.get("/api/notifications", t).await,
+        502,
+        "SUBGRAPH_BAD_RESPONSE",
+    );
 
     // The others still work.
-    let (status, body) = get(&stack, "/api/expenses", t).await;
-    assert_eq!(status, 200, "{body}");
+    rest.get("/api/expenses", t).await.expect(200);
 
-    // The health summary names who is down.
-    let health: Value = reqwest::get(stack.url("/ready"))
+    // Readiness and the health summary name who is down.
+    let ready = rest.send(Method::GET, "/ready", None, &[], None).await;
+    assert_eq!(ready.body["status"], "degraded", "{}", ready.raw);
+    let health = rest
+        .send(Method::GET, "/health", None, &[], None)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(health["status"], "degraded", "{health}");
-    let health: Value = reqwest::get(stack.url("/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(health["status"], "ok");
-    assert_eq!(health["services"]["analytics"], "down", "{health}");
-    assert_eq!(health["services"]["users"], "up", "{health}");
+        .expect(200);
+    assert_eq!(health.body["status"], "ok");
+    assert_eq!(
+        health.body["services"]["analytics"], "down",
+        "{}",
+        health.raw
+    );
+    assert_eq!(
+        health.body["services"]["notifications"], "down",
+        "{}",
+        health.raw
+    );
+    assert_eq!(health.body["services"]["users"], "up", "{}", health.raw);
 }

@@ -69,9 +69,14 @@ pub fn raw_at<'a>(text: &'a str, pointer: &str) -> Option<&'a str> {
 impl Rest {
     /// Starts the whole product (see [`ProductStack::start`]).
     pub async fn start() -> Rest {
+        Self::over(ProductStack::start().await)
+    }
+
+    /// A client of a product already started (e.g. with [`ProductStack::start_with`]).
+    pub fn over(stack: ProductStack) -> Rest {
         Rest {
             http: reqwest::Client::new(),
-            stack: ProductStack::start().await,
+            stack,
         }
     }
 
