@@ -376,7 +376,7 @@ pub async fn probe_subgraphs(state: &AppState) -> Vec<(String, bool)> {
                     .body(r#"{"query":"{__typename}"}"#)
                     .send()
                     .await
-                    .is_ok(),
+                    .is_ok_and(|r| r.status().is_success()),
                 None => false,
             };
             (name, up)

@@ -4,78 +4,17 @@
 
 mod support;
 
-use serde_json::{Value, json};
-use support::stack::ProductStack;
-
-struct Rest {
-    http: reqwest::Client,
-    stack: ProductStack,
-}
-
-impl Rest {
-    async fn start() -> Rest {
-        Rest {
-            http: reqwest::Client::new(),
-            stack: ProductStack::start().await,
-        }
-    }
-
-    /// Sends a request; returns the status, the raw body and the parsed body.
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        headers: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> (u16, String, Value) {
-        let mut req = self.http.request(method, self.stack.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        let parsed = serde_json::from_str(&text).unwrap_or(Value::Null);
-        (status, text, parsed)
-    }
-
-    async fn register(&self, name: &str) -> (String, String) {
-        let (status, _, body) = self
-            .send(
-                reqwest::Method::POST,
-                "/api/auth/register",
-                None,
-                &[],
-                Some(
-                    json!({ "username": name, "email": format!("{name}@example.com"),
-                              "password": "correct horse battery", "currency": "USD" }),
-                ),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        assert_eq!(body["user"]["username"], name);
-        assert_eq!(body["user"]["currency"], "USD");
-        (
-            body["token"].as_str().unwrap().to_string(),
-            body["user"]["id"].as_str().unwrap().to_string(),
-        )
-    }
-}
+use serde_json::json;
+use support::rest::{Reply, Rest};
 
 #[tokio::test]
 async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     use reqwest::Method;
     let rest = Rest::start().await;
-    let (token, user_id) = rest.register("ada").await;
+    let ada = rest.register("ada").await;
+    let (token, user_id) = (ada.token, ada.user_id);
 
-    let (status, _, body) = rest
+    let Reply { status, body, .. } = rest
         .send(
             Method::POST,
             "/api/auth/login",
@@ -89,7 +28,9 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     assert!(body["token"].is_string() && body["refreshToken"].is_string());
 
     // A number amount and a string amount, both kept exactly.
-    let (status, raw, body) = rest
+    let Reply {
+        status, raw, body, ..
+    } = rest
         .send(
             Method::POST,
             "/api/expenses",
@@ -102,7 +43,7 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     assert!(raw.contains("12.5"), "{raw}");
     assert!(!raw.contains("12.49"), "{raw}");
     let first_id = body["id"].as_str().unwrap().to_string();
-    let (status, _, body) = rest
+    let Reply { status, body, .. } = rest
         .send(
             Method::POST,
             "/api/expenses",
@@ -114,7 +55,9 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     assert_eq!(status, 201, "{body}");
 
     // The list and its summary: 12.50 + 0.10 = 12.60 exactly.
-    let (status, raw, body) = rest
+    let Reply {
+        status, raw, body, ..
+    } = rest
         .send(Method::GET, "/api/expenses", Some(&token), &[], None)
         .await;
     assert_eq!(status, 200, "{body}");
@@ -127,7 +70,7 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     assert!(!raw.contains("12.600000"), "{raw}");
 
     // The legacy user-id header must match the token's user.
-    let (status, _, body) = rest
+    let Reply { status, body, .. } = rest
         .send(
             Method::GET,
             "/api/expenses",
@@ -141,7 +84,7 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
         body["error"].is_string() && body["code"].is_string(),
         "{body}"
     );
-    let (status, _, _) = rest
+    let Reply { status, .. } = rest
         .send(
             Method::GET,
             "/api/expenses",
@@ -153,12 +96,12 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     assert_eq!(status, 200);
 
     // Without a token: 401. Bad input: 400 naming the field, nothing written.
-    let (status, _, body) = rest
+    let Reply { status, body, .. } = rest
         .send(Method::GET, "/api/expenses", None, &[], None)
         .await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "UNAUTHENTICATED");
-    let (status, _, body) = rest
+    let Reply { status, body, .. } = rest
         .send(
             Method::POST,
             "/api/expenses",
@@ -169,14 +112,14 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "VALIDATION_FAILED");
-    let (_, _, body) = rest
+    let Reply { body, .. } = rest
         .send(Method::GET, "/api/expenses", Some(&token), &[], None)
         .await;
     assert_eq!(body["expenses"].as_array().unwrap().len(), 2);
 
     // Another user cannot read the first user's expense.
-    let (other, _) = rest.register("bob").await;
-    let (status, _, body) = rest
+    let other = rest.register("bob").await.token;
+    let Reply { status, body, .. } = rest
         .send(
             Method::GET,
             &format!("/api/expenses/{first_id}"),
@@ -186,7 +129,7 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
         )
         .await;
     assert_eq!(status, 404, "{body}");
-    let (status, _, body) = rest
+    let Reply { status, body, .. } = rest
         .send(Method::GET, "/api/expenses", Some(&other), &[], None)
         .await;
     assert_eq!(status, 200);
@@ -196,7 +139,7 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
 #[tokio::test]
 async fn the_openapi_document_lists_the_legacy_routes() {
     let rest = Rest::start().await;
-    let (status, _, body) = rest
+    let Reply { status, body, .. } = rest
         .send(reqwest::Method::GET, "/api/openapi.json", None, &[], None)
         .await;
     assert_eq!(status, 200);

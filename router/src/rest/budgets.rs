@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::call::{Authed, PathId, field, run};
+use super::call::{Authed, PathId, delete_by_id, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::Body;
 use super::shapes::{ALERT_FIELDS, AlertList, BUDGET_FIELDS, Budget, BudgetAlert, MessageResponse};
@@ -126,15 +126,7 @@ pub async fn delete(
     Authed(caller): Authed,
     PathId(id): PathId,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let q = "mutation($id: ID!) { deleteBudget(id: $id) }";
-    let mut data = run(&state, &caller, q, json!({"id": id})).await?;
-    if field::<bool>(&mut data, "deleteBudget")? {
-        Ok(Json(MessageResponse {
-            message: "Budget deleted successfully".into(),
-        }))
-    } else {
-        Err(ApiError::not_found("Budget not found"))
-    }
+    delete_by_id(&state, &caller, "deleteBudget", id, "Budget").await
 }
 
 /// Budget alerts, newest first.

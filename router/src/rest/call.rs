@@ -194,6 +194,26 @@ pub fn field<T: DeserializeOwned>(data: &mut Value, field: &str) -> Result<T, Ap
     })
 }
 
+/// Runs `mutation($id: ID!) { <field>(id: $id) }` (a delete answering a Boolean) and
+/// answers `{message: "<What> deleted successfully"}`, or 404 when nothing was deleted.
+pub async fn delete_by_id(
+    state: &AppState,
+    caller: &Caller,
+    mutation_field: &str,
+    id: String,
+    what: &str,
+) -> Result<axum::Json<super::shapes::MessageResponse>, ApiError> {
+    let q = format!("mutation($id: ID!) {{ {mutation_field}(id: $id) }}");
+    let mut data = run(state, caller, &q, serde_json::json!({ "id": id })).await?;
+    if field::<bool>(&mut data, mutation_field)? {
+        Ok(axum::Json(super::shapes::MessageResponse {
+            message: format!("{what} deleted successfully"),
+        }))
+    } else {
+        Err(ApiError::not_found(format!("{what} not found")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -12,12 +12,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::call::{Authed, PathId, field, run};
+use super::call::{Authed, PathId, delete_by_id, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::{Body, date, enum_value};
 use super::shapes::{
-    Amount, CategorySummary, CategoryTotal, EXPENSE_FIELDS, Expense, ExpenseList, MessageResponse,
-    Totals,
+    Amount, CategorySummary, CategoryTotal, Connection, EXPENSE_FIELDS, Expense, ExpenseList,
+    MessageResponse, Totals,
 };
 use super::{body_bytes, int_param, query_params, schemas};
 use crate::server::AppState;
@@ -30,25 +30,6 @@ struct GqlTotals {
     total_income: Amount,
     total_expenses: Amount,
     balance: Amount,
-}
-
-#[derive(Deserialize)]
-struct Edge {
-    node: Expense,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageInfo {
-    has_next_page: bool,
-    end_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Connection {
-    edges: Vec<Edge>,
-    page_info: PageInfo,
 }
 
 fn range(params: &HashMap<String, String>) -> Result<(Option<String>, Option<String>), ApiError> {
@@ -104,24 +85,17 @@ pub async fn list(
     );
     let vars = json!({"filter": filter, "first": first, "after": after, "from": from, "to": to});
     let mut data = run(&state, &caller, &q, vars).await?;
-    let conn: Connection = field(&mut data, "expenses")?;
+    let conn: Connection<Expense> = field(&mut data, "expenses")?;
     let totals: GqlTotals = field(&mut data, "expenseSummary")?;
+    let (expenses, next_cursor) = conn.into_page();
     Ok(Json(ExpenseList {
-        expenses: conn
-            .edges
-            .into_iter()
-            .map(|e| e.node.with_legacy_id())
-            .collect(),
+        expenses: expenses.into_iter().map(Expense::with_legacy_id).collect(),
         summary: Totals {
             total_income: totals.total_income,
             total_expenses: totals.total_expenses,
             balance: totals.balance,
         },
-        next_cursor: if conn.page_info.has_next_page {
-            conn.page_info.end_cursor
-        } else {
-            None
-        },
+        next_cursor,
     }))
 }
 
@@ -244,16 +218,7 @@ pub async fn delete(
     Authed(caller): Authed,
     PathId(id): PathId,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let q = "mutation($id: ID!) { deleteExpense(id: $id) }";
-    let mut data = run(&state, &caller, q, json!({"id": id})).await?;
-    let deleted: bool = field(&mut data, "deleteExpense")?;
-    if deleted {
-        Ok(Json(MessageResponse {
-            message: "Expense deleted successfully".into(),
-        }))
-    } else {
-        Err(ApiError::not_found("Expense not found"))
-    }
+    delete_by_id(&state, &caller, "deleteExpense", id, "Expense").await
 }
 
 #[derive(Deserialize)]

@@ -3,12 +3,14 @@
 //! ([`crate::server::execute_operation`]): same auth, limits, rate limiting,
 //! metrics and errors as `POST /graphql`.
 
+pub mod analytics;
 pub mod budgets;
 pub mod call;
 pub mod doc;
 pub mod error;
 pub mod expenses;
 pub mod input;
+pub mod notifications;
 pub mod shapes;
 pub mod users;
 
@@ -64,6 +66,38 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/api/budgets/{id}",
             put(budgets::update).delete(budgets::delete),
+        )
+        .route(
+            "/api/analytics/monthly-summary",
+            get(analytics::monthly_summary),
+        )
+        .route("/api/analytics/trends", get(analytics::trends))
+        .route(
+            "/api/analytics/category-analysis",
+            get(analytics::category_analysis),
+        )
+        .route(
+            "/api/analytics/daily-pattern",
+            get(analytics::daily_pattern),
+        )
+        .route("/api/analytics/top-expenses", get(analytics::top_expenses))
+        .route("/api/analytics/insights", get(analytics::insights))
+        .route("/api/notifications", get(notifications::list))
+        .route(
+            "/api/notifications/unread-count",
+            get(notifications::unread_count),
+        )
+        .route(
+            "/api/notifications/read-all",
+            put(notifications::mark_all_read),
+        )
+        .route(
+            "/api/notifications/{id}/read",
+            put(notifications::mark_read),
+        )
+        .route(
+            "/api/notifications/{id}",
+            axum::routing::delete(notifications::delete),
         )
         .route("/api/openapi.json", get(openapi_json))
         .route("/api/docs", get(docs))
@@ -354,6 +388,10 @@ impl utoipa::Modify for BearerAuth {
         expenses::list, expenses::create, expenses::get_one, expenses::update, expenses::delete,
         expenses::summary, expenses::summary_by_category, expenses::export_csv, expenses::import_csv,
         budgets::list, budgets::create, budgets::update, budgets::delete, budgets::alerts, budgets::alert_read,
+        analytics::monthly_summary, analytics::trends, analytics::category_analysis,
+        analytics::daily_pattern, analytics::top_expenses, analytics::insights,
+        notifications::list, notifications::mark_read, notifications::mark_all_read,
+        notifications::delete, notifications::unread_count,
     ),
     modifiers(&BearerAuth, &CommonResponses)
 )]
@@ -409,6 +447,17 @@ mod tests {
             "/api/budgets/{id}",
             "/api/budgets/alerts",
             "/api/budgets/alerts/{id}/read",
+            "/api/analytics/monthly-summary",
+            "/api/analytics/trends",
+            "/api/analytics/category-analysis",
+            "/api/analytics/daily-pattern",
+            "/api/analytics/top-expenses",
+            "/api/analytics/insights",
+            "/api/notifications",
+            "/api/notifications/{id}",
+            "/api/notifications/{id}/read",
+            "/api/notifications/read-all",
+            "/api/notifications/unread-count",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing");
         }

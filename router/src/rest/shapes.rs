@@ -221,6 +221,38 @@ pub struct CategorySummary {
     pub balance: Amount,
 }
 
+/// A GraphQL connection as the subgraphs return it (`edges { node }`, `pageInfo`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection<T> {
+    pub edges: Vec<Edge<T>>,
+    pub page_info: PageInfo,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Edge<T> {
+    pub node: T,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}
+
+impl<T> Connection<T> {
+    /// The nodes, and the cursor of the next page when there is one.
+    pub fn into_page(self) -> (Vec<T>, Option<String>) {
+        let next = if self.page_info.has_next_page {
+            self.page_info.end_cursor
+        } else {
+            None
+        };
+        (self.edges.into_iter().map(|e| e.node).collect(), next)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AlertList {
     pub alerts: Vec<BudgetAlert>,

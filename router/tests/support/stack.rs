@@ -78,6 +78,12 @@ impl ProductStack {
     /// Starts the five subgraphs and the router. Every listener is bound first, so each
     /// service is configured with the real URLs of the others.
     pub async fn start() -> ProductStack {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`ProductStack::start`], with the router's configuration changed by
+    /// `tweak` (after the subgraph URLs are set, so it may point one elsewhere).
+    pub async fn start_with(tweak: impl FnOnce(&mut router::Config)) -> ProductStack {
         let mut listeners = BTreeMap::new();
         for name in SUBGRAPHS {
             listeners.insert(name, bind().await);
@@ -192,6 +198,7 @@ impl ProductStack {
                 },
             );
         }
+        tweak(&mut config);
         let state = router::build_state(config)
             .await
             .expect("the router loads the committed supergraph");
