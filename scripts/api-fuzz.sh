@@ -17,7 +17,7 @@
 #      [subgraphs.*] urls), with a fresh random JWT_SECRET, and waits for the router's
 #      /ready; the router's rate limiting stays off (its default);
 #   5. registers a user through POST /api/auth/register, gives it a budget, an expense
-#      and so budget alerts, and runs
+#      and so budget alerts and notifications, and runs
 #        st run --checks not_a_server_error,status_code_conformance,
 #                        content_type_conformance,response_schema_conformance
 #               --generation-deterministic --max-examples N
@@ -245,8 +245,9 @@ done
 say "ready"
 
 # Registers the fuzzing user and gives it data that every kind of route can find: a
-# budget, an expense of today that exceeds it, and so (once the event has gone from the
-# expenses service to the budgets service) budget alerts to list and mark read.
+# budget, an expense of today that exceeds it, and so (once the events have gone from
+# the expenses service to the budgets service and on to notifications) budget alerts and
+# notifications to list, mark read and delete.
 TOKEN="$(
     "$VENV_PY" - "${BASE}/api" "$RUN_ID" <<'PY'
 import json, sys, time, urllib.request
@@ -267,14 +268,15 @@ token = call("POST", "/auth/register", {
     "email": f"fuzz-{run}@example.com",
     "password": "fuzzing is fun, 42 times",
 })["token"]
-call("POST", "/budgets", {"amount": 10, "category": "food", "alertThreshold": 50}, token)
+call("POST", "/budgets", {"amount": 10, "category": "food", "alertThresholds": [25, 50, 75, 100]}, token)
 call("POST", "/expenses", {"amount": 25, "description": "seed", "category": "food"}, token)
-for _ in range(100):
-    if call("GET", "/budgets/alerts", token=token)["alerts"]:
+for _ in range(150):
+    if (call("GET", "/budgets/alerts", token=token)["alerts"]
+            and call("GET", "/notifications", token=token)["notifications"]):
         break
     time.sleep(0.2)
 else:
-    print("api-fuzz: warning: no budget alert appeared within 20s", file=sys.stderr)
+    print("api-fuzz: warning: no budget alert and notification within 30s", file=sys.stderr)
 print(token)
 PY
 )" || die "could not register and seed the fuzzing user"

@@ -15,7 +15,7 @@ use super::call::{Authed, Caller, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::enum_value;
 use super::shapes::{Amount, EXPENSE_FIELDS, Expense};
-use super::{int_param, query_params};
+use super::{int_param, query_params, schemas};
 use crate::server::AppState;
 
 const PERIODS: &[&str] = &["WEEK", "MONTH", "YEAR"];
@@ -296,7 +296,7 @@ fn period_param(params: &HashMap<String, String>) -> Result<String, ApiError> {
 
 /// Spending per category this week, month or year.
 #[utoipa::path(get, path = "/api/analytics/category-analysis", tag = "analytics", security(("bearer" = [])),
-    params(("period" = Option<String>, Query, description = "week, month (default) or year")),
+    params(("period" = inline(Option<schemas::AnalysisPeriod>), Query, description = "Default month")),
     responses((status = 200, body = CategoryAnalysis), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn category_analysis(
     State(state): State<Arc<AppState>>,
@@ -359,7 +359,7 @@ pub async fn daily_pattern(
 #[utoipa::path(get, path = "/api/analytics/top-expenses", tag = "analytics", security(("bearer" = [])),
     params(
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Default 10"),
-        ("period" = Option<String>, Query, description = "week, month (default) or year")),
+        ("period" = inline(Option<schemas::AnalysisPeriod>), Query, description = "Default month")),
     responses((status = 200, body = Vec<Expense>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn top_expenses(
     State(state): State<Arc<AppState>>,

@@ -182,6 +182,31 @@ mod tests {
         }
     }
 
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let pointer = r.strip_prefix('#').expect("a local reference");
+            assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+        }
+    }
+
     #[test]
     fn every_response_has_a_description() {
         let doc = document();

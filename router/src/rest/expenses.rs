@@ -52,7 +52,7 @@ fn range(params: &HashMap<String, String>) -> Result<(Option<String>, Option<Str
         ("category" = Option<String>, Query,),
         ("startDate" = Option<String>, Query, format = Date, description = "YYYY-MM-DD (an RFC 3339 date-time is cut to its date)"),
         ("endDate" = Option<String>, Query, format = Date, description = "YYYY-MM-DD, inclusive"),
-        ("type" = Option<schemas::TransactionType>, Query,),
+        ("type" = inline(Option<schemas::TransactionType>), Query,),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Default 20"),
         ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page")),
     responses((status = 200, body = ExpenseList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]

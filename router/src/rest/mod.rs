@@ -208,6 +208,24 @@ pub mod schemas {
         IncomeUpper,
     }
 
+    /// `week`, `month` or `year` (any case).
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub enum AnalysisPeriod {
+        #[schema(rename = "week")]
+        Week,
+        #[schema(rename = "month")]
+        Month,
+        #[schema(rename = "year")]
+        Year,
+        #[schema(rename = "WEEK")]
+        WeekUpper,
+        #[schema(rename = "MONTH")]
+        MonthUpper,
+        #[schema(rename = "YEAR")]
+        YearUpper,
+    }
+
     /// `weekly`, `monthly` or `yearly` (any case).
     #[derive(ToSchema)]
     #[allow(dead_code)]

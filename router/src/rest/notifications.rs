@@ -93,7 +93,10 @@ struct GqlList {
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Default 50"),
         ("unreadOnly" = Option<bool>, Query,),
         ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page")),
-    responses((status = 200, body = NotificationList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = NotificationList, links(
+            ("markRead" = (operation_ref = "#/paths/~1api~1notifications~1{id}~1read/put", parameters(("id" = "$response.body#/notifications/0/id")))),
+            ("delete" = (operation_ref = "#/paths/~1api~1notifications~1{id}/delete", parameters(("id" = "$response.body#/notifications/0/id")))))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
