@@ -4,7 +4,7 @@
 # Runs schemathesis (PyPI, pinned below, installed into the project's .venv/ next to
 # nx-27017) against GET /api/openapi.json of a throwaway local stack and fails on any 5xx,
 # any response that does not match the document (status, content type, body schema), or
-# any crash / connection failure.
+# any crash (a dropped connection, a service that dies, a panic in a service's log).
 #
 #   1. installs nx-27017 (scripts/localdb.sh install) and the pinned schemathesis into
 #      .venv/ unless exactly those versions are there already;
@@ -18,18 +18,25 @@
 #      /ready; the router's rate limiting stays off (its default);
 #   5. registers a user through POST /api/auth/register, gives it a budget, an expense
 #      and so budget alerts and notifications, and runs
-#        st run --checks not_a_server_error,status_code_conformance,
+#        st --config-file scripts/api-fuzz.toml run
+#               --checks not_a_server_error,status_code_conformance,
 #                        content_type_conformance,response_schema_conformance
-#               --generation-deterministic --max-examples N
+#               --phases examples,coverage,fuzzing,stateful
+#               --seed 1 --generation-database none --max-examples 200 --workers 1
 #               --header 'Authorization: Bearer <token>' http://127.0.0.1:<port>/api/openapi.json
-#      (extra arguments to this script are passed on to `st run`);
-#   6. stops everything on exit (also on Ctrl-C) and exits with schemathesis's status.
+#      A fixed seed, one worker and no example database or failure cache make every
+#      run generate the same cases (up to the ids and data the services hand back).
+#      Extra arguments go on to `st run`, e.g. `--checks all` to look further;
+#   6. stops everything on exit (also on Ctrl-C) and exits non-zero if schemathesis
+#      failed, a service died, or a service's log shows a panic.
 #
 # Environment:
 #   MONGODB_URI            use this server instead of a throwaway nx-27017
-#   API_FUZZ_MAX_EXAMPLES  test cases per operation and phase (default 30)
-#   API_FUZZ_WORKERS       schemathesis workers (default 2)
+#   API_FUZZ_MAX_EXAMPLES  test cases per operation and phase (default 200)
+#   API_FUZZ_WORKERS       schemathesis workers (default 1: the same cases every run;
+#                          more are a little faster but interleave differently)
 #   API_FUZZ_PHASES        schemathesis phases (default examples,coverage,fuzzing,stateful)
+#   API_FUZZ_SEED          the seed (default 1)
 #   API_FUZZ_DIR           where logs and the JUnit report go (default .run/api-fuzz);
 #                          kept after the run
 #   CARGO                  cargo command (default: cargo)
@@ -54,8 +61,8 @@ readonly VENV_PY="${ROOT}/.venv/bin/python"
 readonly ST="${ROOT}/.venv/bin/st"
 CARGO="${CARGO:-cargo}"
 BIN_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}/debug"
-MAX_EXAMPLES="${API_FUZZ_MAX_EXAMPLES:-30}"
-WORKERS="${API_FUZZ_WORKERS:-2}"
+MAX_EXAMPLES="${API_FUZZ_MAX_EXAMPLES:-200}"
+WORKERS="${API_FUZZ_WORKERS:-1}"
 SEED="${API_FUZZ_SEED:-1}"
 PHASES="${API_FUZZ_PHASES:-examples,coverage,fuzzing,stateful}"
 OUT_DIR="${API_FUZZ_DIR:-${ROOT}/.run/api-fuzz}"
@@ -297,11 +304,17 @@ set +e
     "${BASE}/api/openapi.json"
 rc=$?
 set -e
+# A crash is a failure even when no response showed it: a service that died, or a panic
+# (axum drops the connection of a panicking handler; a background task just logs it).
 for i in "${!PIDS[@]}"; do
     alive "${PIDS[$i]}" || {
         say "${NAMES[$i]} died during the run; see ${OUT_DIR}/${NAMES[$i]}.log"
         rc=1
     }
+    if grep -q 'panicked at' "${OUT_DIR}/${NAMES[$i]}.log"; then
+        say "${NAMES[$i]} panicked during the run; see ${OUT_DIR}/${NAMES[$i]}.log"
+        rc=1
+    fi
 done
 if ((rc == 0)); then
     say "passed"
