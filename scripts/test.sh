@@ -10,6 +10,8 @@
 #        cargo clippy --workspace --all-targets -- -D warnings
 #        cargo test --doc --workspace, then cargo nextest run --workspace --no-fail-fast
 #          (or, without cargo-nextest: cargo test --workspace --no-fail-fast)
+#        scripts/api-fuzz.sh: schemathesis against the REST shim's OpenAPI document on a
+#          local stack (set SKIP_API_FUZZ=1 to leave it out of a local run)
 #   4. prints a summary and exits non-zero if any step failed.
 #
 # Environment:
@@ -18,6 +20,7 @@
 #   CARGO_TERM_COLOR  kept if set; otherwise "never" under CI or when stdout is not a
 #                     terminal, "auto" else
 #   TEST_RUNNER       "nextest" or "cargo" to force a runner (default: nextest if installed)
+#   SKIP_API_FUZZ     set to skip the schemathesis run
 
 set -euo pipefail
 
@@ -160,6 +163,12 @@ cargo)
     ;;
 *) die "TEST_RUNNER must be 'nextest' or 'cargo', not '${runner}'" ;;
 esac
+
+if [[ -n "${SKIP_API_FUZZ:-}" ]]; then
+    say "api-fuzz: skipped (SKIP_API_FUZZ is set)"
+else
+    step api-fuzz bash scripts/api-fuzz.sh
+fi
 
 if ((STATUS == 0)); then
     say "all checks passed"
