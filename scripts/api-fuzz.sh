@@ -56,6 +56,8 @@ readonly FUZZ_PACKAGES=(
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 cd "$ROOT"
+# shellcheck source=scripts/lib.sh
+source "${ROOT}/scripts/lib.sh"
 
 readonly VENV_PY="${ROOT}/.venv/bin/python"
 readonly ST="${ROOT}/.venv/bin/st"
@@ -198,7 +200,7 @@ declare -A PORT_OF=(
     [users]="$P_USERS" [expenses]="$P_EXPENSES" [budgets]="$P_BUDGETS"
     [analytics]="$P_ANALYTICS" [notifications]="$P_NOTIFICATIONS" [router]="$P_ROUTER"
 )
-url_of() { printf 'http://%s:%s' "$HOST" "${PORT_OF[$1]}"; }
+STACK_HOST="$HOST"
 
 # start NAME [VAR=VALUE...]: runs the binary NAME with its output in OUT_DIR/NAME.log.
 start() {
@@ -213,26 +215,18 @@ start() {
 }
 
 for name in "${SUBGRAPHS[@]}"; do
-    start "$name" \
-        HOST="$HOST" PORT="${PORT_OF[$name]}" \
-        MONGODB_DATABASE="fuzz_${RUN_ID}_${name}" \
-        USERS_URL="$(url_of users)/graphql" \
-        BUDGETS_URL="$(url_of budgets)/graphql" \
-        EVENT_CONSUMERS="$(case "$name" in
-            expenses) printf 'budgets=%s,analytics=%s' "$(url_of budgets)" "$(url_of analytics)" ;;
-            budgets | analytics) printf 'notifications=%s' "$(url_of notifications)" ;;
-        esac)"
+    mapfile -t links < <(stack_links "$name")
+    start "$name" HOST="$HOST" PORT="${PORT_OF[$name]}" \
+        MONGODB_DATABASE="fuzz_${RUN_ID}_${name}" "${links[@]}"
 done
 
 {
     printf 'listen = "%s:%s"\n' "$HOST" "$P_ROUTER"
-    for name in "${SUBGRAPHS[@]}"; do
-        printf '[subgraphs.%s]\nurl = "%s/graphql"\n' "$name" "$(url_of "$name")"
-    done
+    stack_router_config
 } >"${OUT_DIR}/router.toml"
 start router RUST_LOG="${RUST_LOG:-warn}" ROUTER_CONFIG="${OUT_DIR}/router.toml"
 
-BASE="$(url_of router)"
+BASE="$(stack_url router)"
 say "stack: router ${BASE}, subgraphs on ports ${P_USERS}-${P_NOTIFICATIONS} (logs in ${OUT_DIR})"
 
 # Waits for the router's /ready (all subgraphs up), failing early if a service dies.

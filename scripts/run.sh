@@ -6,8 +6,10 @@
 #   2. cargo build --workspace --bins;
 #   3. starts the subgraphs users :3001, expenses :3002, budgets :3003, analytics :3004,
 #      notifications :3005, then the router :3000 (only if schema/supergraph.graphql
-#      exists), each with PORT, MONGODB_URI and JWT_SECRET set, its output prefixed
-#      with its name;
+#      exists), each with PORT, MONGODB_URI and JWT_SECRET set and told where the
+#      others are (scripts/lib.sh: USERS_URL, BUDGETS_URL, EVENT_CONSUMERS; the router
+#      gets .run/run-router.toml with each subgraph's URL unless ROUTER_CONFIG is set),
+#      its output prefixed with its name;
 #   4. runs until Ctrl-C / SIGTERM or until one of them exits, then stops them all:
 #      SIGTERM, up to RUN_STOP_TIMEOUT seconds (default 10), then SIGKILL; a second
 #      Ctrl-C kills at once. The local database is stopped too if this script started it
@@ -17,7 +19,7 @@
 #   MONGODB_URI    use this server; no local nx-27017 is started
 #   JWT_SECRET     defaults to a development value (with a warning)
 #   USERS_PORT EXPENSES_PORT BUDGETS_PORT ANALYTICS_PORT NOTIFICATIONS_PORT ROUTER_PORT
-#                  override the default ports
+#                  override the default ports (the links between the services follow)
 #   LOCALDB_PORT   port of the local nx-27017 (default 27017)
 #   CARGO          cargo command (default: cargo)
 #   CARGO_TARGET_DIR  honoured when looking for the built binaries (default: target)
@@ -26,6 +28,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/lib.sh
+source "${ROOT}/scripts/lib.sh"
 
 CARGO="${CARGO:-cargo}"
 STOP_TIMEOUT="${RUN_STOP_TIMEOUT:-10}"
@@ -126,19 +130,6 @@ trap on_exit EXIT
 trap 'printf "\n" >&2; say "interrupted"; exit 130' INT
 trap 'say "terminated"; exit 143' TERM
 
-# Runs "$@" in the foreground but interruptibly (see on_exit); Ctrl-C reaches it too.
-run_child() {
-    (
-        trap - INT QUIT TERM
-        exec "$@"
-    ) &
-    CHILD=$!
-    local rc=0
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
-
 # Prefixes every line of stdin with LABEL (sed -u when it is GNU sed: fast, unbuffered).
 prefix_lines() {
     local label="$1" line
@@ -215,15 +206,30 @@ start_service() {
     if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then
         label=$'\e['"${color}m${label}"$'\e[0m'
     fi
+    local links=()
+    if [[ "$name" == router ]]; then
+        links=("ROUTER_CONFIG=${ROUTER_CONFIG:-${ROUTER_TOML}}")
+    else
+        mapfile -t links < <(stack_links "$name")
+    fi
     (
         trap - INT QUIT TERM
-        export PORT="$port"
-        exec "${BIN_DIR}/${name}"
+        exec env PORT="$port" "${links[@]}" "${BIN_DIR}/${name}"
     ) </dev/null > >(prefix_lines "$label") 2>&1 &
     NAMES+=("$name")
     PIDS+=("$!")
     say "started ${name} on :${port} (pid $!)"
 }
+
+# Each subgraph is told where the others are, and the router where each subgraph is
+# (unless ROUTER_CONFIG names a file of the caller's), so other ports work too.
+declare -A PORT_OF=()
+for entry in "${SERVICES[@]}"; do
+    PORT_OF[${entry%%:*}]="${entry##*:}"
+done
+ROUTER_TOML="${ROOT}/.run/run-router.toml"
+mkdir -p "${ROOT}/.run"
+stack_router_config >"$ROUTER_TOML"
 
 i=0
 for entry in "${SERVICES[@]}"; do

@@ -26,6 +26,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/lib.sh
+source "${ROOT}/scripts/lib.sh"
 
 CARGO="${CARGO:-cargo}"
 
@@ -48,21 +50,6 @@ fi
 DB_PORT=""  # set once this script has started a throwaway server
 CHILD=""    # pid of the step running now
 STATUS=0
-
-# Runs "$@" as a child we can wait for interruptibly: a SIGTERM sent to this script alone
-# (e.g. by make or a CI runner) is handled at once instead of after the step ends.
-# The child gets default SIGINT/SIGQUIT back, so Ctrl-C still reaches cargo directly.
-run_child() {
-    (
-        trap - INT QUIT TERM
-        exec "$@"
-    ) &
-    CHILD=$!
-    local rc=0
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
 
 # shellcheck disable=SC2329 # invoked by the EXIT trap
 cleanup() {
