@@ -161,3 +161,80 @@ async fn the_openapi_document_lists_the_legacy_routes() {
         );
     }
 }
+
+#[tokio::test]
+async fn retried_creates_are_idempotent_taken_names_conflict_and_legacy_spellings_work() {
+    use reqwest::Method;
+    let rest = Rest::start().await;
+    let ada = rest.register("ada").await;
+    let t = ada.token.as_str();
+
+    // The same Idempotency-Key twice: one expense, the same answer both times.
+    let body = json!({ "amount": "7.25", "description": "taxi", "category": "transport",
+                       "type": "expense", "date": "2025-03-05T23:30:00-05:00" });
+    let key = [("Idempotency-Key", "taxi-2025-03-05")];
+    let first = rest
+        .send(
+            Method::POST,
+            "/api/expenses",
+            Some(t),
+            &key,
+            Some(body.clone()),
+        )
+        .await
+        .expect(201);
+    let again = rest
+        .send(Method::POST, "/api/expenses", Some(t), &key, Some(body))
+        .await;
+    assert!(again.status == 200 || again.status == 201, "{}", again.raw);
+    assert_eq!(again.body["id"], first.body["id"]);
+    // An RFC 3339 date-time is read as its date; `expense` is the lower-case spelling.
+    assert_eq!(first.body["date"], "2025-03-05");
+    assert_eq!(first.body["type"], "EXPENSE");
+    let list = rest.get("/api/expenses", t).await.expect(200);
+    assert_eq!(list.body["expenses"].as_array().unwrap().len(), 1);
+
+    // An income in the original lower-case spelling, and a weekly budget likewise.
+    let income = rest
+        .post(
+            "/api/expenses",
+            t,
+            json!({ "amount": 100, "description": "refund", "type": "income", "date": "2025-03-06" }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(income.body["type"], "INCOME");
+    let weekly = rest
+        .post(
+            "/api/budgets",
+            t,
+            json!({ "amount": 50, "period": "weekly" }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(weekly.body["period"], "WEEKLY");
+
+    // A taken username or email is a 409, and creates nothing.
+    let taken = rest
+        .send(
+            Method::POST,
+            "/api/auth/register",
+            None,
+            &[],
+            Some(json!({ "username": "ADA", "email": "other@example.com",
+                         "password": "correct horse battery" })),
+        )
+        .await;
+    assert_eq!(taken.status, 409, "{}", taken.raw);
+    assert_eq!(taken.body["code"], "CONFLICT", "{}", taken.raw);
+    let login = rest
+        .send(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            &[],
+            Some(json!({ "email": "other@example.com", "password": "correct horse battery" })),
+        )
+        .await;
+    assert_eq!(login.status, 401, "{}", login.raw);
+}
