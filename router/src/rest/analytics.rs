@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::call::{Authed, Caller, field, run};
+use super::call::{Authed, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::enum_value;
 use super::shapes::{Amount, EXPENSE_FIELDS, Expense};
@@ -198,33 +198,6 @@ struct GqlInsight {
     figures: Vec<InsightFigure>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MonthStart {
-    from: String,
-}
-
-/// `(year, month)` of the current month in the caller's timezone, as analytics sees it.
-async fn current_month(state: &AppState, caller: &Caller) -> Result<(i64, i64), ApiError> {
-    let q = "{ categoryAnalysis(period: MONTH) { from } }";
-    let mut data = run(state, caller, q, json!({})).await?;
-    let start: MonthStart = field(&mut data, "categoryAnalysis")?;
-    year_month(&start.from).ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::BAD_GATEWAY,
-            "SUBGRAPH_BAD_RESPONSE",
-            "Unexpected period start in the response",
-        )
-    })
-}
-
-/// `(year, month)` of a `YYYY-MM-DD` date.
-fn year_month(date: &str) -> Option<(i64, i64)> {
-    let year = date.get(0..4)?.parse().ok()?;
-    let month = date.get(5..7)?.parse().ok()?;
-    Some((year, month))
-}
-
 /// A whole month: totals, per-category breakdown and average per expense.
 #[utoipa::path(get, path = "/api/analytics/monthly-summary", tag = "analytics", security(("bearer" = [])),
     params(
@@ -239,14 +212,7 @@ pub async fn monthly_summary(
     let params = query_params(params)?;
     let year = int_param(&params, "year", 1970, 9999)?;
     let month = int_param(&params, "month", 1, 12)?;
-    let (year, month) = match (year, month) {
-        (Some(y), Some(m)) => (y, m),
-        (y, m) => {
-            let (cy, cm) = current_month(&state, &caller).await?;
-            (y.unwrap_or(cy), m.unwrap_or(cm))
-        }
-    };
-    let q = "query($year: Int!, $month: Int!) { monthlySummary(year: $year, month: $month) { \
+    let q = "query($year: Int, $month: Int) { monthlySummary(year: $year, month: $month) { \
              period currency totalSpent totalIncome transactionCount incomeCount averagePerTransaction \
              categoryBreakdown { category total } } }";
     let mut data = run(&state, &caller, q, json!({"year": year, "month": month})).await?;
@@ -430,12 +396,6 @@ pub async fn insights(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn year_and_month_are_read_from_a_date() {
-        assert_eq!(year_month("2026-11-01"), Some((2026, 11)));
-        assert_eq!(year_month("bad"), None);
-    }
 
     #[test]
     fn the_period_defaults_to_month_and_accepts_lower_case() {

@@ -3,6 +3,7 @@
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, Enum, ID, Object, Result, Schema, SimpleObject,
 };
+use chrono::Datelike;
 use kit::AppError;
 use kit::money::{Currency, Money};
 use kit::scalars::{Date, Decimal};
@@ -226,15 +227,19 @@ fn month_label(w: &Window) -> String {
 
 #[Object]
 impl Query {
-    /// The whole month `year`-`month` in the user's timezone.
+    /// The whole month `year`-`month` in the user's timezone; an absent `year` or
+    /// `month` is the current one there.
     async fn monthly_summary(
         &self,
         ctx: &Context<'_>,
-        year: i32,
-        month: i32,
+        year: Option<i32>,
+        month: Option<i32>,
     ) -> Result<MonthlySummary> {
-        domain::validate_year_month(year, month)?;
         let (user, profile) = caller_profile(ctx).await?;
+        let today = service(ctx)?.clock.today_in(profile.timezone);
+        let year = year.unwrap_or_else(|| today.year());
+        let month = month.unwrap_or_else(|| today.month() as i32);
+        domain::validate_year_month(year, month)?;
         let window = domain::month_window(year, month as u32)?;
         let cur = profile.currency;
         let rows = service(ctx)?
