@@ -141,4 +141,22 @@ async fn the_openapi_document_lists_the_legacy_routes() {
             paths.keys()
         );
     }
+
+    let Reply {
+        status,
+        headers,
+        raw,
+        ..
+    } = rest
+        .send(reqwest::Method::GET, "/api/docs", None, &[], None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert!(raw.contains("Smart Expense Tracker"), "{raw}");
 }
