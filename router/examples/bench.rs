@@ -15,8 +15,8 @@
 //! - `BENCH_ROUTER_BINS`: comma-separated router binaries taking the same
 //!   `--supergraph PATH --listen ADDR` flags, to compare against
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{EmptyMutation, EmptySubscription, ID, Object, Schema, SimpleObject};
@@ -367,6 +367,34 @@ async fn fetch(url: &str, query: &str) -> serde_json::Value {
         .expect("json response")
 }
 
+/// A command serving GraphQL at a free loopback port (`--supergraph PATH --listen
+/// ADDR`, the flags of our router and the others compared), and the URL it answers at.
+fn gateway_cmd(bin: &str, supergraph: &Path) -> (Command, String) {
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args(["--supergraph"])
+        .arg(supergraph)
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    (cmd, format!("http://127.0.0.1:{port}/graphql"))
+}
+
+/// Our router, quiet, on a free port.
+fn router_cmd(bin: &str, supergraph: &Path) -> (Command, String) {
+    let (mut cmd, url) = gateway_cmd(bin, supergraph);
+    cmd.env("RUST_LOG", "error");
+    (cmd, url)
+}
+
+/// Starts `cmd` with its output discarded; it is killed when the guard drops.
+fn spawn_quiet(mut cmd: Command, what: &str) -> Killer {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} starts: {e}"));
+    Killer(child)
+}
+
 struct Killer(Child);
 impl Drop for Killer {
     fn drop(&mut self) {
@@ -383,18 +411,13 @@ struct Row {
 
 async fn bench_gateway(
     name: &str,
-    mut cmd: Command,
+    cmd: Command,
     url: &str,
     expected: &serde_json::Value,
     c: u32,
     d: u32,
 ) -> Row {
-    let child = Killer(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gateway starts"),
-    );
+    let child = spawn_quiet(cmd, "gateway");
     wait_ready(url).await;
     let got = fetch(url, QUERY).await;
     assert_eq!(
@@ -467,20 +490,9 @@ async fn main() {
 
     // Expected answer: computed by our router once, then checked for consistency
     // against every gateway (all must agree).
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/graphql");
-    let mut cmd = Command::new(&router_bin);
-    cmd.args(["--supergraph"])
-        .arg(&supergraph)
-        .args(["--listen", &format!("127.0.0.1:{port}")]);
-    cmd.env("RUST_LOG", "error");
+    let (cmd, url) = router_cmd(&router_bin, &supergraph);
     let expected = {
-        let _probe = Killer(
-            cmd.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("router starts"),
-        );
+        let _probe = spawn_quiet(cmd, "router");
         wait_ready(&url).await;
         let v = fetch(&url, QUERY).await;
         assert!(
@@ -493,18 +505,11 @@ async fn main() {
         );
         v
     };
-    let shared = Arc::new(expected);
 
     println!("federation benchmark: {connections} connections, {seconds}s per run");
     let mut rows = Vec::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/graphql");
-    let mut cmd = Command::new(&router_bin);
-    cmd.args(["--supergraph"])
-        .arg(&supergraph)
-        .args(["--listen", &format!("127.0.0.1:{port}")]);
-    cmd.env("RUST_LOG", "error");
-    rows.push(bench_gateway("router (ours)", cmd, &url, &shared, connections, seconds).await);
+    let (cmd, url) = router_cmd(&router_bin, &supergraph);
+    rows.push(bench_gateway("router (ours)", cmd, &url, &expected, connections, seconds).await);
 
     if let Ok(hive) = std::env::var("BENCH_HIVE_GATEWAY") {
         let port = free_port();
@@ -516,17 +521,12 @@ async fn main() {
             "--host",
             "127.0.0.1",
         ]);
-        rows.push(bench_gateway("hive-gateway", cmd, &url, &shared, connections, seconds).await);
+        rows.push(bench_gateway("hive-gateway", cmd, &url, &expected, connections, seconds).await);
     }
     if let Ok(bins) = std::env::var("BENCH_ROUTER_BINS") {
         for bin in bins.split(',').filter(|b| !b.is_empty()) {
-            let port = free_port();
-            let url = format!("http://127.0.0.1:{port}/graphql");
-            let mut cmd = Command::new(bin);
-            cmd.args(["--supergraph"])
-                .arg(&supergraph)
-                .args(["--listen", &format!("127.0.0.1:{port}")]);
-            rows.push(bench_gateway(bin, cmd, &url, &shared, connections, seconds).await);
+            let (cmd, url) = gateway_cmd(bin, &supergraph);
+            rows.push(bench_gateway(bin, cmd, &url, &expected, connections, seconds).await);
         }
     }
 
@@ -567,19 +567,9 @@ async fn main() {
     // With de-duplication identical concurrent queries share subgraph calls, which
     // flatters the router; the second run measures the plain per-request overhead.
     for dedupe in ["true", "false"] {
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}/graphql");
-        let mut cmd = Command::new(&router_bin);
-        cmd.args(["--supergraph"])
-            .arg(&supergraph)
-            .args(["--listen", &format!("127.0.0.1:{port}")]);
-        cmd.env("RUST_LOG", "error").env("ROUTER_DEDUPE", dedupe);
-        let _router = Killer(
-            cmd.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("router starts"),
-        );
+        let (mut cmd, url) = router_cmd(&router_bin, &supergraph);
+        cmd.env("ROUTER_DEDUPE", dedupe);
+        let _router = spawn_quiet(cmd, "router");
         wait_ready(&url).await;
         let body = direct_body.clone();
         let through =

@@ -199,33 +199,46 @@ impl<'a> Execution<'a> {
         })
     }
 
-    async fn root_fetch(&self, fetch: &FetchNode) {
-        let vars = self.variables_for(fetch.variable_usages.as_ref());
-        let response = match self
-            .send(&fetch.service_name, &fetch.operation.document_str, &vars)
-            .await
-        {
-            Ok(r) => r,
+    /// `send`, with a failed fetch recorded among the response errors.
+    async fn send_or_record(
+        &self,
+        subgraph: &str,
+        query: &str,
+        variables: &Map<String, Value>,
+    ) -> Option<SubgraphResponse> {
+        match self.send(subgraph, query, variables).await {
+            Ok(response) => Some(response),
             Err(e) => {
                 self.errors.lock().push(e);
-                return;
+                None
             }
+        }
+    }
+
+    /// Records errors a subgraph returned, as they are.
+    fn push_subgraph_errors(&self, errors: &[Value]) {
+        let mut sink = self.errors.lock();
+        for e in errors {
+            sink.push(GraphQLError::from_subgraph(e));
+        }
+    }
+
+    async fn root_fetch(&self, fetch: &FetchNode) {
+        let vars = self.variables_for(fetch.variable_usages.as_ref());
+        let Some(response) = self
+            .send_or_record(&fetch.service_name, &fetch.operation.document_str, &vars)
+            .await
+        else {
+            return;
         };
         if let Some(mut data) = response.data {
-            if let Some(rewrites) = &fetch.output_rewrites {
-                for rw in rewrites {
-                    self.apply_rewrite(&mut data, rw);
-                }
-            }
+            self.apply_rewrites(&mut data, fetch.output_rewrites.as_ref());
             if data.is_object() {
                 deep_merge(&mut self.data.lock(), data);
             }
         }
         if let Some(errors) = response.errors {
-            let mut sink = self.errors.lock();
-            for e in &errors {
-                sink.push(GraphQLError::from_subgraph(e));
-            }
+            self.push_subgraph_errors(&errors);
         }
     }
 
@@ -252,11 +265,7 @@ impl<'a> Execution<'a> {
                     return;
                 }
                 let mut rep = Value::Object(rep);
-                if let Some(rewrites) = input_rewrites {
-                    for rw in rewrites {
-                        self.apply_rewrite(&mut rep, rw);
-                    }
-                }
+                self.apply_rewrites(&mut rep, input_rewrites);
                 let key = rep.to_string();
                 let idx = *seen.entry(key).or_insert_with(|| {
                     reps.push(rep);
@@ -279,15 +288,11 @@ impl<'a> Execution<'a> {
         }
         let mut vars = self.variables_for(fetch.variable_usages.as_ref());
         vars.insert("representations".to_owned(), Value::Array(reps));
-        let response = match self
-            .send(&fetch.service_name, &fetch.operation.document_str, &vars)
+        let Some(response) = self
+            .send_or_record(&fetch.service_name, &fetch.operation.document_str, &vars)
             .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                self.errors.lock().push(e);
-                return;
-            }
+        else {
+            return;
         };
         let entities = response
             .data
@@ -318,15 +323,11 @@ impl<'a> Execution<'a> {
         if per_alias.iter().all(Vec::is_empty) {
             return;
         }
-        let response = match self
-            .send(&batch.service_name, &batch.operation.document_str, &vars)
+        let Some(response) = self
+            .send_or_record(&batch.service_name, &batch.operation.document_str, &vars)
             .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                self.errors.lock().push(e);
-                return;
-            }
+        else {
+            return;
         };
         let mut data = response.data.unwrap_or(Value::Null);
         for (alias, targets) in batch.entity_batch.aliases.iter().zip(&per_alias) {
@@ -357,10 +358,7 @@ impl<'a> Execution<'a> {
                 })
                 .cloned()
                 .collect();
-            let mut sink = self.errors.lock();
-            for e in &rest {
-                sink.push(GraphQLError::from_subgraph(e));
-            }
+            self.push_subgraph_errors(&rest);
         }
     }
 
@@ -373,12 +371,8 @@ impl<'a> Execution<'a> {
         let Some(Value::Array(mut entities)) = entities else {
             return;
         };
-        if let Some(rewrites) = output_rewrites {
-            for entity in entities.iter_mut() {
-                for rw in rewrites {
-                    self.apply_rewrite(entity, rw);
-                }
-            }
+        for entity in entities.iter_mut() {
+            self.apply_rewrites(entity, output_rewrites);
         }
         let mut data = self.data.lock();
         for (path, idx) in targets {
@@ -512,12 +506,14 @@ impl<'a> Execution<'a> {
         }
     }
 
-    fn apply_rewrite(&self, value: &mut Value, rewrite: &FetchRewrite) {
-        let path = match rewrite {
-            FetchRewrite::ValueSetter(v) => &v.path,
-            FetchRewrite::KeyRenamer(k) => &k.path,
-        };
-        self.apply_rewrite_at(value, path, rewrite);
+    fn apply_rewrites(&self, value: &mut Value, rewrites: Option<&Vec<FetchRewrite>>) {
+        for rewrite in rewrites.into_iter().flatten() {
+            let path = match rewrite {
+                FetchRewrite::ValueSetter(v) => &v.path,
+                FetchRewrite::KeyRenamer(k) => &k.path,
+            };
+            self.apply_rewrite_at(value, path, rewrite);
+        }
     }
 
     fn apply_rewrite_at(

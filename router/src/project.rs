@@ -11,7 +11,8 @@ use graphql_tools::static_graphql::query::{
     Directive, Field, FragmentDefinition, Selection, SelectionSet, TypeCondition, Value as QValue,
 };
 use graphql_tools::static_graphql::schema::{
-    Definition as SDef, Document as SchemaDocument, Type, TypeDefinition,
+    Definition as SDef, Directive as SchemaDirective, Document as SchemaDocument,
+    Field as SchemaField, InputValue, Type, TypeDefinition,
 };
 use serde_json::{Map, Value};
 
@@ -211,13 +212,7 @@ impl<'a> Projector<'a> {
                 }
                 "__type" if type_name == self.schema.query_type => {
                     let name = self.arg(field, "name");
-                    match name.as_ref().and_then(Value::as_str) {
-                        Some(n) if self.type_def(n).is_some() => {
-                            let n = self.type_def(n).map(type_def_name).unwrap_or_default();
-                            self.intro_type(TRef::Named(n), fields)
-                        }
-                        _ => self.out.extend_from_slice(b"null"),
-                    }
+                    self.intro_named_type(name.as_ref().and_then(Value::as_str), fields);
                     continue;
                 }
                 _ => {}
@@ -463,10 +458,14 @@ impl<'a> Projector<'a> {
         self.out.push(b']');
     }
 
+    fn write_null(&mut self) {
+        self.out.extend_from_slice(b"null");
+    }
+
     fn write_opt_str(&mut self, s: Option<&str>) {
         match s {
             Some(s) => self.write_str(s),
-            None => self.out.extend_from_slice(b"null"),
+            None => self.write_null(),
         }
     }
 
@@ -475,8 +474,16 @@ impl<'a> Projector<'a> {
             .extend_from_slice(if b { b"true" } else { b"false" });
     }
 
-    fn intro_schema(&mut self, fields: &[&'a Field]) {
-        let groups = self.sub_groups("__Schema", fields);
+    /// Writes one introspection object of type `type_name`: a member per response key
+    /// the client selected, `__typename` answered here, every other field by `value`
+    /// (given the fields merged under that key).
+    fn intro_object(
+        &mut self,
+        type_name: &'static str,
+        fields: &[&'a Field],
+        mut value: impl FnMut(&mut Self, &[&'a Field]),
+    ) {
+        let groups = self.sub_groups(type_name, fields);
         self.out.push(b'{');
         for (i, (key, fs)) in groups.iter().enumerate() {
             if i > 0 {
@@ -485,352 +492,265 @@ impl<'a> Projector<'a> {
             self.write_str(key);
             self.out.push(b':');
             match fs[0].name.as_str() {
-                "__typename" => self.write_str("__Schema"),
-                "description" => self.out.extend_from_slice(b"null"),
-                "types" => {
-                    let mut names: Vec<&'a str> = Vec::new();
-                    for def in &self.api.definitions {
-                        if let SDef::TypeDefinition(t) = def {
-                            let n = type_def_name(t);
-                            if !names.contains(&n) {
-                                names.push(n);
-                            }
-                        }
-                    }
-                    self.write_list(names, |s, n| s.intro_type(TRef::Named(n), fs));
-                }
-                "queryType" => {
-                    let q = self
-                        .type_def(&self.schema.query_type.clone())
-                        .map(type_def_name);
-                    match q {
-                        Some(q) => self.intro_type(TRef::Named(q), fs),
-                        None => self.out.extend_from_slice(b"null"),
-                    }
-                }
-                "mutationType" | "subscriptionType" => {
-                    let name = if fs[0].name == "mutationType" {
-                        self.schema.mutation_type.clone()
-                    } else {
-                        self.schema.subscription_type.clone()
-                    };
-                    match name.and_then(|n| self.type_def(&n)).map(type_def_name) {
-                        Some(n) => self.intro_type(TRef::Named(n), fs),
-                        None => self.out.extend_from_slice(b"null"),
-                    }
-                }
-                "directives" => {
-                    let directives: Vec<_> = self
-                        .api
-                        .definitions
-                        .iter()
-                        .filter_map(|d| match d {
-                            SDef::DirectiveDefinition(dd) => Some(dd),
-                            _ => None,
-                        })
-                        .collect();
-                    self.write_list(directives, |s, d| {
-                        let groups = s.sub_groups("__Directive", fs);
-                        s.out.push(b'{');
-                        for (i, (key, dfs)) in groups.iter().enumerate() {
-                            if i > 0 {
-                                s.out.push(b',');
-                            }
-                            s.write_str(key);
-                            s.out.push(b':');
-                            match dfs[0].name.as_str() {
-                                "__typename" => s.write_str("__Directive"),
-                                "name" => s.write_str(&d.name),
-                                "description" => s.write_opt_str(d.description.as_deref()),
-                                "isRepeatable" => s.write_bool(d.repeatable),
-                                "locations" => {
-                                    s.write_list(&d.locations, |s, l| s.write_str(l.as_str()))
-                                }
-                                "args" => {
-                                    let inc = s
-                                        .arg(dfs[0], "includeDeprecated")
-                                        .and_then(|v| v.as_bool())
-                                        .unwrap_or(false);
-                                    let args: Vec<_> = d
-                                        .arguments
-                                        .iter()
-                                        .filter(|a| inc || deprecation(&a.directives).is_none())
-                                        .collect();
-                                    s.write_list(args, |s, a| s.intro_input_value(a, dfs));
-                                }
-                                _ => s.out.extend_from_slice(b"null"),
-                            }
-                        }
-                        s.out.push(b'}');
-                    });
-                }
-                _ => self.out.extend_from_slice(b"null"),
+                "__typename" => self.write_str(type_name),
+                _ => value(self, fs),
             }
         }
         self.out.push(b'}');
     }
 
+    /// An introspection object with a name, a description and a deprecation
+    /// (`__Field`, `__InputValue`, `__EnumValue`); its other fields are left to `rest`.
+    fn intro_element(
+        &mut self,
+        type_name: &'static str,
+        (name, description, directives): (&str, Option<&str>, &[SchemaDirective]),
+        fields: &[&'a Field],
+        mut rest: impl FnMut(&mut Self, &[&'a Field]),
+    ) {
+        let dep = deprecation(directives);
+        self.intro_object(type_name, fields, |s, fs| match fs[0].name.as_str() {
+            "name" => s.write_str(name),
+            "description" => s.write_opt_str(description),
+            "isDeprecated" => s.write_bool(dep.is_some()),
+            "deprecationReason" => s.write_opt_str(dep.as_deref()),
+            _ => rest(s, fs),
+        });
+    }
+
+    /// The `includeDeprecated` argument of an introspection list field.
+    fn include_deprecated(&self, field: &Field) -> bool {
+        self.arg(field, "includeDeprecated")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    }
+
+    /// `__Type` of the named type, or null when the API schema has no such type.
+    fn intro_named_type(&mut self, name: Option<&str>, fields: &[&'a Field]) {
+        match name.and_then(|n| self.type_def(n)).map(type_def_name) {
+            Some(n) => self.intro_type(TRef::Named(n), fields),
+            None => self.write_null(),
+        }
+    }
+
+    /// A list of `__Type`: the named types the API schema has.
+    fn intro_named_types(&mut self, names: Vec<&str>, fields: &[&'a Field]) {
+        let names: Vec<&'a str> = names
+            .into_iter()
+            .filter_map(|n| self.type_def(n).map(type_def_name))
+            .collect();
+        self.write_list(names, |s, n| s.intro_type(TRef::Named(n), fields));
+    }
+
+    /// A list of `__InputValue` (arguments, input fields); deprecated ones only when
+    /// the list field asks for them.
+    fn intro_input_values(&mut self, values: &'a [InputValue], fields: &[&'a Field]) {
+        let inc = self.include_deprecated(fields[0]);
+        let values: Vec<_> = values
+            .iter()
+            .filter(|v| inc || deprecation(&v.directives).is_none())
+            .collect();
+        self.write_list(values, |s, v| s.intro_input_value(v, fields));
+    }
+
+    fn intro_schema(&mut self, fields: &[&'a Field]) {
+        self.intro_object("__Schema", fields, |s, fs| match fs[0].name.as_str() {
+            "types" => {
+                let mut names: Vec<&'a str> = Vec::new();
+                for def in &s.api.definitions {
+                    if let SDef::TypeDefinition(t) = def {
+                        let n = type_def_name(t);
+                        if !names.contains(&n) {
+                            names.push(n);
+                        }
+                    }
+                }
+                s.write_list(names, |s, n| s.intro_type(TRef::Named(n), fs));
+            }
+            "queryType" => {
+                let name = s.schema.query_type.as_str();
+                s.intro_named_type(Some(name), fs)
+            }
+            "mutationType" => {
+                let name = s.schema.mutation_type.as_deref();
+                s.intro_named_type(name, fs)
+            }
+            "subscriptionType" => {
+                let name = s.schema.subscription_type.as_deref();
+                s.intro_named_type(name, fs)
+            }
+            "directives" => {
+                let directives: Vec<_> = s
+                    .api
+                    .definitions
+                    .iter()
+                    .filter_map(|d| match d {
+                        SDef::DirectiveDefinition(dd) => Some(dd),
+                        _ => None,
+                    })
+                    .collect();
+                s.write_list(directives, |s, d| {
+                    s.intro_object("__Directive", fs, |s, dfs| match dfs[0].name.as_str() {
+                        "name" => s.write_str(&d.name),
+                        "description" => s.write_opt_str(d.description.as_deref()),
+                        "isRepeatable" => s.write_bool(d.repeatable),
+                        "locations" => s.write_list(&d.locations, |s, l| s.write_str(l.as_str())),
+                        "args" => s.intro_input_values(&d.arguments, dfs),
+                        _ => s.write_null(),
+                    })
+                });
+            }
+            _ => s.write_null(),
+        });
+    }
+
     fn intro_type(&mut self, t: TRef<'a>, fields: &[&'a Field]) {
-        let groups = self.sub_groups("__Type", fields);
         let def = match t {
             TRef::Named(n) => self.type_def(n),
             _ => None,
         };
-        self.out.push(b'{');
-        for (i, (key, fs)) in groups.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
+        self.intro_object("__Type", fields, |s, fs| match fs[0].name.as_str() {
+            "kind" => {
+                let kind = match (t, def) {
+                    (TRef::NonNull(_), _) => "NON_NULL",
+                    (TRef::List(_), _) => "LIST",
+                    (_, Some(TypeDefinition::Scalar(_))) => "SCALAR",
+                    (_, Some(TypeDefinition::Object(_))) => "OBJECT",
+                    (_, Some(TypeDefinition::Interface(_))) => "INTERFACE",
+                    (_, Some(TypeDefinition::Union(_))) => "UNION",
+                    (_, Some(TypeDefinition::Enum(_))) => "ENUM",
+                    (_, Some(TypeDefinition::InputObject(_))) => "INPUT_OBJECT",
+                    (_, None) => "SCALAR",
+                };
+                s.write_str(kind);
             }
-            self.write_str(key);
-            self.out.push(b':');
-            let include_deprecated = || {
-                fs[0]
-                    .arguments
-                    .iter()
-                    .find(|(n, _)| n == "includeDeprecated")
-                    .map(|(_, v)| value_to_json(v, self.variables).as_bool().unwrap_or(false))
-                    .unwrap_or(false)
-            };
-            match fs[0].name.as_str() {
-                "__typename" => self.write_str("__Type"),
-                "kind" => {
-                    let kind = match (t, def) {
-                        (TRef::NonNull(_), _) => "NON_NULL",
-                        (TRef::List(_), _) => "LIST",
-                        (_, Some(TypeDefinition::Scalar(_))) => "SCALAR",
-                        (_, Some(TypeDefinition::Object(_))) => "OBJECT",
-                        (_, Some(TypeDefinition::Interface(_))) => "INTERFACE",
-                        (_, Some(TypeDefinition::Union(_))) => "UNION",
-                        (_, Some(TypeDefinition::Enum(_))) => "ENUM",
-                        (_, Some(TypeDefinition::InputObject(_))) => "INPUT_OBJECT",
-                        (_, None) => "SCALAR",
-                    };
-                    self.write_str(kind);
-                }
-                "name" => match t {
-                    TRef::Named(n) => self.write_str(n),
-                    _ => self.out.extend_from_slice(b"null"),
-                },
-                "description" => self.write_opt_str(def.and_then(type_description)),
-                "specifiedByURL" => {
-                    let url = match def {
-                        Some(TypeDefinition::Scalar(s)) => s
-                            .directives
-                            .iter()
-                            .find(|d| d.name == "specifiedBy")
-                            .and_then(|d| d.arguments.iter().find(|(n, _)| n == "url"))
-                            .and_then(|(_, v)| match v {
-                                QValue::String(s) => Some(s.as_str()),
-                                _ => None,
-                            }),
-                        _ => None,
-                    };
-                    self.write_opt_str(url);
-                }
-                "fields" => {
-                    let inc = include_deprecated();
-                    let list = match def {
-                        Some(TypeDefinition::Object(o)) => Some(&o.fields),
-                        Some(TypeDefinition::Interface(i)) => Some(&i.fields),
-                        _ => None,
-                    };
-                    match list {
-                        Some(list) => {
-                            let items: Vec<_> = list
-                                .iter()
-                                .filter(|f| !f.name.starts_with("__"))
-                                .filter(|f| inc || deprecation(&f.directives).is_none())
-                                .collect();
-                            self.write_list(items, |s, f| s.intro_field(f, fs));
-                        }
-                        None => self.out.extend_from_slice(b"null"),
-                    }
-                }
-                "interfaces" => {
-                    let list = match def {
-                        Some(TypeDefinition::Object(o)) => Some(&o.implements_interfaces),
-                        Some(TypeDefinition::Interface(i)) => Some(&i.implements_interfaces),
-                        _ => None,
-                    };
-                    match list {
-                        Some(list) => {
-                            let names: Vec<&'a str> = list
-                                .iter()
-                                .filter_map(|n| self.type_def(n).map(type_def_name))
-                                .collect();
-                            self.write_list(names, |s, n| s.intro_type(TRef::Named(n), fs));
-                        }
-                        None => self.out.extend_from_slice(b"null"),
-                    }
-                }
-                "possibleTypes" => {
-                    let names: Option<Vec<String>> = match def {
-                        Some(TypeDefinition::Union(u)) => Some(u.types.clone()),
-                        Some(TypeDefinition::Interface(i)) => {
-                            let mut v: Vec<String> = self
-                                .api
-                                .definitions
-                                .iter()
-                                .filter_map(|d| match d {
-                                    SDef::TypeDefinition(TypeDefinition::Object(o))
-                                        if o.implements_interfaces.contains(&i.name) =>
-                                    {
-                                        Some(o.name.clone())
-                                    }
-                                    _ => None,
-                                })
-                                .collect();
-                            v.dedup();
-                            Some(v)
-                        }
-                        _ => None,
-                    };
-                    match names {
-                        Some(names) => {
-                            let names: Vec<&'a str> = names
-                                .iter()
-                                .filter_map(|n| self.type_def(n).map(type_def_name))
-                                .collect();
-                            self.write_list(names, |s, n| s.intro_type(TRef::Named(n), fs));
-                        }
-                        None => self.out.extend_from_slice(b"null"),
-                    }
-                }
-                "enumValues" => {
-                    let inc = include_deprecated();
-                    match def {
-                        Some(TypeDefinition::Enum(e)) => {
-                            let values: Vec<_> = e
-                                .values
-                                .iter()
-                                .filter(|v| inc || deprecation(&v.directives).is_none())
-                                .collect();
-                            self.write_list(values, |s, v| {
-                                let groups = s.sub_groups("__EnumValue", fs);
-                                s.out.push(b'{');
-                                for (i, (key, vfs)) in groups.iter().enumerate() {
-                                    if i > 0 {
-                                        s.out.push(b',');
-                                    }
-                                    s.write_str(key);
-                                    s.out.push(b':');
-                                    let dep = deprecation(&v.directives);
-                                    match vfs[0].name.as_str() {
-                                        "__typename" => s.write_str("__EnumValue"),
-                                        "name" => s.write_str(&v.name),
-                                        "description" => s.write_opt_str(v.description.as_deref()),
-                                        "isDeprecated" => s.write_bool(dep.is_some()),
-                                        "deprecationReason" => s.write_opt_str(dep.as_deref()),
-                                        _ => s.out.extend_from_slice(b"null"),
-                                    }
-                                }
-                                s.out.push(b'}');
-                            });
-                        }
-                        _ => self.out.extend_from_slice(b"null"),
-                    }
-                }
-                "inputFields" => {
-                    let inc = include_deprecated();
-                    match def {
-                        Some(TypeDefinition::InputObject(io)) => {
-                            let items: Vec<_> = io
-                                .fields
-                                .iter()
-                                .filter(|f| inc || deprecation(&f.directives).is_none())
-                                .collect();
-                            self.write_list(items, |s, f| s.intro_input_value(f, fs));
-                        }
-                        _ => self.out.extend_from_slice(b"null"),
-                    }
-                }
-                "ofType" => match t {
-                    TRef::NonNull(inner) | TRef::List(inner) => {
-                        let r = TRef::from_type(inner);
-                        self.intro_type(r, fs)
-                    }
-                    TRef::Named(_) => self.out.extend_from_slice(b"null"),
-                },
-                "isOneOf" => match def {
-                    Some(TypeDefinition::InputObject(io)) => {
-                        self.write_bool(io.directives.iter().any(|d| d.name == "oneOf"))
-                    }
-                    _ => self.out.extend_from_slice(b"null"),
-                },
-                _ => self.out.extend_from_slice(b"null"),
-            }
-        }
-        self.out.push(b'}');
-    }
-
-    fn intro_field(
-        &mut self,
-        f: &'a graphql_tools::static_graphql::schema::Field,
-        fields: &[&'a Field],
-    ) {
-        let groups = self.sub_groups("__Field", fields);
-        let dep = deprecation(&f.directives);
-        self.out.push(b'{');
-        for (i, (key, fs)) in groups.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            self.write_str(key);
-            self.out.push(b':');
-            match fs[0].name.as_str() {
-                "__typename" => self.write_str("__Field"),
-                "name" => self.write_str(&f.name),
-                "description" => self.write_opt_str(f.description.as_deref()),
-                "isDeprecated" => self.write_bool(dep.is_some()),
-                "deprecationReason" => self.write_opt_str(dep.as_deref()),
-                "type" => self.intro_type(TRef::from_type(&f.field_type), fs),
-                "args" => {
-                    let inc = self
-                        .arg(fs[0], "includeDeprecated")
-                        .and_then(|v| v.as_bool())
-                        .unwrap_or(false);
-                    let args: Vec<_> = f
-                        .arguments
+            "name" => match t {
+                TRef::Named(n) => s.write_str(n),
+                _ => s.write_null(),
+            },
+            "description" => s.write_opt_str(def.and_then(type_description)),
+            "specifiedByURL" => {
+                let url = match def {
+                    Some(TypeDefinition::Scalar(scalar)) => scalar
+                        .directives
                         .iter()
-                        .filter(|a| inc || deprecation(&a.directives).is_none())
-                        .collect();
-                    self.write_list(args, |s, a| s.intro_input_value(a, fs));
-                }
-                _ => self.out.extend_from_slice(b"null"),
+                        .find(|d| d.name == "specifiedBy")
+                        .and_then(|d| d.arguments.iter().find(|(n, _)| n == "url"))
+                        .and_then(|(_, v)| match v {
+                            QValue::String(url) => Some(url.as_str()),
+                            _ => None,
+                        }),
+                    _ => None,
+                };
+                s.write_opt_str(url);
             }
-        }
-        self.out.push(b'}');
+            "fields" => {
+                let list = match def {
+                    Some(TypeDefinition::Object(o)) => &o.fields,
+                    Some(TypeDefinition::Interface(i)) => &i.fields,
+                    _ => return s.write_null(),
+                };
+                let inc = s.include_deprecated(fs[0]);
+                let items: Vec<_> = list
+                    .iter()
+                    .filter(|f| !f.name.starts_with("__"))
+                    .filter(|f| inc || deprecation(&f.directives).is_none())
+                    .collect();
+                s.write_list(items, |s, f| s.intro_field(f, fs));
+            }
+            "interfaces" => match def {
+                Some(TypeDefinition::Object(o)) => s.intro_named_types(
+                    o.implements_interfaces.iter().map(String::as_str).collect(),
+                    fs,
+                ),
+                Some(TypeDefinition::Interface(i)) => s.intro_named_types(
+                    i.implements_interfaces.iter().map(String::as_str).collect(),
+                    fs,
+                ),
+                _ => s.write_null(),
+            },
+            "possibleTypes" => match def {
+                Some(TypeDefinition::Union(u)) => {
+                    s.intro_named_types(u.types.iter().map(String::as_str).collect(), fs)
+                }
+                Some(TypeDefinition::Interface(i)) => {
+                    let mut names: Vec<&str> = s
+                        .api
+                        .definitions
+                        .iter()
+                        .filter_map(|d| match d {
+                            SDef::TypeDefinition(TypeDefinition::Object(o))
+                                if o.implements_interfaces.contains(&i.name) =>
+                            {
+                                Some(o.name.as_str())
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    names.dedup();
+                    s.intro_named_types(names, fs)
+                }
+                _ => s.write_null(),
+            },
+            "enumValues" => match def {
+                Some(TypeDefinition::Enum(e)) => {
+                    let inc = s.include_deprecated(fs[0]);
+                    let values: Vec<_> = e
+                        .values
+                        .iter()
+                        .filter(|v| inc || deprecation(&v.directives).is_none())
+                        .collect();
+                    s.write_list(values, |s, v| {
+                        let element =
+                            (v.name.as_str(), v.description.as_deref(), &v.directives[..]);
+                        s.intro_element("__EnumValue", element, fs, |s, _| s.write_null())
+                    });
+                }
+                _ => s.write_null(),
+            },
+            "inputFields" => match def {
+                Some(TypeDefinition::InputObject(io)) => s.intro_input_values(&io.fields, fs),
+                _ => s.write_null(),
+            },
+            "ofType" => match t {
+                TRef::NonNull(inner) | TRef::List(inner) => {
+                    s.intro_type(TRef::from_type(inner), fs)
+                }
+                TRef::Named(_) => s.write_null(),
+            },
+            "isOneOf" => match def {
+                Some(TypeDefinition::InputObject(io)) => {
+                    s.write_bool(io.directives.iter().any(|d| d.name == "oneOf"))
+                }
+                _ => s.write_null(),
+            },
+            _ => s.write_null(),
+        });
     }
 
-    fn intro_input_value(
-        &mut self,
-        v: &'a graphql_tools::static_graphql::schema::InputValue,
-        fields: &[&'a Field],
-    ) {
-        let groups = self.sub_groups("__InputValue", fields);
-        let dep = deprecation(&v.directives);
-        self.out.push(b'{');
-        for (i, (key, fs)) in groups.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            self.write_str(key);
-            self.out.push(b':');
+    fn intro_field(&mut self, f: &'a SchemaField, fields: &[&'a Field]) {
+        let element = (f.name.as_str(), f.description.as_deref(), &f.directives[..]);
+        self.intro_element("__Field", element, fields, |s, fs| {
             match fs[0].name.as_str() {
-                "__typename" => self.write_str("__InputValue"),
-                "name" => self.write_str(&v.name),
-                "description" => self.write_opt_str(v.description.as_deref()),
-                "isDeprecated" => self.write_bool(dep.is_some()),
-                "deprecationReason" => self.write_opt_str(dep.as_deref()),
-                "type" => self.intro_type(TRef::from_type(&v.value_type), fs),
+                "type" => s.intro_type(TRef::from_type(&f.field_type), fs),
+                "args" => s.intro_input_values(&f.arguments, fs),
+                _ => s.write_null(),
+            }
+        });
+    }
+
+    fn intro_input_value(&mut self, v: &'a InputValue, fields: &[&'a Field]) {
+        let element = (v.name.as_str(), v.description.as_deref(), &v.directives[..]);
+        self.intro_element("__InputValue", element, fields, |s, fs| {
+            match fs[0].name.as_str() {
+                "type" => s.intro_type(TRef::from_type(&v.value_type), fs),
                 "defaultValue" => {
                     let printed = v.default_value.as_ref().map(|d| d.to_string());
-                    self.write_opt_str(printed.as_deref())
+                    s.write_opt_str(printed.as_deref())
                 }
-                _ => self.out.extend_from_slice(b"null"),
+                _ => s.write_null(),
             }
-        }
-        self.out.push(b'}');
+        });
     }
 }
 
@@ -874,7 +794,7 @@ fn type_description(t: &TypeDefinition) -> Option<&str> {
 }
 
 /// The deprecation reason of an element, when it carries @deprecated.
-fn deprecation(directives: &[graphql_tools::static_graphql::schema::Directive]) -> Option<String> {
+fn deprecation(directives: &[SchemaDirective]) -> Option<String> {
     directives.iter().find(|d| d.name == "deprecated").map(|d| {
         d.arguments
             .iter()

@@ -6,7 +6,7 @@ mod common;
 use common::{StackOptions, post_json, start_stack};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use router::Config;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const SECRET: &str = "test-secret-of-reasonable-length";
 
@@ -26,6 +26,32 @@ fn hs256_token(sub: &str, secret: &str, exp_offset: i64) -> String {
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("token encodes")
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// An RS256 token signed with the test key (`kid` "test-key" in the JWKS fixture).
+fn rs256_token(sub: &str, jti: &str) -> String {
+    let der = std::fs::read(fixture("rs256-test-key.der")).expect("key fixture");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("test-key".into());
+    let claims = json!({"sub": sub, "exp": now() + 600, "iat": now(), "jti": jti});
+    encode(&header, &claims, &EncodingKey::from_rsa_der(&der)).expect("encodes")
+}
+
+/// `{ me { id } }` with `Authorization: Bearer <token>`.
+async fn me_with_token(stack: &common::Stack, token: &str) -> (u16, Value) {
+    let bearer = format!("Bearer {token}");
+    post_json(
+        &stack.router_url,
+        json!({"query": "{ me { id } }"}),
+        &[("authorization", bearer.as_str())],
+    )
+    .await
 }
 
 fn auth_config() -> Config {
@@ -78,13 +104,7 @@ async fn invalid_or_expired_tokens_are_rejected_before_any_subgraph_call() {
         hs256_token("1", SECRET, -3600),
         "not.a.jwt".to_owned(),
     ] {
-        let bearer = format!("Bearer {token}");
-        let (status, resp) = post_json(
-            &stack.router_url,
-            json!({"query": "{ me { id } }"}),
-            &[("authorization", bearer.as_str())],
-        )
-        .await;
+        let (status, resp) = me_with_token(&stack, &token).await;
         assert_eq!(status, 401, "{resp}");
         assert_eq!(resp["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     }
@@ -96,38 +116,19 @@ async fn invalid_or_expired_tokens_are_rejected_before_any_subgraph_call() {
 
 #[tokio::test]
 async fn rs256_tokens_verify_against_a_jwks_file() {
-    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut config = Config::default();
-    config.auth.jwks_path = Some(fixtures.join("rs256-test-jwks.json"));
+    config.auth.jwks_path = Some(fixture("rs256-test-jwks.json"));
     let stack = stack_with(config).await;
-    let der = std::fs::read(fixtures.join("rs256-test-key.der")).expect("key fixture");
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("test-key".into());
-    let claims = json!({"sub": "2", "exp": now() + 600, "iat": now(), "jti": "x"});
-    let token = encode(&header, &claims, &EncodingKey::from_rsa_der(&der)).expect("encodes");
-    let bearer = format!("Bearer {token}");
-    let (status, resp) = post_json(
-        &stack.router_url,
-        json!({"query": "{ me { id } }"}),
-        &[("authorization", bearer.as_str())],
-    )
-    .await;
+    let (status, resp) = me_with_token(&stack, &rs256_token("2", "x")).await;
     assert_eq!(status, 200, "{resp}");
-    let forged = format!("Bearer {}", hs256_token("2", "whatever-secret", 600));
-    let (status, _) = post_json(
-        &stack.router_url,
-        json!({"query": "{ me { id } }"}),
-        &[("authorization", forged.as_str())],
-    )
-    .await;
+    let forged = hs256_token("2", "whatever-secret", 600);
+    let (status, _) = me_with_token(&stack, &forged).await;
     assert_eq!(status, 401);
 }
 
 #[tokio::test]
 async fn rs256_keys_can_come_from_a_jwks_url() {
-    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let jwks =
-        std::fs::read_to_string(fixtures.join("rs256-test-jwks.json")).expect("jwks fixture");
+    let jwks = std::fs::read_to_string(fixture("rs256-test-jwks.json")).expect("jwks fixture");
     let app = axum::Router::new().route(
         "/.well-known/jwks.json",
         axum::routing::get(move || {
@@ -145,18 +146,7 @@ async fn rs256_keys_can_come_from_a_jwks_url() {
     let mut config = Config::default();
     config.auth.jwks_url = Some(format!("http://{addr}/.well-known/jwks.json"));
     let stack = stack_with(config).await;
-    let der = std::fs::read(fixtures.join("rs256-test-key.der")).expect("key fixture");
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("test-key".into());
-    let claims = json!({"sub": "1", "exp": now() + 600, "iat": now(), "jti": "y"});
-    let token = encode(&header, &claims, &EncodingKey::from_rsa_der(&der)).expect("encodes");
-    let bearer = format!("Bearer {token}");
-    let (status, resp) = post_json(
-        &stack.router_url,
-        json!({"query": "{ me { id } }"}),
-        &[("authorization", bearer.as_str())],
-    )
-    .await;
+    let (status, resp) = me_with_token(&stack, &rs256_token("1", "y")).await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["data"]["me"]["id"], "1");
 }

@@ -31,12 +31,10 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     let Reply {
         status, raw, body, ..
     } = rest
-        .send(
-            Method::POST,
+        .post(
             "/api/expenses",
-            Some(&token),
-            &[],
-            Some(json!({ "amount": 12.5, "description": "lunch", "category": "food" })),
+            &token,
+            json!({ "amount": 12.5, "description": "lunch", "category": "food" }),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -44,12 +42,11 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     assert!(!raw.contains("12.49"), "{raw}");
     let first_id = body["id"].as_str().unwrap().to_string();
     let Reply { status, body, .. } = rest
-        .send(
-            Method::POST,
+        .post(
             "/api/expenses",
-            Some(&token),
-            &[],
-            Some(json!({ "amount": "0.10", "description": "gum", "category": "food", "type": "expense" })),
+            &token,
+            json!({ "amount": "0.10", "description": "gum", "category": "food",
+                    "type": "expense" }),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -57,9 +54,7 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     // The list and its summary: 12.50 + 0.10 = 12.60 exactly.
     let Reply {
         status, raw, body, ..
-    } = rest
-        .send(Method::GET, "/api/expenses", Some(&token), &[], None)
-        .await;
+    } = rest.get("/api/expenses", &token).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["expenses"].as_array().unwrap().len(), 2, "{body}");
     assert_eq!(
@@ -102,36 +97,22 @@ async fn legacy_clients_register_log_in_and_keep_exact_amounts() {
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "UNAUTHENTICATED");
     let Reply { status, body, .. } = rest
-        .send(
-            Method::POST,
+        .post(
             "/api/expenses",
-            Some(&token),
-            &[],
-            Some(json!({ "amount": "1e3", "description": "x", "category": "food" })),
+            &token,
+            json!({ "amount": "1e3", "description": "x", "category": "food" }),
         )
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "VALIDATION_FAILED");
-    let Reply { body, .. } = rest
-        .send(Method::GET, "/api/expenses", Some(&token), &[], None)
-        .await;
+    let Reply { body, .. } = rest.get("/api/expenses", &token).await;
     assert_eq!(body["expenses"].as_array().unwrap().len(), 2);
 
     // Another user cannot read the first user's expense.
     let other = rest.register("bob").await.token;
-    let Reply { status, body, .. } = rest
-        .send(
-            Method::GET,
-            &format!("/api/expenses/{first_id}"),
-            Some(&other),
-            &[],
-            None,
-        )
-        .await;
+    let Reply { status, body, .. } = rest.get(&format!("/api/expenses/{first_id}"), &other).await;
     assert_eq!(status, 404, "{body}");
-    let Reply { status, body, .. } = rest
-        .send(Method::GET, "/api/expenses", Some(&other), &[], None)
-        .await;
+    let Reply { status, body, .. } = rest.get("/api/expenses", &other).await;
     assert_eq!(status, 200);
     assert_eq!(body["expenses"], json!([]));
 }
@@ -160,6 +141,24 @@ async fn the_openapi_document_lists_the_legacy_routes() {
             paths.keys()
         );
     }
+
+    let Reply {
+        status,
+        headers,
+        raw,
+        ..
+    } = rest
+        .send(reqwest::Method::GET, "/api/docs", None, &[], None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert!(raw.contains("Smart Expense Tracker"), "{raw}");
 }
 
 #[tokio::test]

@@ -245,6 +245,26 @@ async fn connect(stack: &common::Stack, protocol: &str, init: Value) -> Ws {
     ws
 }
 
+/// A graphql-transport-ws connection of user `sub`, acknowledged by the router.
+async fn connect_as(stack: &common::Stack, sub: &str) -> Ws {
+    let mut ws = connect(
+        stack,
+        "graphql-transport-ws",
+        json!({"Authorization": format!("Bearer {}", token(sub))}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await.expect("ack")["type"], "connection_ack");
+    ws
+}
+
+/// Sends one protocol message (`subscribe`, `start`, ...) for `SUBSCRIPTION`.
+async fn subscribe(ws: &mut Ws, id: &str, kind: &str) {
+    let message = json!({"id": id, "type": kind, "payload": {"query": SUBSCRIPTION}});
+    ws.send(Message::text(message.to_string()))
+        .await
+        .expect("subscribe");
+}
+
 /// The next protocol message that is not a keep-alive, or None on close/timeout.
 async fn recv(ws: &mut Ws) -> Option<Value> {
     loop {
@@ -288,30 +308,11 @@ async fn publish_until_seen(
 #[tokio::test]
 async fn two_users_each_receive_only_their_events_with_fields_from_other_subgraphs() {
     let (stack, notif) = start().await;
-    let mut alice = connect(
-        &stack,
-        "graphql-transport-ws",
-        json!({"Authorization": format!("Bearer {}", token("1"))}),
-    )
-    .await;
-    assert_eq!(
-        recv(&mut alice).await.expect("ack")["type"],
-        "connection_ack"
-    );
+    let mut alice = connect_as(&stack, "1").await;
     let mut bob = connect(&stack, "graphql-ws", json!({"token": token("2")})).await;
     assert_eq!(recv(&mut bob).await.expect("ack")["type"], "connection_ack");
-    alice
-        .send(Message::text(
-            json!({"id": "a1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}})
-                .to_string(),
-        ))
-        .await
-        .expect("subscribe");
-    bob.send(Message::text(
-        json!({"id": "b1", "type": "start", "payload": {"query": SUBSCRIPTION}}).to_string(),
-    ))
-    .await
-    .expect("start");
+    subscribe(&mut alice, "a1", "subscribe").await;
+    subscribe(&mut bob, "b1", "start").await;
 
     let got = publish_until_seen(&notif, &mut alice, "1", "hello ada").await;
     assert_eq!(got["type"], "next", "{got}");
@@ -337,13 +338,7 @@ async fn two_users_each_receive_only_their_events_with_fields_from_other_subgrap
 
     // A second subscription on Alice's connection shares the upstream socket.
     let before = notif.connections.load(Ordering::SeqCst);
-    alice
-        .send(Message::text(
-            json!({"id": "a2", "type": "subscribe", "payload": {"query": SUBSCRIPTION}})
-                .to_string(),
-        ))
-        .await
-        .expect("subscribe");
+    subscribe(&mut alice, "a2", "subscribe").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(notif.connections.load(Ordering::SeqCst), before);
 }
@@ -368,18 +363,8 @@ async fn an_invalid_token_in_connection_init_closes_with_4403() {
 #[tokio::test]
 async fn an_upstream_drop_is_resumed_on_a_new_socket() {
     let (stack, notif) = start().await;
-    let mut ws = connect(
-        &stack,
-        "graphql-transport-ws",
-        json!({"Authorization": format!("Bearer {}", token("1"))}),
-    )
-    .await;
-    assert_eq!(recv(&mut ws).await.expect("ack")["type"], "connection_ack");
-    ws.send(Message::text(
-        json!({"id": "s", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}).to_string(),
-    ))
-    .await
-    .expect("subscribe");
+    let mut ws = connect_as(&stack, "1").await;
+    subscribe(&mut ws, "s", "subscribe").await;
     publish_until_seen(&notif, &mut ws, "1", "before").await;
     let connections = notif.connections.load(Ordering::SeqCst);
     notif.kill.send(()).expect("kill upstream sockets");
@@ -407,18 +392,8 @@ async fn an_upstream_drop_is_resumed_on_a_new_socket() {
 #[tokio::test]
 async fn an_upstream_that_stays_down_ends_the_subscription_with_an_error() {
     let (stack, notif) = start().await;
-    let mut ws = connect(
-        &stack,
-        "graphql-transport-ws",
-        json!({"Authorization": format!("Bearer {}", token("1"))}),
-    )
-    .await;
-    assert_eq!(recv(&mut ws).await.expect("ack")["type"], "connection_ack");
-    ws.send(Message::text(
-        json!({"id": "s", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}).to_string(),
-    ))
-    .await
-    .expect("subscribe");
+    let mut ws = connect_as(&stack, "1").await;
+    subscribe(&mut ws, "s", "subscribe").await;
     publish_until_seen(&notif, &mut ws, "1", "first").await;
     notif.refuse.store(true, Ordering::SeqCst);
     notif.kill.send(()).expect("kill upstream sockets");

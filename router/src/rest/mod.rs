@@ -35,6 +35,11 @@ use error::ApiError;
 pub const IMPORT_BODY_LIMIT: usize = 5 * 1024 * 1024;
 
 pub fn router() -> Router<Arc<AppState>> {
+    // The document does not change while the router runs: written once, here.
+    let doc = ApiDoc::openapi();
+    let doc_json = doc.to_json().map(Bytes::from).map_err(|e| e.to_string());
+    // A browsable view of the document (Scalar; its script is loaded by URL).
+    let doc_html = Html(Bytes::from(utoipa_scalar::Scalar::new(doc).to_html()));
     Router::new()
         .route("/api/auth/register", post(users::register))
         .route("/api/auth/login", post(users::login))
@@ -99,8 +104,14 @@ pub fn router() -> Router<Arc<AppState>> {
             "/api/notifications/{id}",
             axum::routing::delete(notifications::delete),
         )
-        .route("/api/openapi.json", get(openapi_json))
-        .route("/api/docs", get(docs))
+        .route(
+            "/api/openapi.json",
+            get(move || std::future::ready(openapi_json(doc_json.clone()))),
+        )
+        .route(
+            "/api/docs",
+            get(move || std::future::ready(doc_html.clone())),
+        )
         .route("/api", axum::routing::any(not_found))
         .route("/api/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
@@ -415,8 +426,8 @@ impl utoipa::Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
-async fn openapi_json() -> Response {
-    match ApiDoc::openapi().to_json() {
+fn openapi_json(doc: Result<Bytes, String>) -> Response {
+    match doc {
         Ok(text) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             text,
@@ -429,11 +440,6 @@ async fn openapi_json() -> Response {
         )
         .into_response(),
     }
-}
-
-/// A browsable view of the document (Scalar; its script is loaded by URL).
-async fn docs() -> Html<String> {
-    Html(utoipa_scalar::Scalar::new(ApiDoc::openapi()).to_html())
 }
 
 #[cfg(test)]
