@@ -476,6 +476,44 @@ async fn a_webhook_failing_twice_is_retried_with_a_valid_signature_and_never_blo
 }
 
 #[tokio::test]
+async fn a_channel_or_a_type_switched_off_in_the_preferences_is_not_used() {
+    let s = start().await;
+    let (hook, hook_server) = WebhookReceiver::start(0).await;
+    let (u, token) = test_user();
+    let r = s
+        .prefs(
+            &token,
+            json!({ "email": "off@example.com", "webhookUrl": hook_server.url("/hook"),
+                    "channels": [{ "channel": "EMAIL", "enabled": false }],
+                    "types": [{ "type": "BUDGET_ALERT", "enabled": false }] }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    // A warning is a BUDGET_ALERT, switched off: no notification at all.
+    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
+    // An exceeded budget is notified, but not by email.
+    assert_eq!(s.post(&alert_event(&u, 100)).await, 200);
+    assert!(
+        wait_until(WAIT, || async {
+            s.first_deliveries(&token).await
+                == json!([{ "channel": "WEBHOOK", "status": "SENT", "attempts": 1, "reason": null }])
+        })
+        .await,
+        "{}",
+        s.first_deliveries(&token).await
+    );
+    let d = s.list(&token).await;
+    assert_eq!(d["notifications"]["totalCount"], 1, "{d}");
+    let n = &d["notifications"]["edges"][0]["node"];
+    assert_eq!(n["type"], "BUDGET_EXCEEDED");
+    assert_eq!(n["channels"], json!(["IN_APP", "WEBHOOK", "WEBSOCKET"]));
+    let accepted = hook.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    assert_eq!(accepted[0]["type"], "BUDGET_EXCEEDED");
+    assert!(s.smtp.messages().is_empty(), "{:?}", s.smtp.messages());
+}
+
+#[tokio::test]
 async fn a_webhook_that_keeps_failing_is_given_up_visibly_after_the_horizon() {
     let s = start_with(|st| st.delivery.horizon = Duration::from_millis(600)).await;
     let (hook, hook_server) = WebhookReceiver::start(usize::MAX).await;
