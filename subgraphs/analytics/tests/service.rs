@@ -10,12 +10,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use kit::clock::Clock;
 use kit::events::{Consumer, DispatchSettings, Event};
 use kit::testing::{
-    EventSink, FakeUsers, Gql, TestDb, TestServer, assert_sdl_matches_committed, test_config,
-    test_user, wait_until,
+    EventSink, FakeUsers, Gql, TEST_SERVICE_TOKEN, TestDb, TestServer,
+    assert_sdl_matches_committed, post_event, test_config, test_user, wait_until,
 };
 use serde_json::{Value, json};
-
-const TOKEN: &str = "test-service-token";
 
 struct Stack {
     gql: Gql,
@@ -100,19 +98,7 @@ fn weekly_settings(s: &Stack, sink: &TestServer) -> analytics::Settings {
 
 impl Stack {
     async fn post(&self, event: &Event) -> reqwest::StatusCode {
-        self.post_as(TOKEN, event).await
-    }
-
-    /// Posts an event with `token` as the service credential.
-    async fn post_as(&self, token: &str, event: &Event) -> reqwest::StatusCode {
-        self.http
-            .post(self.server.url("/internal/events"))
-            .header("x-service-token", token)
-            .json(event)
-            .send()
-            .await
-            .unwrap()
-            .status()
+        post_event(&self.server, TEST_SERVICE_TOKEN, event).await
     }
 
     /// Sends an `expense.created` event and returns (event, expense id).
@@ -282,7 +268,7 @@ async fn a_redelivered_event_is_counted_once_and_updates_and_deletes_move_the_to
 async fn events_without_the_service_credential_are_refused() {
     let s = start_at(Utc::now()).await;
     let e = Event::new("expense.created", "u", Utc::now(), json!({}));
-    assert_eq!(s.post_as("wrong", &e).await, 401);
+    assert_eq!(post_event(&s.server, "wrong", &e).await, 401);
 }
 
 #[tokio::test]
@@ -503,7 +489,7 @@ async fn the_weekly_summary_is_made_once_per_user_and_week_at_the_local_hour_eve
     // Using analytics once lets the job know the user's timezone.
     s.q(&token, "{ spendingTrends(months: 1) { month } }").await;
 
-    let (sink, sink_server) = EventSink::start(TOKEN).await;
+    let (sink, sink_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
     let mut settings = weekly_settings(&s, &sink_server);
     settings.weekly.interval = Duration::from_secs(3600);
     let clock = settings.clock.clone();
@@ -569,7 +555,7 @@ async fn a_weekly_summary_missed_during_downtime_is_made_when_the_job_runs_again
     let s = start_at(at(2024, 3, 11, 9, 0)).await;
     let (u, _) = test_user();
     s.spend(&u, 1234, "food", "2024-03-05").await;
-    let (sink, sink_server) = EventSink::start(TOKEN).await;
+    let (sink, sink_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
     let settings = weekly_settings(&s, &sink_server);
     // Starting the service again is enough: its job looks at once.
     let a = analytics::start(&settings, s.db.db.clone()).await.unwrap();

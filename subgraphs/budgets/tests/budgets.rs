@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use kit::clock::Clock;
-use kit::events::{Consumer, DispatchSettings, Event};
+use kit::events::{Consumer, DispatchSettings, Event, SERVICE_TOKEN_HEADER};
 use kit::testing::{
-    EventSink, FakeUsers, Gql, TestDb, TestServer, assert_sdl_matches_committed, first_error_code,
-    test_config, test_user, wait_until,
+    EventSink, FakeUsers, Gql, TEST_SERVICE_TOKEN, TestDb, TestServer,
+    assert_sdl_matches_committed, first_error_code, test_config, test_user, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -41,7 +41,7 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
     let clock = now.map(Clock::fixed).unwrap_or_else(Clock::system);
     let (users, users_server) = FakeUsers::start().await;
-    let (notifications, notifications_server) = EventSink::start("test-service-token").await;
+    let (notifications, notifications_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
 
     let config = test_config(budgets::SERVICE);
     let budgets_db = TestDb::new(&config).await;
@@ -220,7 +220,7 @@ impl Stack {
     }
 }
 
-const SERVICE_TOKEN: (&str, &str) = ("x-service-token", "test-service-token");
+const SERVICE_TOKEN: (&str, &str) = (SERVICE_TOKEN_HEADER, TEST_SERVICE_TOKEN);
 
 /// The thresholds of the default alerts once both are crossed.
 fn warning_and_critical() -> [(i64, String); 2] {
@@ -383,7 +383,7 @@ async fn a_redelivered_event_changes_nothing_and_only_the_service_credential_is_
     assert_eq!(s.budget(&token, &b["id"]).await["spent"], "40.00");
 
     for (header, value) in [
-        ("x-service-token", "wrong"),
+        (SERVICE_TOKEN_HEADER, "wrong"),
         ("authorization", &format!("Bearer {token}")[..]),
     ] {
         let mut other = event.clone();
@@ -852,7 +852,7 @@ async fn other_currencies_are_converted_with_the_rates_table_which_an_admin_can_
     ] {
         let r = http
             .put(&url)
-            .header("x-service-token", "test-service-token")
+            .header(SERVICE_TOKEN.0, SERVICE_TOKEN.1)
             .json(&bad)
             .send()
             .await
@@ -861,7 +861,7 @@ async fn other_currencies_are_converted_with_the_rates_table_which_an_admin_can_
     }
     let r = http
         .put(&url)
-        .header("x-service-token", "test-service-token")
+        .header(SERVICE_TOKEN.0, SERVICE_TOKEN.1)
         .json(&body)
         .send()
         .await

@@ -12,15 +12,14 @@ use chrono::Utc;
 use futures::{SinkExt, StreamExt};
 use kit::events::Event;
 use kit::testing::{
-    FakeUsers, Gql, TestDb, TestServer, assert_sdl_matches_committed, test_config, test_user,
-    wait_until,
+    FakeUsers, Gql, TEST_SERVICE_TOKEN, TestDb, TestServer, assert_sdl_matches_committed,
+    post_event, test_config, test_user, wait_until,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const TOKEN: &str = "test-service-token";
 const WEBHOOK_SECRET: &str = "webhook-test-secret";
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -152,7 +151,6 @@ struct Stack {
     users: FakeUsers,
     _users_server: TestServer,
     smtp: SmtpReceiver,
-    http: reqwest::Client,
 }
 
 async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
@@ -184,7 +182,6 @@ async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
         users,
         _users_server: users_server,
         smtp,
-        http: reqwest::Client::new(),
     }
 }
 
@@ -211,14 +208,8 @@ const LIST: &str = "query($first: Int, $after: String, $unread: Boolean) { notif
 
 impl Stack {
     async fn post(&self, event: &Event) -> u16 {
-        self.http
-            .post(self.server.url("/internal/events"))
-            .header("x-service-token", TOKEN)
-            .json(event)
-            .send()
+        post_event(&self.server, TEST_SERVICE_TOKEN, event)
             .await
-            .unwrap()
-            .status()
             .as_u16()
     }
 

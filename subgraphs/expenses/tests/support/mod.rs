@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use kit::clock::Clock;
 use kit::events::{Consumer, DispatchSettings, Event};
 use kit::testing::{
-    EventSink, FakeUsers, Gql, TestDb, TestServer, test_config, test_user, wait_until,
+    EventSink, FakeUsers, Gql, TEST_SERVICE_TOKEN, TestDb, TestServer, test_config, test_user,
+    wait_until,
 };
 use serde_json::{Value, json};
 
@@ -46,7 +47,7 @@ pub async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
     let config = test_config(expenses::SERVICE);
     let db = TestDb::new(&config).await;
     let (users, users_server) = FakeUsers::start().await;
-    let (sink, sink_server) = EventSink::start("test-service-token").await;
+    let (sink, sink_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
     let clock = now.map(Clock::fixed).unwrap_or_else(Clock::system);
     let settings = settings(
         config,
