@@ -323,6 +323,61 @@ async fn concurrent_duplicate_registrations_let_exactly_one_win() {
 }
 
 #[tokio::test]
+async fn concurrent_registrations_of_one_username_let_exactly_one_win() {
+    let app = start().await;
+    let attempts = (0..8).map(|i| {
+        let gql = app.gql.clone();
+        async move {
+            // The same name, in different cases, with different emails.
+            let name = if i % 2 == 0 { "Racer" } else { "racer" };
+            gql.request(
+                REGISTER,
+                register_input(name, &format!("racer{i}@example.com")),
+                None,
+            )
+            .await
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let wins = results
+        .iter()
+        .filter(|b| b["data"]["register"].is_object())
+        .count();
+    let conflicts = results
+        .iter()
+        .filter(|b| {
+            b["errors"][0]["extensions"]["code"] == "CONFLICT"
+                && b["errors"][0]["extensions"]["field"] == "username"
+        })
+        .count();
+    assert_eq!((wins, conflicts), (1, 7), "{results:#?}");
+    assert_eq!(user_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn the_lockout_is_shared_by_every_instance_over_the_database() {
+    let app = start().await;
+    register(&app, "shared", "shared@example.com").await;
+    // A second instance over the same database, as after a restart or behind a balancer.
+    let config = test_config(users::SERVICE);
+    let second = TestServer::start(users::app(&config, app.db.db.clone()).await.unwrap()).await;
+    let instances = [app.gql.clone(), Gql::new(second.url("/graphql"))];
+    let attempt = |gql: &Gql, password: &str| {
+        let gql = gql.clone();
+        let vars = json!({ "email": "shared@example.com", "password": password });
+        async move { gql.request(LOGIN, vars, None).await }
+    };
+    for i in 0..5 {
+        let body = attempt(&instances[i % 2], "wrong password").await;
+        assert_eq!(first_error_code(&body), "UNAUTHENTICATED");
+    }
+    for gql in &instances {
+        let body = attempt(gql, "correct horse battery").await;
+        assert_eq!(first_error_code(&body), "RATE_LIMITED", "{body}");
+    }
+}
+
+#[tokio::test]
 async fn invalid_registration_input_names_the_field_and_writes_nothing() {
     let app = start().await;
     let cases = [
