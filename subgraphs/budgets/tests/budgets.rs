@@ -138,7 +138,9 @@ impl Stack {
             .clone()
     }
 
-    /// Waits until the budget's `spent` is `want`, then returns the budget.
+    /// Waits until the budget's `spent` is `want`, gives a duplicate delivery, a late
+    /// event or a late alert the chance to show up, and returns the budget, whose
+    /// `spent` must still be `want`.
     async fn wait_spent(&self, token: &str, id: &Value, want: &str) -> Value {
         let ok = wait_until(TIMEOUT, || async {
             self.budget(token, id).await["spent"] == want
@@ -146,9 +148,10 @@ impl Stack {
         .await;
         let b = self.budget(token, id).await;
         assert!(ok, "spent never reached {want}: {b:#}");
-        // Give a duplicate delivery or a late alert the chance to show up.
         tokio::time::sleep(Duration::from_millis(150)).await;
-        self.budget(token, id).await
+        let b = self.budget(token, id).await;
+        assert_eq!(b["spent"], want, "spent moved on from {want}: {b:#}");
+        b
     }
 
     async fn update_expense(&self, token: &str, id: &Value, input: Value) {
