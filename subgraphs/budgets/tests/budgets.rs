@@ -598,6 +598,42 @@ async fn weekly_budgets_run_monday_to_sunday() {
 }
 
 #[tokio::test]
+async fn yearly_budgets_cover_the_calendar_year_in_the_users_timezone() {
+    // 2023-12-31 15:30 UTC is already 2024-01-01 00:30 in Tokyo.
+    let s = start_at(Some(Utc.with_ymd_and_hms(2023, 12, 31, 15, 30, 0).unwrap())).await;
+    let (tokyo_id, tokyo) = test_user();
+    s.users.set(&tokyo_id, "USD", "Asia/Tokyo");
+    let b = s
+        .create_budget(&tokyo, json!({ "amount": "1000", "period": "YEARLY" }))
+        .await;
+    assert_eq!(b["periodStart"], "2024-01-01");
+    assert_eq!(b["periodEnd"], "2024-12-31");
+    let e = s
+        .spend(&tokyo, json!({ "amount": "10", "description": "new year" }))
+        .await;
+    assert_eq!(e["date"], "2024-01-01");
+    s.spend(
+        &tokyo,
+        json!({ "amount": "20", "description": "december", "date": "2024-12-31" }),
+    )
+    .await;
+    s.spend(
+        &tokyo,
+        json!({ "amount": "7", "description": "last year", "date": "2023-12-31" }),
+    )
+    .await;
+    s.wait_spent(&tokyo, &b["id"], "30.00").await;
+
+    // For a user in UTC the same instant is still 2023.
+    let (_, utc) = test_user();
+    let b = s
+        .create_budget(&utc, json!({ "amount": "1000", "period": "YEARLY" }))
+        .await;
+    assert_eq!(b["periodStart"], "2023-01-01");
+    assert_eq!(b["periodEnd"], "2023-12-31");
+}
+
+#[tokio::test]
 async fn while_budgets_is_down_expenses_wait_and_it_catches_up_with_one_alert_each() {
     let mut s = start().await;
     let (_, token) = test_user();
