@@ -664,6 +664,10 @@ async fn recurring_expenses_are_created_once_each_also_after_downtime_and_with_t
     let count = || s.search_count(&token, "music");
     // Nov 15 (the expense) and the missed Dec 15; Jan 15 is not due yet.
     assert!(wait_until(Duration::from_secs(5), || async { count().await == 2 }).await);
+    // A few scheduler passes later Jan 15 is still not there (the final list could not
+    // tell an early Jan 15 from one made after the clock moves).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(count().await, 2);
     // Time passes (as after a downtime): Jan, Feb and Mar 15 are due, nothing after the end.
     s.clock
         .set(Utc.with_ymd_and_hms(2024, 6, 1, 12, 0, 0).unwrap());
