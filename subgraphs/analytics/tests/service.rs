@@ -10,12 +10,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use kit::clock::Clock;
 use kit::events::{Consumer, DispatchSettings, Event};
 use kit::testing::{
-    EventSink, FakeUsers, Gql, TestDb, TestServer, assert_sdl_matches_committed, test_config,
-    test_user, wait_until,
+    EventSink, FakeUsers, Gql, TEST_SERVICE_TOKEN, TestDb, TestServer,
+    assert_sdl_matches_committed, post_event, test_config, test_user, wait_until,
 };
 use serde_json::{Value, json};
-
-const TOKEN: &str = "test-service-token";
 
 struct Stack {
     gql: Gql,
@@ -28,6 +26,11 @@ struct Stack {
 }
 
 async fn start_at(now: DateTime<Utc>) -> Stack {
+    start_with(now, |_| {}).await
+}
+
+/// Starts the service at a fixed `now`; `tune` changes the test settings first.
+async fn start_with(now: DateTime<Utc>, tune: impl FnOnce(&mut analytics::Settings)) -> Stack {
     let config = test_config(analytics::SERVICE);
     let db = TestDb::new(&config).await;
     let (users, users_server) = FakeUsers::start().await;
@@ -40,6 +43,7 @@ async fn start_at(now: DateTime<Utc>) -> Stack {
     settings.budgets_url = "http://127.0.0.1:9/graphql".into();
     // This instance never makes weekly summaries (the tests of the job start their own).
     settings.weekly.catch_up = Duration::ZERO;
+    tune(&mut settings);
     let service = analytics::start(&settings, db.db.clone()).await.unwrap();
     let server = TestServer::start(service.router.clone()).await;
     Stack {
@@ -62,28 +66,46 @@ fn snapshot(kind: &str, minor: i64, category: &str, date: &str) -> Value {
             "categoryKey": category.to_lowercase(), "date": date })
 }
 
+/// An `expense.<change>` event for version `version` of expense `id`.
+fn expense_event(
+    change: &str,
+    user: &str,
+    id: &str,
+    version: i64,
+    before: Value,
+    after: Value,
+) -> Event {
+    Event::new(
+        &format!("expense.{change}"),
+        user,
+        Utc::now(),
+        json!({ "expenseId": id, "version": version, "before": before, "after": after }),
+    )
+}
+
+/// Settings for another instance over the same database whose weekly summaries go to
+/// `sink`, on the first instance's clock.
+fn weekly_settings(s: &Stack, sink: &TestServer) -> analytics::Settings {
+    let mut settings = analytics::Settings::from_vars(&[("X", "")], test_config("x")).unwrap();
+    settings.consumers = vec![Consumer {
+        name: "notifications".into(),
+        url: sink.url(""),
+    }];
+    settings.dispatch = DispatchSettings::fast();
+    settings.clock = s.service.analytics.clock.clone();
+    settings
+}
+
 impl Stack {
     async fn post(&self, event: &Event) -> reqwest::StatusCode {
-        self.http
-            .post(self.server.url("/internal/events"))
-            .header("x-service-token", TOKEN)
-            .json(event)
-            .send()
-            .await
-            .unwrap()
-            .status()
+        post_event(&self.server, TEST_SERVICE_TOKEN, event).await
     }
 
     /// Sends an `expense.created` event and returns (event, expense id).
     async fn created(&self, user: &str, kind: &str, minor: i64, cat: &str, date: &str) -> String {
         let id = kit::ids::new_id();
-        let e = Event::new(
-            "expense.created",
-            user,
-            Utc::now(),
-            json!({ "expenseId": id, "version": 1, "before": null,
-                    "after": snapshot(kind, minor, cat, date) }),
-        );
+        let after = snapshot(kind, minor, cat, date);
+        let e = expense_event("created", user, &id, 1, Value::Null, after);
         assert_eq!(self.post(&e).await, 200);
         id
     }
@@ -210,13 +232,9 @@ async fn a_redelivered_event_is_counted_once_and_updates_and_deletes_move_the_to
     let s = start_at(at(2024, 3, 15, 12, 0)).await;
     let (u, token) = test_user();
     let id = kit::ids::new_id();
-    let created = Event::new(
-        "expense.created",
-        &u,
-        Utc::now(),
-        json!({ "expenseId": id, "version": 1, "before": null,
-                "after": snapshot("EXPENSE", 1000, "food", "2024-03-01") }),
-    );
+    let march_food = snapshot("EXPENSE", 1000, "food", "2024-03-01");
+    let feb_rent = snapshot("EXPENSE", 2500, "rent", "2024-02-29");
+    let created = expense_event("created", &u, &id, 1, Value::Null, march_food.clone());
     assert_eq!(s.post(&created).await, 200);
     assert_eq!(s.post(&created).await, 200);
     let total = |d: &Value| d["monthlySummary"]["totalSpent"].clone();
@@ -225,22 +243,9 @@ async fn a_redelivered_event_is_counted_once_and_updates_and_deletes_move_the_to
 
     // Moved to another category and month, then deleted; a stale re-delivery of the
     // creation (an older version) changes nothing.
-    let updated = Event::new(
-        "expense.updated",
-        &u,
-        Utc::now(),
-        json!({ "expenseId": id, "version": 2,
-                "before": snapshot("EXPENSE", 1000, "food", "2024-03-01"),
-                "after": snapshot("EXPENSE", 2500, "rent", "2024-02-29") }),
-    );
+    let updated = expense_event("updated", &u, &id, 2, march_food.clone(), feb_rent.clone());
     assert_eq!(s.post(&updated).await, 200);
-    let stale = Event::new(
-        "expense.created",
-        &u,
-        Utc::now(),
-        json!({ "expenseId": id, "version": 1, "before": null,
-                "after": snapshot("EXPENSE", 1000, "food", "2024-03-01") }),
-    );
+    let stale = expense_event("created", &u, &id, 1, Value::Null, march_food);
     assert_eq!(s.post(&stale).await, 200);
     assert_eq!(total(&s.q(&token, q).await), "0.00");
     let feb = "{ monthlySummary(year: 2024, month: 2) { totalSpent categoryBreakdown { category total } } }";
@@ -251,13 +256,7 @@ async fn a_redelivered_event_is_counted_once_and_updates_and_deletes_move_the_to
         "rent"
     );
 
-    let deleted = Event::new(
-        "expense.deleted",
-        &u,
-        Utc::now(),
-        json!({ "expenseId": id, "version": 3,
-                "before": snapshot("EXPENSE", 2500, "rent", "2024-02-29"), "after": null }),
-    );
+    let deleted = expense_event("deleted", &u, &id, 3, feb_rent, Value::Null);
     assert_eq!(s.post(&deleted).await, 200);
     assert_eq!(
         s.q(&token, feb).await["monthlySummary"]["totalSpent"],
@@ -269,16 +268,7 @@ async fn a_redelivered_event_is_counted_once_and_updates_and_deletes_move_the_to
 async fn events_without_the_service_credential_are_refused() {
     let s = start_at(Utc::now()).await;
     let e = Event::new("expense.created", "u", Utc::now(), json!({}));
-    let status = s
-        .http
-        .post(s.server.url("/internal/events"))
-        .header("x-service-token", "wrong")
-        .json(&e)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 401);
+    assert_eq!(post_event(&s.server, "wrong", &e).await, 401);
 }
 
 #[tokio::test]
@@ -499,16 +489,10 @@ async fn the_weekly_summary_is_made_once_per_user_and_week_at_the_local_hour_eve
     // Using analytics once lets the job know the user's timezone.
     s.q(&token, "{ spendingTrends(months: 1) { month } }").await;
 
-    let (sink, sink_server) = EventSink::start(TOKEN).await;
-    let mut settings = analytics::Settings::from_vars(&[("X", "")], test_config("x")).unwrap();
-    settings.consumers = vec![Consumer {
-        name: "notifications".into(),
-        url: sink_server.url(""),
-    }];
-    settings.dispatch = DispatchSettings::fast();
+    let (sink, sink_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
+    let mut settings = weekly_settings(&s, &sink_server);
     settings.weekly.interval = Duration::from_secs(3600);
-    let clock = s.service.analytics.clock.clone();
-    settings.clock = clock.clone();
+    let clock = settings.clock.clone();
     let a = analytics::start(&settings, s.db.db.clone()).await.unwrap();
     let b = analytics::start(&settings, s.db.db.clone()).await.unwrap();
     let weekly = settings.weekly.clone();
@@ -571,14 +555,8 @@ async fn a_weekly_summary_missed_during_downtime_is_made_when_the_job_runs_again
     let s = start_at(at(2024, 3, 11, 9, 0)).await;
     let (u, _) = test_user();
     s.spend(&u, 1234, "food", "2024-03-05").await;
-    let (sink, sink_server) = EventSink::start(TOKEN).await;
-    let mut settings = analytics::Settings::from_vars(&[("X", "")], test_config("x")).unwrap();
-    settings.consumers = vec![Consumer {
-        name: "notifications".into(),
-        url: sink_server.url(""),
-    }];
-    settings.dispatch = DispatchSettings::fast();
-    settings.clock = s.service.analytics.clock.clone();
+    let (sink, sink_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
+    let settings = weekly_settings(&s, &sink_server);
     // Starting the service again is enough: its job looks at once.
     let a = analytics::start(&settings, s.db.db.clone()).await.unwrap();
     assert!(
@@ -592,8 +570,12 @@ async fn a_weekly_summary_missed_during_downtime_is_made_when_the_job_runs_again
         .run_weekly(&settings.weekly, &a.dispatcher)
         .await;
     assert_eq!(again.unwrap(), 0);
-    assert_eq!(sink.events()[0].data["week"], "2024-W10");
-    assert_eq!(sink.events()[0].data["spentMinor"], 1234);
+    // Give a second summary the chance to arrive: there is none.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = sink.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].data["week"], "2024-W10");
+    assert_eq!(events[0].data["spentMinor"], 1234);
 }
 
 /// A stand-in for the budgets subgraph's `budgets` query: answers for one user's token.
@@ -621,12 +603,7 @@ async fn fake_budgets(token: &str, budgets: Value) -> TestServer {
 
 #[tokio::test]
 async fn the_budget_pace_insight_names_the_day_a_budget_runs_out_from_the_budgets_subgraph() {
-    let now = at(2024, 11, 8, 12, 0);
-    let config = test_config(analytics::SERVICE);
-    let db = TestDb::new(&config).await;
-    let (users, users_server) = FakeUsers::start().await;
-    let (u, token) = test_user();
-    users.set(&u, "USD", "UTC");
+    let (_, token) = test_user();
     let budgets = fake_budgets(
         &token,
         json!([
@@ -639,16 +616,12 @@ async fn the_budget_pace_insight_names_the_day_a_budget_runs_out_from_the_budget
         ]),
     )
     .await;
-    let mut settings = analytics::Settings::from_vars(&[("X", "")], config).unwrap();
-    settings.users.url = users_server.url("/graphql");
-    settings.clock = Clock::fixed(now);
-    settings.consumers = Vec::new();
-    settings.weekly.catch_up = Duration::ZERO;
-    settings.budgets_url = budgets.url("/graphql");
-    let service = analytics::start(&settings, db.db.clone()).await.unwrap();
-    let server = TestServer::start(service.router.clone()).await;
-    let gql = Gql::new(server.url("/graphql"));
-    let d = gql
+    let s = start_with(at(2024, 11, 8, 12, 0), |st| {
+        st.budgets_url = budgets.url("/graphql");
+    })
+    .await;
+    let d = s
+        .gql
         .ok(
             "{ insights { kind message severity figures { name value } } }",
             json!({}),
@@ -679,7 +652,8 @@ async fn the_budget_pace_insight_names_the_day_a_budget_runs_out_from_the_budget
     );
     // Another user's token gets nothing from the budgets subgraph, so no pace insight.
     let (_, other) = test_user();
-    let d = gql
+    let d = s
+        .gql
         .ok("{ insights { kind } }", json!({}), Some(&other))
         .await;
     assert_eq!(d["insights"], json!([]));

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use kit::clock::Clock;
-use kit::events::{Consumer, DispatchSettings, Event};
+use kit::events::{Consumer, DispatchSettings, Event, SERVICE_TOKEN_HEADER};
 use kit::testing::{
-    EventSink, FakeUsers, Gql, TestDb, TestServer, assert_sdl_matches_committed, first_error_code,
-    test_config, test_user, wait_until,
+    EventSink, FakeUsers, Gql, TEST_SERVICE_TOKEN, TestDb, TestServer,
+    assert_sdl_matches_committed, first_error_code, test_config, test_user, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -41,7 +41,7 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
     let clock = now.map(Clock::fixed).unwrap_or_else(Clock::system);
     let (users, users_server) = FakeUsers::start().await;
-    let (notifications, notifications_server) = EventSink::start("test-service-token").await;
+    let (notifications, notifications_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
 
     let config = test_config(budgets::SERVICE);
     let budgets_db = TestDb::new(&config).await;
@@ -138,7 +138,9 @@ impl Stack {
             .clone()
     }
 
-    /// Waits until the budget's `spent` is `want`, then returns the budget.
+    /// Waits until the budget's `spent` is `want`, gives a duplicate delivery, a late
+    /// event or a late alert the chance to show up, and returns the budget, whose
+    /// `spent` must still be `want`.
     async fn wait_spent(&self, token: &str, id: &Value, want: &str) -> Value {
         let ok = wait_until(TIMEOUT, || async {
             self.budget(token, id).await["spent"] == want
@@ -146,9 +148,49 @@ impl Stack {
         .await;
         let b = self.budget(token, id).await;
         assert!(ok, "spent never reached {want}: {b:#}");
-        // Give a duplicate delivery or a late alert the chance to show up.
         tokio::time::sleep(Duration::from_millis(150)).await;
-        self.budget(token, id).await
+        let b = self.budget(token, id).await;
+        assert_eq!(b["spent"], want, "spent moved on from {want}: {b:#}");
+        b
+    }
+
+    async fn update_expense(&self, token: &str, id: &Value, input: Value) {
+        let q = "mutation($id: ID!, $input: UpdateExpenseInput!) { updateExpense(id: $id, input: $input) { id } }";
+        self.expenses_gql
+            .ok(q, json!({ "id": id, "input": input }), Some(token))
+            .await;
+    }
+
+    async fn delete_expense(&self, token: &str, id: &Value) {
+        let q = "mutation($id: ID!) { deleteExpense(id: $id) }";
+        let d = self
+            .expenses_gql
+            .ok(q, json!({ "id": id }), Some(token))
+            .await;
+        assert_eq!(d["deleteExpense"], true);
+    }
+
+    /// The error code of a budgets operation done with `token`.
+    async fn budgets_error(&self, query: &str, vars: Value, token: &str) -> String {
+        self.budgets_gql.error_code(query, vars, Some(token)).await
+    }
+
+    /// Posts `body` to the budgets subgraph's event endpoint with one credential header.
+    async fn post_event(&self, header: (&str, &str), body: &Event) -> reqwest::StatusCode {
+        let url = self
+            .budgets
+            .as_ref()
+            .unwrap()
+            .server
+            .url("/internal/events");
+        reqwest::Client::new()
+            .post(url)
+            .header(header.0, header.1)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
     }
 
     fn alert_events(&self) -> Vec<Event> {
@@ -158,6 +200,34 @@ impl Stack {
             .filter(|e| e.kind == "budget.alert")
             .collect()
     }
+
+    /// Waits for `n` alert events, gives a duplicate the chance to show up, and
+    /// returns them: exactly `n`.
+    async fn settled_alert_events(&self, n: usize) -> Vec<Event> {
+        let arrived = wait_until(TIMEOUT, || async { self.alert_events().len() >= n }).await;
+        assert!(arrived, "{:#?}", self.alert_events());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let events = self.alert_events();
+        assert_eq!(events.len(), n, "{events:#?}");
+        events
+    }
+
+    /// How many documents of the expenses database still wait to reach `consumer`.
+    async fn expenses_pending_for(&self, consumer: &str) -> u64 {
+        self._expenses_db
+            .db
+            .collection::<mongodb::bson::Document>("expenses")
+            .count_documents(mongodb::bson::doc! { "outboxPending.c": consumer })
+            .await
+            .unwrap()
+    }
+}
+
+const SERVICE_TOKEN: (&str, &str) = (SERVICE_TOKEN_HEADER, TEST_SERVICE_TOKEN);
+
+/// The thresholds of the default alerts once both are crossed.
+fn warning_and_critical() -> [(i64, String); 2] {
+    [(80, "WARNING".into()), (100, "CRITICAL".into())]
 }
 
 fn thresholds_of(budget: &Value) -> Vec<(i64, String)> {
@@ -216,10 +286,7 @@ async fn the_original_example_alerts_at_85_percent_then_critical_at_105() {
     .await;
     let b = s.wait_spent(&token, id, "105.00").await;
     assert_eq!(b["remaining"], "-5.00");
-    assert_eq!(
-        thresholds_of(&b),
-        [(80, "WARNING".to_string()), (100, "CRITICAL".to_string())]
-    );
+    assert_eq!(thresholds_of(&b), warning_and_critical());
     let critical = b["alerts"]
         .as_array()
         .unwrap()
@@ -230,10 +297,7 @@ async fn the_original_example_alerts_at_85_percent_then_critical_at_105() {
     assert_eq!(critical["percentUsed"], 105.0);
 
     // Each alert reaches the notifications subgraph once.
-    assert!(wait_until(TIMEOUT, || async { s.alert_events().len() >= 2 }).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let events = s.alert_events();
-    assert_eq!(events.len(), 2, "{events:#?}");
+    let events = s.settled_alert_events(2).await;
     assert_eq!(events[0].data["threshold"], 80);
     assert_eq!(events[1].data["threshold"], 100);
     assert_eq!(events[1].data["severity"], "CRITICAL");
@@ -283,28 +347,16 @@ async fn income_and_other_categories_do_not_count_and_moves_and_deletes_follow_t
     assert_eq!(f["uncountedExpenses"], 1);
 
     // Moving the rent expense into food moves its amount; deleting removes it.
-    let update =
-        "mutation($id: ID!) { updateExpense(id: $id, input: { category: \"food\" }) { id } }";
-    s.expenses_gql
-        .ok(update, json!({ "id": rent["id"] }), Some(&token))
+    s.update_expense(&token, &rent["id"], json!({ "category": "food" }))
         .await;
     s.wait_spent(&token, &food["id"], "310.00").await;
     let b = s.budget(&token, &food["id"]).await;
-    assert_eq!(
-        thresholds_of(&b),
-        [(80, "WARNING".into()), (100, "CRITICAL".into())]
-    );
+    assert_eq!(thresholds_of(&b), warning_and_critical());
     // Moving it to another month takes it out of this period.
-    let update =
-        "mutation($id: ID!) { updateExpense(id: $id, input: { date: \"2024-01-15\" }) { id } }";
-    s.expenses_gql
-        .ok(update, json!({ "id": rent["id"] }), Some(&token))
+    s.update_expense(&token, &rent["id"], json!({ "date": "2024-01-15" }))
         .await;
     s.wait_spent(&token, &food["id"], "10.00").await;
-    let delete = "mutation($id: ID!) { deleteExpense(id: $id) }";
-    s.expenses_gql
-        .ok(delete, json!({ "id": rent["id"] }), Some(&token))
-        .await;
+    s.delete_expense(&token, &rent["id"]).await;
     let a = s.wait_spent(&token, &all["id"], "10.00").await;
     assert_eq!(a["alerts"], json!([]));
 }
@@ -324,50 +376,27 @@ async fn a_redelivered_event_changes_nothing_and_only_the_service_credential_is_
                 "after": { "type": "EXPENSE", "amountMinor": 4000, "currency": "USD",
                            "category": "food", "categoryKey": "food", "date": "2024-03-02" } }),
     );
-    let url = s.budgets.as_ref().unwrap().server.url("/internal/events");
-    let http = reqwest::Client::new();
     for _ in 0..3 {
-        let r = http
-            .post(&url)
-            .header("x-service-token", "test-service-token")
-            .json(&event)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(s.post_event(SERVICE_TOKEN, &event).await, 200);
     }
     // The same change under a new event id (a producer retry) is applied once too.
     let mut again = event.clone();
     again.id = kit::ids::new_id();
-    let r = http
-        .post(&url)
-        .header("x-service-token", "test-service-token")
-        .json(&again)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.post_event(SERVICE_TOKEN, &again).await, 200);
     assert_eq!(s.budget(&token, &b["id"]).await["spent"], "40.00");
 
     for (header, value) in [
-        ("x-service-token", "wrong"),
+        (SERVICE_TOKEN_HEADER, "wrong"),
         ("authorization", &format!("Bearer {token}")[..]),
     ] {
         let mut other = event.clone();
         other.id = kit::ids::new_id();
         other.data["expenseId"] = json!(kit::ids::new_id());
-        let r = http
-            .post(&url)
-            .header(header, value)
-            .json(&other)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
+        assert_eq!(s.post_event((header, value), &other).await, 401);
     }
-    let r = http
-        .post(&url)
-        .header("x-service-token", "test-service-token")
+    let r = reqwest::Client::new()
+        .post(s.budgets.as_ref().unwrap().server.url("/internal/events"))
+        .header(SERVICE_TOKEN.0, SERVICE_TOKEN.1)
         .body("{")
         .send()
         .await
@@ -428,10 +457,7 @@ async fn a_new_period_rearms_and_a_deleted_then_readded_expense_does_not_alert_t
         .await;
     let b1 = s.wait_spent(&token, &b["id"], "90.00").await;
     assert_eq!(b1["alerts"].as_array().unwrap().len(), 1);
-    let delete = "mutation($id: ID!) { deleteExpense(id: $id) }";
-    s.expenses_gql
-        .ok(delete, json!({ "id": e["id"] }), Some(&token))
-        .await;
+    s.delete_expense(&token, &e["id"]).await;
     s.wait_spent(&token, &b["id"], "0.00").await;
     s.spend(
         &token,
@@ -572,6 +598,42 @@ async fn weekly_budgets_run_monday_to_sunday() {
 }
 
 #[tokio::test]
+async fn yearly_budgets_cover_the_calendar_year_in_the_users_timezone() {
+    // 2023-12-31 15:30 UTC is already 2024-01-01 00:30 in Tokyo.
+    let s = start_at(Some(Utc.with_ymd_and_hms(2023, 12, 31, 15, 30, 0).unwrap())).await;
+    let (tokyo_id, tokyo) = test_user();
+    s.users.set(&tokyo_id, "USD", "Asia/Tokyo");
+    let b = s
+        .create_budget(&tokyo, json!({ "amount": "1000", "period": "YEARLY" }))
+        .await;
+    assert_eq!(b["periodStart"], "2024-01-01");
+    assert_eq!(b["periodEnd"], "2024-12-31");
+    let e = s
+        .spend(&tokyo, json!({ "amount": "10", "description": "new year" }))
+        .await;
+    assert_eq!(e["date"], "2024-01-01");
+    s.spend(
+        &tokyo,
+        json!({ "amount": "20", "description": "december", "date": "2024-12-31" }),
+    )
+    .await;
+    s.spend(
+        &tokyo,
+        json!({ "amount": "7", "description": "last year", "date": "2023-12-31" }),
+    )
+    .await;
+    s.wait_spent(&tokyo, &b["id"], "30.00").await;
+
+    // For a user in UTC the same instant is still 2023.
+    let (_, utc) = test_user();
+    let b = s
+        .create_budget(&utc, json!({ "amount": "1000", "period": "YEARLY" }))
+        .await;
+    assert_eq!(b["periodStart"], "2023-01-01");
+    assert_eq!(b["periodEnd"], "2023-12-31");
+}
+
+#[tokio::test]
 async fn while_budgets_is_down_expenses_wait_and_it_catches_up_with_one_alert_each() {
     let mut s = start().await;
     let (_, token) = test_user();
@@ -586,16 +648,14 @@ async fn while_budgets_is_down_expenses_wait_and_it_catches_up_with_one_alert_ea
         )
         .await;
     }
+    // The three expenses keep their events while nobody takes them.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.expenses_pending_for("budgets").await, 3);
     s.restart_budgets().await;
     let b = s.wait_spent(&token, &b["id"], "105.00").await;
-    assert_eq!(
-        thresholds_of(&b),
-        [(80, "WARNING".into()), (100, "CRITICAL".into())]
-    );
-    assert!(wait_until(TIMEOUT, || async { s.alert_events().len() >= 2 }).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(s.alert_events().len(), 2);
+    assert_eq!(thresholds_of(&b), warning_and_critical());
+    s.settled_alert_events(2).await;
+    assert_eq!(s.expenses_pending_for("budgets").await, 0);
 }
 
 #[tokio::test]
@@ -624,15 +684,8 @@ async fn while_notifications_is_down_alerts_are_kept_and_delivered_once_it_retur
         .unwrap();
     assert_eq!(pending, 2, "the alert events are stored until delivered");
     s.notifications.refuse(false);
-    assert!(wait_until(TIMEOUT, || async { s.alert_events().len() >= 2 }).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ids: Vec<Value> = s
-        .alert_events()
-        .iter()
-        .map(|e| e.data["alertId"].clone())
-        .collect();
-    assert_eq!(ids.len(), 2);
-    assert_ne!(ids[0], ids[1]);
+    let events = s.settled_alert_events(2).await;
+    assert_ne!(events[0].data["alertId"], events[1].data["alertId"]);
 }
 
 #[tokio::test]
@@ -657,13 +710,8 @@ async fn fifty_concurrent_expenses_give_the_right_spent_and_one_alert_per_thresh
     });
     futures::future::join_all(requests).await;
     let b = s.wait_spent(&token, &b["id"], "150.50").await;
-    assert_eq!(
-        thresholds_of(&b),
-        [(80, "WARNING".into()), (100, "CRITICAL".into())]
-    );
-    assert!(wait_until(TIMEOUT, || async { s.alert_events().len() >= 2 }).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(s.alert_events().len(), 2);
+    assert_eq!(thresholds_of(&b), warning_and_critical());
+    s.settled_alert_events(2).await;
 }
 
 #[tokio::test]
@@ -701,13 +749,12 @@ async fn budget_rules_refuse_bad_input_and_other_peoples_budgets() {
         .create_budget(&token, json!({ "category": "food", "amount": "10" }))
         .await;
     assert_eq!(
-        s.budgets_gql
-            .error_code(
-                q,
-                json!({ "input": { "category": "FOOD", "amount": "5" } }),
-                Some(&token)
-            )
-            .await,
+        s.budgets_error(
+            q,
+            json!({ "input": { "category": "FOOD", "amount": "5" } }),
+            &token
+        )
+        .await,
         "CONFLICT"
     );
     // A weekly food budget is a different budget.
@@ -721,16 +768,12 @@ async fn budget_rules_refuse_bad_input_and_other_peoples_budgets() {
     assert_eq!(s.budget(&other, &b["id"]).await, Value::Null);
     let upd = "mutation($id: ID!) { updateBudget(id: $id, input: { amount: \"1\" }) { id } }";
     assert_eq!(
-        s.budgets_gql
-            .error_code(upd, json!({ "id": b["id"] }), Some(&other))
-            .await,
+        s.budgets_error(upd, json!({ "id": b["id"] }), &other).await,
         "NOT_FOUND"
     );
     let del = "mutation($id: ID!) { deleteBudget(id: $id) }";
     assert_eq!(
-        s.budgets_gql
-            .error_code(del, json!({ "id": b["id"] }), Some(&other))
-            .await,
+        s.budgets_error(del, json!({ "id": b["id"] }), &other).await,
         "NOT_FOUND"
     );
     let all = s
@@ -749,8 +792,7 @@ async fn budget_rules_refuse_bad_input_and_other_peoples_budgets() {
     let alert_id = b["alerts"][0]["id"].clone();
     let mark = "mutation($id: ID!) { markBudgetAlertRead(id: $id) { id read } }";
     assert_eq!(
-        s.budgets_gql
-            .error_code(mark, json!({ "id": alert_id }), Some(&other))
+        s.budgets_error(mark, json!({ "id": alert_id }), &other)
             .await,
         "NOT_FOUND"
     );
@@ -849,7 +891,7 @@ async fn other_currencies_are_converted_with_the_rates_table_which_an_admin_can_
     ] {
         let r = http
             .put(&url)
-            .header("x-service-token", "test-service-token")
+            .header(SERVICE_TOKEN.0, SERVICE_TOKEN.1)
             .json(&bad)
             .send()
             .await
@@ -858,7 +900,7 @@ async fn other_currencies_are_converted_with_the_rates_table_which_an_admin_can_
     }
     let r = http
         .put(&url)
-        .header("x-service-token", "test-service-token")
+        .header(SERVICE_TOKEN.0, SERVICE_TOKEN.1)
         .json(&body)
         .send()
         .await

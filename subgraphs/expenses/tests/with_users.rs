@@ -3,9 +3,11 @@
 //! The expenses subgraph reading the caller's currency and timezone from the real
 //! users subgraph (`USERS_URL`), with the caller's own token.
 
+mod support;
+
 use std::time::Duration;
 
-use kit::events::DispatchSettings;
+use kit::clock::Clock;
 use kit::testing::{Gql, TestDb, TestServer, test_config};
 use serde_json::json;
 
@@ -33,11 +35,13 @@ async fn defaults_come_from_the_profile_in_the_users_subgraph() {
 
     let config = test_config(expenses::SERVICE);
     let db = TestDb::new(&config).await;
-    let mut settings = expenses::Settings::from_vars(&[("EVENT_CONSUMERS", "")], config).unwrap();
-    settings.users.url = users_server.url("/graphql");
+    let mut settings = support::settings(
+        config,
+        users_server.url("/graphql"),
+        Vec::new(),
+        Clock::system(),
+    );
     settings.users.ttl = Duration::from_secs(60);
-    settings.consumers = Vec::new();
-    settings.dispatch = DispatchSettings::fast();
     let service = expenses::start(&settings, db.db.clone()).await.unwrap();
     let server = TestServer::start(service.router.clone()).await;
     let gql = Gql::new(server.url("/graphql"));

@@ -13,6 +13,9 @@ use crate::config::{Secret, ServiceConfig};
 /// The JWT secret every test app uses.
 pub const TEST_JWT_SECRET: &str = "test-secret-0123456789-0123456789-abcdef";
 
+/// The service credential `test_config` gives every test service.
+pub const TEST_SERVICE_TOKEN: &str = "test-service-token";
+
 /// `MONGODB_URI`, or the local default.
 pub fn mongodb_uri() -> String {
     std::env::var("MONGODB_URI")
@@ -28,7 +31,7 @@ pub fn test_config(service: &str) -> ServiceConfig {
         .expect("the test configuration is valid");
     c.mongodb_uri = mongodb_uri();
     c.database = unique_db_name(service);
-    c.service_token = Secret::new("test-service-token");
+    c.service_token = Secret::new(TEST_SERVICE_TOKEN);
     c
 }
 
@@ -242,6 +245,23 @@ where
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
+}
+
+/// Posts `event` to `server`'s `/internal/events` with `token` as the service
+/// credential; returns the status.
+pub async fn post_event(
+    server: &TestServer,
+    token: &str,
+    event: &crate::events::Event,
+) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(server.url(crate::events::EVENTS_PATH))
+        .header(crate::events::SERVICE_TOKEN_HEADER, token)
+        .json(event)
+        .send()
+        .await
+        .expect("the event is posted")
+        .status()
 }
 
 /// A stand-in for an event consumer: records what it receives on `/internal/events`

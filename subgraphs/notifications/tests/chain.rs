@@ -20,7 +20,7 @@ async fn an_expense_over_budget_reaches_the_owners_websocket_as_a_budget_alert()
     let (_, ann) = test_user();
     let (_, bob) = test_user();
     let budget = chain.create_budget(&ann, "10.00", &[80, 100]).await;
-    chain.create_budget(&bob, "10.00", &[80, 100]).await;
+    let bob_budget = chain.create_budget(&bob, "10.00", &[80, 100]).await;
     let mut ann_ws = chain.subscribe(&ann, ALERTS).await;
     let mut bob_ws = chain.subscribe(&bob, ALERTS).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -33,12 +33,8 @@ async fn an_expense_over_budget_reaches_the_owners_websocket_as_a_budget_alert()
     assert_eq!(a["threshold"], 80, "{got}");
     assert_eq!(a["severity"], "WARNING");
     assert_eq!(a["budget"]["id"], budget["id"]);
-    // Bob spent nothing: nothing reaches him.
-    assert!(
-        support::next_message(&mut bob_ws, Duration::from_millis(800))
-            .await
-            .is_none()
-    );
+    // Bob spent nothing: nothing reaches him, though his socket is open and listening.
+    support::assert_silent(&mut bob_ws, Duration::from_millis(800)).await;
     let d = chain
         .notifications_gql
         .ok(
@@ -52,4 +48,14 @@ async fn an_expense_over_budget_reaches_the_owners_websocket_as_a_budget_alert()
         d["notifications"]["edges"][0]["node"]["type"],
         "BUDGET_ALERT"
     );
+
+    // Bob's subscription was live all along: his own alert reaches him, and not Ann.
+    chain.spend(&bob, "9.00").await;
+    let got = support::next_message(&mut bob_ws, Duration::from_secs(20))
+        .await
+        .expect("bob's alert");
+    let b = &got["payload"]["data"]["budgetAlerts"];
+    assert_eq!(b["threshold"], 80, "{got}");
+    assert_eq!(b["budget"]["id"], bob_budget["id"]);
+    support::assert_silent(&mut ann_ws, Duration::from_millis(800)).await;
 }

@@ -12,15 +12,14 @@ use chrono::Utc;
 use futures::{SinkExt, StreamExt};
 use kit::events::Event;
 use kit::testing::{
-    FakeUsers, Gql, TestDb, TestServer, assert_sdl_matches_committed, test_config, test_user,
-    wait_until,
+    FakeUsers, Gql, TEST_SERVICE_TOKEN, TestDb, TestServer, assert_sdl_matches_committed,
+    post_event, test_config, test_user, wait_until,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const TOKEN: &str = "test-service-token";
 const WEBHOOK_SECRET: &str = "webhook-test-secret";
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -152,7 +151,6 @@ struct Stack {
     users: FakeUsers,
     _users_server: TestServer,
     smtp: SmtpReceiver,
-    http: reqwest::Client,
 }
 
 async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
@@ -184,7 +182,6 @@ async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
         users,
         _users_server: users_server,
         smtp,
-        http: reqwest::Client::new(),
     }
 }
 
@@ -211,14 +208,8 @@ const LIST: &str = "query($first: Int, $after: String, $unread: Boolean) { notif
 
 impl Stack {
     async fn post(&self, event: &Event) -> u16 {
-        self.http
-            .post(self.server.url("/internal/events"))
-            .header("x-service-token", TOKEN)
-            .json(event)
-            .send()
+        post_event(&self.server, TEST_SERVICE_TOKEN, event)
             .await
-            .unwrap()
-            .status()
             .as_u16()
     }
 
@@ -476,6 +467,44 @@ async fn a_webhook_failing_twice_is_retried_with_a_valid_signature_and_never_blo
 }
 
 #[tokio::test]
+async fn a_channel_or_a_type_switched_off_in_the_preferences_is_not_used() {
+    let s = start().await;
+    let (hook, hook_server) = WebhookReceiver::start(0).await;
+    let (u, token) = test_user();
+    let r = s
+        .prefs(
+            &token,
+            json!({ "email": "off@example.com", "webhookUrl": hook_server.url("/hook"),
+                    "channels": [{ "channel": "EMAIL", "enabled": false }],
+                    "types": [{ "type": "BUDGET_ALERT", "enabled": false }] }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    // A warning is a BUDGET_ALERT, switched off: no notification at all.
+    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
+    // An exceeded budget is notified, but not by email.
+    assert_eq!(s.post(&alert_event(&u, 100)).await, 200);
+    assert!(
+        wait_until(WAIT, || async {
+            s.first_deliveries(&token).await
+                == json!([{ "channel": "WEBHOOK", "status": "SENT", "attempts": 1, "reason": null }])
+        })
+        .await,
+        "{}",
+        s.first_deliveries(&token).await
+    );
+    let d = s.list(&token).await;
+    assert_eq!(d["notifications"]["totalCount"], 1, "{d}");
+    let n = &d["notifications"]["edges"][0]["node"];
+    assert_eq!(n["type"], "BUDGET_EXCEEDED");
+    assert_eq!(n["channels"], json!(["IN_APP", "WEBHOOK", "WEBSOCKET"]));
+    let accepted = hook.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    assert_eq!(accepted[0]["type"], "BUDGET_EXCEEDED");
+    assert!(s.smtp.messages().is_empty(), "{:?}", s.smtp.messages());
+}
+
+#[tokio::test]
 async fn a_webhook_that_keeps_failing_is_given_up_visibly_after_the_horizon() {
     let s = start_with(|st| st.delivery.horizon = Duration::from_millis(600)).await;
     let (hook, hook_server) = WebhookReceiver::start(usize::MAX).await;
@@ -504,7 +533,7 @@ async fn a_webhook_that_keeps_failing_is_given_up_visibly_after_the_horizon() {
 async fn quiet_hours_hold_outside_deliveries_but_not_the_in_app_notification() {
     let s = start().await;
     let (u, token) = test_user();
-    // Quiet all day except one minute: now is inside it.
+    // Quiet from two hours ago to two hours ahead: now is inside it.
     let now = Utc::now();
     let end = (now + chrono::Duration::hours(2))
         .format("%H:%M")
@@ -528,20 +557,16 @@ async fn quiet_hours_hold_outside_deliveries_but_not_the_in_app_notification() {
     );
 }
 
-async fn ws_connect(
-    s: &Stack,
-    protocol: &str,
-    token: Option<&str>,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let url = format!("ws://{}/graphql", s.server.addr);
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A websocket to `server`'s `/graphql` that has sent `connection_init` with `payload`.
+async fn ws_connect_to(server: &TestServer, protocol: &str, payload: Value) -> Ws {
+    let url = format!("ws://{}/graphql", server.addr);
     let mut req = url.into_client_request().unwrap();
     req.headers_mut()
         .insert("sec-websocket-protocol", protocol.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let payload = match token {
-        Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
-        None => json!({}),
-    };
     ws.send(Message::text(
         json!({ "type": "connection_init", "payload": payload }).to_string(),
     ))
@@ -550,11 +575,22 @@ async fn ws_connect(
     ws
 }
 
-async fn next_json(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Option<Value> {
+/// A websocket to the stack's server, with the token as a bearer `Authorization`.
+async fn ws_connect(s: &Stack, protocol: &str, token: Option<&str>) -> Ws {
+    let payload = match token {
+        Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
+        None => json!({}),
+    };
+    ws_connect_to(&s.server, protocol, payload).await
+}
+
+/// Starts operation `id` with the protocol's start message (`subscribe` or `start`).
+async fn ws_start(ws: &mut Ws, id: &str, start: &str, query: &str) {
+    let msg = json!({ "id": id, "type": start, "payload": { "query": query } });
+    ws.send(Message::text(msg.to_string())).await.unwrap();
+}
+
+async fn next_json(ws: &mut Ws) -> Option<Value> {
     loop {
         match tokio::time::timeout(WAIT, ws.next()).await.ok()?? {
             Ok(Message::Text(t)) => {
@@ -580,19 +616,22 @@ async fn each_subscriber_receives_only_their_own_alerts_over_both_websocket_prot
     let (bob, bob_token) = test_user();
     let mut a = ws_connect(&s, "graphql-transport-ws", Some(&ann_token)).await;
     assert_eq!(next_json(&mut a).await.unwrap()["type"], "connection_ack");
-    a.send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": {
-        "query": "subscription { budgetAlerts { threshold message severity alert { id } budget { id } notification { id type } } }" } }).to_string()))
-        .await
-        .unwrap();
+    ws_start(
+        &mut a,
+        "1",
+        "subscribe",
+        "subscription { budgetAlerts { threshold message severity alert { id } budget { id } notification { id type } } }",
+    )
+    .await;
     let mut b = ws_connect(&s, "graphql-ws", Some(&bob_token)).await;
     assert_eq!(next_json(&mut b).await.unwrap()["type"], "connection_ack");
-    b.send(Message::text(
-        json!({ "id": "9", "type": "start", "payload": {
-        "query": "subscription { notificationAdded { id type message } }" } })
-        .to_string(),
-    ))
-    .await
-    .unwrap();
+    ws_start(
+        &mut b,
+        "9",
+        "start",
+        "subscription { notificationAdded { id type message } }",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let ea = alert_event(&ann, 80);
@@ -679,26 +718,20 @@ async fn a_notification_made_on_one_instance_reaches_a_subscriber_of_another() {
         .unwrap();
     let other_server = TestServer::start(other.router.clone()).await;
     let (u, token) = test_user();
-    let url = format!("ws://{}/graphql", other_server.addr);
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::text(
-        json!({ "type": "connection_init", "payload": { "token": token } }).to_string(),
-    ))
-    .await
-    .unwrap();
+    let mut ws = ws_connect_to(
+        &other_server,
+        "graphql-transport-ws",
+        json!({ "token": token }),
+    )
+    .await;
     assert_eq!(next_json(&mut ws).await.unwrap()["type"], "connection_ack");
-    ws.send(Message::text(
-        json!({ "id": "1", "type": "subscribe", "payload": {
-        "query": "subscription { notificationAdded { type message } }" } })
-        .to_string(),
-    ))
-    .await
-    .unwrap();
+    ws_start(
+        &mut ws,
+        "1",
+        "subscribe",
+        "subscription { notificationAdded { type message } }",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
     let got = next_json(&mut ws).await.unwrap();

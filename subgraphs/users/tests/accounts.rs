@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use kit::auth::{Claims, JwtKeys, now_secs};
 use kit::config::Secret;
 use kit::testing::{
@@ -49,6 +50,41 @@ async fn register(app: &App, username: &str, email: &str) -> Value {
         .clone()
 }
 
+/// A login attempt's whole response.
+async fn login(app: &App, email: &str, password: &str) -> Value {
+    app.gql
+        .request(LOGIN, json!({ "email": email, "password": password }), None)
+        .await
+}
+
+/// Exchanges a refresh token that must be accepted; returns the new one.
+async fn refresh(app: &App, token: &str) -> String {
+    app.gql.ok(REFRESH, json!({ "t": token }), None).await["refreshToken"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Exchanges a refresh token that must be refused; returns the error code.
+async fn refresh_error(app: &App, token: &str) -> String {
+    app.gql
+        .error_code(REFRESH, json!({ "t": token }), None)
+        .await
+}
+
+async fn logout(app: &App, token: &str) -> bool {
+    let q = "mutation($t: String!) { logout(refreshToken: $t) }";
+    app.gql.ok(q, json!({ "t": token }), None).await["logout"]
+        .as_bool()
+        .unwrap()
+}
+
+/// Asserts that `body` is a VALIDATION_FAILED error naming `field`.
+fn assert_invalid(body: &Value, field: &str) {
+    assert_eq!(first_error_code(body), "VALIDATION_FAILED", "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["field"], field, "{body}");
+}
+
 async fn user_count(app: &App) -> u64 {
     app.db
         .db
@@ -68,15 +104,8 @@ async fn a_person_registers_logs_in_and_reads_their_profile() {
     assert_eq!(reg["user"]["email"], "Ada@Example.com");
 
     // Login matches the email case-insensitively and after trimming.
-    let login = app
-        .gql
-        .ok(
-            LOGIN,
-            json!({ "email": "  ada@EXAMPLE.com ", "password": "correct horse battery" }),
-            None,
-        )
-        .await["login"]
-        .clone();
+    let login =
+        login(&app, "  ada@EXAMPLE.com ", "correct horse battery").await["data"]["login"].clone();
     assert_eq!(login["user"]["id"], reg["user"]["id"]);
 
     let token = login["accessToken"].as_str().unwrap();
@@ -161,8 +190,7 @@ async fn update_profile_changes_fields_and_keeps_money_exact() {
             Some(token),
         )
         .await;
-    assert_eq!(first_error_code(&body), "VALIDATION_FAILED");
-    assert_eq!(body["errors"][0]["extensions"]["field"], "monthlyIncome");
+    assert_invalid(&body, "monthlyIncome");
     // Too many decimals, unknown timezone, unknown currency.
     for (input, field) in [
         (json!({ "monthlyIncome": "10.123" }), "monthlyIncome"),
@@ -174,8 +202,7 @@ async fn update_profile_changes_fields_and_keeps_money_exact() {
             .gql
             .request(UPDATE, json!({ "input": input }), Some(token))
             .await;
-        assert_eq!(first_error_code(&body), "VALIDATION_FAILED", "{body}");
-        assert_eq!(body["errors"][0]["extensions"]["field"], field);
+        assert_invalid(&body, field);
     }
     let me = app.gql.ok(ME, json!({}), Some(token)).await["me"].clone();
     assert_eq!(me["currency"], "EUR");
@@ -189,90 +216,60 @@ async fn refresh_rotates_and_reusing_an_old_token_revokes_the_family() {
     let reg = register(&app, "rot", "rot@example.com").await;
     let first = reg["refreshToken"].as_str().unwrap().to_string();
 
-    let second =
-        app.gql.ok(REFRESH, json!({ "t": first }), None).await["refreshToken"]["refreshToken"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let second = refresh(&app, &first).await;
     assert_ne!(first, second);
-    let third =
-        app.gql.ok(REFRESH, json!({ "t": second }), None).await["refreshToken"]["refreshToken"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let third = refresh(&app, &second).await;
 
     // The first token was already rotated: using it again is refused…
-    assert_eq!(
-        app.gql
-            .error_code(REFRESH, json!({ "t": first }), None)
-            .await,
-        "UNAUTHENTICATED"
-    );
+    assert_eq!(refresh_error(&app, &first).await, "UNAUTHENTICATED");
     // …and revokes the whole family, including the newest token.
-    assert_eq!(
-        app.gql
-            .error_code(REFRESH, json!({ "t": third }), None)
-            .await,
-        "UNAUTHENTICATED"
-    );
+    assert_eq!(refresh_error(&app, &third).await, "UNAUTHENTICATED");
     // A separate login is a separate family and still works.
-    let login = app
-        .gql
-        .ok(
-            LOGIN,
-            json!({ "email": "rot@example.com", "password": "correct horse battery" }),
-            None,
-        )
-        .await;
-    let other = login["login"]["refreshToken"].as_str().unwrap();
-    app.gql.ok(REFRESH, json!({ "t": other }), None).await;
+    let login = login(&app, "rot@example.com", "correct horse battery").await;
+    let other = login["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fourth = refresh(&app, &other).await;
 
-    // Refresh tokens are stored only as hashes.
-    let stored = app
+    // Refresh tokens are stored only as hashes: each one is kept under its SHA-256,
+    // and no stored document holds any token in clear.
+    let stored: Vec<mongodb::bson::Document> = app
         .db
         .db
         .collection::<mongodb::bson::Document>("refresh_tokens")
-        .find_one(doc! { "_id": &first })
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
         .await
         .unwrap();
-    assert!(stored.is_none());
-    assert_eq!(
-        app.gql
-            .error_code(REFRESH, json!({ "t": "not-a-token" }), None)
-            .await,
-        "UNAUTHENTICATED"
-    );
+    let clear = [&first, &second, &third, &other, &fourth];
+    for token in clear {
+        let hash = kit::auth::sha256_hex(token);
+        assert!(
+            stored.iter().any(|d| d.get_str("_id") == Ok(hash.as_str())),
+            "no stored hash for a token that was issued: {stored:?}"
+        );
+    }
+    for d in &stored {
+        let text = d.to_string();
+        assert!(
+            clear.iter().all(|t| !text.contains(t.as_str())),
+            "a refresh token is stored in clear: {d}"
+        );
+    }
+    assert_eq!(refresh_error(&app, "not-a-token").await, "UNAUTHENTICATED");
 }
 
 #[tokio::test]
 async fn logout_invalidates_the_refresh_token() {
     let app = start().await;
     let reg = register(&app, "bye", "bye@example.com").await;
-    let refresh = reg["refreshToken"].as_str().unwrap();
-    let out = app
-        .gql
-        .ok(
-            "mutation($t: String!) { logout(refreshToken: $t) }",
-            json!({ "t": refresh }),
-            None,
-        )
-        .await;
-    assert_eq!(out["logout"], true);
-    assert_eq!(
-        app.gql
-            .error_code(REFRESH, json!({ "t": refresh }), None)
-            .await,
-        "UNAUTHENTICATED"
-    );
-    let again = app
-        .gql
-        .ok(
-            "mutation($t: String!) { logout(refreshToken: $t) }",
-            json!({ "t": "unknown" }),
-            None,
-        )
-        .await;
-    assert_eq!(again["logout"], false);
+    let token = reg["refreshToken"].as_str().unwrap();
+    assert!(logout(&app, token).await);
+    assert_eq!(refresh_error(&app, token).await, "UNAUTHENTICATED");
+    assert!(!logout(&app, "unknown").await);
 }
 
 #[tokio::test]
@@ -326,6 +323,61 @@ async fn concurrent_duplicate_registrations_let_exactly_one_win() {
 }
 
 #[tokio::test]
+async fn concurrent_registrations_of_one_username_let_exactly_one_win() {
+    let app = start().await;
+    let attempts = (0..8).map(|i| {
+        let gql = app.gql.clone();
+        async move {
+            // The same name, in different cases, with different emails.
+            let name = if i % 2 == 0 { "Racer" } else { "racer" };
+            gql.request(
+                REGISTER,
+                register_input(name, &format!("racer{i}@example.com")),
+                None,
+            )
+            .await
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let wins = results
+        .iter()
+        .filter(|b| b["data"]["register"].is_object())
+        .count();
+    let conflicts = results
+        .iter()
+        .filter(|b| {
+            b["errors"][0]["extensions"]["code"] == "CONFLICT"
+                && b["errors"][0]["extensions"]["field"] == "username"
+        })
+        .count();
+    assert_eq!((wins, conflicts), (1, 7), "{results:#?}");
+    assert_eq!(user_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn the_lockout_is_shared_by_every_instance_over_the_database() {
+    let app = start().await;
+    register(&app, "shared", "shared@example.com").await;
+    // A second instance over the same database, as after a restart or behind a balancer.
+    let config = test_config(users::SERVICE);
+    let second = TestServer::start(users::app(&config, app.db.db.clone()).await.unwrap()).await;
+    let instances = [app.gql.clone(), Gql::new(second.url("/graphql"))];
+    let attempt = |gql: &Gql, password: &str| {
+        let gql = gql.clone();
+        let vars = json!({ "email": "shared@example.com", "password": password });
+        async move { gql.request(LOGIN, vars, None).await }
+    };
+    for i in 0..5 {
+        let body = attempt(&instances[i % 2], "wrong password").await;
+        assert_eq!(first_error_code(&body), "UNAUTHENTICATED");
+    }
+    for gql in &instances {
+        let body = attempt(gql, "correct horse battery").await;
+        assert_eq!(first_error_code(&body), "RATE_LIMITED", "{body}");
+    }
+}
+
+#[tokio::test]
 async fn invalid_registration_input_names_the_field_and_writes_nothing() {
     let app = start().await;
     let cases = [
@@ -359,8 +411,7 @@ async fn invalid_registration_input_names_the_field_and_writes_nothing() {
             .gql
             .request(REGISTER, json!({ "input": input }), None)
             .await;
-        assert_eq!(first_error_code(&body), "VALIDATION_FAILED", "{body}");
-        assert_eq!(body["errors"][0]["extensions"]["field"], field, "{body}");
+        assert_invalid(&body, field);
     }
     assert_eq!(user_count(&app).await, 0);
 }
@@ -415,37 +466,21 @@ async fn tampered_expired_and_foreign_tokens_are_unauthenticated() {
 async fn five_failed_logins_lock_the_account_for_the_window() {
     let app = start().await;
     register(&app, "lock", "lock@example.com").await;
-    let wrong = json!({ "email": "lock@example.com", "password": "wrong password" });
-    let unknown = app
-        .gql
-        .request(
-            LOGIN,
-            json!({ "email": "nobody@example.com", "password": "wrong password" }),
-            None,
-        )
-        .await;
-    let wrong_pw = app.gql.request(LOGIN, wrong.clone(), None).await;
+    let unknown = login(&app, "nobody@example.com", "wrong password").await;
+    let wrong_pw = login(&app, "lock@example.com", "wrong password").await;
     // Unknown email and wrong password look the same.
     assert_eq!(first_error_code(&unknown), "UNAUTHENTICATED");
+    assert_eq!(first_error_code(&wrong_pw), "UNAUTHENTICATED");
     assert_eq!(
         unknown["errors"][0]["message"],
         wrong_pw["errors"][0]["message"]
     );
     for _ in 0..4 {
-        assert_eq!(
-            app.gql.error_code(LOGIN, wrong.clone(), None).await,
-            "UNAUTHENTICATED"
-        );
+        let body = login(&app, "lock@example.com", "wrong password").await;
+        assert_eq!(first_error_code(&body), "UNAUTHENTICATED");
     }
     // Locked: even the right password is refused until the window passes.
-    let body = app
-        .gql
-        .request(
-            LOGIN,
-            json!({ "email": "lock@example.com", "password": "correct horse battery" }),
-            None,
-        )
-        .await;
+    let body = login(&app, "lock@example.com", "correct horse battery").await;
     assert_eq!(first_error_code(&body), "RATE_LIMITED");
     let retry = body["errors"][0]["extensions"]["retryAfter"]
         .as_u64()
@@ -472,13 +507,9 @@ async fn five_failed_logins_lock_the_account_for_the_window() {
         let id = d.get_str("_id").unwrap().to_string();
         failures.replace_one(doc! { "_id": id }, d).await.unwrap();
     }
-    app.gql
-        .ok(
-            LOGIN,
-            json!({ "email": "lock@example.com", "password": "correct horse battery" }),
-            None,
-        )
-        .await;
+    let body = login(&app, "lock@example.com", "correct horse battery").await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert!(body["data"]["login"]["accessToken"].is_string(), "{body}");
 }
 
 #[tokio::test]

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kit::clock::Clock;
-use kit::events::{Consumer, DispatchSettings};
-use kit::testing::{EventSink, FakeUsers, Gql, TestDb, TestServer, test_config, test_user};
+use kit::events::{Consumer, DispatchSettings, Event};
+use kit::testing::{
+    EventSink, FakeUsers, Gql, TEST_SERVICE_TOKEN, TestDb, TestServer, test_config, test_user,
+    wait_until,
+};
 use serde_json::{Value, json};
 
 pub struct Stack {
@@ -44,7 +47,7 @@ pub async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
     let config = test_config(expenses::SERVICE);
     let db = TestDb::new(&config).await;
     let (users, users_server) = FakeUsers::start().await;
-    let (sink, sink_server) = EventSink::start("test-service-token").await;
+    let (sink, sink_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
     let clock = now.map(Clock::fixed).unwrap_or_else(Clock::system);
     let settings = settings(
         config,
@@ -115,6 +118,31 @@ impl Stack {
         self.gql.ok(LIST, vars, Some(token)).await["expenses"].clone()
     }
 
+    /// How many of the user's expenses match `search`.
+    pub async fn search_count(&self, token: &str, search: &str) -> i64 {
+        self.list(
+            token,
+            json!({ "filter": { "search": search }, "first": 100 }),
+        )
+        .await["totalCount"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// Waits until the consumer has `n` events, gives a late duplicate the chance to
+    /// arrive, and returns them: exactly `n`, in arrival order.
+    pub async fn settled_events(&self, n: usize) -> Vec<Event> {
+        let arrived = wait_until(Duration::from_secs(10), || async {
+            self.sink.events().len() >= n
+        })
+        .await;
+        assert!(arrived, "{:#?}", self.sink.events());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let events = self.sink.events();
+        assert_eq!(events.len(), n, "{events:#?}");
+        events
+    }
+
     pub async fn stored_count(&self) -> u64 {
         self.db
             .db
@@ -123,4 +151,12 @@ impl Stack {
             .await
             .unwrap()
     }
+}
+
+/// The expense ids the events carry, in order.
+pub fn expense_ids(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.data["expenseId"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -154,3 +154,13 @@ pub async fn next_message(ws: &mut Ws, wait: Duration) -> Option<Value> {
         }
     }
 }
+
+/// Asserts that nothing but keep-alives arrives within `wait` while the socket stays
+/// open (a closed or broken socket is not silence).
+pub async fn assert_silent(ws: &mut Ws, wait: Duration) {
+    let got = tokio::time::timeout(wait, next_message(ws, Duration::from_secs(3600))).await;
+    assert!(
+        got.is_err(),
+        "expected silence on an open socket, got {got:?}"
+    );
+}
