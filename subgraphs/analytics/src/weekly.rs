@@ -13,7 +13,6 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use kit::AppError;
 use kit::config::{ConfigError, Vars, var_or};
-use kit::error::is_duplicate_key;
 use kit::events::{Dispatcher, Event, Outbox};
 use kit::money::{Currency, Money};
 use mongodb::bson::{self, doc};
@@ -204,12 +203,8 @@ impl Analytics {
             created_at: bson::DateTime::from_chrono(self.clock.now()),
             events: Outbox::with(event, &dispatcher.consumer_names()),
         };
-        match runs.insert_one(&run).await {
-            Ok(_) => Ok(true),
-            // Another instance made it first.
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        // `false`: another instance made it first.
+        kit::db::insert_new(&runs, &run).await
     }
 }
 

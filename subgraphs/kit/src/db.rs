@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
-use mongodb::bson::doc;
-use mongodb::options::ClientOptions;
-use mongodb::{Client, Database};
+use mongodb::bson::{Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+
+use crate::error::{AppError, is_duplicate_key};
 
 /// Start-up failure to reach the database; the message never carries the password.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,31 @@ pub fn unconnected(name: &str) -> Database {
     Client::with_options(options)
         .expect("options without a URI to parse are always valid")
         .database(name)
+}
+
+/// An index named `name` on `keys`.
+pub fn index(keys: Document, name: &str, unique: bool) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(
+            IndexOptions::builder()
+                .name(name.to_string())
+                .unique(unique)
+                .build(),
+        )
+        .build()
+}
+
+/// Inserts `doc`; `Ok(false)` when a unique index already holds its key.
+pub async fn insert_new<T: serde::Serialize + Send + Sync>(
+    collection: &Collection<T>,
+    doc: &T,
+) -> Result<bool, AppError> {
+    match collection.insert_one(doc).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_duplicate_key(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn ping(db: &Database) -> mongodb::error::Result<()> {

@@ -36,6 +36,15 @@ struct AppState<E> {
     max_body_bytes: usize,
 }
 
+/// A value the schema was built with (`Schema::build(..).data(..)`); its absence is an
+/// internal error.
+pub fn context_data<'a, T: std::any::Any + Send + Sync>(
+    ctx: &async_graphql::Context<'a>,
+) -> Result<&'a T, AppError> {
+    ctx.data::<T>()
+        .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))
+}
+
 /// Builds the standard routes over an executor (an async-graphql schema).
 pub fn subgraph_router<E: Executor>(
     executor: E,

@@ -122,3 +122,17 @@ impl UserDirectory {
             .map(|(_, p)| *p)
     }
 }
+
+/// The caller's id and profile (currency, timezone) from the users subgraph, read with
+/// the `AccessToken` and the `UserDirectory` in the GraphQL context.
+pub async fn caller_profile(
+    ctx: &async_graphql::Context<'_>,
+) -> Result<(String, UserProfile), AppError> {
+    let id = crate::auth::caller_id(ctx)?;
+    let token = ctx
+        .data_opt::<AccessToken>()
+        .ok_or_else(AppError::unauthenticated)?;
+    let users = crate::server::context_data::<UserDirectory>(ctx)?;
+    let profile = users.profile(&id, &token.0).await?;
+    Ok((id, profile))
+}

@@ -31,17 +31,8 @@ pub fn bare_schema() -> AnalyticsSchema {
         .finish()
 }
 
-use kit::auth::caller_id;
-
 async fn caller_profile(ctx: &Context<'_>) -> Result<(String, UserProfile), AppError> {
-    let id = caller_id(ctx)?;
-    let token = ctx
-        .data_opt::<AccessToken>()
-        .ok_or_else(AppError::unauthenticated)?;
-    let users = ctx
-        .data::<UserDirectory>()
-        .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))?;
-    let profile = users.profile(&id, &token.0).await?;
+    let (id, profile) = kit::users::caller_profile(ctx).await?;
     service(ctx)?
         .store
         .remember_profile(&id, profile.timezone.name(), profile.currency.code())
@@ -50,8 +41,7 @@ async fn caller_profile(ctx: &Context<'_>) -> Result<(String, UserProfile), AppE
 }
 
 fn service<'a>(ctx: &Context<'a>) -> Result<&'a Analytics, AppError> {
-    ctx.data::<Analytics>()
-        .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))
+    kit::server::context_data(ctx)
 }
 
 fn money(minor: i64, currency: Currency) -> Result<Decimal, AppError> {

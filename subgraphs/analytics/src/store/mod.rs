@@ -7,11 +7,11 @@
 use chrono::NaiveDate;
 use futures::TryStreamExt;
 use kit::AppError;
+use kit::db::index;
 use kit::error::is_duplicate_key;
 use kit::events::Event;
 use mongodb::bson::{self, Document, doc};
-use mongodb::options::IndexOptions;
-use mongodb::{Collection, Database, IndexModel};
+use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{DayTotal, ExpenseFact, Kind, Window};
@@ -137,18 +137,6 @@ pub struct Store {
     db: Database,
 }
 
-fn index(keys: Document, name: &str, unique: bool) -> IndexModel {
-    IndexModel::builder()
-        .keys(keys)
-        .options(
-            IndexOptions::builder()
-                .name(name.to_string())
-                .unique(unique)
-                .build(),
-        )
-        .build()
-}
-
 impl Store {
     pub fn new(db: &Database) -> Store {
         Store { db: db.clone() }
@@ -182,11 +170,7 @@ impl Store {
 
     /// Records an event in the log; false when it was already there.
     pub async fn log_event(&self, event: &Event) -> Result<bool, AppError> {
-        match self.events().insert_one(EventDoc::from_event(event)).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        kit::db::insert_new(&self.events(), &EventDoc::from_event(event)).await
     }
 
     /// Stores `state` unless a newer or equal version is already stored.

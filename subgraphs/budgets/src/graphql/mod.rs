@@ -7,7 +7,7 @@ use chrono::{DateTime, Days, Utc};
 use kit::AppError;
 use kit::money::{Currency, Money};
 use kit::scalars::{Date, Decimal};
-use kit::users::{AccessToken, UserDirectory, UserProfile};
+use kit::users::{UserDirectory, caller_profile};
 
 use crate::domain::{self, Period};
 use crate::service::{BudgetChange, BudgetView, Budgets, NewBudget};
@@ -27,20 +27,8 @@ pub fn build_schema(budgets: Budgets, users: UserDirectory) -> BudgetsSchema {
 
 use kit::auth::caller_id;
 
-async fn caller_profile(ctx: &Context<'_>) -> Result<(String, UserProfile), AppError> {
-    let id = caller_id(ctx)?;
-    let token = ctx
-        .data_opt::<AccessToken>()
-        .ok_or_else(AppError::unauthenticated)?;
-    let users = ctx
-        .data::<UserDirectory>()
-        .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))?;
-    Ok((id.clone(), users.profile(&id, &token.0).await?))
-}
-
 fn service<'a>(ctx: &Context<'a>) -> Result<&'a Budgets, AppError> {
-    ctx.data::<Budgets>()
-        .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))
+    kit::server::context_data(ctx)
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]

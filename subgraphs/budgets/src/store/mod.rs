@@ -3,10 +3,10 @@
 
 use futures::TryStreamExt;
 use kit::AppError;
+use kit::db::index;
 use kit::events::Outbox;
-use mongodb::bson::{self, Document, doc};
-use mongodb::options::IndexOptions;
-use mongodb::{Collection, Database, IndexModel};
+use mongodb::bson::{self, doc};
+use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 
 pub const ALERTS: &str = "alerts";
@@ -149,17 +149,6 @@ impl Store {
     }
 
     pub async fn ensure_indexes(&self) -> Result<(), AppError> {
-        let index = |keys: Document, name: &str, unique: bool| {
-            IndexModel::builder()
-                .keys(keys)
-                .options(
-                    IndexOptions::builder()
-                        .name(name.to_string())
-                        .unique(unique)
-                        .build(),
-                )
-                .build()
-        };
         self.budgets
             .create_indexes([
                 index(doc! { "uniqueKey": 1 }, "one_per_category_period", true),
@@ -193,11 +182,7 @@ impl Store {
 
     /// Inserts; false when the user already has a budget for that category and period.
     pub async fn insert_budget(&self, b: &BudgetDoc) -> Result<bool, AppError> {
-        match self.budgets.insert_one(b).await {
-            Ok(_) => Ok(true),
-            Err(e) if kit::error::is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        kit::db::insert_new(&self.budgets, b).await
     }
 
     /// Replaces under the version check. `Ok(None)`: lost a race; `Ok(Some(false))`:
@@ -369,11 +354,7 @@ impl Store {
 
     /// Inserts an alert; false when this crossing already has one.
     pub async fn insert_alert(&self, a: &AlertDoc) -> Result<bool, AppError> {
-        match self.alerts.insert_one(a).await {
-            Ok(_) => Ok(true),
-            Err(e) if kit::error::is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        kit::db::insert_new(&self.alerts, a).await
     }
 
     pub async fn alert(&self, user_id: &str, id: &str) -> Result<Option<AlertDoc>, AppError> {

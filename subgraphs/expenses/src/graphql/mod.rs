@@ -9,7 +9,7 @@ use chrono::{DateTime, Days, Utc};
 use kit::AppError;
 use kit::money::{Currency, Money};
 use kit::scalars::{Date, Decimal};
-use kit::users::{AccessToken, UserDirectory, UserProfile};
+use kit::users::{UserDirectory, caller_profile};
 
 use crate::domain::{self, Frequency, MAX_PAGE, TxType, csv_format};
 use crate::service::{ExpenseChange, Expenses, NewExpense};
@@ -29,22 +29,8 @@ pub fn build_schema(expenses: Expenses, users: UserDirectory) -> ExpensesSchema 
 
 use kit::auth::caller_id;
 
-/// The caller's id and profile (currency, timezone) from the users subgraph.
-async fn caller_profile(ctx: &Context<'_>) -> Result<(String, UserProfile), AppError> {
-    let id = caller_id(ctx)?;
-    let token = ctx
-        .data_opt::<AccessToken>()
-        .ok_or_else(AppError::unauthenticated)?;
-    let users = ctx
-        .data::<UserDirectory>()
-        .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))?;
-    let profile = users.profile(&id, &token.0).await?;
-    Ok((id, profile))
-}
-
 fn service<'a>(ctx: &Context<'a>) -> Result<&'a Expenses, AppError> {
-    ctx.data::<Expenses>()
-        .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))
+    kit::server::context_data(ctx)
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]

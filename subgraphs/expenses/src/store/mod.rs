@@ -9,10 +9,10 @@ use std::collections::{HashMap, HashSet};
 
 use futures::TryStreamExt;
 use kit::AppError;
+use kit::db::index;
 use kit::events::Outbox;
 use mongodb::bson::{self, Bson, Document, doc};
-use mongodb::options::IndexOptions;
-use mongodb::{Collection, Database, IndexModel};
+use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 
 pub const EXPENSES: &str = "expenses";
@@ -212,17 +212,6 @@ impl Store {
 
     /// Creates the indexes every query relies on. Idempotent.
     pub async fn ensure_indexes(&self) -> Result<(), AppError> {
-        let index = |keys: Document, name: &str, unique: bool| {
-            IndexModel::builder()
-                .keys(keys)
-                .options(
-                    IndexOptions::builder()
-                        .name(name.to_string())
-                        .unique(unique)
-                        .build(),
-                )
-                .build()
-        };
         self.expenses
             .create_indexes([
                 // Idempotency keys (and recurrence occurrences) are unique per user.
@@ -280,11 +269,7 @@ impl Store {
 
     /// Inserts; `Ok(false)` when the user's idempotency key is already taken.
     pub async fn insert(&self, doc: &ExpenseDoc) -> Result<bool, AppError> {
-        match self.expenses.insert_one(doc).await {
-            Ok(_) => Ok(true),
-            Err(e) if kit::error::is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        kit::db::insert_new(&self.expenses, doc).await
     }
 
     /// Replaces a document if nobody wrote it (nor acknowledged one of its events) since
@@ -404,11 +389,7 @@ impl Store {
 
     /// Inserts a custom category; false when the user already has it.
     pub async fn insert_category(&self, c: &CategoryDoc) -> Result<bool, AppError> {
-        match self.categories.insert_one(c).await {
-            Ok(_) => Ok(true),
-            Err(e) if kit::error::is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        kit::db::insert_new(&self.categories, c).await
     }
 
     /// Recurring series with an occurrence due on or before `day` (`YYYYMMDD`).

@@ -40,8 +40,7 @@ pub fn bare_schema() -> NotificationsSchema {
 use kit::auth::caller_id;
 
 fn service<'a>(ctx: &Context<'a>) -> Result<&'a Notifications, AppError> {
-    ctx.data::<Notifications>()
-        .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))
+    kit::server::context_data(ctx)
 }
 
 macro_rules! string_enum {

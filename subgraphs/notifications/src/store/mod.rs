@@ -8,10 +8,9 @@
 
 use futures::TryStreamExt;
 use kit::AppError;
-use kit::error::is_duplicate_key;
+use kit::db::index;
 use mongodb::bson::{self, Document, doc};
-use mongodb::options::IndexOptions;
-use mongodb::{Collection, Database, IndexModel};
+use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 
 pub const NOTIFICATIONS: &str = "notifications";
@@ -101,18 +100,6 @@ fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error
     }
 }
 
-fn index(keys: Document, name: &str, unique: bool) -> IndexModel {
-    IndexModel::builder()
-        .keys(keys)
-        .options(
-            IndexOptions::builder()
-                .name(name.to_string())
-                .unique(unique)
-                .build(),
-        )
-        .build()
-}
-
 #[derive(Clone)]
 pub struct Store {
     db: Database,
@@ -162,11 +149,7 @@ impl Store {
 
     /// Inserts a notification; false when its source was already notified.
     pub async fn insert_notification(&self, n: &NotificationDoc) -> Result<bool, AppError> {
-        match self.notifications().insert_one(n).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        kit::db::insert_new(&self.notifications(), n).await
     }
 
     pub async fn by_source(&self, source_key: &str) -> Result<Option<NotificationDoc>, AppError> {
@@ -178,11 +161,7 @@ impl Store {
 
     /// Creates a delivery unless that (notification, channel) already has one.
     pub async fn insert_delivery(&self, d: &DeliveryDoc) -> Result<bool, AppError> {
-        match self.deliveries().insert_one(d).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        kit::db::insert_new(&self.deliveries(), d).await
     }
 
     pub async fn get(&self, user_id: &str, id: &str) -> Result<Option<NotificationDoc>, AppError> {
