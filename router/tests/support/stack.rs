@@ -189,12 +189,13 @@ impl ProductStack {
             ..router::Config::default()
         };
         config.auth.jwt_secret = Some(TEST_JWT_SECRET.to_owned());
+        // Debug builds on a busy machine: a 10,000-row CSV import alone takes 8-15 s.
         for name in SUBGRAPHS {
             config.subgraphs.insert(
                 name.to_owned(),
                 router::config::SubgraphConfig {
                     url: Some(graphql(name)),
-                    timeout_ms: Some(10_000),
+                    timeout_ms: Some(60_000),
                 },
             );
         }
