@@ -347,6 +347,44 @@ async fn category_analysis_and_top_expenses_cover_the_current_period_largest_fir
     assert_eq!(d["topExpenses"], json!([{ "id": big }, { "id": mid }]));
 }
 
+#[tokio::test]
+async fn weeks_and_years_follow_the_calendar_and_only_the_users_currency_is_added() {
+    // Wednesday 2024-03-13; the user keeps their books in EUR.
+    let s = start_at(at(2024, 3, 13, 12, 0)).await;
+    let (u, token) = test_user();
+    s.users.set(&u, "EUR", "UTC");
+    let spend = |minor: i64, currency: &str, date: &str| {
+        let mut after = snapshot("EXPENSE", minor, "food", date);
+        after["currency"] = json!(currency);
+        expense_event("created", &u, &kit::ids::new_id(), 1, Value::Null, after)
+    };
+    for (minor, currency, date) in [
+        (1000, "EUR", "2024-03-11"), // Monday of this week
+        (500, "USD", "2024-03-12"),  // another currency: never added
+        (300, "EUR", "2024-03-10"),  // Sunday of last week
+        (200, "EUR", "2024-01-01"),
+        (900, "EUR", "2023-12-31"), // last year
+    ] {
+        assert_eq!(s.post(&spend(minor, currency, date)).await, 200);
+    }
+    let q = "{ week: categoryAnalysis(period: WEEK) { from to currency totalSpent } \
+               year: categoryAnalysis(period: YEAR) { from to currency totalSpent } \
+               monthlySummary(year: 2024, month: 3) { currency totalSpent transactionCount } }";
+    let d = s.q(&token, q).await;
+    assert_eq!(
+        d["week"],
+        json!({ "from": "2024-03-11", "to": "2024-03-17", "currency": "EUR", "totalSpent": "10.00" })
+    );
+    assert_eq!(
+        d["year"],
+        json!({ "from": "2024-01-01", "to": "2024-12-31", "currency": "EUR", "totalSpent": "15.00" })
+    );
+    assert_eq!(
+        d["monthlySummary"],
+        json!({ "currency": "EUR", "totalSpent": "13.00", "transactionCount": 2 })
+    );
+}
+
 async fn insight_kinds(s: &Stack, token: &str) -> Vec<String> {
     let d = s
         .q(

@@ -871,17 +871,17 @@ async fn other_currencies_are_converted_with_the_rates_table_which_an_admin_can_
     assert_eq!(thresholds_of(&b1), [(80, "WARNING".into())]);
 
     let url = s.budgets.as_ref().unwrap().server.url("/internal/rates");
-    let http = reqwest::Client::new();
+    let put_rate = |header: (&str, String), body: Value| {
+        let req = reqwest::Client::new()
+            .put(&url)
+            .header(header.0, header.1)
+            .json(&body);
+        async move { req.send().await.unwrap().status() }
+    };
+    let service = || (SERVICE_TOKEN.0, SERVICE_TOKEN.1.to_string());
     let body = json!({ "currency": "eur", "perUsd": "0.5" });
-    let r = http
-        .put(&url)
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        r.status(),
+        put_rate(("authorization", format!("Bearer {token}")), body.clone()).await,
         401,
         "a user's token is not the service credential"
     );
@@ -889,23 +889,9 @@ async fn other_currencies_are_converted_with_the_rates_table_which_an_admin_can_
         json!({ "currency": "EUR", "perUsd": "0" }),
         json!({ "currency": "XX", "perUsd": "1" }),
     ] {
-        let r = http
-            .put(&url)
-            .header(SERVICE_TOKEN.0, SERVICE_TOKEN.1)
-            .json(&bad)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400);
+        assert_eq!(put_rate(service(), bad).await, 400);
     }
-    let r = http
-        .put(&url)
-        .header(SERVICE_TOKEN.0, SERVICE_TOKEN.1)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(put_rate(service(), body).await, 200);
     // 46 EUR at 0.5 per USD is 92 USD.
     assert_eq!(s.budget(&token, &b["id"]).await["spent"], "122.00");
 }

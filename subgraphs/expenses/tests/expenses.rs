@@ -371,6 +371,22 @@ async fn an_idempotency_key_replays_the_first_expense_and_refuses_other_input() 
 }
 
 #[tokio::test]
+async fn an_idempotency_key_still_replays_more_than_a_day_later() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 6, 1, 12, 0, 0).unwrap())).await;
+    let (_, token) = s.user();
+    let vars = json!({ "input": { "amount": "5", "description": "kept" }, "key": "day-old" });
+    let first =
+        s.gql.ok(support::CREATE, vars.clone(), Some(&token)).await["createExpense"].clone();
+    // 25 hours later (on the service's clock) the key still answers with the first one.
+    s.clock
+        .set(Utc.with_ymd_and_hms(2024, 6, 2, 13, 0, 0).unwrap());
+    let again = s.gql.ok(support::CREATE, vars, Some(&token)).await["createExpense"].clone();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["date"], "2024-06-01");
+    assert_eq!(s.stored_count().await, 1);
+}
+
+#[tokio::test]
 async fn someone_elses_expense_is_not_found_and_untouched() {
     let s = start().await;
     let (_, alice) = s.user();

@@ -230,6 +230,19 @@ impl Stack {
     async fn first_deliveries(&self, token: &str) -> Value {
         self.list(token).await["notifications"]["edges"][0]["node"]["deliveries"].clone()
     }
+
+    /// Waits until the newest notification's deliveries are `want`.
+    async fn wait_deliveries(&self, token: &str, want: Value) {
+        let reached = wait_until(WAIT, || async {
+            self.first_deliveries(token).await == want
+        })
+        .await;
+        assert!(
+            reached,
+            "deliveries never became {want}: {}",
+            self.first_deliveries(token).await
+        );
+    }
 }
 
 #[test]
@@ -415,15 +428,11 @@ async fn an_alert_is_emailed_through_a_real_smtp_dialogue() {
     assert_eq!(rcpt, ["<ana@example.com>"]);
     assert!(body.contains("Subject: Budget alert: food"), "{body}");
     assert!(body.contains("food budget at 80%"), "{body}");
-    assert!(
-        wait_until(WAIT, || async {
-            s.first_deliveries(&token).await
-                == json!([{ "channel": "EMAIL", "status": "SENT", "attempts": 1, "reason": null }])
-        })
-        .await,
-        "{}",
-        s.first_deliveries(&token).await
-    );
+    s.wait_deliveries(
+        &token,
+        json!([{ "channel": "EMAIL", "status": "SENT", "attempts": 1, "reason": null }]),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -447,18 +456,14 @@ async fn a_webhook_failing_twice_is_retried_with_a_valid_signature_and_never_blo
     assert_eq!(body["type"], "BUDGET_EXCEEDED");
     assert_eq!(body["message"], "food budget at 100%");
     assert_eq!(s.smtp.messages().len(), 1);
-    assert!(
-        wait_until(WAIT, || async {
-            s.first_deliveries(&token).await
-                == json!([
-                    { "channel": "EMAIL", "status": "SENT", "attempts": 1, "reason": null },
-                    { "channel": "WEBHOOK", "status": "SENT", "attempts": 3, "reason": null },
-                ])
-        })
-        .await,
-        "{}",
-        s.first_deliveries(&token).await
-    );
+    s.wait_deliveries(
+        &token,
+        json!([
+            { "channel": "EMAIL", "status": "SENT", "attempts": 1, "reason": null },
+            { "channel": "WEBHOOK", "status": "SENT", "attempts": 3, "reason": null },
+        ]),
+    )
+    .await;
     // The event again, through the handler: nothing is sent a second time.
     s.service.notifications.on_budget_alert(&e).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -484,15 +489,11 @@ async fn a_channel_or_a_type_switched_off_in_the_preferences_is_not_used() {
     assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
     // An exceeded budget is notified, but not by email.
     assert_eq!(s.post(&alert_event(&u, 100)).await, 200);
-    assert!(
-        wait_until(WAIT, || async {
-            s.first_deliveries(&token).await
-                == json!([{ "channel": "WEBHOOK", "status": "SENT", "attempts": 1, "reason": null }])
-        })
-        .await,
-        "{}",
-        s.first_deliveries(&token).await
-    );
+    s.wait_deliveries(
+        &token,
+        json!([{ "channel": "WEBHOOK", "status": "SENT", "attempts": 1, "reason": null }]),
+    )
+    .await;
     let d = s.list(&token).await;
     assert_eq!(d["notifications"]["totalCount"], 1, "{d}");
     let n = &d["notifications"]["edges"][0]["node"];

@@ -295,48 +295,18 @@ async fn duplicate_email_or_username_is_a_conflict() {
     assert_eq!(user_count(&app).await, 1);
 }
 
-#[tokio::test]
-async fn concurrent_duplicate_registrations_let_exactly_one_win() {
-    let app = start().await;
+/// Sends eight registrations at once, the i-th with `username(i)` and `email(i)`, and
+/// asserts that exactly one wins and the seven others are a CONFLICT on `field`.
+async fn race_registrations(
+    app: &App,
+    username: impl Fn(usize) -> String,
+    email: impl Fn(usize) -> String,
+    field: &str,
+) {
     let attempts = (0..8).map(|i| {
         let gql = app.gql.clone();
-        async move {
-            gql.request(
-                REGISTER,
-                register_input(&format!("racer{i}"), "race@example.com"),
-                None,
-            )
-            .await
-        }
-    });
-    let results = futures::future::join_all(attempts).await;
-    let wins = results
-        .iter()
-        .filter(|b| b["data"]["register"].is_object())
-        .count();
-    let conflicts = results
-        .iter()
-        .filter(|b| b["errors"][0]["extensions"]["code"] == "CONFLICT")
-        .count();
-    assert_eq!((wins, conflicts), (1, 7), "{results:#?}");
-    assert_eq!(user_count(&app).await, 1);
-}
-
-#[tokio::test]
-async fn concurrent_registrations_of_one_username_let_exactly_one_win() {
-    let app = start().await;
-    let attempts = (0..8).map(|i| {
-        let gql = app.gql.clone();
-        async move {
-            // The same name, in different cases, with different emails.
-            let name = if i % 2 == 0 { "Racer" } else { "racer" };
-            gql.request(
-                REGISTER,
-                register_input(name, &format!("racer{i}@example.com")),
-                None,
-            )
-            .await
-        }
+        let vars = register_input(&username(i), &email(i));
+        async move { gql.request(REGISTER, vars, None).await }
     });
     let results = futures::future::join_all(attempts).await;
     let wins = results
@@ -347,11 +317,36 @@ async fn concurrent_registrations_of_one_username_let_exactly_one_win() {
         .iter()
         .filter(|b| {
             b["errors"][0]["extensions"]["code"] == "CONFLICT"
-                && b["errors"][0]["extensions"]["field"] == "username"
+                && b["errors"][0]["extensions"]["field"] == field
         })
         .count();
     assert_eq!((wins, conflicts), (1, 7), "{results:#?}");
-    assert_eq!(user_count(&app).await, 1);
+    assert_eq!(user_count(app).await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_registrations_let_exactly_one_win() {
+    let app = start().await;
+    race_registrations(
+        &app,
+        |i| format!("racer{i}"),
+        |_| "race@example.com".into(),
+        "email",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_username_let_exactly_one_win() {
+    let app = start().await;
+    // The same name, in different cases, with different emails.
+    race_registrations(
+        &app,
+        |i| if i % 2 == 0 { "Racer" } else { "racer" }.into(),
+        |i| format!("racer{i}@example.com"),
+        "username",
+    )
+    .await;
 }
 
 #[tokio::test]
