@@ -283,7 +283,7 @@ impl Notifications {
     /// One pass of the delivery worker: sends what is due. Deliveries run concurrently,
     /// so one slow or failing channel never holds up another.
     pub async fn deliver_due(&self) -> Result<usize, AppError> {
-        let now = Utc::now().timestamp_millis();
+        let now = self.clock.now().timestamp_millis();
         let due = self.store.due(now, 50).await?;
         let mut mine = Vec::new();
         for d in due {
@@ -309,7 +309,7 @@ impl Notifications {
                 return;
             }
         };
-        let now = Utc::now().timestamp_millis();
+        let now = self.clock.now().timestamp_millis();
         let attempts = d.attempts + 1;
         let set = match result {
             Ok(()) => {
