@@ -517,14 +517,7 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
             return;
         }
     };
-    let mut up_vars = Map::new();
-    if let Some(usages) = &primary.variable_usages {
-        for name in usages {
-            if let Some(v) = variables.get(name) {
-                up_vars.insert(name.clone(), v.clone());
-            }
-        }
-    }
+    let up_vars = crate::execute::variables_used(primary.variable_usages.as_ref(), &variables);
     let (up_id, mut events) = upstream.subscribe(&primary.operation.document_str, up_vars.clone());
     let mut _guard = UpstreamGuard {
         upstream,
