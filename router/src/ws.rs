@@ -35,8 +35,7 @@ pub enum Protocol {
 }
 
 enum Out {
-    Json(Value),
-    /// A message already written as JSON text.
+    /// A message written as JSON text.
     Text(String),
     Close(u16, &'static str),
 }
@@ -216,7 +215,7 @@ struct Session {
 
 impl Session {
     fn send(&self, v: Value) {
-        let _ = self.out.send(Out::Json(v));
+        let _ = self.out.send(Out::Text(v.to_string()));
     }
 
     /// A `next` (`data` in the legacy protocol) message carrying `body`, a complete
@@ -314,15 +313,6 @@ pub async fn client_session(state: Arc<AppState>, socket: WebSocket, protocol: P
     let writer = tokio::spawn(async move {
         while let Some(out) = out_rx.recv().await {
             match out {
-                Out::Json(v) => {
-                    if sink
-                        .send(Message::Text(v.to_string().into()))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
                 Out::Text(text) => {
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         break;
