@@ -161,15 +161,7 @@ impl<'a> Execution<'a> {
         &self,
         usages: Option<&std::collections::BTreeSet<String>>,
     ) -> Map<String, Value> {
-        let mut vars = Map::new();
-        if let Some(usages) = usages {
-            for name in usages {
-                if let Some(v) = self.variables.get(name) {
-                    vars.insert(name.clone(), v.clone());
-                }
-            }
-        }
-        vars
+        variables_used(usages, self.variables)
     }
 
     async fn send(
@@ -565,6 +557,20 @@ impl<'a> Execution<'a> {
             }
         }
     }
+}
+
+/// The client's variables a subgraph operation uses (a fetch's `variable_usages`).
+pub fn variables_used(
+    usages: Option<&std::collections::BTreeSet<String>>,
+    variables: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut vars = Map::new();
+    for name in usages.into_iter().flatten() {
+        if let Some(v) = variables.get(name) {
+            vars.insert(name.clone(), v.clone());
+        }
+    }
+    vars
 }
 
 fn fetch_error(subgraph: &str, e: &FetchError) -> GraphQLError {

@@ -440,30 +440,34 @@ impl Pipeline {
         headers: ForwardHeaders,
         initial: Value,
     ) -> Executed {
-        self.run_prepared_with(prepared, variables, headers, initial, false)
+        self.run_prepared_with(prepared, variables, headers, initial, None)
             .await
     }
 
     /// Resolves the rest of a subscription's selection for one event from the
-    /// owning subgraph (`event_data`), through the other subgraphs.
+    /// owning subgraph (`event_data`, with the errors it came with), through the
+    /// other subgraphs.
     pub async fn run_subscription_event(
         &self,
         prepared: &Prepared,
         variables: &Map<String, Value>,
         headers: ForwardHeaders,
         event_data: Value,
+        event_errors: Vec<GraphQLError>,
     ) -> Executed {
-        self.run_prepared_with(prepared, variables, headers, event_data, true)
+        self.run_prepared_with(prepared, variables, headers, event_data, Some(event_errors))
             .await
     }
 
+    /// `event_errors` is given for a subscription event: those errors follow the
+    /// ones of the execution in the response.
     async fn run_prepared_with(
         &self,
         prepared: &Prepared,
         variables: &Map<String, Value>,
         headers: ForwardHeaders,
         initial: Value,
-        subscription_event: bool,
+        event_errors: Option<Vec<GraphQLError>>,
     ) -> Executed {
         let sg = &self.supergraph;
         let mut exec = Execution::new(
@@ -476,7 +480,7 @@ impl Pipeline {
         if let Some(o) = &self.observer {
             exec.observer = Some(o.as_ref() as &dyn FetchObserver);
         }
-        exec.subscription_event = subscription_event;
+        exec.subscription_event = event_errors.is_some();
         if initial.is_object() {
             *exec.data.lock() = initial;
         }
@@ -494,6 +498,7 @@ impl Pipeline {
         );
         let (data_json, more) = projector.project(&prepared.root_type, selection, &data);
         errors.extend(more);
+        errors.extend(event_errors.into_iter().flatten());
         let body = response_body(Some(&data_json), &errors);
         Executed { body, errors }
     }

@@ -39,7 +39,6 @@ pub struct Projector<'a> {
     errors: Vec<GraphQLError>,
     out: Vec<u8>,
     path: Vec<PathElem<'a>>,
-    type_defs: Option<HashMap<&'a str, &'a TypeDefinition>>,
 }
 
 /// Evaluates @skip / @include on a selection.
@@ -111,7 +110,6 @@ impl<'a> Projector<'a> {
             errors: Vec::new(),
             out: Vec::with_capacity(1024),
             path: Vec::new(),
-            type_defs: None,
         }
     }
 
@@ -421,17 +419,13 @@ impl<'a> Projector<'a> {
 
     // ---- introspection -------------------------------------------------------
 
-    fn type_def(&mut self, name: &str) -> Option<&'a TypeDefinition> {
-        if self.type_defs.is_none() {
-            let mut map = HashMap::new();
-            for def in &self.api.definitions {
-                if let SDef::TypeDefinition(t) = def {
-                    map.entry(type_def_name(t)).or_insert(t);
-                }
-            }
-            self.type_defs = Some(map);
+    /// The API schema's definition of a type (`schema` indexes `api`).
+    fn type_def(&self, name: &str) -> Option<&'a TypeDefinition> {
+        let position = *self.schema.type_definitions.get(name)?;
+        match self.api.definitions.get(position)? {
+            SDef::TypeDefinition(t) => Some(t),
+            _ => None,
         }
-        self.type_defs.as_ref().and_then(|m| m.get(name).copied())
     }
 
     fn sub_groups(&self, type_name: &str, fields: &[&'a Field]) -> Groups<'a> {
@@ -556,15 +550,20 @@ impl<'a> Projector<'a> {
     fn intro_schema(&mut self, fields: &[&'a Field]) {
         self.intro_object("__Schema", fields, |s, fs| match fs[0].name.as_str() {
             "types" => {
-                let mut names: Vec<&'a str> = Vec::new();
-                for def in &s.api.definitions {
-                    if let SDef::TypeDefinition(t) = def {
-                        let n = type_def_name(t);
-                        if !names.contains(&n) {
-                            names.push(n);
-                        }
-                    }
-                }
+                // Each type once, where it is first defined.
+                let index = &s.schema.type_definitions;
+                let names: Vec<&'a str> = s
+                    .api
+                    .definitions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(position, def)| match def {
+                        SDef::TypeDefinition(t) => Some((position, type_def_name(t))),
+                        _ => None,
+                    })
+                    .filter(|(position, name)| index.get(*name) == Some(position))
+                    .map(|(_, name)| name)
+                    .collect();
                 s.write_list(names, |s, n| s.intro_type(TRef::Named(n), fs));
             }
             "queryType" => {

@@ -38,6 +38,9 @@ pub struct InputField {
 #[derive(Debug)]
 pub struct SchemaIndex {
     pub types: HashMap<String, TypeInfo>,
+    /// Where each type is defined in the document the index was built from: the
+    /// position of its (first) definition in `definitions`.
+    pub type_definitions: HashMap<String, usize>,
     pub query_type: String,
     pub mutation_type: Option<String>,
     pub subscription_type: Option<String>,
@@ -46,11 +49,12 @@ pub struct SchemaIndex {
 impl SchemaIndex {
     pub fn new(doc: &Document) -> Self {
         let mut types: HashMap<String, TypeInfo> = HashMap::default();
+        let mut type_definitions: HashMap<String, usize> = HashMap::default();
         let mut implementations: Vec<(String, String)> = Vec::new();
         let mut query_type = None;
         let mut mutation_type = None;
         let mut subscription_type = None;
-        for def in &doc.definitions {
+        for (position, def) in doc.definitions.iter().enumerate() {
             match def {
                 Definition::SchemaDefinition(s) => {
                     query_type = s.query.clone();
@@ -106,6 +110,7 @@ impl SchemaIndex {
                             (io.name.clone(), info)
                         }
                     };
+                    type_definitions.entry(name.clone()).or_insert(position);
                     types.insert(name, info);
                 }
                 _ => {}
@@ -134,6 +139,7 @@ impl SchemaIndex {
         });
         Self {
             types,
+            type_definitions,
             query_type,
             mutation_type,
             subscription_type,

@@ -241,11 +241,6 @@ pub async fn execute_operation(
     run_request(state, request, &headers, Method::POST, client_ip).await
 }
 
-/// The client address of a request (see [`client_ip`]); public for the REST shim.
-pub fn caller_ip(headers: &HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
-    client_ip(headers, peer)
-}
-
 async fn graphql_post(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -330,7 +325,8 @@ async fn graphql_get(
 }
 
 /// The client address; a first `X-Forwarded-For` hop is trusted when present.
-fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
+/// Public for the REST shim.
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
     headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())

@@ -35,7 +35,8 @@ pub enum Protocol {
 }
 
 enum Out {
-    Json(Value),
+    /// A message written as JSON text.
+    Text(String),
     Close(u16, &'static str),
 }
 
@@ -214,16 +215,21 @@ struct Session {
 
 impl Session {
     fn send(&self, v: Value) {
-        let _ = self.out.send(Out::Json(v));
+        let _ = self.out.send(Out::Text(v.to_string()));
     }
 
-    fn send_next(&self, id: &str, payload: Value) {
+    /// A `next` (`data` in the legacy protocol) message carrying `body`, a complete
+    /// GraphQL response the pipeline wrote.
+    fn send_next(&self, id: &str, body: &[u8]) {
         let kind = if self.protocol == Protocol::TransportWs {
             "next"
         } else {
             "data"
         };
-        self.send(json!({"id": id, "type": kind, "payload": payload}));
+        let id = Value::from(id);
+        let payload = String::from_utf8_lossy(body);
+        let text = format!(r#"{{"id":{id},"type":"{kind}","payload":{payload}}}"#);
+        let _ = self.out.send(Out::Text(text));
     }
 
     fn send_error(&self, id: &str, errors: Vec<GraphQLError>) {
@@ -307,12 +313,8 @@ pub async fn client_session(state: Arc<AppState>, socket: WebSocket, protocol: P
     let writer = tokio::spawn(async move {
         while let Some(out) = out_rx.recv().await {
             match out {
-                Out::Json(v) => {
-                    if sink
-                        .send(Message::Text(v.to_string().into()))
-                        .await
-                        .is_err()
-                    {
+                Out::Text(text) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
                         break;
                     }
                 }
@@ -476,10 +478,7 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
                 Value::Object(Map::new()),
             )
             .await;
-        session.send_next(
-            &id,
-            serde_json::from_slice(&done.body).unwrap_or(Value::Null),
-        );
+        session.send_next(&id, &done.body);
         session.send_complete(&id);
         return;
     }
@@ -517,14 +516,7 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
             return;
         }
     };
-    let mut up_vars = Map::new();
-    if let Some(usages) = &primary.variable_usages {
-        for name in usages {
-            if let Some(v) = variables.get(name) {
-                up_vars.insert(name.clone(), v.clone());
-            }
-        }
-    }
+    let up_vars = crate::execute::variables_used(primary.variable_usages.as_ref(), &variables);
     let (up_id, mut events) = upstream.subscribe(&primary.operation.document_str, up_vars.clone());
     let mut _guard = UpstreamGuard {
         upstream,
@@ -540,22 +532,15 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
                     .map(|a| a.iter().map(GraphQLError::from_subgraph).collect())
                     .unwrap_or_default();
                 let done = pipeline
-                    .run_subscription_event(&prepared, &variables, session.headers(), data)
+                    .run_subscription_event(
+                        &prepared,
+                        &variables,
+                        session.headers(),
+                        data,
+                        up_errors,
+                    )
                     .await;
-                let mut body: Value = serde_json::from_slice(&done.body).unwrap_or(Value::Null);
-                if !up_errors.is_empty()
-                    && let Some(obj) = body.as_object_mut()
-                {
-                    let errors = obj
-                        .entry("errors")
-                        .or_insert_with(|| Value::Array(Vec::new()));
-                    if let Some(list) = errors.as_array_mut() {
-                        for e in up_errors {
-                            list.push(serde_json::to_value(e).unwrap_or(Value::Null));
-                        }
-                    }
-                }
-                session.send_next(&id, body);
+                session.send_next(&id, &done.body);
             }
             UpEvent::Error(payload) => {
                 let errors = match payload {

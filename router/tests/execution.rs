@@ -226,6 +226,9 @@ async fn entity_representations_are_deduplicated() {
         "Table"
     );
     insta::assert_json_snapshot!(resp);
+    // Four reviews, three products and two authors: each entity is sent once.
+    assert_eq!(stack.subgraphs["products"].representations_sent(), [3]);
+    assert_eq!(stack.subgraphs["users"].representations_sent(), [2]);
 }
 
 #[tokio::test]

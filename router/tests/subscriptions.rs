@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_graphql::{Context, EmptyMutation, ID, Object, Schema, SimpleObject, Subscription};
+use async_graphql::{
+    ComplexObject, Context, EmptyMutation, ID, Object, Schema, SimpleObject, Subscription,
+};
 use async_graphql_axum::{GraphQL, GraphQLProtocol, GraphQLWebSocket};
 use futures::{SinkExt, Stream, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -40,9 +42,18 @@ mod notifications {
     }
 
     #[derive(SimpleObject)]
+    #[graphql(complex)]
     pub struct Notification {
         pub message: String,
         pub user: User,
+    }
+
+    #[ComplexObject]
+    impl Notification {
+        /// Always fails: an event that comes with an error.
+        async fn urgent(&self) -> async_graphql::Result<Option<bool>> {
+            Err("urgency unknown".into())
+        }
     }
 
     pub struct Query;
@@ -407,4 +418,25 @@ async fn an_upstream_that_stays_down_ends_the_subscription_with_an_error() {
         got["payload"][0]["extensions"]["code"],
         "SUBGRAPH_UNAVAILABLE"
     );
+}
+
+#[tokio::test]
+async fn an_event_that_comes_with_errors_keeps_them_in_the_payload() {
+    let (stack, notif) = start().await;
+    let mut ws = connect_as(&stack, "1").await;
+    let query = "subscription { notificationAdded { message urgent user { name } } }";
+    let message = json!({"id": "u", "type": "subscribe", "payload": {"query": query}});
+    ws.send(Message::text(message.to_string()))
+        .await
+        .expect("subscribe");
+    let got = publish_until_seen(&notif, &mut ws, "1", "with an error").await;
+    assert_eq!(got["type"], "next", "{got}");
+    assert_eq!(
+        got["payload"]["data"],
+        json!({"notificationAdded": {"message": "with an error", "urgent": null, "user": {"name": "Ada Lovelace"}}}),
+        "{got}"
+    );
+    let errors = got["payload"]["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{got}");
+    assert_eq!(errors[0]["message"], "urgency unknown", "{got}");
 }

@@ -28,7 +28,7 @@ fn peer_ip(parts: &Parts) -> IpAddr {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
-    crate::server::caller_ip(&parts.headers, peer)
+    crate::server::client_ip(&parts.headers, peer)
 }
 
 /// A caller without authentication requirements (register, login).

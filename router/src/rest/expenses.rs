@@ -117,11 +117,7 @@ fn expense_input(body: &Body, creating: bool) -> Result<Map<String, Value>, ApiE
     } else if let Some(d) = body.string("description")? {
         input.insert("description".into(), json!(d));
     }
-    for f in ["category", "currency"] {
-        if let Some(v) = body.string(f)? {
-            input.insert(f.into(), json!(v));
-        }
-    }
+    body.copy_strings(&["category", "currency"], &mut input)?;
     if let Some(t) = body.enum_value("type", TYPES)? {
         input.insert("type".into(), json!(t));
     }

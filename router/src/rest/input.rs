@@ -172,6 +172,20 @@ impl Body {
         self.get(field, "a string")
     }
 
+    /// Copies each of `fields` that is present (a string) into `input`.
+    pub fn copy_strings(
+        &self,
+        fields: &[&str],
+        input: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        for &f in fields {
+            if let Some(v) = self.string(f)? {
+                input.insert(f.into(), serde_json::Value::String(v));
+            }
+        }
+        Ok(())
+    }
+
     pub fn required_string(&self, field: &str) -> Result<String, ApiError> {
         self.string(field)?
             .filter(|s| !s.trim().is_empty())

@@ -186,6 +186,9 @@ pub(crate) fn bool_param(
 /// examples are valid requests; the constraints are the ones the services check that a
 /// schema can say (the rest, such as known currencies and categories, they check too).
 pub mod schemas {
+    // Described, never built: their fields are read by nobody.
+    #![allow(dead_code)]
+
     use super::shapes::Amount;
     use utoipa::ToSchema;
 
@@ -207,7 +210,6 @@ pub mod schemas {
 
     /// `expense` or `income` (any case).
     #[derive(ToSchema)]
-    #[allow(dead_code)]
     pub enum TransactionType {
         #[schema(rename = "expense")]
         Expense,
@@ -221,7 +223,6 @@ pub mod schemas {
 
     /// `week`, `month` or `year` (any case).
     #[derive(ToSchema)]
-    #[allow(dead_code)]
     pub enum AnalysisPeriod {
         #[schema(rename = "week")]
         Week,
@@ -239,7 +240,6 @@ pub mod schemas {
 
     /// `weekly`, `monthly` or `yearly` (any case).
     #[derive(ToSchema)]
-    #[allow(dead_code)]
     pub enum BudgetPeriod {
         #[schema(rename = "weekly")]
         Weekly,
@@ -256,7 +256,6 @@ pub mod schemas {
     }
 
     #[derive(ToSchema)]
-    #[allow(dead_code)]
     #[schema(rename_all = "camelCase", example = json!({
         "username": "ada", "email": "ada@example.com", "password": "correct horse battery",
         "currency": "EUR", "firstName": "Ada", "timezone": "Europe/London"
@@ -279,7 +278,6 @@ pub mod schemas {
     }
 
     #[derive(ToSchema)]
-    #[allow(dead_code)]
     #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
     pub struct LoginBody {
         #[schema(min_length = 1)]
@@ -289,7 +287,6 @@ pub mod schemas {
     }
 
     #[derive(ToSchema)]
-    #[allow(dead_code)]
     #[schema(rename_all = "camelCase", example = json!({
         "firstName": "Ada", "currency": "EUR", "timezone": "Europe/Paris", "monthlyIncome": 4200.5
     }))]
@@ -307,7 +304,6 @@ pub mod schemas {
     }
 
     #[derive(ToSchema)]
-    #[allow(dead_code)]
     #[schema(rename_all = "camelCase", example = json!({
         "amount": 12.5, "description": "lunch", "category": "food", "type": "expense",
         "date": "2024-05-01", "paymentMethod": "card", "tags": ["work"]
@@ -334,7 +330,6 @@ pub mod schemas {
 
     /// An expense change: only the fields given change; `paymentMethod: null` clears it.
     #[derive(ToSchema)]
-    #[allow(dead_code)]
     #[schema(rename_all = "camelCase", example = json!({"amount": "13.75", "description": "lunch with Bob"}))]
     pub struct ExpenseUpdateBody {
         /// A number or a decimal string.
@@ -354,7 +349,6 @@ pub mod schemas {
     }
 
     #[derive(ToSchema)]
-    #[allow(dead_code)]
     #[schema(rename_all = "camelCase", example = json!({
         "amount": 300, "category": "food", "period": "monthly", "alertThreshold": 80
     }))]
@@ -377,7 +371,6 @@ pub mod schemas {
     /// A budget change: only the fields given change; `category: null` makes it cover all
     /// spending. The currency of a budget is fixed when it is created.
     #[derive(ToSchema)]
-    #[allow(dead_code)]
     #[schema(rename_all = "camelCase", example = json!({"amount": 350, "alertThresholds": [50, 90, 100]}))]
     pub struct BudgetUpdateBody {
         /// A number or a decimal string.

@@ -71,11 +71,10 @@ pub async fn register(
     for f in ["username", "email", "password"] {
         input.insert(f.into(), Value::String(body.required_string(f)?));
     }
-    for f in ["currency", "firstName", "lastName", "timezone"] {
-        if let Some(v) = body.string(f)? {
-            input.insert(f.into(), Value::String(v));
-        }
-    }
+    body.copy_strings(
+        &["currency", "firstName", "lastName", "timezone"],
+        &mut input,
+    )?;
     let q = format!(
         "mutation($input: RegisterInput!) {{ register(input: $input) {{ {AUTH_FIELDS} }} }}"
     );
@@ -140,11 +139,10 @@ pub async fn update_profile(
 ) -> Result<Json<ProfileUpdated>, ApiError> {
     let body = Body::parse(&headers, &body_bytes(body)?)?;
     let mut input = Map::new();
-    for f in ["firstName", "lastName", "currency", "timezone"] {
-        if let Some(v) = body.string(f)? {
-            input.insert(f.into(), Value::String(v));
-        }
-    }
+    body.copy_strings(
+        &["firstName", "lastName", "currency", "timezone"],
+        &mut input,
+    )?;
     if let Some(v) = body.amount("monthlyIncome")? {
         input.insert("monthlyIncome".into(), Value::String(v));
     } else if body.is_null("monthlyIncome") {

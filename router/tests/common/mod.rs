@@ -26,11 +26,24 @@ pub struct RunningSubgraph {
     pub sdl: String,
     pub hits: Arc<AtomicUsize>,
     pub last_request_id: Arc<std::sync::Mutex<Option<String>>>,
+    /// The bodies of the requests counted in `hits`, in arrival order.
+    pub requests: Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 impl RunningSubgraph {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// How many representations each entity fetch (`_entities`) sent, in order.
+    pub fn representations_sent(&self) -> Vec<usize> {
+        self.requests
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|r| r["variables"]["representations"].as_array())
+            .map(Vec::len)
+            .collect()
     }
 }
 
@@ -38,6 +51,7 @@ struct SubgraphState<Q, M, S> {
     schema: Schema<Q, M, S>,
     hits: Arc<AtomicUsize>,
     last_request_id: Arc<std::sync::Mutex<Option<String>>>,
+    requests: Arc<std::sync::Mutex<Vec<Value>>>,
     delay_ms: u64,
 }
 
@@ -59,6 +73,8 @@ where
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let parsed = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        state.requests.lock().expect("lock").push(parsed);
     }
     if state.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(state.delay_ms)).await;
@@ -94,10 +110,12 @@ where
     let sdl = schema.sdl_with_options(async_graphql::SDLExportOptions::new().federation());
     let hits = Arc::new(AtomicUsize::new(0));
     let last_request_id = Arc::new(std::sync::Mutex::new(None));
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
     let state = Arc::new(SubgraphState {
         schema,
         hits: hits.clone(),
         last_request_id: last_request_id.clone(),
+        requests: requests.clone(),
         delay_ms,
     });
     let app = axum::Router::new()
@@ -116,6 +134,7 @@ where
         sdl,
         hits,
         last_request_id,
+        requests,
     }
 }
 
