@@ -12,7 +12,6 @@ pub mod store;
 pub mod weekly;
 
 use axum::Router;
-use kit::auth::JwtKeys;
 use kit::clock::Clock;
 use kit::config::{ConfigError, Env, ServiceConfig, Vars};
 use kit::events::{Consumer, DispatchSettings, Dispatcher};
@@ -103,32 +102,21 @@ pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service>
         dispatcher.clone(),
         settings.weekly.clone(),
     );
-    background.push(tokio::spawn(async move {
-        loop {
-            if let Err(e) = job.run_weekly(&weekly, &job_dispatcher).await {
-                let e: anyhow::Error = e.into();
-                tracing::warn!(error = %format!("{e:#}"), "weekly summary run failed");
-            }
-            tokio::time::sleep(weekly.interval).await;
-        }
-    }));
-    kit::events::ensure_consumer_indexes(&db).await?;
-    let events = kit::events::consumer_router(
+    background.every(settings.weekly.interval, "weekly summary run", move || {
+        let (job, job_dispatcher, weekly) = (job.clone(), job_dispatcher.clone(), weekly.clone());
+        async move { job.run_weekly(&weekly, &job_dispatcher).await }
+    });
+    let events = kit::events::consumer_app(
         service::ExpenseEvents(analytics.clone()),
         &db,
         settings.service.service_token.clone(),
-    );
+    )
+    .await?;
     let schema = graphql::build_schema(
         analytics.clone(),
         UserDirectory::new(settings.users.clone()),
     );
-    let router = kit::server::subgraph_router(
-        schema,
-        db,
-        JwtKeys::hs256(&settings.service.jwt_secret),
-        settings.service.max_body_bytes,
-    )
-    .merge(events);
+    let router = kit::server::service_router(schema, db, &settings.service).merge(events);
     Ok(Service {
         router,
         analytics,

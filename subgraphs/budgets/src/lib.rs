@@ -9,7 +9,6 @@ pub mod service;
 pub mod store;
 
 use axum::Router;
-use kit::auth::JwtKeys;
 use kit::clock::Clock;
 use kit::config::{ConfigError, Env, ServiceConfig, Vars};
 use kit::events::{Consumer, DispatchSettings, Dispatcher};
@@ -91,26 +90,21 @@ pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service>
     budgets.store.ensure_indexes().await?;
     budgets.store.seed_rates().await?;
     budgets.dispatcher.ensure_indexes().await?;
-    kit::events::ensure_consumer_indexes(&db).await?;
-    let mut background = Background::default();
-    background.push(budgets.dispatcher.spawn());
-    let events = kit::events::consumer_router(
+    let events = kit::events::consumer_app(
         service::ExpenseEvents(budgets.clone()),
         &db,
         settings.service.service_token.clone(),
-    );
-    let schema = graphql::build_schema(budgets.clone(), users);
-    let router = kit::server::subgraph_router(
-        schema,
-        db,
-        JwtKeys::hs256(&settings.service.jwt_secret),
-        settings.service.max_body_bytes,
     )
-    .merge(events)
-    .merge(admin::router(
-        budgets.store.clone(),
-        settings.service.service_token.clone(),
-    ));
+    .await?;
+    let mut background = Background::default();
+    background.push(budgets.dispatcher.spawn());
+    let schema = graphql::build_schema(budgets.clone(), users);
+    let router = kit::server::service_router(schema, db, &settings.service)
+        .merge(events)
+        .merge(admin::router(
+            budgets.store.clone(),
+            settings.service.service_token.clone(),
+        ));
     Ok(Service {
         router,
         background,

@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{Dispatcher, Event, EventHandler, Outbox};
-use kit::money::{Currency, Decimal, Money};
+use kit::money::{Currency, Decimal, Money, positive_amount};
 use kit::users::UserProfile;
 use mongodb::bson;
 use serde::Deserialize;
@@ -98,17 +98,6 @@ fn category_name(raw: &str) -> Result<(String, String), AppError> {
         ));
     }
     Ok((name.to_string(), name.to_lowercase()))
-}
-
-fn positive_amount(value: Decimal, currency: Currency) -> Result<Money, AppError> {
-    let m = Money::from_decimal(value, currency).map_err(|e| AppError::money("amount", e))?;
-    if !m.is_positive() {
-        return Err(AppError::validation(
-            "amount",
-            "amount must be greater than 0",
-        ));
-    }
-    Ok(m)
 }
 
 impl Budgets {

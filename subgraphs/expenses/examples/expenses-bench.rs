@@ -9,26 +9,13 @@
 use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate};
+use expenses::domain::{EXPENSE_CATEGORIES as CATEGORIES, PAYMENT_METHODS as METHODS};
 use expenses::store::{ExpenseDoc, ListFilter};
 use futures::TryStreamExt;
 use kit::events::{DispatchSettings, Outbox};
 use kit::testing::{FakeUsers, TestDb, TestServer, test_config, test_user};
 use mongodb::bson::{self, Document, doc};
 use serde_json::{Value, json};
-
-const CATEGORIES: &[&str] = &[
-    "food",
-    "transport",
-    "entertainment",
-    "utilities",
-    "rent",
-    "shopping",
-    "health",
-    "subscriptions",
-    "education",
-    "other",
-];
-const METHODS: &[&str] = &["cash", "card", "bank_transfer", "mobile", "other"];
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -11,7 +11,6 @@ pub mod store;
 use std::time::Duration;
 
 use axum::Router;
-use kit::auth::JwtKeys;
 use kit::clock::Clock;
 use kit::config::{ConfigError, Env, ServiceConfig, Vars, var_or};
 use kit::events::{Consumer, DispatchSettings, Dispatcher};
@@ -115,23 +114,12 @@ pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service>
     let mut background = Background::default();
     background.push(expenses.dispatcher.spawn());
     let scheduler = expenses.clone();
-    let every = settings.recurrence_interval;
-    background.push(tokio::spawn(async move {
-        loop {
-            if let Err(e) = scheduler.run_recurrences().await {
-                let e: anyhow::Error = e.into();
-                tracing::warn!(error = %format!("{e:#}"), "recurrence run failed");
-            }
-            tokio::time::sleep(every).await;
-        }
-    }));
+    background.every(settings.recurrence_interval, "recurrence run", move || {
+        let scheduler = scheduler.clone();
+        async move { scheduler.run_recurrences().await }
+    });
     let schema = graphql::build_schema(expenses.clone(), users);
-    let router = kit::server::subgraph_router(
-        schema,
-        db,
-        JwtKeys::hs256(&settings.service.jwt_secret),
-        settings.service.max_body_bytes,
-    );
+    let router = kit::server::service_router(schema, db, &settings.service);
     Ok(Service {
         router,
         background,

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{Dispatcher, Event, Outbox};
-use kit::money::{Currency, Decimal, Money};
+use kit::money::{Currency, Decimal, Money, positive_amount};
 use kit::users::UserProfile;
 use mongodb::bson;
 use serde_json::{Value, json};
@@ -189,7 +189,7 @@ impl Expenses {
         let now = self.clock.now();
         let today = self.clock.today_in(profile.timezone);
         let currency = domain::currency(input.currency.as_deref(), profile.currency)?;
-        let amount = domain::amount(input.amount, currency)?;
+        let amount = positive_amount(input.amount, currency)?;
         let custom = self.custom_names(user_id, kind).await?;
         let category = domain::resolve_category(input.category.as_deref(), kind, &custom)?;
         let description = domain::description(&input.description)?;
@@ -298,13 +298,13 @@ impl Expenses {
             None => Currency::parse(&before.currency).map_err(AppError::internal)?,
         };
         let amount = match change.amount {
-            Some(a) => domain::amount(a, currency)?,
+            Some(a) => positive_amount(a, currency)?,
             None => {
                 // The stored amount read in the (maybe new) currency's minor units.
                 let old_currency = Currency::parse(&before.currency).map_err(AppError::internal)?;
                 let old = Money::from_minor(before.amount_minor, old_currency)
                     .map_err(AppError::internal)?;
-                domain::amount(old.to_decimal(), currency)?
+                positive_amount(old.to_decimal(), currency)?
             }
         };
         after.amount_minor = amount.amount_minor();

@@ -586,6 +586,16 @@ pub fn consumer_router<H: EventHandler>(handler: H, db: &Database, token: Secret
         .with_state(state)
 }
 
+/// Creates the idempotency record's indexes and returns `consumer_router`.
+pub async fn consumer_app<H: EventHandler>(
+    handler: H,
+    db: &Database,
+    token: Secret,
+) -> Result<Router, AppError> {
+    ensure_consumer_indexes(db).await?;
+    Ok(consumer_router(handler, db, token))
+}
+
 fn plain(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,

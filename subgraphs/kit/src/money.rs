@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::AppError;
+
 /// Largest magnitude accepted, in major units (10^13).
 pub const MAX_MAJOR_UNITS: i64 = 10_000_000_000_000;
 
@@ -472,6 +474,19 @@ impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.amount_text(), self.currency)
     }
+}
+
+/// An input's `amount`: exact in the currency's minor units and greater than 0; a
+/// validation error on the `amount` field otherwise.
+pub fn positive_amount(value: Decimal, currency: Currency) -> Result<Money, AppError> {
+    let m = Money::from_decimal(value, currency).map_err(|e| AppError::money("amount", e))?;
+    if !m.is_positive() {
+        return Err(AppError::validation(
+            "amount",
+            "amount must be greater than 0",
+        ));
+    }
+    Ok(m)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::auth::{Caller, JwtKeys};
+use crate::config::ServiceConfig;
 use crate::error::{AppError, ErrorCode};
 
 /// Media type of GraphQL-over-HTTP responses.
@@ -63,6 +64,16 @@ pub fn subgraph_router<E: Executor>(
         .route("/health", get(health))
         .route("/ready", get(ready::<E>))
         .with_state(state)
+}
+
+/// `subgraph_router` with the service's JWT key and body limit.
+pub fn service_router<E: Executor>(executor: E, db: Database, config: &ServiceConfig) -> Router {
+    subgraph_router(
+        executor,
+        db,
+        JwtKeys::hs256(&config.jwt_secret),
+        config.max_body_bytes,
+    )
 }
 
 async fn health() -> impl IntoResponse {
@@ -463,6 +474,28 @@ pub struct Background(Vec<tokio::task::JoinHandle<()>>);
 impl Background {
     pub fn push(&mut self, handle: tokio::task::JoinHandle<()>) {
         self.0.push(handle);
+    }
+
+    /// Runs `job` now and then every `interval` after each run ends; a failed run is
+    /// logged as "`what` failed" and the next one comes as usual.
+    pub fn every<F, Fut, T>(
+        &mut self,
+        interval: std::time::Duration,
+        what: &'static str,
+        mut job: F,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, AppError>> + Send,
+    {
+        self.push(tokio::spawn(async move {
+            loop {
+                if let Err(e) = job().await {
+                    let e: anyhow::Error = e.into();
+                    tracing::warn!(error = %format!("{e:#}"), "{what} failed");
+                }
+                tokio::time::sleep(interval).await;
+            }
+        }));
     }
 }
 

@@ -11,7 +11,6 @@ pub mod service;
 pub mod store;
 
 use axum::Router;
-use kit::auth::JwtKeys;
 use kit::clock::Clock;
 use kit::config::{ConfigError, Env, Secret, ServiceConfig, Vars};
 use kit::server::{Background, Shutdown};
@@ -92,23 +91,17 @@ fn parts(settings: &Settings, db: &Database) -> service::Notifications {
 pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service> {
     let n = parts(settings, &db);
     n.store.ensure_indexes().await?;
-    kit::events::ensure_consumer_indexes(&db).await?;
-    let mut background = Background::default();
-    background.push(n.spawn_worker());
-    background.push(n.spawn_tail());
-    let events = kit::events::consumer_router(
+    let events = kit::events::consumer_app(
         service::AlertEvents(n.clone()),
         &db,
         settings.service.service_token.clone(),
-    );
-    let schema = graphql::build_schema(n.clone(), UserDirectory::new(settings.users.clone()));
-    let router = kit::server::subgraph_router(
-        schema,
-        db,
-        JwtKeys::hs256(&settings.service.jwt_secret),
-        settings.service.max_body_bytes,
     )
-    .merge(events);
+    .await?;
+    let mut background = Background::default();
+    background.push(n.spawn_worker());
+    background.push(n.spawn_tail());
+    let schema = graphql::build_schema(n.clone(), UserDirectory::new(settings.users.clone()));
+    let router = kit::server::service_router(schema, db, &settings.service).merge(events);
     Ok(Service {
         router,
         background,

@@ -27,12 +27,7 @@ pub fn schema(config: &ServiceConfig, db: &Database) -> graphql::UsersSchema {
 pub async fn app(config: &ServiceConfig, db: Database) -> anyhow::Result<Router> {
     store::Store::new(&db).ensure_indexes().await?;
     let schema = schema(config, &db);
-    Ok(kit::server::subgraph_router(
-        schema,
-        db,
-        JwtKeys::hs256(&config.jwt_secret),
-        config.max_body_bytes,
-    ))
+    Ok(kit::server::service_router(schema, db, config))
 }
 
 /// Connects to MongoDB and serves until `shutdown` completes.

@@ -92,19 +92,21 @@ impl Window {
     }
 }
 
+/// `value` when it lies in `min..=max`; a validation error on `field` otherwise.
+fn within(field: &str, value: i32, min: i32, max: i32) -> Result<i32, AppError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(AppError::validation(
+            field,
+            format!("{field} must be between {min} and {max}"),
+        ))
+    }
+}
+
 pub fn validate_year_month(year: i32, month: i32) -> Result<(), AppError> {
-    if !(1970..=9999).contains(&year) {
-        return Err(AppError::validation(
-            "year",
-            "year must be between 1970 and 9999",
-        ));
-    }
-    if !(1..=12).contains(&month) {
-        return Err(AppError::validation(
-            "month",
-            "month must be between 1 and 12",
-        ));
-    }
+    within("year", year, 1970, 9999)?;
+    within("month", month, 1, 12)?;
     Ok(())
 }
 
@@ -126,12 +128,7 @@ pub fn month_of(d: NaiveDate) -> Window {
 
 /// Exactly `n` consecutive months ending with the month of `today`, oldest first.
 pub fn trend_months(today: NaiveDate, n: i32) -> Result<Vec<Window>, AppError> {
-    if !(1..=MAX_TREND_MONTHS).contains(&n) {
-        return Err(AppError::validation(
-            "months",
-            format!("months must be between 1 and {MAX_TREND_MONTHS}"),
-        ));
-    }
+    within("months", n, 1, MAX_TREND_MONTHS)?;
     let current = month_of(today);
     let mut out = Vec::with_capacity(n as usize);
     for back in (0..n as u32).rev() {
@@ -180,23 +177,11 @@ pub fn last_days(today: NaiveDate, days: i64) -> Window {
 }
 
 pub fn validate_days(days: i32) -> Result<i64, AppError> {
-    if !(1..=MAX_PATTERN_DAYS).contains(&days) {
-        return Err(AppError::validation(
-            "days",
-            format!("days must be between 1 and {MAX_PATTERN_DAYS}"),
-        ));
-    }
-    Ok(i64::from(days))
+    within("days", days, 1, MAX_PATTERN_DAYS).map(i64::from)
 }
 
 pub fn validate_limit(limit: i32) -> Result<i64, AppError> {
-    if !(1..=MAX_TOP_EXPENSES).contains(&limit) {
-        return Err(AppError::validation(
-            "limit",
-            format!("limit must be between 1 and {MAX_TOP_EXPENSES}"),
-        ));
-    }
-    Ok(i64::from(limit))
+    within("limit", limit, 1, MAX_TOP_EXPENSES).map(i64::from)
 }
 
 /// `total / n` rounded to the nearest minor unit (halves away from zero); 0 when n = 0.

@@ -37,7 +37,7 @@ use std::borrow::Cow;
 
 use chrono::NaiveDate;
 use kit::AppError;
-use kit::money::{Currency, Decimal, Money};
+use kit::money::{Currency, Decimal, Money, positive_amount};
 
 use super::TxType;
 
@@ -426,7 +426,7 @@ pub fn check(
                 take(AppError::money("amount", e), "amount");
                 None
             }
-            Ok(value) => match currency.map(|c| super::amount(value, c)) {
+            Ok(value) => match currency.map(|c| positive_amount(value, c)) {
                 Some(Ok(m)) => Some(m),
                 Some(Err(e)) => {
                     take(e, "amount");

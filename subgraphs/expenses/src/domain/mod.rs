@@ -5,7 +5,7 @@ pub mod csv_format;
 
 use chrono::{Days, Months, NaiveDate};
 use kit::AppError;
-use kit::money::{Currency, Decimal, Money};
+use kit::money::Currency;
 
 /// Built-in expense categories (from the original system).
 pub const EXPENSE_CATEGORIES: &[&str] = &[
@@ -167,18 +167,6 @@ pub fn currency(raw: Option<&str>, home: Currency) -> Result<Currency, AppError>
         None => Ok(home),
         Some(c) => Currency::parse(c).map_err(|e| AppError::money("currency", e)),
     }
-}
-
-/// A positive amount, exact in the currency's minor units.
-pub fn amount(value: Decimal, currency: Currency) -> Result<Money, AppError> {
-    let m = Money::from_decimal(value, currency).map_err(|e| AppError::money("amount", e))?;
-    if !m.is_positive() {
-        return Err(AppError::validation(
-            "amount",
-            "amount must be greater than 0",
-        ));
-    }
-    Ok(m)
 }
 
 /// The latest date accepted: one year after today (in the user's timezone).
