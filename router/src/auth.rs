@@ -1,115 +1,65 @@
-//! JWT verification at the edge: HS256 with a shared secret (JWT_SECRET) and/or
-//! RS256 with keys from a JWKS file or URL. The verified user id (`sub`) keys rate
-//! limiting; the original header is forwarded to subgraphs, which verify again.
+//! Token verification at the edge, with the one verifier of the shared contract
+//! (`contract::auth`): HS256 with a shared secret (JWT_SECRET) and/or RS256 with keys
+//! from a JWKS file or URL. The verified user id (`sub`) keys rate limiting; the
+//! original header is forwarded to subgraphs, which verify again with the same rules.
 
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
-use serde::Deserialize;
+pub use contract::auth::{Claims, TokenError as AuthError};
+use contract::auth::{Verifier, bearer_token};
 
 use crate::config::AuthConfig;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Claims {
-    pub sub: String,
-    pub exp: u64,
-    #[serde(default)]
-    pub iat: Option<u64>,
-    #[serde(default)]
-    pub jti: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum AuthError {
-    #[error("Authorization header must be 'Bearer <token>'")]
-    Malformed,
-    #[error("Invalid or expired access token")]
-    Invalid,
-    #[error("Authentication required")]
-    Missing,
-}
-
 pub struct Authenticator {
-    hs256: Option<DecodingKey>,
-    rs256: Vec<(Option<String>, DecodingKey)>,
+    verifier: Verifier,
     require: bool,
 }
 
 impl Authenticator {
     pub async fn from_config(cfg: &AuthConfig) -> anyhow::Result<Self> {
-        let hs256 = cfg
-            .jwt_secret
-            .as_ref()
-            .map(|s| DecodingKey::from_secret(s.as_bytes()));
-        let mut sets: Vec<JwkSet> = Vec::new();
+        let mut verifier = Verifier::default();
+        if let Some(secret) = &cfg.jwt_secret {
+            verifier = verifier.with_hs256(secret);
+        }
         if let Some(path) = &cfg.jwks_path {
-            let text = std::fs::read_to_string(path)?;
-            sets.push(serde_json::from_str(&text)?);
+            verifier = verifier.with_jwks_json(&std::fs::read_to_string(path)?)?;
         }
         if let Some(url) = &cfg.jwks_url {
-            sets.push(reqwest::get(url).await?.error_for_status()?.json().await?);
+            let text = reqwest::get(url).await?.error_for_status()?.text().await?;
+            verifier = verifier.with_jwks_json(&text)?;
         }
-        let mut rs256 = Vec::new();
-        for set in sets {
-            for jwk in &set.keys {
-                if let Ok(key) = DecodingKey::from_jwk(jwk) {
-                    rs256.push((jwk.common.key_id.clone(), key));
-                }
-            }
-        }
-        if hs256.is_none() && rs256.is_empty() {
+        if !verifier.is_enabled() {
             tracing::warn!(
                 "no JWT_SECRET or JWKS configured: bearer tokens are forwarded unverified"
             );
         }
         Ok(Self {
-            hs256,
-            rs256,
+            verifier,
             require: cfg.require_authentication,
         })
     }
 
     pub fn enabled(&self) -> bool {
-        self.hs256.is_some() || !self.rs256.is_empty()
+        self.verifier.is_enabled()
     }
 
-    /// Verifies an `Authorization` header value. `Ok(None)` means anonymous.
+    /// Verifies an `Authorization` header value. `Ok(None)` means anonymous (or, with
+    /// no keys configured, a well-formed bearer token left to the subgraphs).
     pub fn verify_header(&self, header: Option<&str>) -> Result<Option<Claims>, AuthError> {
-        let Some(header) = header else {
+        let Some(value) = header.map(str::trim).filter(|v| !v.is_empty()) else {
             return if self.require {
                 Err(AuthError::Missing)
             } else {
                 Ok(None)
             };
         };
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::Malformed)?;
         if !self.enabled() {
-            return Ok(None);
+            return bearer_token(value)
+                .map(|_| None)
+                .ok_or(AuthError::Malformed);
         }
-        self.verify_token(token).map(Some)
+        self.verifier.verify_header(Some(value))
     }
 
     pub fn verify_token(&self, token: &str) -> Result<Claims, AuthError> {
-        let header = decode_header(token).map_err(|_| AuthError::Invalid)?;
-        let key = match header.alg {
-            Algorithm::HS256 => self.hs256.as_ref(),
-            Algorithm::RS256 => self
-                .rs256
-                .iter()
-                .find(|(kid, _)| header.kid.is_none() || kid == &header.kid)
-                .map(|(_, k)| k),
-            _ => None,
-        }
-        .ok_or(AuthError::Invalid)?;
-        let mut validation = Validation::new(header.alg);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 5;
-        decode::<Claims>(token, key, &validation)
-            .map(|d| d.claims)
-            .map_err(|_| AuthError::Invalid)
+        self.verifier.verify(token)
     }
 }

@@ -3,25 +3,30 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Stable error codes (API.md) that the router itself produces.
+pub use contract::ErrorCode;
+
+/// The codes the router itself produces, as text: names for entries of the one table
+/// (`contract::ErrorCode`), which holds each code's text and HTTP status.
 pub mod codes {
-    pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
-    pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
-    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
-    pub const BAD_REQUEST: &str = "BAD_REQUEST";
-    pub const OPERATION_RESOLUTION_FAILURE: &str = "OPERATION_RESOLUTION_FAILURE";
-    pub const QUERY_PLANNING_FAILED: &str = "QUERY_PLANNING_FAILED";
-    pub const SUBGRAPH_UNAVAILABLE: &str = "SUBGRAPH_UNAVAILABLE";
-    pub const SUBGRAPH_TIMEOUT: &str = "SUBGRAPH_TIMEOUT";
-    pub const SUBGRAPH_BAD_RESPONSE: &str = "SUBGRAPH_BAD_RESPONSE";
-    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
-    pub const RATE_LIMITED: &str = "RATE_LIMITED";
-    pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
-    pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
-    pub const PERSISTED_QUERY_NOT_SUPPORTED: &str = "PERSISTED_QUERY_NOT_SUPPORTED";
-    pub const OPERATION_NOT_IN_SAFELIST: &str = "OPERATION_NOT_IN_SAFELIST";
-    pub const INTROSPECTION_DISABLED: &str = "INTROSPECTION_DISABLED";
-    pub const INTERNAL: &str = "INTERNAL";
+    use contract::ErrorCode;
+
+    pub const GRAPHQL_PARSE_FAILED: &str = ErrorCode::GraphqlParseFailed.as_str();
+    pub const GRAPHQL_VALIDATION_FAILED: &str = ErrorCode::GraphqlValidationFailed.as_str();
+    pub const BAD_USER_INPUT: &str = ErrorCode::BadUserInput.as_str();
+    pub const BAD_REQUEST: &str = ErrorCode::BadRequest.as_str();
+    pub const OPERATION_RESOLUTION_FAILURE: &str = ErrorCode::OperationResolutionFailure.as_str();
+    pub const QUERY_PLANNING_FAILED: &str = ErrorCode::QueryPlanningFailed.as_str();
+    pub const SUBGRAPH_UNAVAILABLE: &str = ErrorCode::SubgraphUnavailable.as_str();
+    pub const SUBGRAPH_TIMEOUT: &str = ErrorCode::SubgraphTimeout.as_str();
+    pub const SUBGRAPH_BAD_RESPONSE: &str = ErrorCode::SubgraphBadResponse.as_str();
+    pub const UNAUTHENTICATED: &str = ErrorCode::Unauthenticated.as_str();
+    pub const RATE_LIMITED: &str = ErrorCode::RateLimited.as_str();
+    pub const QUERY_TOO_COMPLEX: &str = ErrorCode::QueryTooComplex.as_str();
+    pub const PERSISTED_QUERY_NOT_FOUND: &str = ErrorCode::PersistedQueryNotFound.as_str();
+    pub const PERSISTED_QUERY_NOT_SUPPORTED: &str = ErrorCode::PersistedQueryNotSupported.as_str();
+    pub const OPERATION_NOT_IN_SAFELIST: &str = ErrorCode::OperationNotInSafelist.as_str();
+    pub const INTROSPECTION_DISABLED: &str = ErrorCode::IntrospectionDisabled.as_str();
+    pub const INTERNAL: &str = ErrorCode::Internal.as_str();
 }
 
 /// One entry of a response's `errors` list.

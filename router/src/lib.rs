@@ -10,8 +10,10 @@ pub mod auth;
 pub mod coerce;
 pub mod compose;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod execute;
+pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;
@@ -19,6 +21,7 @@ pub mod project;
 pub mod rest;
 pub mod schema;
 pub mod server;
+pub mod state;
 pub mod subgraph;
 pub mod supergraph;
 pub mod ws;
@@ -32,7 +35,8 @@ use tokio::net::TcpListener;
 
 pub use config::Config;
 use pipeline::{Pipeline, PipelineOptions};
-use server::AppState;
+pub use server::app;
+use state::AppState;
 use subgraph::{Endpoint, SubgraphClient};
 use supergraph::Supergraph;
 
@@ -78,7 +82,7 @@ pub async fn build_state_with(
     let metrics = Arc::new(metrics::Metrics::new());
     pipeline.observer = Some(metrics.clone());
     let auth = auth::Authenticator::from_config(&config.auth).await?;
-    let extras = server::Extras::from_config(&config)?;
+    let extras = state::Extras::from_config(&config)?;
     let state = Arc::new(AppState {
         pipeline,
         config,
@@ -103,7 +107,7 @@ pub async fn build_state_with(
         loop {
             tick.tick().await;
             let Some(state) = weak.upgrade() else { break };
-            let results = server::probe_subgraphs(&state).await;
+            let results = health::probe_subgraphs(&state).await;
             *state.extras.last_probe.write() = Some(results);
         }
     });

@@ -36,14 +36,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let format = std::env::var("LOG_FORMAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_string());
+    contract::telemetry::init(&level, format);
 }
 
 async fn serve(args: Vec<String>) -> anyhow::Result<()> {
@@ -77,29 +75,7 @@ async fn serve(args: Vec<String>) -> anyhow::Result<()> {
         config.listen = l.parse()?;
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    router::run(config, listener, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
+    router::run(config, listener, contract::shutdown::signal()).await
 }
 
 async fn compose(args: Vec<String>) -> anyhow::Result<()> {

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::coerce::coerce_variables;
 use crate::error::{GraphQLError, codes};
 use crate::pipeline::{GraphQLRequest, OpKind, Prepared};
-use crate::server::AppState;
+use crate::state::AppState;
 
 const KEEPALIVE: Duration = Duration::from_secs(12);
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);

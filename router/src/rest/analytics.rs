@@ -16,7 +16,7 @@ use super::error::{ApiError, ErrorBody};
 use super::input::enum_value;
 use super::shapes::{Amount, EXPENSE_FIELDS, Expense};
 use super::{int_param, query_params, schemas};
-use crate::server::AppState;
+use crate::state::AppState;
 
 const PERIODS: &[&str] = &["WEEK", "MONTH", "YEAR"];
 /// The analytics subgraph's bounds, checked here too so the error names the parameter.

@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use super::input::Body;
 use super::shapes::{ALERT_FIELDS, AlertList, BUDGET_FIELDS, Budget, BudgetAlert, MessageResponse};
 use super::{body_bytes, bool_param, query_params, schemas};
-use crate::server::AppState;
+use crate::state::AppState;
 
 const PERIODS: &[&str] = &["WEEKLY", "MONTHLY", "YEARLY"];
 

@@ -1,20 +1,21 @@
 //! Runs a GraphQL operation for a REST route through the router's own pipeline
-//! ([`crate::server::execute_operation`]) and turns the outcome into data or an
+//! ([`crate::edge::execute_operation`]) and turns the outcome into data or an
 //! [`ApiError`].
 
+use contract::ErrorCode;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ApiError;
 use crate::pipeline::GraphQLRequest;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Who calls: the request headers (forwarded as for GraphQL) and address.
 pub struct Caller {
@@ -28,7 +29,7 @@ fn peer_ip(parts: &Parts) -> IpAddr {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
-    crate::server::client_ip(&parts.headers, peer)
+    crate::edge::client_ip(&parts.headers, peer)
 }
 
 /// A caller without authentication requirements (register, login).
@@ -67,16 +68,13 @@ impl FromRequestParts<Arc<AppState>> for Authed {
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or_default());
         let Some(auth) = auth else {
-            return Err(ApiError::unauthenticated("Authentication required"));
+            return Err(ApiError::unauthenticated(
+                contract::auth::TokenError::Missing.to_string(),
+            ));
         };
-        let token = auth
-            .strip_prefix("Bearer ")
-            .or_else(|| auth.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthenticated("Authorization header must be 'Bearer <token>'")
-            })?;
+        let token = contract::auth::bearer_token(auth).ok_or_else(|| {
+            ApiError::unauthenticated(contract::auth::TokenError::Malformed.to_string())
+        })?;
         if let Some(claimed) = parts.headers.get("user-id") {
             let claimed = claimed.to_str().unwrap_or_default().trim().to_owned();
             let subject = match state.auth.verify_header(Some(auth)) {
@@ -137,8 +135,7 @@ pub async fn run(
         variables: Some(variables),
         extensions: None,
     };
-    let response =
-        crate::server::execute_operation(state, request, &caller.headers, caller.ip).await;
+    let response = crate::edge::execute_operation(state, request, &caller.headers, caller.ip).await;
     let status = response.status();
     let retry_after = response
         .headers()
@@ -147,17 +144,10 @@ pub async fn run(
         .and_then(|v| v.parse::<u64>().ok());
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "SUBGRAPH_BAD_RESPONSE",
-                "Unreadable response",
-            )
-        })?;
+        .map_err(|_| ApiError::coded(ErrorCode::SubgraphBadResponse, "Unreadable response"))?;
     let mut body: Value = serde_json::from_slice(&bytes).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "SUBGRAPH_BAD_RESPONSE",
+        ApiError::coded(
+            ErrorCode::SubgraphBadResponse,
             "The router's response was not JSON",
         )
     })?;
@@ -174,9 +164,8 @@ pub async fn run(
     }
     match body.get_mut("data").map(Value::take) {
         Some(data) if data.is_object() => Ok(data),
-        _ => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "SUBGRAPH_BAD_RESPONSE",
+        _ => Err(ApiError::coded(
+            ErrorCode::SubgraphBadResponse,
             "No data in the response",
         )),
     }
@@ -186,9 +175,8 @@ pub async fn run(
 pub fn field<T: DeserializeOwned>(data: &mut Value, field: &str) -> Result<T, ApiError> {
     let v = data.get_mut(field).map(Value::take).unwrap_or(Value::Null);
     serde_json::from_value(v).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "SUBGRAPH_BAD_RESPONSE",
+        ApiError::coded(
+            ErrorCode::SubgraphBadResponse,
             format!("Unexpected `{field}` in the response: {e}"),
         )
     })
@@ -218,6 +206,7 @@ pub async fn delete_by_id(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use axum::http::StatusCode;
 
     #[test]
     fn the_subject_of_an_unverified_token_is_read_from_its_payload() {
@@ -235,7 +224,7 @@ mod tests {
             supergraph: concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/supergraph.graphql").into(),
             ..crate::Config::default()
         };
-        crate::server::app(crate::build_state(config).await.unwrap())
+        crate::app(crate::build_state(config).await.unwrap())
     }
 
     async fn send(method: &str, uri: &str) -> (StatusCode, HeaderMap, Value) {

@@ -3,6 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use contract::ErrorCode;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -40,6 +41,13 @@ impl ApiError {
         }
     }
 
+    /// An error with a code of the one table, at that code's status.
+    pub fn coded(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::new(status, code.as_str(), message)
+    }
+
     pub fn with_details(mut self, details: Value) -> Self {
         self.body.details = details;
         self
@@ -48,24 +56,23 @@ impl ApiError {
     /// 400 naming the offending field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_FAILED",
+        Self::coded(
+            ErrorCode::ValidationFailed,
             format!("Invalid `{field}`: {message}"),
         )
         .with_details(serde_json::json!([{ "field": field, "message": message }]))
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+        Self::coded(ErrorCode::Unauthenticated, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+        Self::coded(ErrorCode::Forbidden, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+        Self::coded(ErrorCode::NotFound, message)
     }
 
     /// The REST error for the first entry of a GraphQL `errors` list; `fallback`
@@ -122,27 +129,12 @@ fn rest_field_name(field: &str) -> &str {
     }
 }
 
-/// The one place that maps GraphQL error codes to HTTP statuses. Unknown codes keep
-/// the router's status when it is an error status, else count as a bad upstream.
+/// The HTTP status of a GraphQL error code, from the one table
+/// (`contract::ErrorCode::rest_status`). Unknown codes keep the router's status when it
+/// is a client error, else count as a bad upstream; never a 500.
 pub fn status_for_code(code: &str, fallback: StatusCode) -> StatusCode {
-    match code {
-        "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
-        "FORBIDDEN" => StatusCode::FORBIDDEN,
-        "NOT_FOUND" => StatusCode::NOT_FOUND,
-        "VALIDATION_FAILED"
-        | "BAD_USER_INPUT"
-        | "BAD_REQUEST"
-        | "GRAPHQL_VALIDATION_FAILED"
-        | "GRAPHQL_PARSE_FAILED"
-        | "QUERY_TOO_COMPLEX" => StatusCode::BAD_REQUEST,
-        "CONFLICT" | "ALREADY_EXISTS" => StatusCode::CONFLICT,
-        "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
-        "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
-        "SUBGRAPH_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
-        "SUBGRAPH_TIMEOUT" => StatusCode::GATEWAY_TIMEOUT,
-        _ if fallback.is_client_error() => fallback,
-        _ => StatusCode::BAD_GATEWAY,
-    }
+    StatusCode::from_u16(contract::ErrorCode::rest_status(code, fallback.as_u16()))
+        .unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
 impl IntoResponse for ApiError {

@@ -1,5 +1,6 @@
 //! `/api/expenses*`: list, create, read, update, delete, summary, CSV.
 
+use contract::ErrorCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use super::shapes::{
     MessageResponse, Totals,
 };
 use super::{body_bytes, int_param, query_params, schemas};
-use crate::server::AppState;
+use crate::state::AppState;
 
 const TYPES: &[&str] = &["EXPENSE", "INCOME"];
 
@@ -316,9 +317,8 @@ pub async fn import_csv(
         .unwrap_or_default()
         .to_ascii_lowercase();
     if !(ct.starts_with("text/csv") || ct.starts_with("text/plain")) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+        return Err(ApiError::coded(
+            ErrorCode::UnsupportedMediaType,
             "The body must be text/csv",
         ));
     }

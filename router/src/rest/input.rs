@@ -1,6 +1,7 @@
 //! Request input: amounts (JSON numbers or strings, read from their exact text),
 //! dates, lower-case enums, JSON bodies read field by field so errors name the field.
 
+use contract::ErrorCode;
 use std::collections::HashMap;
 
 use axum::http::{HeaderMap, header};
@@ -122,9 +123,8 @@ impl Body {
         if let Some(ct) = headers.get(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
             if !ct.starts_with("application/json") && !ct.contains("+json") {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "UNSUPPORTED_MEDIA_TYPE",
+                return Err(ApiError::coded(
+                    ErrorCode::UnsupportedMediaType,
                     "The body must be application/json",
                 ));
             }
@@ -135,9 +135,8 @@ impl Body {
         serde_json::from_slice::<HashMap<String, Box<RawValue>>>(bytes)
             .map(Self)
             .map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "BAD_REQUEST",
+                ApiError::coded(
+                    ErrorCode::BadRequest,
                     format!("The body must be a JSON object: {e}"),
                 )
             })

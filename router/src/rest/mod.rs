@@ -1,6 +1,6 @@
 //! The legacy REST shim under `/api` (API.md's REST table). Every route runs one
 //! GraphQL operation through the router's own pipeline
-//! ([`crate::server::execute_operation`]): same auth, limits, rate limiting,
+//! ([`crate::edge::execute_operation`]): same auth, limits, rate limiting,
 //! metrics and errors as `POST /graphql`.
 
 pub mod analytics;
@@ -14,6 +14,7 @@ pub mod notifications;
 pub mod shapes;
 pub mod users;
 
+use contract::ErrorCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use axum::routing::{get, post, put};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::server::AppState;
+use crate::state::AppState;
 use doc::CommonResponses;
 use error::ApiError;
 
@@ -123,9 +124,8 @@ async fn not_found() -> ApiError {
 
 /// A known route with another method (axum adds the `Allow` header).
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+    ApiError::coded(
+        ErrorCode::MethodNotAllowed,
         "This route does not take this method",
     )
 }
@@ -137,7 +137,7 @@ pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, A
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(status, "PAYLOAD_TOO_LARGE", "The request body is too large")
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", r.body_text())
+            ApiError::coded(ErrorCode::BadRequest, r.body_text())
         }
     })
 }
@@ -147,7 +147,7 @@ pub(crate) fn query_params(
 ) -> Result<HashMap<String, String>, ApiError> {
     params
         .map(|Query(p)| p)
-        .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", r.body_text()))
+        .map_err(|r| ApiError::coded(ErrorCode::BadRequest, r.body_text()))
 }
 
 /// An integer query parameter within `min..=max`.

@@ -14,7 +14,7 @@ use super::call::{Authed, PathId, delete_by_id, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::shapes::{Connection, MessageResponse};
 use super::{bool_param, int_param, query_params};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The GraphQL selection that fills [`Notification`].
 const NOTIFICATION_FIELDS: &str = "id type title message priority channels read createdAt";

@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use super::input::Body;
 use super::shapes::{AuthResponse, PROFILE_FIELDS, Profile, ProfileUpdated, UserSummary};
 use super::{body_bytes, schemas};
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -141,7 +141,7 @@ where
 pub struct Stack {
     pub router_url: String,
     pub subgraphs: HashMap<String, RunningSubgraph>,
-    pub state: Arc<router::server::AppState>,
+    pub state: Arc<router::state::AppState>,
     pub supergraph_sdl: String,
 }
 

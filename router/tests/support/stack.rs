@@ -130,9 +130,10 @@ impl ProductStack {
         let (config, db) = service_config("expenses").await;
         let settings =
             expenses::Settings::from_vars(&as_pairs(&v)[..], config).expect("expenses settings");
-        let service = expenses::start(&settings, db.db.clone())
-            .await
-            .expect("expenses starts");
+        let service =
+            kit::bootstrap::start::<expenses::service::Expenses>(&settings, db.db.clone())
+                .await
+                .expect("expenses starts");
         servers.push(TestServer::start_on(take("expenses"), service.router));
         background.push(service.background);
         dbs.push(db);
@@ -142,7 +143,7 @@ impl ProductStack {
         let (config, db) = service_config("budgets").await;
         let settings =
             budgets::Settings::from_vars(&as_pairs(&v)[..], config).expect("budgets settings");
-        let service = budgets::start(&settings, db.db.clone())
+        let service = kit::bootstrap::start::<budgets::service::Budgets>(&settings, db.db.clone())
             .await
             .expect("budgets starts");
         servers.push(TestServer::start_on(take("budgets"), service.router));
@@ -158,9 +159,10 @@ impl ProductStack {
         let (config, db) = service_config("analytics").await;
         let settings =
             analytics::Settings::from_vars(&as_pairs(&v)[..], config).expect("analytics settings");
-        let service = analytics::start(&settings, db.db.clone())
-            .await
-            .expect("analytics starts");
+        let service =
+            kit::bootstrap::start::<analytics::service::Analytics>(&settings, db.db.clone())
+                .await
+                .expect("analytics starts");
         servers.push(TestServer::start_on(take("analytics"), service.router));
         background.push(service.background);
         dbs.push(db);
@@ -174,9 +176,12 @@ impl ProductStack {
         let (config, db) = service_config("notifications").await;
         let settings = notifications::Settings::from_vars(&as_pairs(&v)[..], config)
             .expect("notifications settings");
-        let service = notifications::start(&settings, db.db.clone())
-            .await
-            .expect("notifications starts");
+        let service = kit::bootstrap::start::<notifications::service::Notifications>(
+            &settings,
+            db.db.clone(),
+        )
+        .await
+        .expect("notifications starts");
         servers.push(TestServer::start_on(take("notifications"), service.router));
         background.push(service.background);
         dbs.push(db);

@@ -11,14 +11,12 @@ pub mod service;
 pub mod store;
 pub mod weekly;
 
-use axum::Router;
+use kit::bootstrap::{App, Subgraph};
 use kit::clock::Clock;
 use kit::config::{ConfigError, Env, ServiceConfig, Vars};
 use kit::events::{Consumer, DispatchSettings, Dispatcher};
-use kit::server::{Background, Shutdown};
 use kit::users::{UserDirectory, UsersSettings};
 use mongodb::Database;
-use tokio::net::TcpListener;
 
 pub use graphql::AnalyticsSchema;
 
@@ -61,19 +59,15 @@ impl Settings {
     }
 }
 
-pub struct Service {
-    pub router: Router,
-    pub analytics: service::Analytics,
-    /// Delivers the `weekly.summary` events.
-    pub dispatcher: Dispatcher,
-    pub background: Background,
-}
+/// A started analytics service: its app, background tasks and parts.
+pub type Service = kit::bootstrap::Running<service::Analytics>;
 
-fn parts(settings: &Settings, db: &Database) -> service::Analytics {
+fn parts(settings: &Settings, db: &Database, events: Dispatcher) -> service::Analytics {
     service::Analytics {
         store: store::Store::new(db),
         clock: settings.clock.clone(),
         budgets: budgets::BudgetsClient::new(settings.budgets_url.clone()),
+        events,
     }
 }
 
@@ -82,68 +76,54 @@ pub fn schema() -> AnalyticsSchema {
     graphql::bare_schema()
 }
 
-/// Creates indexes and builds the app (GraphQL plus `POST /internal/events`), and
-/// starts the weekly summary job and the delivery of its events.
-pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service> {
-    let analytics = parts(settings, &db);
-    analytics.store.ensure_indexes().await?;
-    let dispatcher = Dispatcher::new(
-        db.clone(),
-        &[weekly::WEEKLY_RUNS],
-        settings.consumers.clone(),
-        settings.service.service_token.clone(),
-        settings.dispatch.clone(),
-    );
-    dispatcher.ensure_indexes().await?;
-    let mut background = Background::default();
-    background.push(dispatcher.spawn());
-    let (job, job_dispatcher, weekly) = (
-        analytics.clone(),
-        dispatcher.clone(),
-        settings.weekly.clone(),
-    );
-    background.every(settings.weekly.interval, "weekly summary run", move || {
-        let (job, job_dispatcher, weekly) = (job.clone(), job_dispatcher.clone(), weekly.clone());
-        async move { job.run_weekly(&weekly, &job_dispatcher).await }
-    });
-    let events = kit::events::consumer_app(
-        service::ExpenseEvents(analytics.clone()),
-        &db,
-        settings.service.service_token.clone(),
-    )
-    .await?;
-    let schema = graphql::build_schema(
-        analytics.clone(),
-        UserDirectory::new(settings.users.clone()),
-    );
-    let router = kit::server::service_router(schema, db, &settings.service).merge(events);
-    Ok(Service {
-        router,
-        analytics,
-        dispatcher,
-        background,
-    })
-}
+impl Subgraph for service::Analytics {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    type Settings = Settings;
 
-/// Connects to MongoDB and serves until `shutdown` completes.
-pub async fn run(
-    config: ServiceConfig,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let settings = Settings::from_vars(&Env, config)?;
-    let db = kit::db::connect(&settings.service.mongodb_uri, &settings.service.database).await?;
-    let service = start(&settings, db).await?;
-    kit::server::serve(listener, service.router, shutdown).await?;
-    drop(service.background);
-    Ok(())
+    fn settings(vars: &dyn Vars, service: ServiceConfig) -> Result<Settings, ConfigError> {
+        Settings::from_vars(vars, service)
+    }
+
+    fn service_config(settings: &Settings) -> &ServiceConfig {
+        &settings.service
+    }
+
+    fn sdl(_: &Settings, _: &Database) -> String {
+        kit::federation_sdl(&schema())
+    }
+
+    /// Indexes, the app (GraphQL plus `POST /internal/events`), the weekly summary job
+    /// and the delivery of its events.
+    async fn start(settings: &Settings, db: Database, app: &mut App) -> anyhow::Result<Self> {
+        let dispatcher = app
+            .dispatcher(
+                &[weekly::WEEKLY_RUNS],
+                &settings.consumers,
+                &settings.dispatch,
+            )
+            .await?;
+        let analytics = parts(settings, &db, dispatcher);
+        analytics.store.ensure_indexes().await?;
+        let (job, weekly) = (analytics.clone(), settings.weekly.clone());
+        app.background()
+            .every(settings.weekly.interval, "weekly summary run", move || {
+                let (job, weekly) = (job.clone(), weekly.clone());
+                async move { job.run_weekly(&weekly, &job.events).await }
+            });
+        app.consumer(service::ExpenseEvents(analytics.clone()))
+            .await?;
+        let users = UserDirectory::new(settings.users.clone());
+        app.graphql(graphql::build_schema(analytics.clone(), users));
+        Ok(analytics)
+    }
 }
 
 /// Rebuilds the read models from the event log (the `analytics-rebuild` command).
 pub async fn rebuild(config: ServiceConfig) -> anyhow::Result<u64> {
     let db = kit::db::connect(&config.mongodb_uri, &config.database).await?;
     let settings = Settings::from_vars(&Env, config)?;
-    let analytics = parts(&settings, &db);
+    let analytics = parts(&settings, &db, Dispatcher::inert(&db));
     analytics.store.ensure_indexes().await?;
     Ok(analytics.rebuild().await?)
 }

@@ -2,5 +2,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    kit::bootstrap::main(analytics::SERVICE, analytics::DEFAULT_PORT, analytics::run).await
+    kit::bootstrap::main::<analytics::service::Analytics>().await
 }

@@ -1,11 +1,11 @@
 //! Applying expense events to the read models, and rebuilding them from the log.
 
+use contract::events::{ExpenseChanged, ExpenseSnapshot};
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use kit::AppError;
 use kit::clock::Clock;
-use kit::events::{Event, EventHandler};
-use serde::Deserialize;
+use kit::events::{DomainEvent, Event, EventHandler};
 
 use crate::store::{BucketKey, ExpenseDoc, Store};
 
@@ -14,73 +14,45 @@ pub struct Analytics {
     pub store: Store,
     pub clock: Clock,
     pub budgets: crate::budgets::BudgetsClient,
+    /// Delivers the `weekly.summary` events.
+    pub events: kit::events::Dispatcher,
 }
 
-/// The expense fields the expenses subgraph puts in its events.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Snapshot {
-    #[serde(rename = "type")]
-    kind: String,
-    amount_minor: i64,
-    currency: String,
-    category: String,
-    category_key: String,
-    date: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ExpenseEventData {
-    expense_id: String,
-    version: i64,
-    before: Option<Snapshot>,
-    after: Option<Snapshot>,
-}
-
-fn state(user_id: &str, data: &ExpenseEventData, s: &Snapshot, deleted: bool) -> ExpenseDoc {
+fn state(user_id: &str, data: &ExpenseChanged, s: &ExpenseSnapshot, deleted: bool) -> ExpenseDoc {
     ExpenseDoc {
-        id: data.expense_id.clone(),
+        id: data.expense_id.to_string(),
         user_id: user_id.to_string(),
         version: data.version,
         deleted,
-        kind: s.kind.clone(),
+        kind: s.kind.as_str().to_string(),
         amount_minor: s.amount_minor,
         currency: s.currency.clone(),
         category: s.category.clone(),
         category_key: s.category_key.clone(),
-        date: s.date.clone(),
+        date: s.date.to_string(),
     }
 }
 
 impl Analytics {
     /// Logs the event, then applies it.
-    pub async fn receive(&self, event: &Event) -> Result<(), AppError> {
-        if !event.kind.starts_with("expense.") {
-            tracing::debug!(kind = %event.kind, "ignoring event");
-            return Ok(());
-        }
-        self.store.log_event(event).await?;
-        match self.apply(event).await {
-            // A malformed event is kept in the log and acknowledged: refusing it would
-            // block every later event of the user.
-            Err(AppError::Validation { message, .. }) => {
-                tracing::warn!(event = %event.id, error = %message, "unusable expense event");
-                Ok(())
-            }
-            other => other,
-        }
+    pub async fn receive(&self, envelope: &Event, event: &DomainEvent) -> Result<(), AppError> {
+        let Some(change) = event.expense_change() else {
+            return Err(AppError::validation(
+                "type",
+                format!("analytics does not consume {} events", event.kind()),
+            ));
+        };
+        self.store.log_event(envelope).await?;
+        self.apply(envelope.user_id.as_str(), change).await
     }
 
-    /// Applies one expense event. Idempotent: the expense state is version-guarded and
+    /// Applies one expense change. Idempotent: the expense state is version-guarded and
     /// the rows it touches are recomputed from scratch.
-    pub async fn apply(&self, event: &Event) -> Result<(), AppError> {
-        let data: ExpenseEventData = serde_json::from_value(event.data.clone())
-            .map_err(|e| AppError::validation("data", format!("not an expense event: {e}")))?;
+    pub async fn apply(&self, user_id: &str, data: &ExpenseChanged) -> Result<(), AppError> {
         let mut keys: Vec<BucketKey> = Vec::new();
         // The row the expense was in before any version we stored.
-        if let Some(old) = self.store.get_expense(&data.expense_id).await? {
-            if old.user_id != event.user_id {
+        if let Some(old) = self.store.get_expense(data.expense_id.as_str()).await? {
+            if old.user_id != user_id {
                 return Err(AppError::validation(
                     "userId",
                     "expense belongs to another user",
@@ -89,8 +61,8 @@ impl Analytics {
             keys.push(BucketKey::of(&old));
         }
         let new_state = match (&data.after, &data.before) {
-            (Some(after), _) => Some(state(&event.user_id, &data, after, false)),
-            (None, Some(before)) => Some(state(&event.user_id, &data, before, true)),
+            (Some(after), _) => Some(state(user_id, data, after, false)),
+            (None, Some(before)) => Some(state(user_id, data, before, true)),
             (None, None) => None,
         };
         if let Some(s) = &new_state {
@@ -98,7 +70,7 @@ impl Analytics {
             keys.push(BucketKey::of(s));
         }
         if let Some(b) = &data.before {
-            keys.push(BucketKey::of(&state(&event.user_id, &data, b, true)));
+            keys.push(BucketKey::of(&state(user_id, data, b, true)));
         }
         keys.dedup();
         for k in &keys {
@@ -115,7 +87,14 @@ impl Analytics {
         let mut n = 0;
         while let Some(doc) = cursor.try_next().await? {
             let event = doc.to_event()?;
-            if let Err(e) = self.apply(&event).await {
+            let applied = match DomainEvent::from_event(&event) {
+                Ok(d) => match d.expense_change() {
+                    Some(change) => self.apply(event.user_id.as_str(), change).await,
+                    None => Ok(()),
+                },
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = applied {
                 if let AppError::Internal(_) = e {
                     return Err(e);
                 }
@@ -131,7 +110,11 @@ impl Analytics {
 pub struct ExpenseEvents(pub Analytics);
 
 impl EventHandler for ExpenseEvents {
-    fn handle(&self, event: Event) -> BoxFuture<'_, Result<(), AppError>> {
-        Box::pin(async move { self.0.receive(&event).await })
+    fn handle<'a>(
+        &'a self,
+        envelope: &'a Event,
+        event: DomainEvent,
+    ) -> BoxFuture<'a, Result<(), AppError>> {
+        Box::pin(async move { self.0.receive(envelope, &event).await })
     }
 }

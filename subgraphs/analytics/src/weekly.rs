@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
+use contract::events::WeeklySummary;
+use contract::ids::UserId;
 use kit::AppError;
 use kit::config::{ConfigError, Vars, var_or};
-use kit::events::{Dispatcher, Event, Outbox};
+use kit::events::{Dispatcher, DomainEvent, Outbox};
 use kit::money::{Currency, Money};
 use mongodb::bson::{self, doc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::domain::{Totals, Window};
 use crate::service::Analytics;
@@ -180,22 +181,18 @@ impl Analytics {
             ),
             None => format!("You spent {} this week.", text(0)),
         };
-        let event = Event::new(
-            "weekly.summary",
-            user,
-            self.clock.now(),
-            json!({
-                "week": week,
-                "from": window.start.to_string(),
-                "to": window.last().to_string(),
-                "currency": code,
-                "spentMinor": t.spent_minor,
-                "expenseCount": t.expense_count,
-                "topCategory": top.as_ref().map(|c| c.0.clone()),
-                "topCategoryMinor": top.as_ref().map(|c| c.1),
-                "message": message,
-            }),
-        );
+        let event = DomainEvent::WeeklySummary(WeeklySummary {
+            week: week.clone(),
+            from: window.start,
+            to: window.last(),
+            currency: code,
+            spent_minor: t.spent_minor,
+            expense_count: t.expense_count,
+            top_category: top.as_ref().map(|c| c.0.clone()),
+            top_category_minor: top.as_ref().map(|c| c.1),
+            message,
+        })
+        .into_event(&UserId::from_trusted(user), self.clock.now());
         let run = RunDoc {
             id,
             user_id: user.to_string(),

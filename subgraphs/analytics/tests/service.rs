@@ -44,7 +44,9 @@ async fn start_with(now: DateTime<Utc>, tune: impl FnOnce(&mut analytics::Settin
     // This instance never makes weekly summaries (the tests of the job start their own).
     settings.weekly.catch_up = Duration::ZERO;
     tune(&mut settings);
-    let service = analytics::start(&settings, db.db.clone()).await.unwrap();
+    let service = kit::bootstrap::start::<analytics::service::Analytics>(&settings, db.db.clone())
+        .await
+        .unwrap();
     let server = TestServer::start(service.router.clone()).await;
     Stack {
         gql: Gql::new(server.url("/graphql")),
@@ -92,7 +94,7 @@ fn weekly_settings(s: &Stack, sink: &TestServer) -> analytics::Settings {
         url: sink.url(""),
     }];
     settings.dispatch = DispatchSettings::fast();
-    settings.clock = s.service.analytics.clock.clone();
+    settings.clock = s.service.clock.clone();
     settings
 }
 
@@ -292,7 +294,7 @@ async fn the_rebuild_command_replays_the_event_log_into_the_same_read_models() {
         .await
         .unwrap();
     assert_eq!(s.q(&token, q).await["monthlySummary"]["totalSpent"], "0.00");
-    let replayed = s.service.analytics.rebuild().await.unwrap();
+    let replayed = s.service.rebuild().await.unwrap();
     assert_eq!(replayed, 2);
     assert_eq!(s.q(&token, q).await, before);
 }
@@ -492,7 +494,9 @@ async fn expenses_written_in_the_expenses_subgraph_reach_the_analytics_read_mode
         url: s.server.url(""),
     }];
     es.dispatch = DispatchSettings::fast();
-    let exp = expenses::start(&es, exp_db.db.clone()).await.unwrap();
+    let exp = kit::bootstrap::start::<expenses::service::Expenses>(&es, exp_db.db.clone())
+        .await
+        .unwrap();
     let exp_server = TestServer::start(exp.router.clone()).await;
     let exp_gql = Gql::new(exp_server.url("/graphql"));
     let (_, token) = test_user();
@@ -531,41 +535,27 @@ async fn the_weekly_summary_is_made_once_per_user_and_week_at_the_local_hour_eve
     let mut settings = weekly_settings(&s, &sink_server);
     settings.weekly.interval = Duration::from_secs(3600);
     let clock = settings.clock.clone();
-    let a = analytics::start(&settings, s.db.db.clone()).await.unwrap();
-    let b = analytics::start(&settings, s.db.db.clone()).await.unwrap();
+    let a = kit::bootstrap::start::<analytics::service::Analytics>(&settings, s.db.db.clone())
+        .await
+        .unwrap();
+    let b = kit::bootstrap::start::<analytics::service::Analytics>(&settings, s.db.db.clone())
+        .await
+        .unwrap();
     let weekly = settings.weekly.clone();
-    assert_eq!(
-        a.analytics
-            .run_weekly(&weekly, &a.dispatcher)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(a.run_weekly(&weekly, &a.events).await.unwrap(), 0);
 
     // 18:30 local: due. Both instances try, twice.
     clock.set(at(2024, 3, 10, 22, 30));
     let (ra, rb) = tokio::join!(
-        a.analytics.run_weekly(&weekly, &a.dispatcher),
-        b.analytics.run_weekly(&weekly, &b.dispatcher)
+        a.run_weekly(&weekly, &a.events),
+        b.run_weekly(&weekly, &b.events)
     );
     // (The instances' own background passes may have made it first.)
     assert!(ra.unwrap() + rb.unwrap() <= 1);
-    assert_eq!(
-        b.analytics
-            .run_weekly(&weekly, &b.dispatcher)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(b.run_weekly(&weekly, &b.events).await.unwrap(), 0);
     // After a day of downtime, still only once.
     clock.set(at(2024, 3, 11, 22, 30));
-    assert_eq!(
-        a.analytics
-            .run_weekly(&weekly, &a.dispatcher)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(a.run_weekly(&weekly, &a.events).await.unwrap(), 0);
 
     assert!(
         wait_until(Duration::from_secs(10), || async {
@@ -596,17 +586,16 @@ async fn a_weekly_summary_missed_during_downtime_is_made_when_the_job_runs_again
     let (sink, sink_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
     let settings = weekly_settings(&s, &sink_server);
     // Starting the service again is enough: its job looks at once.
-    let a = analytics::start(&settings, s.db.db.clone()).await.unwrap();
+    let a = kit::bootstrap::start::<analytics::service::Analytics>(&settings, s.db.db.clone())
+        .await
+        .unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || async {
             sink.events().len() == 1
         })
         .await
     );
-    let again = a
-        .analytics
-        .run_weekly(&settings.weekly, &a.dispatcher)
-        .await;
+    let again = a.run_weekly(&settings.weekly, &a.events).await;
     assert_eq!(again.unwrap(), 0);
     // Give a second summary the chance to arrive: there is none.
     tokio::time::sleep(Duration::from_millis(300)).await;

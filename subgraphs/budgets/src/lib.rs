@@ -8,14 +8,12 @@ pub mod graphql;
 pub mod service;
 pub mod store;
 
-use axum::Router;
+use kit::bootstrap::{App, Subgraph};
 use kit::clock::Clock;
-use kit::config::{ConfigError, Env, ServiceConfig, Vars};
+use kit::config::{ConfigError, ServiceConfig, Vars};
 use kit::events::{Consumer, DispatchSettings, Dispatcher};
-use kit::server::{Background, Shutdown};
 use kit::users::{UserDirectory, UsersSettings};
 use mongodb::Database;
-use tokio::net::TcpListener;
 
 pub const SERVICE: &str = "budgets";
 pub const DEFAULT_PORT: u16 = 3003;
@@ -46,82 +44,53 @@ impl Settings {
     }
 }
 
-pub struct Service {
-    pub router: Router,
-    pub background: Background,
-    pub budgets: service::Budgets,
-}
+/// A started budgets service: its app, background tasks and parts.
+pub type Service = kit::bootstrap::Running<service::Budgets>;
 
-fn parts(settings: &Settings, db: &Database) -> (service::Budgets, UserDirectory) {
-    let dispatcher = Dispatcher::new(
-        db.clone(),
-        &[store::ALERTS],
-        settings.consumers.clone(),
-        settings.service.service_token.clone(),
-        settings.dispatch.clone(),
-    );
-    let budgets = service::Budgets {
+fn parts(settings: &Settings, db: &Database, dispatcher: Dispatcher) -> service::Budgets {
+    service::Budgets {
         store: store::Store::new(db),
         dispatcher,
         clock: settings.clock.clone(),
-    };
-    (budgets, UserDirectory::new(settings.users.clone()))
+    }
 }
 
-pub fn schema(settings: &Settings, db: &Database) -> graphql::BudgetsSchema {
-    let (budgets, users) = parts(settings, db);
-    graphql::build_schema(budgets, users)
-}
+impl Subgraph for service::Budgets {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    type Settings = Settings;
 
-/// The federation SDL, as committed in `schema/budgets.graphql`.
-pub async fn sdl() -> anyhow::Result<String> {
-    let service = ServiceConfig::from_vars(&[("JWT_SECRET", &"x".repeat(32)[..])], SERVICE, 0)?;
-    let settings = Settings::from_vars(&[("PORT", "0")], service)?;
-    Ok(kit::federation_sdl(&schema(
-        &settings,
-        &kit::db::unconnected("sdl"),
-    )))
-}
+    fn settings(vars: &dyn Vars, service: ServiceConfig) -> Result<Settings, ConfigError> {
+        Settings::from_vars(vars, service)
+    }
 
-/// Creates indexes and starts the app (GraphQL plus `POST /internal/events`) and the
-/// alert event dispatcher.
-pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service> {
-    let (budgets, users) = parts(settings, &db);
-    budgets.store.ensure_indexes().await?;
-    budgets.store.seed_rates().await?;
-    budgets.dispatcher.ensure_indexes().await?;
-    let events = kit::events::consumer_app(
-        service::ExpenseEvents(budgets.clone()),
-        &db,
-        settings.service.service_token.clone(),
-    )
-    .await?;
-    let mut background = Background::default();
-    background.push(budgets.dispatcher.spawn());
-    let schema = graphql::build_schema(budgets.clone(), users);
-    let router = kit::server::service_router(schema, db, &settings.service)
-        .merge(events)
-        .merge(admin::router(
-            budgets.store.clone(),
-            settings.service.service_token.clone(),
-        ));
-    Ok(Service {
-        router,
-        background,
-        budgets,
-    })
-}
+    fn service_config(settings: &Settings) -> &ServiceConfig {
+        &settings.service
+    }
 
-/// Connects to MongoDB and serves until `shutdown` completes.
-pub async fn run(
-    config: ServiceConfig,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let settings = Settings::from_vars(&Env, config)?;
-    let db = kit::db::connect(&settings.service.mongodb_uri, &settings.service.database).await?;
-    let service = start(&settings, db).await?;
-    kit::server::serve(listener, service.router, shutdown).await?;
-    drop(service.background);
-    Ok(())
+    fn sdl(settings: &Settings, db: &Database) -> String {
+        let users = UserDirectory::new(settings.users.clone());
+        let parts = parts(settings, db, Dispatcher::inert(db));
+        kit::federation_sdl(&graphql::build_schema(parts, users))
+    }
+
+    /// Indexes, the rates table, the app (GraphQL, `POST /internal/events`, the rates
+    /// endpoint) and the alert event dispatcher.
+    async fn start(settings: &Settings, db: Database, app: &mut App) -> anyhow::Result<Self> {
+        let dispatcher = app
+            .dispatcher(&[store::ALERTS], &settings.consumers, &settings.dispatch)
+            .await?;
+        let budgets = parts(settings, &db, dispatcher);
+        budgets.store.ensure_indexes().await?;
+        budgets.store.seed_rates().await?;
+        app.consumer(service::ExpenseEvents(budgets.clone()))
+            .await?;
+        let users = UserDirectory::new(settings.users.clone());
+        app.graphql(graphql::build_schema(budgets.clone(), users))
+            .routes(admin::router(
+                budgets.store.clone(),
+                settings.service.service_token.clone(),
+            ));
+        Ok(budgets)
+    }
 }

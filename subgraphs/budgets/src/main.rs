@@ -2,5 +2,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    kit::bootstrap::main(budgets::SERVICE, budgets::DEFAULT_PORT, budgets::run).await
+    kit::bootstrap::main::<budgets::service::Budgets>().await
 }

@@ -14,6 +14,8 @@
 //! show in `Budget.uncountedExpenses`.
 
 use chrono::NaiveDate;
+use contract::events::{BudgetAlertRaised, DomainEvent, ExpenseChanged, ExpenseSnapshot, TxKind};
+use contract::ids::{AlertId, BudgetId, UserId};
 use futures::future::BoxFuture;
 use kit::AppError;
 use kit::clock::Clock;
@@ -21,8 +23,6 @@ use kit::events::{Dispatcher, Event, EventHandler, Outbox};
 use kit::money::{Currency, Decimal, Money, positive_amount};
 use kit::users::UserProfile;
 use mongodb::bson;
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::domain::{self, Period, Severity};
 use crate::store::{AlertDoc, BudgetDoc, LedgerDoc, RearmDoc, Spending, Store, unique_key};
@@ -62,32 +62,6 @@ pub struct BudgetView {
     pub spending: Spending,
 }
 
-/// The expense fields carried by `expense.*` events.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Snapshot {
-    #[serde(rename = "type")]
-    kind: String,
-    amount_minor: i64,
-    currency: String,
-    category_key: String,
-    date: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ExpenseEventData {
-    expense_id: String,
-    version: i64,
-    before: Option<Snapshot>,
-    after: Option<Snapshot>,
-}
-
-fn date(s: &str) -> Result<NaiveDate, AppError> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| AppError::validation("date", format!("not a date: {s:?}")))
-}
-
 fn category_name(raw: &str) -> Result<(String, String), AppError> {
     let name = raw.trim();
     let n = name.chars().count();
@@ -101,12 +75,20 @@ fn category_name(raw: &str) -> Result<(String, String), AppError> {
 }
 
 impl Budgets {
-    fn period_of(b: &BudgetDoc) -> Period {
-        Period::parse(&b.period).unwrap_or(Period::Monthly)
+    /// The budget's stored period; an unknown one is an internal error (logged), never
+    /// a silent default.
+    fn period_of(b: &BudgetDoc) -> Result<Period, AppError> {
+        Period::parse(&b.period).ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!(
+                "budget {} has an unknown stored period {:?}",
+                b.id,
+                b.period
+            ))
+        })
     }
 
     pub async fn view(&self, doc: BudgetDoc, today: NaiveDate) -> Result<BudgetView, AppError> {
-        let (start, next) = Self::period_of(&doc).range(today);
+        let (start, next) = Self::period_of(&doc)?.range(today);
         let spending = self
             .store
             .spending(&doc, &domain::day_key(start), &domain::day_key(next))
@@ -199,7 +181,7 @@ impl Budgets {
             after.version = before.version + 1;
             after.updated_at = bson::DateTime::from_chrono(self.clock.now());
             // Re-arm the thresholds the change un-crossed in the current period.
-            let (start, next) = Self::period_of(&after).range(today);
+            let (start, next) = Self::period_of(&after)?.range(today);
             let spent = self
                 .store
                 .spending(&after, &domain::day_key(start), &domain::day_key(next))
@@ -277,9 +259,11 @@ impl Budgets {
         let spent = spending.spent_minor;
         let currency = Currency::parse(&budget.currency).map_err(AppError::internal)?;
         let money = |minor: i64| {
+            // Beyond the largest amount the product keeps: this change cannot be
+            // applied as it is (its event is parked, never retried forever).
             Money::from_minor(minor, currency)
                 .map(|m| m.amount_text())
-                .map_err(AppError::internal)
+                .map_err(|e| AppError::validation("amount", format!("the period's spending: {e}")))
         };
         let percent = domain::percent_used(spent, budget.amount_minor);
         let start_text = start.to_string();
@@ -300,24 +284,20 @@ impl Budgets {
             );
             let now = self.clock.now();
             let id = kit::ids::new_id();
-            let event = Event::new(
-                "budget.alert",
-                &budget.user_id,
-                now,
-                json!({
-                    "alertId": id,
-                    "budgetId": budget.id,
-                    "category": budget.category,
-                    "threshold": t,
-                    "percentUsed": percent,
-                    "severity": severity.as_str(),
-                    "message": message,
-                    "periodStart": start_text,
-                    "spentMinor": spent,
-                    "amountMinor": budget.amount_minor,
-                    "currency": budget.currency,
-                }),
-            );
+            let event = DomainEvent::BudgetAlert(BudgetAlertRaised {
+                alert_id: AlertId::from_trusted(&id),
+                budget_id: BudgetId::from_trusted(&budget.id),
+                category: budget.category.clone(),
+                threshold: i64::from(t),
+                percent_used: percent,
+                severity: severity.into(),
+                message: message.clone(),
+                period_start: start,
+                spent_minor: spent,
+                amount_minor: budget.amount_minor,
+                currency: budget.currency.clone(),
+            })
+            .into_event(&UserId::from_trusted(&budget.user_id), now);
             let alert = AlertDoc {
                 dedup_key: format!("{}|{}|{}|{}", budget.id, start_text, t, generation),
                 id,
@@ -345,25 +325,27 @@ impl Budgets {
 
     /// Applies an `expense.*` event: ledger first (idempotent by expense version), then
     /// the alerts of every budget whose period holds the old or the new date.
-    #[tracing::instrument(skip(self, event), fields(event = %event.id, kind = %event.kind, user = %event.user_id))]
-    pub async fn apply_expense_event(&self, event: &Event) -> Result<(), AppError> {
-        let data: ExpenseEventData = serde_json::from_value(event.data.clone())
-            .map_err(|e| AppError::validation("data", format!("malformed expense event: {e}")))?;
+    #[tracing::instrument(skip(self, data), fields(expense = %data.expense_id, user = %user_id))]
+    pub async fn apply_expense_event(
+        &self,
+        user_id: &str,
+        data: &ExpenseChanged,
+    ) -> Result<(), AppError> {
         let entry = match &data.after {
             Some(a) => LedgerDoc {
-                id: data.expense_id.clone(),
-                user_id: event.user_id.clone(),
+                id: data.expense_id.to_string(),
+                user_id: user_id.to_string(),
                 version: data.version,
-                kind: a.kind.clone(),
+                kind: a.kind.as_str().to_string(),
                 amount_minor: a.amount_minor,
                 currency: a.currency.clone(),
                 category_key: a.category_key.clone(),
-                day: domain::day_key(date(&a.date)?),
+                day: domain::day_key(a.date),
                 state: "live".to_string(),
             },
             None => LedgerDoc {
-                id: data.expense_id.clone(),
-                user_id: event.user_id.clone(),
+                id: data.expense_id.to_string(),
+                user_id: user_id.to_string(),
                 version: data.version,
                 kind: String::new(),
                 amount_minor: 0,
@@ -374,15 +356,16 @@ impl Budgets {
             },
         };
         self.store.apply(&entry).await?;
-        let touched: Vec<&Snapshot> = [data.before.as_ref(), data.after.as_ref()]
+        let touched: Vec<&ExpenseSnapshot> = [data.before.as_ref(), data.after.as_ref()]
             .into_iter()
             .flatten()
-            .filter(|s| s.kind == "EXPENSE")
+            .filter(|s| s.kind == TxKind::Expense)
             .collect();
         if touched.is_empty() {
             return Ok(());
         }
-        for budget in self.store.budgets(&event.user_id).await? {
+        for budget in self.store.budgets(user_id).await? {
+            let period = Self::period_of(&budget)?;
             let mut periods: Vec<(NaiveDate, NaiveDate)> = Vec::new();
             for s in &touched {
                 let applies = budget
@@ -390,7 +373,7 @@ impl Budgets {
                     .as_ref()
                     .is_none_or(|c| *c == s.category_key);
                 if applies {
-                    let p = Self::period_of(&budget).range(date(&s.date)?);
+                    let p = period.range(s.date);
                     if !periods.contains(&p) {
                         periods.push(p);
                     }
@@ -404,21 +387,26 @@ impl Budgets {
     }
 }
 
-/// The consumer side of `POST /internal/events`.
+/// The consumer side of `POST /internal/events`: `expense.*` events.
 pub struct ExpenseEvents(pub Budgets);
 
 impl EventHandler for ExpenseEvents {
-    fn handle(&self, event: Event) -> BoxFuture<'_, Result<(), AppError>> {
+    fn handle<'a>(
+        &'a self,
+        envelope: &'a Event,
+        event: DomainEvent,
+    ) -> BoxFuture<'a, Result<(), AppError>> {
         Box::pin(async move {
-            match event.kind.as_str() {
-                "expense.created" | "expense.updated" | "expense.deleted" => {
-                    self.0.apply_expense_event(&event).await
+            match event.expense_change() {
+                Some(change) => {
+                    self.0
+                        .apply_expense_event(envelope.user_id.as_str(), change)
+                        .await
                 }
-                other => {
-                    // Not ours to handle; acknowledged so it does not block the stream.
-                    tracing::debug!(kind = other, "ignoring event");
-                    Ok(())
-                }
+                None => Err(AppError::validation(
+                    "type",
+                    format!("budgets does not consume {} events", event.kind()),
+                )),
             }
         })
     }

@@ -54,9 +54,12 @@ async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
     }];
     budgets_settings.dispatch = DispatchSettings::fast();
     budgets_settings.clock = clock.clone();
-    let service = budgets::start(&budgets_settings, budgets_db.db.clone())
-        .await
-        .unwrap();
+    let service = kit::bootstrap::start::<budgets::service::Budgets>(
+        &budgets_settings,
+        budgets_db.db.clone(),
+    )
+    .await
+    .unwrap();
     let server = TestServer::start(service.router.clone()).await;
     let budgets_port = server.addr.port();
     let budgets_gql = Gql::new(server.url("/graphql"));
@@ -71,7 +74,10 @@ async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
     }];
     s.dispatch = DispatchSettings::fast();
     s.clock = clock;
-    let expenses_service = expenses::start(&s, expenses_db.db.clone()).await.unwrap();
+    let expenses_service =
+        kit::bootstrap::start::<expenses::service::Expenses>(&s, expenses_db.db.clone())
+            .await
+            .unwrap();
     let expenses_server = TestServer::start(expenses_service.router.clone()).await;
     Stack {
         users,
@@ -104,9 +110,12 @@ impl Stack {
     }
 
     async fn restart_budgets(&mut self) {
-        let service = budgets::start(&self.budgets_settings, self.budgets_db.db.clone())
-            .await
-            .unwrap();
+        let service = kit::bootstrap::start::<budgets::service::Budgets>(
+            &self.budgets_settings,
+            self.budgets_db.db.clone(),
+        )
+        .await
+        .unwrap();
         let server = TestServer::start_on_port(self.budgets_port, service.router.clone()).await;
         self.budgets = Some(Budgets { service, server });
     }
@@ -248,7 +257,10 @@ fn thresholds_of(budget: &Value) -> Vec<(i64, String)> {
 
 #[tokio::test]
 async fn sdl_matches_committed_file() {
-    assert_sdl_matches_committed(budgets::SERVICE, &budgets::sdl().await.unwrap());
+    assert_sdl_matches_committed(
+        budgets::SERVICE,
+        &kit::bootstrap::sdl::<budgets::service::Budgets>().unwrap(),
+    );
 }
 
 #[tokio::test]
@@ -361,6 +373,111 @@ async fn income_and_other_categories_do_not_count_and_moves_and_deletes_follow_t
     assert_eq!(a["alerts"], json!([]));
 }
 
+/// An `expense.created` (or, with `deleted`, `expense.deleted`) event of `user`.
+fn expense_event(user: &str, id: &str, minor: i64, category: &str, deleted: bool) -> Event {
+    let snapshot = json!({ "type": "EXPENSE", "amountMinor": minor, "currency": "USD",
+        "category": category, "categoryKey": category, "date": "2024-03-02" });
+    let (kind, data) = if deleted {
+        (
+            "expense.deleted",
+            json!({ "expenseId": id, "version": 2, "before": snapshot, "after": null }),
+        )
+    } else {
+        (
+            "expense.created",
+            json!({ "expenseId": id, "version": 1, "before": null, "after": snapshot }),
+        )
+    };
+    Event::new(kind, user, Utc::now(), data)
+}
+
+#[tokio::test]
+async fn poison_events_are_parked_and_a_fixed_cause_is_redriven_exactly_once() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 3, 20, 12, 0, 0).unwrap())).await;
+    let server = &s.budgets.as_ref().unwrap().server;
+    let (user, token) = test_user();
+    let food = s
+        .create_budget(&token, json!({ "category": "food", "amount": "100" }))
+        .await;
+    let rent = s
+        .create_budget(&token, json!({ "category": "rent", "amount": "100" }))
+        .await;
+    let valid = expense_event(&user, &kit::ids::new_id(), 4000, "food", false);
+    kit::testing::assert_poison_events_are_parked(server, &valid).await;
+    // The same user's next valid event is applied at once.
+    assert_eq!(s.post_event(SERVICE_TOKEN, &valid).await, 200);
+    assert_eq!(s.budget(&token, &food["id"]).await["spent"], "40.00");
+
+    // Two huge expenses: the second takes the period past the largest amount kept, so
+    // it cannot be applied; it is parked, and later events still move.
+    let huge = 900_000_000_000_000; // 9,000,000,000,000.00
+    let (a, b) = (kit::ids::new_id(), kit::ids::new_id());
+    let huge_a = expense_event(&user, &a, huge, "food", false);
+    let huge_b = expense_event(&user, &b, huge, "food", false);
+    assert_eq!(s.post_event(SERVICE_TOKEN, &huge_a).await, 200);
+    assert_eq!(s.post_event(SERVICE_TOKEN, &huge_b).await, 200);
+    let dead = kit::testing::dead_letters(server).await;
+    let parked = dead["deadLetters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == huge_b.id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("the overflowing event is parked: {dead}"));
+    assert_eq!(parked["reason"], "rejected", "{parked}");
+    assert!(
+        parked["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("VALIDATION_FAILED")
+    );
+    let small = expense_event(&user, &kit::ids::new_id(), 1000, "rent", false);
+    assert_eq!(s.post_event(SERVICE_TOKEN, &small).await, 200);
+    assert_eq!(s.budget(&token, &rent["id"]).await["spent"], "10.00");
+
+    // While the cause stands, a re-drive keeps it parked and counts the attempt.
+    let (status, out) = kit::testing::redrive(server, huge_b.id.as_str()).await;
+    assert_eq!(
+        (status, out["outcome"].as_str()),
+        (200, Some("PARKED")),
+        "{out}"
+    );
+    // The cause goes away (the first huge expense is deleted); the re-drive applies it.
+    let delete_a = expense_event(&user, &a, huge, "food", true);
+    assert_eq!(s.post_event(SERVICE_TOKEN, &delete_a).await, 200);
+    let (status, out) = kit::testing::redrive(server, huge_b.id.as_str()).await;
+    assert_eq!(
+        (status, out["outcome"].as_str()),
+        (200, Some("APPLIED")),
+        "{out}"
+    );
+    assert_eq!(
+        s.budget(&token, &food["id"]).await["spent"],
+        "9000000000040.00"
+    );
+    // Exactly once: the dead letter is gone, and neither a second re-drive nor the
+    // producer sending the event again counts it twice.
+    let (status, _) = kit::testing::redrive(server, huge_b.id.as_str()).await;
+    assert_eq!(status, 404);
+    assert_eq!(s.post_event(SERVICE_TOKEN, &huge_b).await, 200);
+    assert_eq!(
+        s.budget(&token, &food["id"]).await["spent"],
+        "9000000000040.00"
+    );
+    let left = kit::testing::dead_letters(server).await;
+    assert!(
+        left["deadLetters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["id"] != huge_b.id.as_str()),
+        "{left}"
+    );
+    let applied =
+        kit::testing::metric(server, "events_received_total", &[("outcome", "applied")]).await;
+    assert!(applied >= 5.0, "applied events are counted: {applied}");
+}
+
 #[tokio::test]
 async fn a_redelivered_event_changes_nothing_and_only_the_service_credential_is_accepted() {
     let s = start_at(Some(Utc.with_ymd_and_hms(2024, 3, 20, 12, 0, 0).unwrap())).await;
@@ -381,7 +498,7 @@ async fn a_redelivered_event_changes_nothing_and_only_the_service_credential_is_
     }
     // The same change under a new event id (a producer retry) is applied once too.
     let mut again = event.clone();
-    again.id = kit::ids::new_id();
+    again.id = kit::ids::EventId::new();
     assert_eq!(s.post_event(SERVICE_TOKEN, &again).await, 200);
     assert_eq!(s.budget(&token, &b["id"]).await["spent"], "40.00");
 
@@ -390,7 +507,7 @@ async fn a_redelivered_event_changes_nothing_and_only_the_service_credential_is_
         ("authorization", &format!("Bearer {token}")[..]),
     ] {
         let mut other = event.clone();
-        other.id = kit::ids::new_id();
+        other.id = kit::ids::EventId::new();
         other.data["expenseId"] = json!(kit::ids::new_id());
         assert_eq!(s.post_event((header, value), &other).await, 401);
     }
@@ -401,7 +518,13 @@ async fn a_redelivered_event_changes_nothing_and_only_the_service_credential_is_
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    // Not even an envelope: acknowledged (a refusal would be retried forever) and kept
+    // as a dead letter with the reason.
+    assert_eq!(r.status(), 200);
+    let dead = kit::testing::dead_letters(&s.budgets.as_ref().unwrap().server).await;
+    assert_eq!(dead["total"], 1, "{dead}");
+    assert_eq!(dead["deadLetters"][0]["reason"], "unreadable");
+    assert_eq!(dead["deadLetters"][0]["event"], "{");
     assert_eq!(s.budget(&token, &b["id"]).await["spent"], "40.00");
 }
 

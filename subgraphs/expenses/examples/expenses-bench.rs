@@ -109,7 +109,8 @@ async fn main() -> anyhow::Result<()> {
     settings.users.url = users_server.url("/graphql");
     settings.consumers = Vec::new();
     settings.dispatch = DispatchSettings::fast();
-    let service = expenses::start(&settings, db.db.clone()).await?;
+    let service =
+        kit::bootstrap::start::<expenses::service::Expenses>(&settings, db.db.clone()).await?;
     let server = TestServer::start(service.router.clone()).await;
     let (user, token) = test_user();
 
@@ -120,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..total {
         batch.push(seed_doc(&user, i, start));
         if batch.len() == 5000 || i + 1 == total {
-            service.expenses.store.insert_many(&batch).await?;
+            service.store.insert_many(&batch).await?;
             batch.clear();
         }
     }
@@ -241,7 +242,6 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let s_agg = measure(sum_runs, || async {
         let _ = service
-            .expenses
             .store
             .summary(
                 &user,

@@ -10,14 +10,12 @@ pub mod store;
 
 use std::time::Duration;
 
-use axum::Router;
+use kit::bootstrap::{App, Subgraph};
 use kit::clock::Clock;
-use kit::config::{ConfigError, Env, ServiceConfig, Vars, var_or};
+use kit::config::{ConfigError, ServiceConfig, Vars, var_or};
 use kit::events::{Consumer, DispatchSettings, Dispatcher};
-use kit::server::{Background, Shutdown};
 use kit::users::{UserDirectory, UsersSettings};
 use mongodb::Database;
-use tokio::net::TcpListener;
 
 pub const SERVICE: &str = "expenses";
 pub const DEFAULT_PORT: u16 = 3002;
@@ -66,77 +64,51 @@ impl Settings {
     }
 }
 
-/// A running service's parts: the HTTP app and its background tasks.
-pub struct Service {
-    pub router: Router,
-    pub background: Background,
-    pub expenses: service::Expenses,
-}
+/// A started expenses service: its app, background tasks and parts.
+pub type Service = kit::bootstrap::Running<service::Expenses>;
 
-fn parts(settings: &Settings, db: &Database) -> (service::Expenses, UserDirectory) {
-    let dispatcher = Dispatcher::new(
-        db.clone(),
-        &[store::EXPENSES],
-        settings.consumers.clone(),
-        settings.service.service_token.clone(),
-        settings.dispatch.clone(),
-    );
-    let expenses = service::Expenses {
+fn parts(settings: &Settings, db: &Database, dispatcher: Dispatcher) -> service::Expenses {
+    service::Expenses {
         store: store::Store::new(db),
         dispatcher,
         clock: settings.clock.clone(),
-    };
-    (expenses, UserDirectory::new(settings.users.clone()))
+    }
 }
 
-/// The schema over a database (nothing is touched or started).
-pub fn schema(settings: &Settings, db: &Database) -> graphql::ExpensesSchema {
-    let (expenses, users) = parts(settings, db);
-    graphql::build_schema(expenses, users)
-}
+impl Subgraph for service::Expenses {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    type Settings = Settings;
 
-/// The federation SDL, as committed in `schema/expenses.graphql`.
-pub async fn sdl() -> anyhow::Result<String> {
-    let service = ServiceConfig::from_vars(&[("JWT_SECRET", &"x".repeat(32)[..])], SERVICE, 0)?;
-    let settings = Settings::from_vars(&[("PORT", "0")], service)?;
-    Ok(kit::federation_sdl(&schema(
-        &settings,
-        &kit::db::unconnected("sdl"),
-    )))
-}
+    fn settings(vars: &dyn Vars, service: ServiceConfig) -> Result<Settings, ConfigError> {
+        Settings::from_vars(vars, service)
+    }
 
-/// Creates indexes and starts the app and its background tasks (event delivery and
-/// the recurrence scheduler).
-pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service> {
-    let (expenses, users) = parts(settings, &db);
-    expenses.store.ensure_indexes().await?;
-    expenses.dispatcher.ensure_indexes().await?;
-    let mut background = Background::default();
-    background.push(expenses.dispatcher.spawn());
-    let scheduler = expenses.clone();
-    background.every(settings.recurrence_interval, "recurrence run", move || {
-        let scheduler = scheduler.clone();
-        async move { scheduler.run_recurrences().await }
-    });
-    let schema = graphql::build_schema(expenses.clone(), users);
-    let router = kit::server::service_router(schema, db, &settings.service);
-    Ok(Service {
-        router,
-        background,
-        expenses,
-    })
-}
+    fn service_config(settings: &Settings) -> &ServiceConfig {
+        &settings.service
+    }
 
-/// Connects to MongoDB and serves until `shutdown` completes.
-pub async fn run(
-    config: ServiceConfig,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let settings = Settings::from_vars(&Env, config)?;
-    let db = kit::db::connect(&settings.service.mongodb_uri, &settings.service.database).await?;
-    let service = start(&settings, db).await?;
-    kit::server::serve(listener, service.router, shutdown).await?;
-    drop(service.background);
-    Ok(())
+    fn sdl(settings: &Settings, db: &Database) -> String {
+        let users = UserDirectory::new(settings.users.clone());
+        let parts = parts(settings, db, Dispatcher::inert(db));
+        kit::federation_sdl(&graphql::build_schema(parts, users))
+    }
+
+    /// Indexes, the app, the delivery of its events and the recurrence scheduler.
+    async fn start(settings: &Settings, db: Database, app: &mut App) -> anyhow::Result<Self> {
+        let dispatcher = app
+            .dispatcher(&[store::EXPENSES], &settings.consumers, &settings.dispatch)
+            .await?;
+        let expenses = parts(settings, &db, dispatcher);
+        expenses.store.ensure_indexes().await?;
+        let scheduler = expenses.clone();
+        app.background()
+            .every(settings.recurrence_interval, "recurrence run", move || {
+                let scheduler = scheduler.clone();
+                async move { scheduler.run_recurrences().await }
+            });
+        let users = UserDirectory::new(settings.users.clone());
+        app.graphql(graphql::build_schema(expenses.clone(), users));
+        Ok(expenses)
+    }
 }

@@ -2,5 +2,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    kit::bootstrap::main(expenses::SERVICE, expenses::DEFAULT_PORT, expenses::run).await
+    kit::bootstrap::main::<expenses::service::Expenses>().await
 }

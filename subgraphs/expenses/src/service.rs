@@ -2,13 +2,15 @@
 //! event in one document write (see `kit::events`), then wakes the dispatcher.
 
 use chrono::NaiveDate;
+use contract::events::{DomainEvent, ExpenseChanged, ExpenseSnapshot};
+use contract::ids::{ExpenseId, UserId};
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{Dispatcher, Event, Outbox};
 use kit::money::{Currency, Decimal, Money, positive_amount};
 use kit::users::UserProfile;
 use mongodb::bson;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::domain::{self, Frequency, Recurrence, TxType, csv_format};
 use crate::store::{CategoryDoc, ExpenseDoc, RecurrenceDoc, Store};
@@ -56,39 +58,37 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, AppError> {
 }
 
 /// The fields of an expense that consumers (budgets, analytics) work from.
-fn snapshot(d: &ExpenseDoc) -> Value {
-    json!({
-        "type": d.kind,
-        "amountMinor": d.amount_minor,
-        "currency": d.currency,
-        "category": d.category,
-        "categoryKey": d.category_key,
-        "date": d.date,
+fn snapshot(d: &ExpenseDoc) -> Result<ExpenseSnapshot, AppError> {
+    let kind = TxType::parse(&d.kind)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("stored type {:?}", d.kind)))?;
+    Ok(ExpenseSnapshot {
+        kind: kind.into(),
+        amount_minor: d.amount_minor,
+        currency: d.currency.clone(),
+        category: d.category.clone(),
+        category_key: d.category_key.clone(),
+        date: parse_date(&d.date)?,
     })
 }
 
+/// The `expense.*` event of a change from `before` to `after`.
 fn expense_event(
-    kind: &str,
+    kind: fn(ExpenseChanged) -> DomainEvent,
     before: Option<&ExpenseDoc>,
     after: &ExpenseDoc,
     at: chrono::DateTime<chrono::Utc>,
-) -> Event {
-    let after_snapshot = if after.deleted {
-        Value::Null
-    } else {
-        snapshot(after)
+) -> Result<Event, AppError> {
+    let change = ExpenseChanged {
+        expense_id: ExpenseId::from_trusted(&after.id),
+        version: after.version,
+        before: before.map(snapshot).transpose()?,
+        after: if after.deleted {
+            None
+        } else {
+            Some(snapshot(after)?)
+        },
     };
-    Event::new(
-        kind,
-        &after.user_id,
-        at,
-        json!({
-            "expenseId": after.id,
-            "version": after.version,
-            "before": before.map(snapshot).unwrap_or(Value::Null),
-            "after": after_snapshot,
-        }),
-    )
+    Ok(kind(change).into_event(&UserId::from_trusted(&after.user_id), at))
 }
 
 /// A recurrence as stored. `series` names this schedule (`<id>:<version>` when it was
@@ -230,7 +230,7 @@ impl Expenses {
             events: Outbox::default(),
         };
         doc.events = Outbox::with(
-            expense_event("expense.created", None, &doc, now),
+            expense_event(DomainEvent::ExpenseCreated, None, &doc, now)?,
             &self.consumers(),
         );
         if self.store.insert(&doc).await? {
@@ -267,7 +267,7 @@ impl Expenses {
             let now = self.clock.now();
             after.version = before.version + 1;
             after.updated_at = bson::DateTime::from_chrono(now);
-            let event = expense_event("expense.updated", Some(&before), &after, now);
+            let event = expense_event(DomainEvent::ExpenseUpdated, Some(&before), &after, now)?;
             after.events.push(event, &self.consumers());
             if self.store.replace(&after, before.version).await? {
                 self.dispatcher.wake();
@@ -363,7 +363,7 @@ impl Expenses {
             after.recurrence = None;
             after.version = before.version + 1;
             after.updated_at = bson::DateTime::from_chrono(now);
-            let event = expense_event("expense.deleted", Some(&before), &after, now);
+            let event = expense_event(DomainEvent::ExpenseDeleted, Some(&before), &after, now)?;
             after.events.push(event, &self.consumers());
             if self.store.replace(&after, before.version).await? {
                 self.dispatcher.wake();
@@ -469,7 +469,7 @@ impl Expenses {
                 ..series.clone()
             };
             occurrence.events = Outbox::with(
-                expense_event("expense.created", None, &occurrence, now),
+                expense_event(DomainEvent::ExpenseCreated, None, &occurrence, now)?,
                 &self.consumers(),
             );
             if self.store.insert(&occurrence).await? {
@@ -721,7 +721,7 @@ impl Expenses {
                 events: Outbox::default(),
             };
             doc.events = Outbox::with(
-                expense_event("expense.created", None, &doc, now),
+                expense_event(DomainEvent::ExpenseCreated, None, &doc, now)?,
                 &consumers,
             );
             docs.push(doc);

@@ -15,7 +15,10 @@ use support::{LIST, expense_ids, start, start_at};
 
 #[tokio::test]
 async fn sdl_matches_committed_file() {
-    assert_sdl_matches_committed(expenses::SERVICE, &expenses::sdl().await.unwrap());
+    assert_sdl_matches_committed(
+        expenses::SERVICE,
+        &kit::bootstrap::sdl::<expenses::service::Expenses>().unwrap(),
+    );
 }
 
 #[tokio::test]
@@ -665,7 +668,9 @@ async fn a_user_can_add_categories_and_use_them() {
 async fn recurring_expenses_are_created_once_each_also_after_downtime_and_with_two_instances() {
     let s = start_at(Some(Utc.with_ymd_and_hms(2024, 1, 10, 12, 0, 0).unwrap())).await;
     // A second instance of the service over the same database.
-    let second = expenses::start(&s.settings, s.db.db.clone()).await.unwrap();
+    let second = kit::bootstrap::start::<expenses::service::Expenses>(&s.settings, s.db.db.clone())
+        .await
+        .unwrap();
     let (_, token) = s.user();
     let e = s
         .create(
@@ -768,7 +773,9 @@ async fn a_changed_schedule_continues_after_today_and_a_removed_one_stops() {
 #[tokio::test]
 async fn two_instances_deliver_each_event_once_and_in_order() {
     let s = start().await;
-    let second = expenses::start(&s.settings, s.db.db.clone()).await.unwrap();
+    let second = kit::bootstrap::start::<expenses::service::Expenses>(&s.settings, s.db.db.clone())
+        .await
+        .unwrap();
     let second_server = kit::testing::TestServer::start(second.router.clone()).await;
     let gqls = [
         s.gql.clone(),
@@ -809,7 +816,9 @@ async fn events_left_by_a_stopped_instance_are_delivered_by_the_next_one() {
     // The instance goes away (its dispatcher with it) before anything was delivered.
     let old = std::mem::replace(
         &mut s.service,
-        expenses::start(&s.settings, s.db.db.clone()).await.unwrap(),
+        kit::bootstrap::start::<expenses::service::Expenses>(&s.settings, s.db.db.clone())
+            .await
+            .unwrap(),
     );
     drop(old);
     s.sink.refuse(false);

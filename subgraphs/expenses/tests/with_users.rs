@@ -42,7 +42,9 @@ async fn defaults_come_from_the_profile_in_the_users_subgraph() {
         Clock::system(),
     );
     settings.users.ttl = Duration::from_secs(60);
-    let service = expenses::start(&settings, db.db.clone()).await.unwrap();
+    let service = kit::bootstrap::start::<expenses::service::Expenses>(&settings, db.db.clone())
+        .await
+        .unwrap();
     let server = TestServer::start(service.router.clone()).await;
     let gql = Gql::new(server.url("/graphql"));
     let e = gql

@@ -1,22 +1,183 @@
-//! Process start-up shared by the service binaries: configuration, logging, the
-//! listener, and exit codes that say what went wrong.
+//! The subgraph bootstrap, written once: a service says what it is ([`Subgraph`]) and
+//! assembles its app on an [`App`] builder; the kit reads the configuration, connects
+//! to MongoDB, serves, stops on Ctrl-C / SIGTERM, exports the SDL, and gives binaries
+//! exit codes that say what went wrong.
 
 use std::future::Future;
+use std::ops::Deref;
 use std::process::ExitCode;
 
+use axum::Router;
+use mongodb::Database;
 use tokio::net::TcpListener;
 
-use crate::config::{ConfigError, ServiceConfig};
+use crate::config::{ConfigError, Env, ServiceConfig, Vars};
+use crate::events::{Consumer, DispatchSettings, Dispatcher, EventHandler};
+use crate::server::{Background, Shutdown};
 
-/// Runs a service binary: reads `ServiceConfig` from the environment, binds
-/// `HOST:PORT`, and calls `run(config, listener, shutdown)` until Ctrl-C / SIGTERM.
+/// What a subgraph service tells the kit about itself.
+pub trait Subgraph: Sized + Send + Sync + 'static {
+    /// The service name: log field, default database, consumer name.
+    const NAME: &'static str;
+    /// The port it listens on unless `PORT` says otherwise.
+    const DEFAULT_PORT: u16;
+    /// Everything the service is configured with.
+    type Settings: Send + Sync;
+
+    /// Reads the service's settings: `service` (the common part) plus its own variables.
+    fn settings(vars: &dyn Vars, service: ServiceConfig) -> Result<Self::Settings, ConfigError>;
+
+    /// The common part of the settings.
+    fn service_config(settings: &Self::Settings) -> &ServiceConfig;
+
+    /// The federation SDL of the service's schema, as committed under `schema/`
+    /// (`db` is never touched).
+    fn sdl(settings: &Self::Settings, db: &Database) -> String;
+
+    /// Creates indexes and assembles the app (its GraphQL schema, event consumer,
+    /// dispatchers, extra routes and background jobs) on `app`.
+    fn start(
+        settings: &Self::Settings,
+        db: Database,
+        app: &mut App,
+    ) -> impl Future<Output = anyhow::Result<Self>> + Send;
+}
+
+/// A started service: its HTTP app, its background tasks (aborted when dropped) and
+/// its parts (`Deref` to them).
+pub struct Running<S> {
+    pub router: Router,
+    pub background: Background,
+    pub inner: S,
+}
+
+impl<S> Deref for Running<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// The builder a service assembles its app on.
+pub struct App {
+    name: &'static str,
+    config: ServiceConfig,
+    db: Database,
+    router: Router,
+    background: Background,
+}
+
+impl App {
+    fn new(name: &'static str, config: &ServiceConfig, db: &Database) -> App {
+        App {
+            name,
+            config: config.clone(),
+            db: db.clone(),
+            router: Router::new(),
+            background: Background::default(),
+        }
+    }
+
+    /// Serves `schema` on the standard routes (`/graphql`, websockets, `/health`, `/ready`).
+    pub fn graphql<E: async_graphql::Executor>(&mut self, schema: E) -> &mut Self {
+        let routes = crate::server::service_router(schema, self.db.clone(), &self.config);
+        self.routes(routes)
+    }
+
+    /// Consumes events on `POST /internal/events` with the kit's one poison-event policy
+    /// (dead letters, `/metrics`, re-drive).
+    pub async fn consumer<H: EventHandler>(
+        &mut self,
+        handler: H,
+    ) -> Result<&mut Self, crate::AppError> {
+        let routes = crate::events::consumer_app(
+            self.name,
+            handler,
+            &self.db,
+            self.config.service_token.clone(),
+        )
+        .await?;
+        Ok(self.routes(routes))
+    }
+
+    /// A dispatcher of the outboxes in `collections` to `consumers`, running in the
+    /// background from now on.
+    pub async fn dispatcher(
+        &mut self,
+        collections: &[&str],
+        consumers: &[Consumer],
+        settings: &DispatchSettings,
+    ) -> Result<Dispatcher, crate::AppError> {
+        let dispatcher = Dispatcher::new(
+            self.db.clone(),
+            collections,
+            consumers.to_vec(),
+            self.config.service_token.clone(),
+            settings.clone(),
+        );
+        dispatcher.ensure_indexes().await?;
+        self.background.push(dispatcher.spawn());
+        Ok(dispatcher)
+    }
+
+    /// More routes beside the standard ones.
+    pub fn routes(&mut self, routes: Router) -> &mut Self {
+        let router = std::mem::take(&mut self.router);
+        self.router = router.merge(routes);
+        self
+    }
+
+    /// The background tasks, to add a job.
+    pub fn background(&mut self) -> &mut Background {
+        &mut self.background
+    }
+}
+
+/// Creates indexes and starts the service over a connected database.
+pub async fn start<S: Subgraph>(
+    settings: &S::Settings,
+    db: Database,
+) -> anyhow::Result<Running<S>> {
+    let mut app = App::new(S::NAME, S::service_config(settings), &db);
+    let inner = S::start(settings, db, &mut app).await?;
+    Ok(Running {
+        router: app.router,
+        background: app.background,
+        inner,
+    })
+}
+
+/// Connects to MongoDB and serves until `shutdown` completes.
+pub async fn run<S: Subgraph>(
+    config: ServiceConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let settings = S::settings(&Env, config)?;
+    let service = S::service_config(&settings);
+    let db = crate::db::connect(&service.mongodb_uri, &service.database).await?;
+    let running = start::<S>(&settings, db).await?;
+    crate::server::serve(listener, running.router, shutdown).await?;
+    drop(running.background);
+    Ok(())
+}
+
+/// The federation SDL, as committed in `schema/<name>.graphql`.
+pub fn sdl<S: Subgraph>() -> anyhow::Result<String> {
+    let secret = "x".repeat(crate::config::MIN_SECRET_LEN);
+    let vars: [(&str, &str); 2] = [("JWT_SECRET", &secret), ("PORT", "0")];
+    let service = ServiceConfig::from_vars(&vars, S::NAME, 0)?;
+    let settings = S::settings(&vars, service)?;
+    Ok(S::sdl(&settings, &crate::db::unconnected("sdl")))
+}
+
+/// Runs a service binary: reads the configuration from the environment, binds
+/// `HOST:PORT`, and serves until Ctrl-C / SIGTERM.
 /// Exit codes: 0 clean stop, 1 runtime failure, 2 configuration error.
-pub async fn main<F, Fut>(service: &str, default_port: u16, run: F) -> ExitCode
-where
-    F: FnOnce(ServiceConfig, TcpListener, crate::server::Shutdown) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    let config = match ServiceConfig::from_env(service, default_port) {
+pub async fn main<S: Subgraph>() -> ExitCode {
+    let service = S::NAME;
+    let config = match ServiceConfig::from_env(service, S::DEFAULT_PORT) {
         Ok(c) => c,
         Err(e) => return config_failure(service, &e),
     };
@@ -30,7 +191,7 @@ where
         }
     };
     tracing::info!(service, %addr, "listening");
-    match run(config, listener, Box::pin(crate::server::shutdown_signal())).await {
+    match run::<S>(config, listener, Box::pin(crate::server::shutdown_signal())).await {
         Ok(()) => {
             tracing::info!(service, "stopped");
             ExitCode::SUCCESS

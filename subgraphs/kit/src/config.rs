@@ -143,22 +143,7 @@ pub struct ServiceConfig {
     pub max_body_bytes: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("expected text or json, got {other:?}")),
-        }
-    }
-}
+pub use contract::telemetry::LogFormat;
 
 /// The variables `ServiceConfig` reads; services add their own on top.
 pub const SERVICE_VARS: &[&str] = &[

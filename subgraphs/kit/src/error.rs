@@ -5,44 +5,8 @@ use async_graphql::ErrorExtensions;
 
 use crate::money::MoneyError;
 
-/// The stable codes of the public contract (API.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    Unauthenticated,
-    Forbidden,
-    NotFound,
-    ValidationFailed,
-    Conflict,
-    RateLimited,
-    Internal,
-}
-
-impl ErrorCode {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
-            ErrorCode::Forbidden => "FORBIDDEN",
-            ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::ValidationFailed => "VALIDATION_FAILED",
-            ErrorCode::Conflict => "CONFLICT",
-            ErrorCode::RateLimited => "RATE_LIMITED",
-            ErrorCode::Internal => "INTERNAL",
-        }
-    }
-
-    /// The HTTP status that fits the code.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            ErrorCode::Unauthenticated => 401,
-            ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound => 404,
-            ErrorCode::ValidationFailed => 400,
-            ErrorCode::Conflict => 409,
-            ErrorCode::RateLimited => 429,
-            ErrorCode::Internal => 500,
-        }
-    }
-}
+/// The stable codes of the public contract: one table, in the shared contract crate.
+pub use contract::ErrorCode;
 
 /// Errors a resolver returns. Internal causes are logged and never shown to clients.
 ///

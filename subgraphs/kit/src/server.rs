@@ -95,14 +95,21 @@ async fn ready<E: Executor>(State(state): State<Arc<AppState<E>>>) -> Response {
 }
 
 /// A GraphQL-shaped error body with a code, outside of execution.
+/// A GraphQL error response (`application/graphql-response+json`, so a router reads
+/// its coded errors whatever the status).
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (
+    let mut r = (
         status,
         axum::Json(json!({
             "errors": [{ "message": message, "extensions": { "code": code } }]
         })),
     )
-        .into_response()
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(GRAPHQL_RESPONSE_JSON),
+    );
+    r
 }
 
 fn app_error_response(e: &AppError) -> Response {
@@ -429,28 +436,8 @@ pub fn caller_from_init_payload(
 /// A future that completes when the server should stop.
 pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutdown signal received");
-}
+/// Completes on Ctrl-C or SIGTERM (the shared contract's signal).
+pub use contract::shutdown::signal as shutdown_signal;
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains connections.
 pub async fn serve(

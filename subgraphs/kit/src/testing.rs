@@ -264,6 +264,109 @@ pub async fn post_event(
         .status()
 }
 
+/// `GET /internal/dead-letters` of a consumer (with the test service credential).
+pub async fn dead_letters(server: &TestServer) -> Value {
+    let r = reqwest::Client::new()
+        .get(server.url("/internal/dead-letters"))
+        .header(crate::events::SERVICE_TOKEN_HEADER, TEST_SERVICE_TOKEN)
+        .send()
+        .await
+        .expect("dead letters listed");
+    assert_eq!(r.status(), 200, "listing dead letters");
+    r.json().await.expect("a JSON list")
+}
+
+/// `POST /internal/dead-letters/{id}/redrive`: the status and the answer.
+pub async fn redrive(server: &TestServer, id: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(server.url(&format!("/internal/dead-letters/{id}/redrive")))
+        .header(crate::events::SERVICE_TOKEN_HEADER, TEST_SERVICE_TOKEN)
+        .send()
+        .await
+        .expect("re-drive sent");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The value of the sample of `metric` whose labels include `labels` on `/metrics`
+/// (0 when there is none).
+pub async fn metric(server: &TestServer, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(name, _)| {
+            let (n, rest) = name.split_once('{').unwrap_or((name, ""));
+            n == metric
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+/// Events a consumer cannot read, made from a valid one, each with the reason it must
+/// be parked for: an unknown type, an unknown version, and an invalid payload.
+pub fn poison_events(valid: &crate::events::Event) -> Vec<(crate::events::Event, &'static str)> {
+    let fresh = || {
+        let mut e = valid.clone();
+        e.id = crate::ids::EventId::new();
+        e
+    };
+    let mut unknown_type = fresh();
+    unknown_type.kind = "expense.teleported".into();
+    let mut unknown_version = fresh();
+    unknown_version.version = 99;
+    let mut invalid = fresh();
+    invalid.data = serde_json::json!({ "what": "not the payload of this type" });
+    vec![
+        (unknown_type, "unknown_type"),
+        (unknown_version, "unknown_version"),
+        (invalid, "invalid_payload"),
+    ]
+}
+
+/// Sends each of `poison_events(valid)` to a consumer and checks that each is parked with
+/// its reason, listed, and counted on `/metrics`; returns the parked ids by reason.
+pub async fn assert_poison_events_are_parked(
+    server: &TestServer,
+    valid: &crate::events::Event,
+) -> Vec<(String, &'static str)> {
+    let mut parked = Vec::new();
+    for (event, reason) in poison_events(valid) {
+        let before = metric(server, "events_parked_total", &[("reason", reason)]).await;
+        assert_eq!(
+            post_event(server, TEST_SERVICE_TOKEN, &event).await,
+            200,
+            "a {reason} event is acknowledged, not refused"
+        );
+        let after = metric(server, "events_parked_total", &[("reason", reason)]).await;
+        assert_eq!(after, before + 1.0, "{reason} is counted");
+        parked.push((event.id.to_string(), reason));
+    }
+    let list = dead_letters(server).await;
+    for (id, reason) in &parked {
+        let found = list["deadLetters"]
+            .as_array()
+            .and_then(|l| l.iter().find(|d| d["id"] == *id.as_str()))
+            .unwrap_or_else(|| panic!("{reason} event {id} is listed: {list}"));
+        assert_eq!(found["reason"], *reason, "{found}");
+        assert!(found["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        assert_eq!(found["userId"], valid.user_id.as_str());
+    }
+    assert!(
+        metric(server, "events_dead_letters", &[]).await >= parked.len() as f64,
+        "the dead letters are counted"
+    );
+    parked
+}
+
 /// A stand-in for an event consumer: records what it receives on `/internal/events`
 /// (checking the service credential), and can be told to refuse deliveries.
 #[derive(Clone, Default)]

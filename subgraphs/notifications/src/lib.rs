@@ -10,13 +10,11 @@ pub mod graphql;
 pub mod service;
 pub mod store;
 
-use axum::Router;
+use kit::bootstrap::{App, Subgraph};
 use kit::clock::Clock;
-use kit::config::{ConfigError, Env, Secret, ServiceConfig, Vars};
-use kit::server::{Background, Shutdown};
+use kit::config::{ConfigError, Secret, ServiceConfig, Vars};
 use kit::users::{UserDirectory, UsersSettings};
 use mongodb::Database;
-use tokio::net::TcpListener;
 
 pub use graphql::NotificationsSchema;
 
@@ -58,11 +56,8 @@ impl Settings {
     }
 }
 
-pub struct Service {
-    pub router: Router,
-    pub background: Background,
-    pub notifications: service::Notifications,
-}
+/// A started notifications service: its app, background tasks and parts.
+pub type Service = kit::bootstrap::Running<service::Notifications>;
 
 /// The schema's shape (no data attached): what the committed SDL is made from.
 pub fn schema() -> NotificationsSchema {
@@ -86,39 +81,33 @@ fn parts(settings: &Settings, db: &Database) -> service::Notifications {
     }
 }
 
-/// Creates indexes and starts the app (GraphQL, websockets, `POST /internal/events`),
-/// the delivery worker and the notification tail.
-pub async fn start(settings: &Settings, db: Database) -> anyhow::Result<Service> {
-    let n = parts(settings, &db);
-    n.store.ensure_indexes().await?;
-    let events = kit::events::consumer_app(
-        service::AlertEvents(n.clone()),
-        &db,
-        settings.service.service_token.clone(),
-    )
-    .await?;
-    let mut background = Background::default();
-    background.push(n.spawn_worker());
-    background.push(n.spawn_tail());
-    let schema = graphql::build_schema(n.clone(), UserDirectory::new(settings.users.clone()));
-    let router = kit::server::service_router(schema, db, &settings.service).merge(events);
-    Ok(Service {
-        router,
-        background,
-        notifications: n,
-    })
-}
+impl Subgraph for service::Notifications {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    type Settings = Settings;
 
-/// Connects to MongoDB and serves until `shutdown` completes.
-pub async fn run(
-    config: ServiceConfig,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let settings = Settings::from_vars(&Env, config)?;
-    let db = kit::db::connect(&settings.service.mongodb_uri, &settings.service.database).await?;
-    let service = start(&settings, db).await?;
-    kit::server::serve(listener, service.router, shutdown).await?;
-    drop(service.background);
-    Ok(())
+    fn settings(vars: &dyn Vars, service: ServiceConfig) -> Result<Settings, ConfigError> {
+        Settings::from_vars(vars, service)
+    }
+
+    fn service_config(settings: &Settings) -> &ServiceConfig {
+        &settings.service
+    }
+
+    fn sdl(_: &Settings, _: &Database) -> String {
+        kit::federation_sdl(&schema())
+    }
+
+    /// Indexes, the app (GraphQL, websockets, `POST /internal/events`), the delivery
+    /// worker and the notification tail.
+    async fn start(settings: &Settings, db: Database, app: &mut App) -> anyhow::Result<Self> {
+        let n = parts(settings, &db);
+        n.store.ensure_indexes().await?;
+        app.consumer(service::AlertEvents(n.clone())).await?;
+        app.background().push(n.spawn_worker());
+        app.background().push(n.spawn_tail());
+        let users = UserDirectory::new(settings.users.clone());
+        app.graphql(graphql::build_schema(n.clone(), users));
+        Ok(n)
+    }
 }

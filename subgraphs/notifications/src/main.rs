@@ -2,10 +2,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    kit::bootstrap::main(
-        notifications::SERVICE,
-        notifications::DEFAULT_PORT,
-        notifications::run,
-    )
-    .await
+    kit::bootstrap::main::<notifications::service::Notifications>().await
 }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use contract::events::{BudgetAlertRaised, WeeklySummary};
 use futures::future::BoxFuture;
 use kit::AppError;
 use kit::clock::Clock;
 use kit::config::Secret;
-use kit::events::{Event, EventHandler};
+use kit::events::{DomainEvent, Event, EventHandler};
 use mongodb::bson::{self, doc};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -129,19 +129,6 @@ pub fn preferences_of(doc: Option<PreferencesDoc>) -> Preferences {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AlertEventData {
-    alert_id: String,
-    budget_id: String,
-    category: Option<String>,
-    threshold: i64,
-    percent_used: f64,
-    severity: String,
-    message: String,
-    period_start: String,
-}
-
 /// What a new notification says; `source_key` makes it once-only.
 pub struct NewNotification<'a> {
     pub user_id: &'a str,
@@ -227,9 +214,11 @@ impl Notifications {
         Ok(Some(n))
     }
 
-    pub async fn on_budget_alert(&self, event: &Event) -> Result<(), AppError> {
-        let data: AlertEventData = serde_json::from_value(event.data.clone())
-            .map_err(|e| AppError::validation("data", format!("not a budget alert: {e}")))?;
+    pub async fn on_budget_alert(
+        &self,
+        envelope: &Event,
+        data: BudgetAlertRaised,
+    ) -> Result<(), AppError> {
         let (kind, priority) = domain::alert_kind(data.threshold);
         let title = match &data.category {
             Some(c) if data.threshold >= 100 => format!("Budget exceeded: {c}"),
@@ -238,17 +227,17 @@ impl Notifications {
             None => "Budget alert".to_string(),
         };
         let alert = AlertData {
-            alert_id: data.alert_id,
-            budget_id: data.budget_id,
+            alert_id: data.alert_id.into_string(),
+            budget_id: data.budget_id.into_string(),
             category: data.category,
             threshold: data.threshold,
             percent_used: data.percent_used,
-            severity: data.severity,
-            period_start: data.period_start,
+            severity: data.severity.as_str().to_string(),
+            period_start: data.period_start.to_string(),
         };
         self.notify(NewNotification {
-            user_id: &event.user_id,
-            source_key: &format!("event|{}", event.id),
+            user_id: envelope.user_id.as_str(),
+            source_key: &format!("event|{}", envelope.id),
             kind,
             title: &title,
             message: &data.message,
@@ -260,19 +249,18 @@ impl Notifications {
     }
 
     /// A `weekly.summary` event from the analytics subgraph: once per user and week.
-    pub async fn on_weekly_summary(&self, event: &Event) -> Result<(), AppError> {
-        let week = event.data["week"]
-            .as_str()
-            .ok_or_else(|| AppError::validation("week", "weekly summary without a week"))?;
-        let message = event.data["message"]
-            .as_str()
-            .ok_or_else(|| AppError::validation("message", "weekly summary without a message"))?;
+    pub async fn on_weekly_summary(
+        &self,
+        envelope: &Event,
+        data: WeeklySummary,
+    ) -> Result<(), AppError> {
+        let week = &data.week;
         self.notify(NewNotification {
-            user_id: &event.user_id,
-            source_key: &format!("weekly|{}|{week}", event.user_id),
+            user_id: envelope.user_id.as_str(),
+            source_key: &format!("weekly|{}|{week}", envelope.user_id),
             kind: "WEEKLY_SUMMARY",
             title: &format!("Your week ({week})"),
-            message,
+            message: &data.message,
             priority: "LOW",
             alert: None,
         })
@@ -415,27 +403,23 @@ impl Notifications {
     }
 }
 
-/// The `/internal/events` handler.
+/// The `/internal/events` handler: `budget.alert` and `weekly.summary` events.
 pub struct AlertEvents(pub Notifications);
 
 impl EventHandler for AlertEvents {
-    fn handle(&self, event: Event) -> BoxFuture<'_, Result<(), AppError>> {
+    fn handle<'a>(
+        &'a self,
+        envelope: &'a Event,
+        event: DomainEvent,
+    ) -> BoxFuture<'a, Result<(), AppError>> {
         Box::pin(async move {
-            let result = match event.kind.as_str() {
-                "budget.alert" => self.0.on_budget_alert(&event).await,
-                "weekly.summary" => self.0.on_weekly_summary(&event).await,
-                other => {
-                    tracing::debug!(kind = other, "ignoring event");
-                    Ok(())
-                }
-            };
-            match result {
-                Err(AppError::Validation { message, .. }) => {
-                    // Acknowledged: refusing would block the user's later events.
-                    tracing::warn!(event = %event.id, error = %message, "unusable event");
-                    Ok(())
-                }
-                other => other,
+            match event {
+                DomainEvent::BudgetAlert(data) => self.0.on_budget_alert(envelope, data).await,
+                DomainEvent::WeeklySummary(data) => self.0.on_weekly_summary(envelope, data).await,
+                other => Err(AppError::validation(
+                    "type",
+                    format!("notifications does not consume {} events", other.kind()),
+                )),
             }
         })
     }

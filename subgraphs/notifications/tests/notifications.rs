@@ -172,7 +172,9 @@ async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
     s.users.ttl = Duration::from_millis(1);
     s.delivery = notifications::service::DeliverySettings::fast();
     tune(&mut s);
-    let service = notifications::start(&s, db.db.clone()).await.unwrap();
+    let service = kit::bootstrap::start::<notifications::service::Notifications>(&s, db.db.clone())
+        .await
+        .unwrap();
     let server = TestServer::start(service.router.clone()).await;
     Stack {
         gql: Gql::new(server.url("/graphql")),
@@ -202,6 +204,14 @@ fn alert_event(user: &str, threshold: i64) -> Event {
             "spentMinor": 8550, "amountMinor": 10000, "currency": "USD",
         }),
     )
+}
+
+/// The typed payload of an `alert_event`.
+fn alert_data(e: &Event) -> contract::events::BudgetAlertRaised {
+    match kit::events::DomainEvent::from_event(e) {
+        Ok(kit::events::DomainEvent::BudgetAlert(data)) => data,
+        other => panic!("not a budget alert: {other:?}"),
+    }
 }
 
 const LIST: &str = "query($first: Int, $after: String, $unread: Boolean) { notifications(first: $first, after: $after, unreadOnly: $unread) { edges { cursor node { id type title message priority channels read deliveries { channel status attempts reason } } } pageInfo { hasNextPage endCursor } totalCount } unreadNotificationCount }";
@@ -261,7 +271,7 @@ async fn a_budget_alert_becomes_one_notification_even_when_the_event_comes_again
     assert_eq!(s.post(&e).await, 200);
     assert_eq!(s.post(&e).await, 200);
     // Even past the consumer's idempotency record, the handler itself makes it once.
-    s.service.notifications.on_budget_alert(&e).await.unwrap();
+    s.service.on_budget_alert(&e, alert_data(&e)).await.unwrap();
     let d = s.list(&token).await;
     assert_eq!(d["notifications"]["totalCount"], 1, "{d}");
     let n = &d["notifications"]["edges"][0]["node"];
@@ -465,7 +475,7 @@ async fn a_webhook_failing_twice_is_retried_with_a_valid_signature_and_never_blo
     )
     .await;
     // The event again, through the handler: nothing is sent a second time.
-    s.service.notifications.on_budget_alert(&e).await.unwrap();
+    s.service.on_budget_alert(&e, alert_data(&e)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(hook.calls.load(Ordering::SeqCst), 3);
     assert_eq!(s.smtp.messages().len(), 1);
@@ -688,9 +698,12 @@ async fn a_weekly_summary_event_is_notified_and_emailed_once_per_week() {
             "weekly.summary",
             &u,
             Utc::now(),
-            json!({ "week": "2024-W10", "message": "You spent 30.00 USD this week; top category food (20.00 USD)." }),
+            json!({ "week": "2024-W10", "from": "2024-03-04", "to": "2024-03-10", "currency": "USD",
+                "spentMinor": 3000, "expenseCount": 2, "topCategory": "food", "topCategoryMinor": 2000,
+                "message": "You spent 30.00 USD this week; top category food (20.00 USD)." }),
         );
-        e.id = format!("{}{id_seed}", &e.id[..e.id.len() - 1]);
+        let id = e.id.to_string();
+        e.id = contract::ids::EventId::from_trusted(format!("{}{id_seed}", &id[..id.len() - 1]));
         e
     };
     // Two different events for the same week (e.g. two producers): one notification.
@@ -714,9 +727,10 @@ async fn a_notification_made_on_one_instance_reaches_a_subscriber_of_another() {
     let mut settings = notifications::Settings::from_vars(&[("X", "")], config).unwrap();
     settings.delivery = notifications::service::DeliverySettings::fast();
     // The second instance shares the first one's database.
-    let other = notifications::start(&settings, s._db.db.clone())
-        .await
-        .unwrap();
+    let other =
+        kit::bootstrap::start::<notifications::service::Notifications>(&settings, s._db.db.clone())
+            .await
+            .unwrap();
     let other_server = TestServer::start(other.router.clone()).await;
     let (u, token) = test_user();
     let mut ws = ws_connect_to(

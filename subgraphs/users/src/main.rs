@@ -2,5 +2,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    kit::bootstrap::main(users::SERVICE, users::DEFAULT_PORT, users::run).await
+    kit::bootstrap::main::<users::accounts::Accounts>().await
 }

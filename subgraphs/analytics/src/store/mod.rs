@@ -5,6 +5,7 @@
 //!   always recomputed from `expenses` (absolute values, so re-applying is harmless).
 
 use chrono::NaiveDate;
+use contract::ids::{EventId, UserId};
 use futures::TryStreamExt;
 use kit::AppError;
 use kit::db::index;
@@ -29,6 +30,9 @@ pub struct EventDoc {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
+    /// The payload's version (absent on entries logged before versions: 1).
+    #[serde(default = "first_version")]
+    pub version: i64,
     pub user_id: String,
     pub occurred_at: String,
     /// The event's data as JSON text (kept exactly as sent).
@@ -36,12 +40,17 @@ pub struct EventDoc {
     pub received_at: bson::DateTime,
 }
 
+fn first_version() -> i64 {
+    1
+}
+
 impl EventDoc {
     pub fn from_event(e: &Event) -> EventDoc {
         EventDoc {
-            id: e.id.clone(),
+            id: e.id.to_string(),
             kind: e.kind.clone(),
-            user_id: e.user_id.clone(),
+            version: i64::from(e.version),
+            user_id: e.user_id.to_string(),
             occurred_at: e.occurred_at.clone(),
             data: e.data.to_string(),
             received_at: bson::DateTime::now(),
@@ -50,9 +59,10 @@ impl EventDoc {
 
     pub fn to_event(&self) -> Result<Event, AppError> {
         Ok(Event {
-            id: self.id.clone(),
+            id: EventId::from_trusted(&self.id),
             kind: self.kind.clone(),
-            user_id: self.user_id.clone(),
+            version: u32::try_from(self.version).map_err(AppError::internal)?,
+            user_id: UserId::from_trusted(&self.user_id),
             occurred_at: self.occurred_at.clone(),
             data: serde_json::from_str(&self.data).map_err(AppError::internal)?,
         })

@@ -115,6 +115,15 @@ impl Severity {
     }
 }
 
+impl From<Severity> for contract::events::AlertSeverity {
+    fn from(s: Severity) -> Self {
+        match s {
+            Severity::Warning => contract::events::AlertSeverity::Warning,
+            Severity::Critical => contract::events::AlertSeverity::Critical,
+        }
+    }
+}
+
 pub fn alert_message(
     category: Option<&str>,
     threshold: i32,

@@ -61,6 +61,15 @@ impl TxType {
     }
 }
 
+impl From<TxType> for contract::events::TxKind {
+    fn from(t: TxType) -> Self {
+        match t {
+            TxType::Expense => contract::events::TxKind::Expense,
+            TxType::Income => contract::events::TxKind::Income,
+        }
+    }
+}
+
 /// The case-insensitive identity of a category name.
 pub fn category_key(name: &str) -> String {
     name.trim().to_lowercase()

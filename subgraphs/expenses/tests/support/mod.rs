@@ -58,7 +58,9 @@ pub async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
         }],
         clock.clone(),
     );
-    let service = expenses::start(&settings, db.db.clone()).await.unwrap();
+    let service = kit::bootstrap::start::<expenses::service::Expenses>(&settings, db.db.clone())
+        .await
+        .unwrap();
     let server = TestServer::start(service.router.clone()).await;
     let gql = Gql::new(server.url("/graphql"));
     Stack {

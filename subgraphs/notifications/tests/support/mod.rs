@@ -46,7 +46,10 @@ pub async fn start_chain(fast: bool) -> Chain {
     if fast {
         ns.delivery = notifications::service::DeliverySettings::fast();
     }
-    let notifications = notifications::start(&ns, ndb.db.clone()).await.unwrap();
+    let notifications =
+        kit::bootstrap::start::<notifications::service::Notifications>(&ns, ndb.db.clone())
+            .await
+            .unwrap();
     let notifications_server = TestServer::start(notifications.router.clone()).await;
 
     let config = test_config(budgets::SERVICE);
@@ -58,7 +61,9 @@ pub async fn start_chain(fast: bool) -> Chain {
         url: notifications_server.url(""),
     }];
     bs.dispatch = dispatch.clone();
-    let budgets = budgets::start(&bs, bdb.db.clone()).await.unwrap();
+    let budgets = kit::bootstrap::start::<budgets::service::Budgets>(&bs, bdb.db.clone())
+        .await
+        .unwrap();
     let budgets_server = TestServer::start(budgets.router.clone()).await;
 
     let config = test_config(expenses::SERVICE);
@@ -70,7 +75,9 @@ pub async fn start_chain(fast: bool) -> Chain {
         url: budgets_server.url(""),
     }];
     es.dispatch = dispatch;
-    let expenses = expenses::start(&es, edb.db.clone()).await.unwrap();
+    let expenses = kit::bootstrap::start::<expenses::service::Expenses>(&es, edb.db.clone())
+        .await
+        .unwrap();
     let expenses_server = TestServer::start(expenses.router.clone()).await;
 
     Chain {

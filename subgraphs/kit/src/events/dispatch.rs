@@ -1,184 +1,20 @@
-//! Events without a broker: an outbox embedded in the changed document, a dispatcher
-//! that delivers at least once over HTTP, and the consumer side (service credential,
-//! idempotency record).
-//!
-//! # Producer
-//! The document a change writes carries the event in the same single-document write:
-//! two top-level arrays, `outbox` (the events) and `outboxPending` (one `{c, e}` entry per
-//! consumer `c` that has not yet acknowledged event `e`). A new document is inserted
-//! with them; an existing one is replaced as a whole under an optimistic version check
-//! (`replace_one({_id, version: v, outboxRev: r}, …)`), so the change and its event are committed
-//! together or not at all, with no transaction. Delivered events are pruned from
-//! `outbox` by the producer's next write of that document.
-//!
-//! # Dispatcher
-//! Each producer instance runs one. Per consumer it finds the users with pending
-//! entries (`distinct userId where outboxPending.c = consumer`), then for each user takes
-//! a lease (`outbox_leases`, `_id = "<consumer>|<user>"`, claimed with a conditional
-//! upsert: a held lease makes the upsert hit the unique `_id` and fail) so that only
-//! one instance delivers a user's events at a time. Holding the lease it loads all of
-//! that user's pending events, sorts them by event id (UUIDv7, i.e. creation order) and
-//! POSTs them one by one to `<url>/internal/events` with the `x-service-token` header.
-//! A 2xx answer removes the `{c, e}` entry (`$pull`); anything else stops that user's
-//! delivery (so later events never overtake an earlier one) and schedules a retry with
-//! exponential backoff stored in the lease document. Nothing is ever dropped: an
-//! unreachable consumer is retried until it answers, and catches up in order.
-//!
-//! # Consumer
-//! `consumer_router` accepts only the service credential, skips event ids it already
-//! recorded in `processed_events`, runs the handler, then records the id. Handlers are
-//! themselves idempotent (a crash between applying and recording re-delivers).
+//! The dispatcher: delivers the outboxes of a producer's collections to its consumers,
+//! at least once, in order per user (see the module above).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{self, Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::Notify;
 
+use super::{Consumer, EVENTS_PATH, Event, Outbox, SERVICE_TOKEN_HEADER, parse_consumers};
 use crate::config::{ConfigError, Secret, Vars, var_or};
 use crate::error::{AppError, is_duplicate_key};
-
-/// Header carrying the service credential on internal endpoints.
-pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
-/// Path of every consumer's event endpoint.
-pub const EVENTS_PATH: &str = "/internal/events";
-
-/// An event as stored in an outbox and sent over HTTP.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    /// UUIDv7: unique, and ordered by creation time.
-    pub id: String,
-    /// `expense.created`, `budget.alert`, ...
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Events are ordered per user.
-    pub user_id: String,
-    /// RFC 3339 UTC (text: stays exact through every store and wire).
-    pub occurred_at: String,
-    pub data: serde_json::Value,
-}
-
-impl Event {
-    pub fn new(
-        kind: &str,
-        user_id: &str,
-        at: chrono::DateTime<chrono::Utc>,
-        data: serde_json::Value,
-    ) -> Event {
-        Event {
-            id: crate::ids::new_id(),
-            kind: kind.to_string(),
-            user_id: user_id.to_string(),
-            occurred_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            data,
-        }
-    }
-}
-
-/// One consumer that has not yet acknowledged one event.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Pending {
-    /// Consumer name.
-    pub c: String,
-    /// Event id.
-    pub e: String,
-}
-
-/// The outbox fields of a producer document (flattened into it).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Outbox {
-    #[serde(default)]
-    pub outbox: Vec<Event>,
-    #[serde(default)]
-    pub outbox_pending: Vec<Pending>,
-    /// Incremented by the dispatcher with every acknowledgement it records. A producer
-    /// replacing the document includes the value it read in its filter, so a
-    /// replacement built before an acknowledgement cannot bring the delivered entry back
-    /// (which would re-deliver an old event after a newer one).
-    #[serde(default)]
-    pub outbox_rev: i64,
-}
-
-impl Outbox {
-    /// An outbox holding one event for `consumers`.
-    pub fn with(event: Event, consumers: &[String]) -> Outbox {
-        let mut o = Outbox::default();
-        o.push(event, consumers);
-        o
-    }
-
-    /// Adds an event for every consumer, and drops events everyone acknowledged.
-    pub fn push(&mut self, event: Event, consumers: &[String]) {
-        self.prune();
-        for c in consumers {
-            self.outbox_pending.push(Pending {
-                c: c.clone(),
-                e: event.id.clone(),
-            });
-        }
-        self.outbox.push(event);
-    }
-
-    /// Removes events that no consumer is waiting for.
-    pub fn prune(&mut self) {
-        let waiting: HashSet<&str> = self.outbox_pending.iter().map(|p| p.e.as_str()).collect();
-        self.outbox.retain(|e| waiting.contains(e.id.as_str()));
-    }
-}
-
-/// A consumer of a producer's events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Consumer {
-    pub name: String,
-    /// Base URL; events go to `<url>/internal/events`.
-    pub url: String,
-}
-
-/// Parses `budgets=http://127.0.0.1:3003,analytics=http://127.0.0.1:3004`.
-pub fn parse_consumers(text: &str) -> Result<Vec<Consumer>, String> {
-    let mut out: Vec<Consumer> = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, url) = part
-            .split_once('=')
-            .ok_or_else(|| format!("expected name=url, got {part:?}"))?;
-        let (name, url) = (name.trim(), url.trim().trim_end_matches('/'));
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(format!("bad consumer name {name:?}"));
-        }
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
-                "consumer {name}: url must start with http:// or https://"
-            ));
-        }
-        if out.iter().any(|c| c.name == name) {
-            return Err(format!("consumer {name} listed twice"));
-        }
-        out.push(Consumer {
-            name: name.to_string(),
-            url: url.to_string(),
-        });
-    }
-    Ok(out)
-}
 
 /// Timing of the dispatcher.
 #[derive(Debug, Clone)]
@@ -304,6 +140,18 @@ impl Dispatcher {
                 wake: Notify::new(),
             }),
         }
+    }
+
+    /// A dispatcher with no collections and no consumers, never started: for a schema
+    /// built only to export its SDL.
+    pub fn inert(db: &Database) -> Dispatcher {
+        Dispatcher::new(
+            db.clone(),
+            &[],
+            Vec::new(),
+            Secret::new(String::new()),
+            DispatchSettings::fast(),
+        )
     }
 
     /// Names of the consumers, for the `outboxPending` of new events.
@@ -483,8 +331,11 @@ impl Dispatcher {
                     .iter()
                     .filter(|p| p.c == consumer.name)
                 {
-                    if let Some(ev) = outbox.outbox.iter().find(|e| e.id == p.e) {
-                        pending.insert(ev.id.clone(), (name.clone(), doc_id.clone(), ev.clone()));
+                    if let Some(ev) = outbox.outbox.iter().find(|e| e.id.as_str() == p.e) {
+                        pending.insert(
+                            ev.id.to_string(),
+                            (name.clone(), doc_id.clone(), ev.clone()),
+                        );
                     } else {
                         // An entry without its event cannot be delivered; drop the entry.
                         coll.update_one(
@@ -541,155 +392,5 @@ impl Dispatcher {
         }
         self.release(&key, None).await?;
         Ok(())
-    }
-}
-
-/// Handles one event; must be idempotent (it may see an event again after a crash).
-pub trait EventHandler: Send + Sync + 'static {
-    fn handle(&self, event: Event) -> BoxFuture<'_, Result<(), AppError>>;
-}
-
-struct ConsumerState<H> {
-    handler: H,
-    processed: Collection<Document>,
-    token: Secret,
-}
-
-/// Creates the idempotency record's indexes: entries expire after 30 days, far longer
-/// than any retry.
-pub async fn ensure_consumer_indexes(db: &Database) -> Result<(), AppError> {
-    db.collection::<Document>("processed_events")
-        .create_index(
-            IndexModel::builder()
-                .keys(doc! { "processedAt": 1 })
-                .options(
-                    IndexOptions::builder()
-                        .name("processed_ttl".to_string())
-                        .expire_after(Duration::from_secs(30 * 24 * 3600))
-                        .build(),
-                )
-                .build(),
-        )
-        .await?;
-    Ok(())
-}
-
-/// `POST /internal/events`: service credential only; idempotent by event id.
-pub fn consumer_router<H: EventHandler>(handler: H, db: &Database, token: Secret) -> Router {
-    let state = Arc::new(ConsumerState {
-        handler,
-        processed: db.collection("processed_events"),
-        token,
-    });
-    Router::new()
-        .route(EVENTS_PATH, post(receive::<H>))
-        .with_state(state)
-}
-
-/// Creates the idempotency record's indexes and returns `consumer_router`.
-pub async fn consumer_app<H: EventHandler>(
-    handler: H,
-    db: &Database,
-    token: Secret,
-) -> Result<Router, AppError> {
-    ensure_consumer_indexes(db).await?;
-    Ok(consumer_router(handler, db, token))
-}
-
-fn plain(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({ "code": code, "message": message })),
-    )
-        .into_response()
-}
-
-/// True when the request carries the service credential.
-pub fn has_service_token(headers: &HeaderMap, token: &Secret) -> bool {
-    headers
-        .get(SERVICE_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| crate::auth::secrets_equal(v, token.expose()))
-}
-
-async fn receive<H: EventHandler>(
-    State(state): State<Arc<ConsumerState<H>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !has_service_token(&headers, &state.token) {
-        return plain(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "service credential required",
-        );
-    }
-    let event: Event = match serde_json::from_slice(&body) {
-        Ok(e) => e,
-        Err(e) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                &format!("not an event: {e}"),
-            );
-        }
-    };
-    let id = event.id.clone();
-    match state.processed.find_one(doc! { "_id": &id }).await {
-        Ok(Some(_)) => return plain(StatusCode::OK, "DUPLICATE", "already processed"),
-        Ok(None) => {}
-        Err(e) => {
-            tracing::error!(error = %e, "processed_events lookup failed");
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "INTERNAL", "try again");
-        }
-    }
-    let kind = event.kind.clone();
-    if let Err(e) = state.handler.handle(event).await {
-        let message = e.public_message();
-        if let AppError::Internal(cause) = &e {
-            tracing::error!(event = %id, kind = %kind, error = %format!("{cause:#}"), "event handler failed");
-        } else {
-            tracing::warn!(event = %id, kind = %kind, error = %message, "event rejected");
-        }
-        return plain(StatusCode::SERVICE_UNAVAILABLE, e.code().as_str(), &message);
-    }
-    let record = doc! { "_id": &id, "type": &kind, "processedAt": bson::DateTime::now() };
-    match state.processed.insert_one(record).await {
-        Ok(_) => {}
-        Err(e) if is_duplicate_key(&e) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot record processed event; a re-delivery is harmless")
-        }
-    }
-    plain(StatusCode::OK, "OK", "processed")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn consumers_parse_from_text() {
-        let c = parse_consumers("budgets=http://127.0.0.1:3003/, analytics=http://a:1").unwrap();
-        assert_eq!(c[0].name, "budgets");
-        assert_eq!(c[0].url, "http://127.0.0.1:3003");
-        assert_eq!(c[1].url, "http://a:1");
-        assert!(parse_consumers("budgets").is_err());
-        assert!(parse_consumers("b=ftp://x").is_err());
-        assert!(parse_consumers("b=http://x,b=http://y").is_err());
-        assert!(parse_consumers("").unwrap().is_empty());
-    }
-
-    #[test]
-    fn the_outbox_keeps_only_events_someone_waits_for() {
-        let at = chrono::Utc::now();
-        let consumers = vec!["a".to_string(), "b".to_string()];
-        let e1 = Event::new("x", "u", at, json!({}));
-        let mut o = Outbox::with(e1.clone(), &consumers);
-        assert_eq!(o.outbox_pending.len(), 2);
-        o.outbox_pending.clear();
-        o.push(Event::new("y", "u", at, json!({})), &consumers);
-        assert_eq!(o.outbox.len(), 1);
-        assert_ne!(o.outbox[0].id, e1.id);
     }
 }

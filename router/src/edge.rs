@@ -1,0 +1,320 @@
+//! The policy every GraphQL operation passes, whichever door it came in by: the token
+//! check, rate limiting, persisted queries and the safelist, then the pipeline, with
+//! metrics and the HTTP status that fits. `POST`/`GET /graphql` and the REST shim call
+//! [`run_request`] / [`execute_operation`].
+
+use std::net::SocketAddr;
+
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http::HeaderName;
+use serde_json::Value;
+use std::sync::Arc;
+
+use crate::auth::AuthError;
+use crate::error::{GraphQLError, codes};
+use crate::pipeline::{GraphQLRequest, RequestContext, RequestError, response_body};
+use crate::state::AppState;
+
+pub(crate) fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+pub(crate) fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(GRAPHQL_RESPONSE))
+}
+
+fn json_response(status: StatusCode, gql: bool, body: Vec<u8>) -> Response {
+    let ct = if gql {
+        GRAPHQL_RESPONSE
+    } else {
+        "application/json"
+    };
+    let mut resp = (status, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp
+}
+
+fn request_error_response(err: &RequestError, gql: bool) -> Response {
+    let status = if err.method_not_allowed {
+        StatusCode::METHOD_NOT_ALLOWED
+    } else if !err.client_error {
+        if gql {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        }
+    } else if gql {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = json_response(status, gql, response_body(None, &err.errors));
+    if err.method_not_allowed {
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    resp
+}
+
+pub(crate) fn bad_request(message: &str, gql: bool) -> Response {
+    let e = GraphQLError::with_code(message, codes::BAD_REQUEST);
+    json_response(StatusCode::BAD_REQUEST, gql, response_body(None, &[e]))
+}
+
+fn request_context(headers: &HeaderMap, is_get: bool) -> RequestContext {
+    let mut forward: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        forward.push((header::AUTHORIZATION, v.clone()));
+    }
+    let request_id = headers.get("x-request-id").cloned().unwrap_or_else(|| {
+        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+            .expect("a UUID is a valid header value")
+    });
+    forward.push((HeaderName::from_static("x-request-id"), request_id));
+    RequestContext {
+        headers: Arc::new(forward),
+        is_get,
+    }
+}
+
+pub(crate) async fn run_request(
+    state: &AppState,
+    mut request: GraphQLRequest,
+    headers: &HeaderMap,
+    method: Method,
+    client_ip: std::net::IpAddr,
+) -> Response {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let gql = wants_graphql_response(headers);
+    let ctx = request_context(headers, method == Method::GET);
+    let request_id = ctx
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-request-id")
+        .map(|(_, v)| v.clone());
+    let span = tracing::info_span!(
+        "graphql",
+        request_id = request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        operation = request.operation_name.as_deref().unwrap_or_default(),
+    );
+    let mut response = run_request_inner(state, &mut request, headers, ctx, client_ip, gql)
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "graphql request"
+        )
+    });
+    if let Some(id) = request_id {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    let m = &state.metrics;
+    m.requests
+        .with_label_values(&[response.status().as_str()])
+        .inc();
+    m.request_latency
+        .with_label_values(&[request.operation_name.as_deref().unwrap_or("anonymous")])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Executes one GraphQL operation through the same path as `POST /graphql` (auth,
+/// rate limiting, persisted queries, limits, metrics, errors) with the caller's
+/// headers, answering as for `Accept: application/graphql-response+json` so the
+/// HTTP status tells the failure class. Used by the REST shim.
+pub async fn execute_operation(
+    state: &AppState,
+    request: GraphQLRequest,
+    headers: &HeaderMap,
+    client_ip: std::net::IpAddr,
+) -> Response {
+    let mut headers = headers.clone();
+    headers.insert(header::ACCEPT, HeaderValue::from_static(GRAPHQL_RESPONSE));
+    run_request(state, request, &headers, Method::POST, client_ip).await
+}
+
+/// The client address; a first `X-Forwarded-For` hop is trusted when present.
+/// Public for the REST shim.
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer.ip())
+}
+
+fn error_response(status: StatusCode, gql: bool, error: GraphQLError) -> Response {
+    json_response(status, gql, response_body(None, &[error]))
+}
+
+/// Resolves APQ hashes and enforces the safelist, filling in `request.query`.
+fn resolve_persisted(state: &AppState, request: &mut GraphQLRequest) -> Result<(), GraphQLError> {
+    let pq = &state.config.persisted_queries;
+    let hash = request
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("persistedQuery"))
+        .and_then(|p| p.get("sha256Hash"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(hash) = &hash {
+        if let Some(q) = state.extras.safelist.get(hash) {
+            request.query.get_or_insert_with(|| q.clone());
+        }
+        match &request.query {
+            Some(q) => {
+                if !pq.apq && !state.extras.safelist.contains_key(hash) {
+                    return Err(GraphQLError::with_code(
+                        "PersistedQueryNotSupported",
+                        codes::PERSISTED_QUERY_NOT_SUPPORTED,
+                    ));
+                }
+                if &sha256_hex(q) != hash {
+                    return Err(GraphQLError::with_code(
+                        "provided sha does not match query",
+                        codes::BAD_REQUEST,
+                    ));
+                }
+                if pq.apq {
+                    state
+                        .extras
+                        .apq
+                        .lock()
+                        .put(hash.clone(), Arc::from(q.as_str()));
+                }
+            }
+            None => {
+                if !pq.apq {
+                    return Err(GraphQLError::with_code(
+                        "PersistedQueryNotSupported",
+                        codes::PERSISTED_QUERY_NOT_SUPPORTED,
+                    ));
+                }
+                let found = state.extras.apq.lock().get(hash).cloned();
+                match found {
+                    Some(q) => request.query = Some(q.to_string()),
+                    None => {
+                        return Err(GraphQLError::with_code(
+                            "PersistedQueryNotFound",
+                            codes::PERSISTED_QUERY_NOT_FOUND,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if pq.safelist_enforce {
+        let allowed = request
+            .query
+            .as_deref()
+            .is_some_and(|q| state.extras.safelist.contains_key(&sha256_hex(q)));
+        if !allowed {
+            return Err(GraphQLError::with_code(
+                "This operation is not in the safelist.",
+                codes::OPERATION_NOT_IN_SAFELIST,
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn run_request_inner(
+    state: &AppState,
+    request: &mut GraphQLRequest,
+    headers: &HeaderMap,
+    ctx: RequestContext,
+    client_ip: std::net::IpAddr,
+    gql: bool,
+) -> Response {
+    let m = &state.metrics;
+    let auth_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // An invalid token is rejected here, before any subgraph call.
+    let claims = match state.auth.verify_header(auth_header) {
+        Ok(c) => c,
+        Err(e) => {
+            m.errors.with_label_values(&[codes::UNAUTHENTICATED]).inc();
+            let mut resp = error_response(
+                StatusCode::UNAUTHORIZED,
+                gql,
+                GraphQLError::with_code(e.to_string(), codes::UNAUTHENTICATED),
+            );
+            let challenge = if e == AuthError::Missing {
+                "Bearer"
+            } else {
+                "Bearer error=\"invalid_token\""
+            };
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+            return resp;
+        }
+    };
+    if let Some(limiter) = &state.extras.limiter {
+        let key = match &claims {
+            Some(c) => format!("user:{}", c.sub),
+            None => format!("ip:{client_ip}"),
+        };
+        if let Err(not_until) = limiter.check_key(&key) {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+            m.errors.with_label_values(&[codes::RATE_LIMITED]).inc();
+            let mut resp = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                gql,
+                GraphQLError::with_code("Too many requests, retry later.", codes::RATE_LIMITED)
+                    .with_extension("retryAfter", secs),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return resp;
+        }
+    }
+    if let Err(e) = resolve_persisted(state, request) {
+        if let Some(code) = e.code() {
+            m.errors.with_label_values(&[code]).inc();
+        }
+        let status = if gql {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        return error_response(status, gql, e);
+    }
+    match state.pipeline.execute(request, &ctx).await {
+        Ok(done) => {
+            for e in &done.errors {
+                m.errors
+                    .with_label_values(&[e.code().unwrap_or("SUBGRAPH_ERROR")])
+                    .inc();
+            }
+            json_response(StatusCode::OK, gql, done.body)
+        }
+        Err(err) => {
+            for e in &err.errors {
+                m.errors
+                    .with_label_values(&[e.code().unwrap_or("UNKNOWN")])
+                    .inc();
+            }
+            request_error_response(&err, gql)
+        }
+    }
+}
