@@ -121,6 +121,49 @@ impl Stack {
     }
 }
 
+#[tokio::test]
+async fn poison_events_are_parked_and_the_users_next_event_is_applied_at_once() {
+    let s = start_at(at(2024, 3, 15, 12, 0)).await;
+    let (u, token) = test_user();
+    let after = snapshot("EXPENSE", 1250, "food", "2024-03-02");
+    let valid = expense_event("created", &u, &kit::ids::new_id(), 1, Value::Null, after);
+    let parked = kit::testing::assert_poison_events_are_parked(&s.server, &valid).await;
+    assert_eq!(s.post(&valid).await, 200);
+    let q = "{ monthlySummary(year: 2024, month: 3) { totalSpent transactionCount } }";
+    let d = s.q(&token, q).await;
+    assert_eq!(d["monthlySummary"]["totalSpent"], "12.50", "{d}");
+    assert_eq!(d["monthlySummary"]["transactionCount"], 1);
+    // An expense of someone else's cannot be applied to this user: parked, not applied.
+    let (other, _) = test_user();
+    let stolen = expense_event(
+        "updated",
+        &other,
+        valid.data["expenseId"].as_str().unwrap(),
+        2,
+        Value::Null,
+        snapshot("EXPENSE", 99_00, "food", "2024-03-03"),
+    );
+    assert_eq!(s.post(&stolen).await, 200);
+    let dead = kit::testing::dead_letters(&s.server).await;
+    assert!(
+        dead["deadLetters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == stolen.id.as_str() && d["reason"] == "rejected"),
+        "{dead}"
+    );
+    // A re-drive of an event that still cannot be read keeps it parked and changes nothing.
+    let (status, out) = kit::testing::redrive(&s.server, &parked[0].0).await;
+    assert_eq!(
+        (status, out["outcome"].as_str()),
+        (200, Some("PARKED")),
+        "{out}"
+    );
+    assert_eq!(out["reason"], parked[0].1);
+    assert_eq!(s.q(&token, q).await, d);
+}
+
 #[test]
 fn sdl_matches_committed_file() {
     assert_sdl_matches_committed(

@@ -264,6 +264,45 @@ fn sdl_matches_committed_file() {
 }
 
 #[tokio::test]
+async fn poison_events_are_parked_and_the_users_next_event_is_applied_at_once() {
+    let s = start().await;
+    let (u, token) = test_user();
+    let valid = alert_event(&u, 80);
+    let parked = kit::testing::assert_poison_events_are_parked(&s.server, &valid).await;
+    assert_eq!(s.list(&token).await["notifications"]["totalCount"], 0);
+    assert_eq!(s.post(&valid).await, 200);
+    let d = s.list(&token).await;
+    assert_eq!(d["notifications"]["totalCount"], 1, "{d}");
+    // An event of a type notifications does not consume is parked, not dropped.
+    let mut expense = valid.clone();
+    expense.id = kit::ids::EventId::new();
+    expense.kind = "expense.created".into();
+    expense.data = json!({ "expenseId": kit::ids::new_id(), "version": 1, "before": null,
+        "after": { "type": "EXPENSE", "amountMinor": 100, "currency": "USD", "category": "food",
+                   "categoryKey": "food", "date": "2024-03-02" } });
+    assert_eq!(s.post(&expense).await, 200);
+    let dead = kit::testing::dead_letters(&s.server).await;
+    let found = dead["deadLetters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == expense.id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{dead}"));
+    assert_eq!(found["reason"], "rejected");
+    // Re-driving what still cannot be read keeps it parked and notifies nobody.
+    for (id, reason) in &parked {
+        let (status, out) = kit::testing::redrive(&s.server, id).await;
+        assert_eq!(
+            (status, out["reason"].as_str()),
+            (200, Some(*reason)),
+            "{out}"
+        );
+    }
+    assert_eq!(s.list(&token).await["notifications"]["totalCount"], 1);
+}
+
+#[tokio::test]
 async fn a_budget_alert_becomes_one_notification_even_when_the_event_comes_again() {
     let s = start().await;
     let (u, token) = test_user();

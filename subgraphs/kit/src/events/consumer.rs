@@ -359,6 +359,12 @@ struct ListParams {
 
 fn dead_letter_json(d: &Document) -> Value {
     let text = |k: &str| d.get_str(k).ok().map(str::to_string);
+    // Whole numbers as stored (a server may keep a small int64 as int32).
+    let int = |k: &str| match d.get(k) {
+        Some(bson::Bson::Int64(n)) => Some(*n),
+        Some(bson::Bson::Int32(n)) => Some(i64::from(*n)),
+        _ => None,
+    };
     let at = |k: &str| {
         d.get_datetime(k)
             .ok()
@@ -367,11 +373,11 @@ fn dead_letter_json(d: &Document) -> Value {
     json!({
         "id": text("_id"),
         "type": text("type"),
-        "version": d.get_i64("version").ok(),
+        "version": int("version"),
         "userId": text("userId"),
         "reason": text("reason"),
         "detail": text("detail"),
-        "attempts": d.get_i64("attempts").ok(),
+        "attempts": int("attempts"),
         "parkedAt": at("parkedAt"),
         "lastParkedAt": at("lastParkedAt"),
         "event": text("event"),

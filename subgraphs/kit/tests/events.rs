@@ -1,0 +1,176 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The one poison-event policy of every consumer, over a real database and a real
+//! server: a refused event is parked, a passing failure is retried by the producer, and
+//! a re-drive after the cause is fixed applies the event exactly once, however many
+//! re-drives race.
+
+use futures::future::BoxFuture;
+use kit::AppError;
+use kit::events::{DomainEvent, Event, EventHandler};
+use kit::testing::{
+    TEST_SERVICE_TOKEN, TestDb, TestServer, dead_letters, metric, post_event, redrive, test_config,
+};
+use mongodb::Database;
+use mongodb::bson::{Document, doc};
+use serde_json::json;
+
+/// Applies an event by recording it, once the database holds a `switches/ready`
+/// document; while `switches/down` exists it fails as if the database were down.
+struct Recorder(Database);
+
+impl EventHandler for Recorder {
+    fn handle<'a>(
+        &'a self,
+        envelope: &'a Event,
+        _event: DomainEvent,
+    ) -> BoxFuture<'a, Result<(), AppError>> {
+        Box::pin(async move {
+            let switches = self.0.collection::<Document>("switches");
+            if switches.find_one(doc! { "_id": "down" }).await?.is_some() {
+                return Err(AppError::internal(anyhow::anyhow!("the store is down")));
+            }
+            if switches.find_one(doc! { "_id": "ready" }).await?.is_none() {
+                return Err(AppError::validation("budget", "no such budget yet"));
+            }
+            self.0
+                .collection::<Document>("applied")
+                .insert_one(doc! { "event": envelope.id.as_str() })
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+async fn start() -> (TestServer, TestDb) {
+    let config = test_config("consumer");
+    let db = TestDb::new(&config).await;
+    let app = kit::events::consumer_app(
+        "recorder",
+        Recorder(db.db.clone()),
+        &db.db,
+        config.service_token.clone(),
+    )
+    .await
+    .unwrap();
+    (TestServer::start(app).await, db)
+}
+
+fn weekly_summary(user: &str) -> Event {
+    Event::new(
+        "weekly.summary",
+        user,
+        chrono::Utc::now(),
+        json!({ "week": "2026-W48", "from": "2026-11-23", "to": "2026-11-29", "currency": "USD",
+            "spentMinor": 100, "expenseCount": 1, "topCategory": null, "topCategoryMinor": null,
+            "message": "You spent 1.00 USD this week." }),
+    )
+}
+
+async fn applied(db: &TestDb) -> u64 {
+    db.db
+        .collection::<Document>("applied")
+        .count_documents(doc! {})
+        .await
+        .unwrap()
+}
+
+async fn switch(db: &TestDb, id: &str, on: bool) {
+    let switches = db.db.collection::<Document>("switches");
+    if on {
+        switches.insert_one(doc! { "_id": id }).await.unwrap();
+    } else {
+        switches.delete_one(doc! { "_id": id }).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_refused_event_is_parked_and_re_driven_exactly_once_after_the_cause_is_fixed() {
+    let (server, db) = start().await;
+    let event = weekly_summary("u1");
+    assert_eq!(post_event(&server, TEST_SERVICE_TOKEN, &event).await, 200);
+    assert_eq!(applied(&db).await, 0);
+    let dead = dead_letters(&server).await;
+    assert_eq!(dead["total"], 1, "{dead}");
+    let letter = &dead["deadLetters"][0];
+    assert_eq!(letter["id"], event.id.as_str());
+    assert_eq!(letter["reason"], "rejected");
+    assert_eq!(letter["detail"], "VALIDATION_FAILED: no such budget yet");
+    assert_eq!(letter["type"], "weekly.summary");
+    assert_eq!(letter["attempts"], 1);
+    assert_eq!(
+        metric(&server, "events_parked_total", &[("reason", "rejected")]).await,
+        1.0
+    );
+    assert_eq!(metric(&server, "events_dead_letters", &[]).await, 1.0);
+
+    // The cause still stands: parked again, one more attempt, nothing applied.
+    let (status, out) = redrive(&server, event.id.as_str()).await;
+    assert_eq!((status, out["outcome"].as_str()), (200, Some("PARKED")));
+    assert_eq!(dead_letters(&server).await["deadLetters"][0]["attempts"], 2);
+    assert_eq!(applied(&db).await, 0);
+
+    // Fixed: four re-drives race; the event is applied once.
+    switch(&db, "ready", true).await;
+    let id = event.id.to_string();
+    let answers = futures::future::join_all((0..4).map(|_| redrive(&server, &id))).await;
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    let applied_answers = answers
+        .iter()
+        .filter(|(s, out)| *s == 200 && out["outcome"] == "APPLIED")
+        .count();
+    assert_eq!(applied_answers, 1, "{answers:?}");
+    assert!(
+        statuses.iter().all(|s| [200, 404, 409].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(applied(&db).await, 1);
+    assert_eq!(dead_letters(&server).await["total"], 0);
+    assert_eq!(metric(&server, "events_dead_letters", &[]).await, 0.0);
+    // The producer sending it once more changes nothing either.
+    assert_eq!(post_event(&server, TEST_SERVICE_TOKEN, &event).await, 200);
+    assert_eq!(applied(&db).await, 1);
+    let (status, _) = redrive(&server, &id).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_passing_failure_is_left_to_the_producer_to_retry_and_is_not_parked() {
+    let (server, db) = start().await;
+    switch(&db, "ready", true).await;
+    switch(&db, "down", true).await;
+    let event = weekly_summary("u2");
+    assert_eq!(post_event(&server, TEST_SERVICE_TOKEN, &event).await, 503);
+    assert_eq!(dead_letters(&server).await["total"], 0);
+    assert_eq!(
+        metric(&server, "events_received_total", &[("outcome", "retry")]).await,
+        1.0
+    );
+    switch(&db, "down", false).await;
+    assert_eq!(post_event(&server, TEST_SERVICE_TOKEN, &event).await, 200);
+    assert_eq!(applied(&db).await, 1);
+}
+
+#[tokio::test]
+async fn dead_letters_and_re_drives_take_only_the_service_credential() {
+    let (server, _db) = start().await;
+    let http = reqwest::Client::new();
+    for (method, path) in [
+        (reqwest::Method::GET, "/internal/dead-letters"),
+        (reqwest::Method::POST, "/internal/dead-letters/x/redrive"),
+    ] {
+        for header in [None, Some("wrong")] {
+            let mut req = http.request(method.clone(), server.url(path));
+            if let Some(v) = header {
+                req = req.header(kit::events::SERVICE_TOKEN_HEADER, v);
+            }
+            assert_eq!(req.send().await.unwrap().status(), 401, "{method} {path}");
+        }
+    }
+    let r = http
+        .get(server.url("/internal/dead-letters?limit=0"))
+        .header(kit::events::SERVICE_TOKEN_HEADER, TEST_SERVICE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
