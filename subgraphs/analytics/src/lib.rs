@@ -11,11 +11,10 @@ pub mod service;
 pub mod store;
 pub mod weekly;
 
-use kit::bootstrap::{App, Subgraph};
-use kit::clock::Clock;
+use kit::bootstrap::{App, OwnSettings, Subgraph};
 use kit::config::{ConfigError, Env, ServiceConfig, Vars};
-use kit::events::{Consumer, DispatchSettings, Dispatcher};
-use kit::users::{UserDirectory, UsersSettings};
+use kit::events::Dispatcher;
+use kit::users::UserDirectory;
 use mongodb::Database;
 
 pub use graphql::AnalyticsSchema;
@@ -25,36 +24,29 @@ pub const DEFAULT_PORT: u16 = 3004;
 /// Where weekly summary events go unless `EVENT_CONSUMERS` says otherwise.
 pub const DEFAULT_CONSUMERS: &str = "notifications=http://127.0.0.1:3005";
 
+/// Everything the service is configured with.
+pub type Settings = kit::bootstrap::Settings<Own>;
+
+/// The analytics service's own settings.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub service: ServiceConfig,
-    pub users: UsersSettings,
-    pub consumers: Vec<Consumer>,
-    pub dispatch: DispatchSettings,
+pub struct Own {
     pub weekly: weekly::WeeklySettings,
     /// `BUDGETS_URL`: the budgets subgraph's GraphQL endpoint, for the budget pace
     /// insight (default `http://127.0.0.1:3003/graphql`).
     pub budgets_url: String,
-    pub clock: Clock,
 }
 
-impl Settings {
-    pub fn from_vars(
-        vars: &(impl Vars + ?Sized),
-        service: ServiceConfig,
-    ) -> Result<Settings, ConfigError> {
-        Ok(Settings {
-            service,
-            users: UsersSettings::from_vars(vars)?,
-            consumers: kit::events::consumers_from_vars(vars, DEFAULT_CONSUMERS)?,
-            dispatch: DispatchSettings::from_vars(vars)?,
+impl OwnSettings for Own {
+    const DEFAULT_CONSUMERS: &'static str = DEFAULT_CONSUMERS;
+
+    fn from_vars(vars: &dyn Vars, _: &mut ServiceConfig) -> Result<Own, ConfigError> {
+        Ok(Own {
             weekly: weekly::WeeklySettings::from_vars(vars)?,
             budgets_url: kit::config::var_or(
                 vars,
                 "BUDGETS_URL",
                 "http://127.0.0.1:3003/graphql".to_string(),
             )?,
-            clock: Clock::system(),
         })
     }
 }
@@ -79,15 +71,7 @@ pub fn schema() -> AnalyticsSchema {
 impl Subgraph for service::Analytics {
     const NAME: &'static str = SERVICE;
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
-    type Settings = Settings;
-
-    fn settings(vars: &dyn Vars, service: ServiceConfig) -> Result<Settings, ConfigError> {
-        Settings::from_vars(vars, service)
-    }
-
-    fn service_config(settings: &Settings) -> &ServiceConfig {
-        &settings.service
-    }
+    type Own = Own;
 
     fn sdl(_: &Settings, _: &Database) -> String {
         kit::federation_sdl(&schema())

@@ -2,7 +2,6 @@
 
 use contract::events::{ExpenseChanged, ExpenseSnapshot};
 use futures::TryStreamExt;
-use futures::future::BoxFuture;
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{DomainEvent, Event, EventHandler};
@@ -110,11 +109,7 @@ impl Analytics {
 pub struct ExpenseEvents(pub Analytics);
 
 impl EventHandler for ExpenseEvents {
-    fn handle<'a>(
-        &'a self,
-        envelope: &'a Event,
-        event: DomainEvent,
-    ) -> BoxFuture<'a, Result<(), AppError>> {
-        Box::pin(async move { self.0.receive(envelope, &event).await })
+    async fn handle(&self, envelope: &Event, event: DomainEvent) -> Result<(), AppError> {
+        self.0.receive(envelope, &event).await
     }
 }

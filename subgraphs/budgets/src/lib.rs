@@ -8,11 +8,10 @@ pub mod graphql;
 pub mod service;
 pub mod store;
 
-use kit::bootstrap::{App, Subgraph};
-use kit::clock::Clock;
+use kit::bootstrap::{App, OwnSettings, Subgraph};
 use kit::config::{ConfigError, ServiceConfig, Vars};
-use kit::events::{Consumer, DispatchSettings, Dispatcher};
-use kit::users::{UserDirectory, UsersSettings};
+use kit::events::Dispatcher;
+use kit::users::UserDirectory;
 use mongodb::Database;
 
 pub const SERVICE: &str = "budgets";
@@ -20,27 +19,18 @@ pub const DEFAULT_PORT: u16 = 3003;
 /// Where alert events go unless `EVENT_CONSUMERS` says otherwise.
 pub const DEFAULT_CONSUMERS: &str = "notifications=http://127.0.0.1:3005";
 
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub service: ServiceConfig,
-    pub users: UsersSettings,
-    pub consumers: Vec<Consumer>,
-    pub dispatch: DispatchSettings,
-    pub clock: Clock,
-}
+/// Everything the service is configured with (nothing beyond the kit's common settings).
+pub type Settings = kit::bootstrap::Settings<Own>;
 
-impl Settings {
-    pub fn from_vars(
-        vars: &(impl Vars + ?Sized),
-        service: ServiceConfig,
-    ) -> Result<Settings, ConfigError> {
-        Ok(Settings {
-            service,
-            users: UsersSettings::from_vars(vars)?,
-            consumers: kit::events::consumers_from_vars(vars, DEFAULT_CONSUMERS)?,
-            dispatch: DispatchSettings::from_vars(vars)?,
-            clock: Clock::system(),
-        })
+/// The budgets service's own settings: none but where its alert events go.
+#[derive(Debug, Clone)]
+pub struct Own;
+
+impl OwnSettings for Own {
+    const DEFAULT_CONSUMERS: &'static str = DEFAULT_CONSUMERS;
+
+    fn from_vars(_: &dyn Vars, _: &mut ServiceConfig) -> Result<Own, ConfigError> {
+        Ok(Own)
     }
 }
 
@@ -58,15 +48,7 @@ fn parts(settings: &Settings, db: &Database, dispatcher: Dispatcher) -> service:
 impl Subgraph for service::Budgets {
     const NAME: &'static str = SERVICE;
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
-    type Settings = Settings;
-
-    fn settings(vars: &dyn Vars, service: ServiceConfig) -> Result<Settings, ConfigError> {
-        Settings::from_vars(vars, service)
-    }
-
-    fn service_config(settings: &Settings) -> &ServiceConfig {
-        &settings.service
-    }
+    type Own = Own;
 
     fn sdl(settings: &Settings, db: &Database) -> String {
         let users = UserDirectory::new(settings.users.clone());

@@ -16,7 +16,6 @@
 use chrono::NaiveDate;
 use contract::events::{BudgetAlertRaised, DomainEvent, ExpenseChanged, ExpenseSnapshot, TxKind};
 use contract::ids::{AlertId, BudgetId, UserId};
-use futures::future::BoxFuture;
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{Dispatcher, Event, EventHandler, Outbox};
@@ -26,8 +25,6 @@ use mongodb::bson;
 
 use crate::domain::{self, Period, Severity};
 use crate::store::{AlertDoc, BudgetDoc, LedgerDoc, RearmDoc, Spending, Store, unique_key};
-
-const MAX_WRITE_ATTEMPTS: usize = 8;
 
 #[derive(Clone)]
 pub struct Budgets {
@@ -155,7 +152,8 @@ impl Budgets {
         change: BudgetChange,
     ) -> Result<BudgetView, AppError> {
         let today = self.clock.today_in(profile.timezone);
-        for _ in 0..MAX_WRITE_ATTEMPTS {
+        let change = &change;
+        kit::db::optimistic("budget", || async move {
             let before = self
                 .store
                 .budget(user_id, id)
@@ -202,29 +200,24 @@ impl Budgets {
                 }
             }
             match self.store.replace_budget(&after, before.version).await? {
-                None => continue,
-                Some(false) => {
-                    return Err(AppError::conflict(
-                        "you already have a budget for this category and period",
-                        Some("category"),
-                    ));
-                }
+                None => Ok(None),
+                Some(false) => Err(AppError::conflict(
+                    "you already have a budget for this category and period",
+                    Some("category"),
+                )),
                 Some(true) => {
                     let view = self.view(after, today).await?;
                     self.evaluate(&view.doc, view.start, view.next).await?;
-                    return Ok(view);
+                    Ok(Some(view))
                 }
             }
-        }
-        Err(AppError::conflict(
-            "the budget is being changed by another request; try again",
-            None,
-        ))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), fields(user = %user_id))]
     pub async fn delete(&self, user_id: &str, id: &str) -> Result<(), AppError> {
-        for _ in 0..MAX_WRITE_ATTEMPTS {
+        kit::db::optimistic("budget", || async move {
             let before = self
                 .store
                 .budget(user_id, id)
@@ -234,14 +227,10 @@ impl Budgets {
             after.deleted = true;
             after.unique_key = format!("deleted|{}", before.id);
             after.version += 1;
-            if self.store.replace_budget(&after, before.version).await? == Some(true) {
-                return Ok(());
-            }
-        }
-        Err(AppError::conflict(
-            "the budget is being changed by another request; try again",
-            None,
-        ))
+            let written = self.store.replace_budget(&after, before.version).await? == Some(true);
+            Ok(written.then_some(()))
+        })
+        .await
     }
 
     /// Creates the alerts due for `budget` in `[start, next)`; returns how many.
@@ -391,23 +380,17 @@ impl Budgets {
 pub struct ExpenseEvents(pub Budgets);
 
 impl EventHandler for ExpenseEvents {
-    fn handle<'a>(
-        &'a self,
-        envelope: &'a Event,
-        event: DomainEvent,
-    ) -> BoxFuture<'a, Result<(), AppError>> {
-        Box::pin(async move {
-            match event.expense_change() {
-                Some(change) => {
-                    self.0
-                        .apply_expense_event(envelope.user_id.as_str(), change)
-                        .await
-                }
-                None => Err(AppError::validation(
-                    "type",
-                    format!("budgets does not consume {} events", event.kind()),
-                )),
+    async fn handle(&self, envelope: &Event, event: DomainEvent) -> Result<(), AppError> {
+        match event.expense_change() {
+            Some(change) => {
+                self.0
+                    .apply_expense_event(envelope.user_id.as_str(), change)
+                    .await
             }
-        })
+            None => Err(AppError::validation(
+                "type",
+                format!("budgets does not consume {} events", event.kind()),
+            )),
+        }
     }
 }

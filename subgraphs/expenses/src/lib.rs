@@ -10,11 +10,10 @@ pub mod store;
 
 use std::time::Duration;
 
-use kit::bootstrap::{App, Subgraph};
-use kit::clock::Clock;
+use kit::bootstrap::{App, OwnSettings, Subgraph};
 use kit::config::{ConfigError, ServiceConfig, Vars, var_or};
-use kit::events::{Consumer, DispatchSettings, Dispatcher};
-use kit::users::{UserDirectory, UsersSettings};
+use kit::events::Dispatcher;
+use kit::users::UserDirectory;
 use mongodb::Database;
 
 pub const SERVICE: &str = "expenses";
@@ -26,40 +25,28 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_CONSUMERS: &str = "budgets=http://127.0.0.1:3003,analytics=http://127.0.0.1:3004";
 
 /// Everything the service is configured with.
+pub type Settings = kit::bootstrap::Settings<Own>;
+
+/// The expenses service's own settings.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub service: ServiceConfig,
-    pub users: UsersSettings,
-    pub consumers: Vec<Consumer>,
-    pub dispatch: DispatchSettings,
+pub struct Own {
     /// `RECURRENCE_INTERVAL_MS` (default 60000): how often due occurrences are created.
     pub recurrence_interval: Duration,
-    pub clock: Clock,
 }
 
-impl Settings {
-    pub fn from_vars(
-        vars: &(impl Vars + ?Sized),
-        service: ServiceConfig,
-    ) -> Result<Settings, ConfigError> {
-        let mut service = service;
+impl OwnSettings for Own {
+    const DEFAULT_CONSUMERS: &'static str = DEFAULT_CONSUMERS;
+
+    fn from_vars(vars: &dyn Vars, service: &mut ServiceConfig) -> Result<Own, ConfigError> {
         // An import request carries up to 5 MiB of CSV inside a JSON string (quotes and
         // line ends escaped), so this service's default body limit is larger than the
         // kit's 1 MiB; `MAX_BODY_BYTES` still overrides it.
         if vars.get("MAX_BODY_BYTES").is_none() {
             service.max_body_bytes = DEFAULT_MAX_BODY_BYTES;
         }
-        Ok(Settings {
-            service,
-            users: UsersSettings::from_vars(vars)?,
-            consumers: kit::events::consumers_from_vars(vars, DEFAULT_CONSUMERS)?,
-            dispatch: DispatchSettings::from_vars(vars)?,
-            recurrence_interval: Duration::from_millis(var_or(
-                vars,
-                "RECURRENCE_INTERVAL_MS",
-                60_000u64,
-            )?),
-            clock: Clock::system(),
+        let interval = var_or(vars, "RECURRENCE_INTERVAL_MS", 60_000u64)?;
+        Ok(Own {
+            recurrence_interval: Duration::from_millis(interval),
         })
     }
 }
@@ -78,15 +65,7 @@ fn parts(settings: &Settings, db: &Database, dispatcher: Dispatcher) -> service:
 impl Subgraph for service::Expenses {
     const NAME: &'static str = SERVICE;
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
-    type Settings = Settings;
-
-    fn settings(vars: &dyn Vars, service: ServiceConfig) -> Result<Settings, ConfigError> {
-        Settings::from_vars(vars, service)
-    }
-
-    fn service_config(settings: &Settings) -> &ServiceConfig {
-        &settings.service
-    }
+    type Own = Own;
 
     fn sdl(settings: &Settings, db: &Database) -> String {
         let users = UserDirectory::new(settings.users.clone());

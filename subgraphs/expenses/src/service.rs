@@ -15,9 +15,6 @@ use serde_json::json;
 use crate::domain::{self, Frequency, Recurrence, TxType, csv_format};
 use crate::store::{CategoryDoc, ExpenseDoc, RecurrenceDoc, Store};
 
-/// How often a write retries after losing an optimistic-concurrency race.
-const MAX_WRITE_ATTEMPTS: usize = 8;
-
 #[derive(Debug, Clone)]
 pub struct NewExpense {
     pub kind: Option<TxType>,
@@ -57,10 +54,16 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, AppError> {
         .map_err(|e| AppError::internal(anyhow::anyhow!("stored date {s:?}: {e}")))
 }
 
+/// The type of a stored expense; an unknown one is an internal error (logged), never
+/// a silent default.
+fn stored_kind(kind: &str) -> Result<TxType, AppError> {
+    TxType::parse(kind)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown stored expense type {kind:?}")))
+}
+
 /// The fields of an expense that consumers (budgets, analytics) work from.
 fn snapshot(d: &ExpenseDoc) -> Result<ExpenseSnapshot, AppError> {
-    let kind = TxType::parse(&d.kind)
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("stored type {:?}", d.kind)))?;
+    let kind = stored_kind(&d.kind)?;
     Ok(ExpenseSnapshot {
         kind: kind.into(),
         amount_minor: d.amount_minor,
@@ -255,29 +258,28 @@ impl Expenses {
         id: &str,
         change: ExpenseChange,
     ) -> Result<ExpenseDoc, AppError> {
-        for _ in 0..MAX_WRITE_ATTEMPTS {
+        let change = &change;
+        kit::db::optimistic("expense", || async move {
             let before = self
                 .store
                 .get(user_id, id)
                 .await?
                 .ok_or_else(|| AppError::not_found("expense"))?;
             let mut after = self
-                .apply_change(user_id, profile, &before, &change)
+                .apply_change(user_id, profile, &before, change)
                 .await?;
             let now = self.clock.now();
             after.version = before.version + 1;
             after.updated_at = bson::DateTime::from_chrono(now);
             let event = expense_event(DomainEvent::ExpenseUpdated, Some(&before), &after, now)?;
             after.events.push(event, &self.consumers());
-            if self.store.replace(&after, before.version).await? {
+            let written = self.store.replace(&after, before.version).await?;
+            if written {
                 self.dispatcher.wake();
-                return Ok(after);
             }
-        }
-        Err(AppError::conflict(
-            "the expense is being changed by another request; try again",
-            None,
-        ))
+            Ok(written.then_some(after))
+        })
+        .await
     }
 
     async fn apply_change(
@@ -288,10 +290,7 @@ impl Expenses {
         change: &ExpenseChange,
     ) -> Result<ExpenseDoc, AppError> {
         let mut after = before.clone();
-        let kind = change
-            .kind
-            .or_else(|| TxType::parse(&before.kind))
-            .unwrap_or(TxType::Expense);
+        let kind = change.kind.map_or_else(|| stored_kind(&before.kind), Ok)?;
         after.kind = kind.as_str().to_string();
         let currency = match &change.currency {
             Some(c) => Currency::parse(c).map_err(|e| AppError::money("currency", e))?,
@@ -351,7 +350,7 @@ impl Expenses {
 
     #[tracing::instrument(skip(self), fields(user = %user_id))]
     pub async fn delete(&self, user_id: &str, id: &str) -> Result<(), AppError> {
-        for _ in 0..MAX_WRITE_ATTEMPTS {
+        kit::db::optimistic("expense", || async move {
             let before = self
                 .store
                 .get(user_id, id)
@@ -365,15 +364,13 @@ impl Expenses {
             after.updated_at = bson::DateTime::from_chrono(now);
             let event = expense_event(DomainEvent::ExpenseDeleted, Some(&before), &after, now)?;
             after.events.push(event, &self.consumers());
-            if self.store.replace(&after, before.version).await? {
+            let written = self.store.replace(&after, before.version).await?;
+            if written {
                 self.dispatcher.wake();
-                return Ok(());
             }
-        }
-        Err(AppError::conflict(
-            "the expense is being changed by another request; try again",
-            None,
-        ))
+            Ok(written.then_some(()))
+        })
+        .await
     }
 
     pub async fn create_category(

@@ -4,16 +4,18 @@
 //! exit codes that say what went wrong.
 
 use std::future::Future;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::process::ExitCode;
 
 use axum::Router;
 use mongodb::Database;
 use tokio::net::TcpListener;
 
+use crate::clock::Clock;
 use crate::config::{ConfigError, Env, ServiceConfig, Vars};
 use crate::events::{Consumer, DispatchSettings, Dispatcher, EventHandler};
 use crate::server::{Background, Shutdown};
+use crate::users::UsersSettings;
 
 /// What a subgraph service tells the kit about itself.
 pub trait Subgraph: Sized + Send + Sync + 'static {
@@ -21,26 +23,93 @@ pub trait Subgraph: Sized + Send + Sync + 'static {
     const NAME: &'static str;
     /// The port it listens on unless `PORT` says otherwise.
     const DEFAULT_PORT: u16;
-    /// Everything the service is configured with.
-    type Settings: Send + Sync;
-
-    /// Reads the service's settings: `service` (the common part) plus its own variables.
-    fn settings(vars: &dyn Vars, service: ServiceConfig) -> Result<Self::Settings, ConfigError>;
-
-    /// The common part of the settings.
-    fn service_config(settings: &Self::Settings) -> &ServiceConfig;
+    /// The service's own settings, beside the common ones of [`Settings`].
+    type Own: OwnSettings;
 
     /// The federation SDL of the service's schema, as committed under `schema/`
     /// (`db` is never touched).
-    fn sdl(settings: &Self::Settings, db: &Database) -> String;
+    fn sdl(settings: &Settings<Self::Own>, db: &Database) -> String;
 
     /// Creates indexes and assembles the app (its GraphQL schema, event consumer,
     /// dispatchers, extra routes and background jobs) on `app`.
     fn start(
-        settings: &Self::Settings,
+        settings: &Settings<Self::Own>,
         db: Database,
         app: &mut App,
     ) -> impl Future<Output = anyhow::Result<Self>> + Send;
+}
+
+/// A service's own settings, read after the common ones.
+pub trait OwnSettings: Sized + Send + Sync {
+    /// Where the service's events go unless `EVENT_CONSUMERS` says otherwise
+    /// (`budgets=http://127.0.0.1:3003,...`; empty: it produces none).
+    const DEFAULT_CONSUMERS: &'static str = "";
+
+    /// Reads the service's own variables; may adjust the common `service` part (a
+    /// default of its own).
+    fn from_vars(vars: &dyn Vars, service: &mut ServiceConfig) -> Result<Self, ConfigError>;
+}
+
+/// A service without settings of its own.
+impl OwnSettings for () {
+    fn from_vars(_: &dyn Vars, _: &mut ServiceConfig) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// Everything a service is configured with: the common part, where the users
+/// subgraph is, where its events go and how they are delivered, the clock, and the
+/// service's own settings (`own`, also reached through `Deref`).
+#[derive(Debug, Clone)]
+pub struct Settings<X> {
+    pub service: ServiceConfig,
+    pub users: UsersSettings,
+    pub consumers: Vec<Consumer>,
+    pub dispatch: DispatchSettings,
+    pub clock: Clock,
+    pub own: X,
+}
+
+impl<X: OwnSettings> Settings<X> {
+    pub fn from_vars(
+        vars: &(impl Vars + ?Sized),
+        service: ServiceConfig,
+    ) -> Result<Settings<X>, ConfigError> {
+        let vars: &dyn Vars = &Dyn(vars);
+        let mut service = service;
+        let own = X::from_vars(vars, &mut service)?;
+        Ok(Settings {
+            service,
+            users: UsersSettings::from_vars(vars)?,
+            consumers: crate::events::consumers_from_vars(vars, X::DEFAULT_CONSUMERS)?,
+            dispatch: DispatchSettings::from_vars(vars)?,
+            clock: Clock::system(),
+            own,
+        })
+    }
+}
+
+/// Any `Vars`, sized or not, as a `dyn Vars`.
+struct Dyn<'a, V: Vars + ?Sized>(&'a V);
+
+impl<V: Vars + ?Sized> Vars for Dyn<'_, V> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name)
+    }
+}
+
+impl<X> Deref for Settings<X> {
+    type Target = X;
+
+    fn deref(&self) -> &X {
+        &self.own
+    }
+}
+
+impl<X> DerefMut for Settings<X> {
+    fn deref_mut(&mut self) -> &mut X {
+        &mut self.own
+    }
 }
 
 /// A started service: its HTTP app, its background tasks (aborted when dropped) and
@@ -136,10 +205,10 @@ impl App {
 
 /// Creates indexes and starts the service over a connected database.
 pub async fn start<S: Subgraph>(
-    settings: &S::Settings,
+    settings: &Settings<S::Own>,
     db: Database,
 ) -> anyhow::Result<Running<S>> {
-    let mut app = App::new(S::NAME, S::service_config(settings), &db);
+    let mut app = App::new(S::NAME, &settings.service, &db);
     let inner = S::start(settings, db, &mut app).await?;
     Ok(Running {
         router: app.router,
@@ -154,8 +223,8 @@ pub async fn run<S: Subgraph>(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let settings = S::settings(&Env, config)?;
-    let service = S::service_config(&settings);
+    let settings = Settings::<S::Own>::from_vars(&Env, config)?;
+    let service = &settings.service;
     let db = crate::db::connect(&service.mongodb_uri, &service.database).await?;
     let running = start::<S>(&settings, db).await?;
     crate::server::serve(listener, running.router, shutdown).await?;
@@ -168,7 +237,7 @@ pub fn sdl<S: Subgraph>() -> anyhow::Result<String> {
     let secret = "x".repeat(crate::config::MIN_SECRET_LEN);
     let vars: [(&str, &str); 2] = [("JWT_SECRET", &secret), ("PORT", "0")];
     let service = ServiceConfig::from_vars(&vars, S::NAME, 0)?;
-    let settings = S::settings(&vars, service)?;
+    let settings = Settings::<S::Own>::from_vars(&vars, service)?;
     Ok(S::sdl(&settings, &crate::db::unconnected("sdl")))
 }
 

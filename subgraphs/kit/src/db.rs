@@ -83,6 +83,28 @@ pub fn index(keys: Document, name: &str, unique: bool) -> IndexModel {
         .build()
 }
 
+/// How many times a write is tried when it keeps losing optimistic-concurrency races.
+pub const MAX_WRITE_ATTEMPTS: usize = 8;
+
+/// Runs `attempt` — read, change, write only if nobody wrote in between — until it wins:
+/// `Ok(Some(v))` was written, `Ok(None)` lost the race and reads again. After
+/// [`MAX_WRITE_ATTEMPTS`] lost races the answer is `CONFLICT`, naming `what`.
+pub async fn optimistic<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, AppError>>,
+{
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        if let Some(written) = attempt().await? {
+            return Ok(written);
+        }
+    }
+    Err(AppError::conflict(
+        format!("the {what} is being changed by another request; try again"),
+        None,
+    ))
+}
+
 /// Inserts `doc`; `Ok(false)` when a unique index already holds its key.
 pub async fn insert_new<T: serde::Serialize + Send + Sync>(
     collection: &Collection<T>,

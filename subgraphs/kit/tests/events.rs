@@ -4,7 +4,6 @@
 //! a re-drive after the cause is fixed applies the event exactly once, however many
 //! re-drives race.
 
-use futures::future::BoxFuture;
 use kit::AppError;
 use kit::events::{DomainEvent, Event, EventHandler};
 use kit::testing::{
@@ -19,25 +18,19 @@ use serde_json::json;
 struct Recorder(Database);
 
 impl EventHandler for Recorder {
-    fn handle<'a>(
-        &'a self,
-        envelope: &'a Event,
-        _event: DomainEvent,
-    ) -> BoxFuture<'a, Result<(), AppError>> {
-        Box::pin(async move {
-            let switches = self.0.collection::<Document>("switches");
-            if switches.find_one(doc! { "_id": "down" }).await?.is_some() {
-                return Err(AppError::internal(anyhow::anyhow!("the store is down")));
-            }
-            if switches.find_one(doc! { "_id": "ready" }).await?.is_none() {
-                return Err(AppError::validation("budget", "no such budget yet"));
-            }
-            self.0
-                .collection::<Document>("applied")
-                .insert_one(doc! { "event": envelope.id.as_str() })
-                .await?;
-            Ok(())
-        })
+    async fn handle(&self, envelope: &Event, _event: DomainEvent) -> Result<(), AppError> {
+        let switches = self.0.collection::<Document>("switches");
+        if switches.find_one(doc! { "_id": "down" }).await?.is_some() {
+            return Err(AppError::internal(anyhow::anyhow!("the store is down")));
+        }
+        if switches.find_one(doc! { "_id": "ready" }).await?.is_none() {
+            return Err(AppError::validation("budget", "no such budget yet"));
+        }
+        self.0
+            .collection::<Document>("applied")
+            .insert_one(doc! { "event": envelope.id.as_str() })
+            .await?;
+        Ok(())
     }
 }
 

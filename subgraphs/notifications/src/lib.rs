@@ -10,10 +10,9 @@ pub mod graphql;
 pub mod service;
 pub mod store;
 
-use kit::bootstrap::{App, Subgraph};
-use kit::clock::Clock;
+use kit::bootstrap::{App, OwnSettings, Subgraph};
 use kit::config::{ConfigError, Secret, ServiceConfig, Vars};
-use kit::users::{UserDirectory, UsersSettings};
+use kit::users::UserDirectory;
 use mongodb::Database;
 
 pub use graphql::NotificationsSchema;
@@ -21,21 +20,19 @@ pub use graphql::NotificationsSchema;
 pub const SERVICE: &str = "notifications";
 pub const DEFAULT_PORT: u16 = 3005;
 
+/// Everything the service is configured with.
+pub type Settings = kit::bootstrap::Settings<Own>;
+
+/// The notifications service's own settings.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub service: ServiceConfig,
-    pub users: UsersSettings,
+pub struct Own {
     pub delivery: service::DeliverySettings,
     pub smtp: channels::SmtpSettings,
     pub webhook_secret: Secret,
-    pub clock: Clock,
 }
 
-impl Settings {
-    pub fn from_vars(
-        vars: &(impl Vars + ?Sized),
-        service: ServiceConfig,
-    ) -> Result<Settings, ConfigError> {
+impl OwnSettings for Own {
+    fn from_vars(vars: &dyn Vars, service: &mut ServiceConfig) -> Result<Own, ConfigError> {
         let webhook_secret = vars
             .get("WEBHOOK_SIGNING_SECRET")
             .map(Secret::new)
@@ -45,13 +42,10 @@ impl Settings {
                     kit::auth::sha256_hex(service.service_token.expose())
                 ))
             });
-        Ok(Settings {
-            users: UsersSettings::from_vars(vars)?,
+        Ok(Own {
             delivery: service::DeliverySettings::from_vars(vars)?,
             smtp: channels::SmtpSettings::from_vars(vars)?,
             webhook_secret,
-            clock: Clock::system(),
-            service,
         })
     }
 }
@@ -84,15 +78,7 @@ fn parts(settings: &Settings, db: &Database) -> service::Notifications {
 impl Subgraph for service::Notifications {
     const NAME: &'static str = SERVICE;
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
-    type Settings = Settings;
-
-    fn settings(vars: &dyn Vars, service: ServiceConfig) -> Result<Settings, ConfigError> {
-        Settings::from_vars(vars, service)
-    }
-
-    fn service_config(settings: &Settings) -> &ServiceConfig {
-        &settings.service
-    }
+    type Own = Own;
 
     fn sdl(_: &Settings, _: &Database) -> String {
         kit::federation_sdl(&schema())

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use contract::events::{BudgetAlertRaised, WeeklySummary};
-use futures::future::BoxFuture;
 use kit::AppError;
 use kit::clock::Clock;
 use kit::config::Secret;
@@ -407,20 +406,14 @@ impl Notifications {
 pub struct AlertEvents(pub Notifications);
 
 impl EventHandler for AlertEvents {
-    fn handle<'a>(
-        &'a self,
-        envelope: &'a Event,
-        event: DomainEvent,
-    ) -> BoxFuture<'a, Result<(), AppError>> {
-        Box::pin(async move {
-            match event {
-                DomainEvent::BudgetAlert(data) => self.0.on_budget_alert(envelope, data).await,
-                DomainEvent::WeeklySummary(data) => self.0.on_weekly_summary(envelope, data).await,
-                other => Err(AppError::validation(
-                    "type",
-                    format!("notifications does not consume {} events", other.kind()),
-                )),
-            }
-        })
+    async fn handle(&self, envelope: &Event, event: DomainEvent) -> Result<(), AppError> {
+        match event {
+            DomainEvent::BudgetAlert(data) => self.0.on_budget_alert(envelope, data).await,
+            DomainEvent::WeeklySummary(data) => self.0.on_weekly_summary(envelope, data).await,
+            other => Err(AppError::validation(
+                "type",
+                format!("notifications does not consume {} events", other.kind()),
+            )),
+        }
     }
 }

@@ -8,8 +8,8 @@ pub mod store;
 
 use axum::Router;
 use kit::auth::JwtKeys;
-use kit::bootstrap::{App, Subgraph};
-use kit::config::{ConfigError, ServiceConfig, Vars};
+use kit::bootstrap::{App, Settings, Subgraph};
+use kit::config::ServiceConfig;
 use mongodb::Database;
 
 pub const SERVICE: &str = "users";
@@ -26,30 +26,22 @@ fn accounts(config: &ServiceConfig, db: &Database) -> accounts::Accounts {
 
 /// The HTTP app over a connected database; creates the indexes it needs.
 pub async fn app(config: &ServiceConfig, db: Database) -> anyhow::Result<Router> {
-    Ok(kit::bootstrap::start::<accounts::Accounts>(config, db)
-        .await?
-        .router)
+    let settings = Settings::from_vars(&[("PORT", "0")], config.clone())?;
+    let running = kit::bootstrap::start::<accounts::Accounts>(&settings, db).await?;
+    Ok(running.router)
 }
 
 impl Subgraph for accounts::Accounts {
     const NAME: &'static str = SERVICE;
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
-    type Settings = ServiceConfig;
+    type Own = ();
 
-    fn settings(_: &dyn Vars, service: ServiceConfig) -> Result<ServiceConfig, ConfigError> {
-        Ok(service)
+    fn sdl(settings: &Settings<()>, db: &Database) -> String {
+        kit::federation_sdl(&schema(&settings.service, db))
     }
 
-    fn service_config(settings: &ServiceConfig) -> &ServiceConfig {
-        settings
-    }
-
-    fn sdl(config: &ServiceConfig, db: &Database) -> String {
-        kit::federation_sdl(&schema(config, db))
-    }
-
-    async fn start(config: &ServiceConfig, db: Database, app: &mut App) -> anyhow::Result<Self> {
-        let accounts = accounts(config, &db);
+    async fn start(settings: &Settings<()>, db: Database, app: &mut App) -> anyhow::Result<Self> {
+        let accounts = accounts(&settings.service, &db);
         accounts.store().ensure_indexes().await?;
         app.graphql(graphql::build_schema(accounts.clone()));
         Ok(accounts)

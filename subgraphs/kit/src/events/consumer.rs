@@ -1,6 +1,7 @@
 //! The consumer side: `POST /internal/events`, the idempotency record, and the one
 //! poison-event policy (dead letters, their metrics, listing and re-driving).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::TryStreamExt;
-use futures::future::BoxFuture;
 use mongodb::bson::{self, Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
@@ -36,11 +36,11 @@ const REDRIVE_LEASE: Duration = Duration::from_secs(60);
 /// producer retries. Any other error says this event can never be applied as it is,
 /// and the event is parked with that reason.
 pub trait EventHandler: Send + Sync + 'static {
-    fn handle<'a>(
-        &'a self,
-        envelope: &'a Event,
+    fn handle(
+        &self,
+        envelope: &Event,
         event: DomainEvent,
-    ) -> BoxFuture<'a, Result<(), AppError>>;
+    ) -> impl Future<Output = Result<(), AppError>> + Send;
 }
 
 struct Metrics {
