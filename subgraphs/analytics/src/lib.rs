@@ -14,7 +14,6 @@ pub mod weekly;
 use kit::bootstrap::{App, OwnSettings, Subgraph};
 use kit::config::{ConfigError, Env, ServiceConfig, Vars};
 use kit::events::Dispatcher;
-use kit::users::UserDirectory;
 use mongodb::Database;
 
 pub use graphql::AnalyticsSchema;
@@ -80,13 +79,7 @@ impl Subgraph for service::Analytics {
     /// Indexes, the app (GraphQL plus `POST /internal/events`), the weekly summary job
     /// and the delivery of its events.
     async fn start(settings: &Settings, db: Database, app: &mut App) -> anyhow::Result<Self> {
-        let dispatcher = app
-            .dispatcher(
-                &[weekly::WEEKLY_RUNS],
-                &settings.consumers,
-                &settings.dispatch,
-            )
-            .await?;
+        let dispatcher = app.dispatcher(&[weekly::WEEKLY_RUNS], settings).await?;
         let analytics = parts(settings, &db, dispatcher);
         analytics.store.ensure_indexes().await?;
         let (job, weekly) = (analytics.clone(), settings.weekly.clone());
@@ -97,8 +90,10 @@ impl Subgraph for service::Analytics {
             });
         app.consumer(service::ExpenseEvents(analytics.clone()))
             .await?;
-        let users = UserDirectory::new(settings.users.clone());
-        app.graphql(graphql::build_schema(analytics.clone(), users));
+        app.graphql(graphql::build_schema(
+            analytics.clone(),
+            settings.user_directory(),
+        ));
         Ok(analytics)
     }
 }

@@ -11,7 +11,6 @@ pub mod store;
 use kit::bootstrap::{App, OwnSettings, Subgraph};
 use kit::config::{ConfigError, ServiceConfig, Vars};
 use kit::events::Dispatcher;
-use kit::users::UserDirectory;
 use mongodb::Database;
 
 pub const SERVICE: &str = "budgets";
@@ -37,42 +36,33 @@ impl OwnSettings for Own {
 /// A started budgets service: its app, background tasks and parts.
 pub type Service = kit::bootstrap::Running<service::Budgets>;
 
-fn parts(settings: &Settings, db: &Database, dispatcher: Dispatcher) -> service::Budgets {
-    service::Budgets {
-        store: store::Store::new(db),
-        dispatcher,
-        clock: settings.clock.clone(),
-    }
-}
-
 impl Subgraph for service::Budgets {
     const NAME: &'static str = SERVICE;
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
     type Own = Own;
 
     fn sdl(settings: &Settings, db: &Database) -> String {
-        let users = UserDirectory::new(settings.users.clone());
-        let parts = parts(settings, db, Dispatcher::inert(db));
-        kit::federation_sdl(&graphql::build_schema(parts, users))
+        let budgets = Self::new(db, Dispatcher::inert(db), settings.clock.clone());
+        kit::federation_sdl(&graphql::build_schema(budgets, settings.user_directory()))
     }
 
     /// Indexes, the rates table, the app (GraphQL, `POST /internal/events`, the rates
     /// endpoint) and the alert event dispatcher.
     async fn start(settings: &Settings, db: Database, app: &mut App) -> anyhow::Result<Self> {
-        let dispatcher = app
-            .dispatcher(&[store::ALERTS], &settings.consumers, &settings.dispatch)
-            .await?;
-        let budgets = parts(settings, &db, dispatcher);
+        let dispatcher = app.dispatcher(&[store::ALERTS], settings).await?;
+        let budgets = Self::new(&db, dispatcher, settings.clock.clone());
         budgets.store.ensure_indexes().await?;
         budgets.store.seed_rates().await?;
         app.consumer(service::ExpenseEvents(budgets.clone()))
             .await?;
-        let users = UserDirectory::new(settings.users.clone());
-        app.graphql(graphql::build_schema(budgets.clone(), users))
-            .routes(admin::router(
-                budgets.store.clone(),
-                settings.service.service_token.clone(),
-            ));
+        app.graphql(graphql::build_schema(
+            budgets.clone(),
+            settings.user_directory(),
+        ))
+        .routes(admin::router(
+            budgets.store.clone(),
+            settings.service.service_token.clone(),
+        ));
         Ok(budgets)
     }
 }

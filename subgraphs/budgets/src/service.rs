@@ -72,6 +72,14 @@ fn category_name(raw: &str) -> Result<(String, String), AppError> {
 }
 
 impl Budgets {
+    pub fn new(db: &mongodb::Database, dispatcher: Dispatcher, clock: Clock) -> Budgets {
+        Budgets {
+            store: Store::new(db),
+            dispatcher,
+            clock,
+        }
+    }
+
     /// The budget's stored period; an unknown one is an internal error (logged), never
     /// a silent default.
     fn period_of(b: &BudgetDoc) -> Result<Period, AppError> {
@@ -154,11 +162,7 @@ impl Budgets {
         let today = self.clock.today_in(profile.timezone);
         let change = &change;
         kit::db::optimistic("budget", || async move {
-            let before = self
-                .store
-                .budget(user_id, id)
-                .await?
-                .ok_or_else(|| AppError::not_found("budget"))?;
+            let before = self.store.owned_budget(user_id, id).await?;
             let mut after = before.clone();
             let currency = Currency::parse(&before.currency).map_err(AppError::internal)?;
             if let Some(a) = change.amount {
@@ -218,11 +222,7 @@ impl Budgets {
     #[tracing::instrument(skip(self), fields(user = %user_id))]
     pub async fn delete(&self, user_id: &str, id: &str) -> Result<(), AppError> {
         kit::db::optimistic("budget", || async move {
-            let before = self
-                .store
-                .budget(user_id, id)
-                .await?
-                .ok_or_else(|| AppError::not_found("budget"))?;
+            let before = self.store.owned_budget(user_id, id).await?;
             let mut after = before.clone();
             after.deleted = true;
             after.unique_key = format!("deleted|{}", before.id);
@@ -262,7 +262,7 @@ impl Budgets {
                 continue;
             }
             let generation = budget.generation(t, &start_text);
-            let severity = Severity::of_threshold(t);
+            let severity = Severity::of_threshold(i64::from(t));
             let message = domain::alert_message(
                 budget.category.as_deref(),
                 t,
@@ -279,7 +279,7 @@ impl Budgets {
                 category: budget.category.clone(),
                 threshold: i64::from(t),
                 percent_used: percent,
-                severity: severity.into(),
+                severity,
                 message: message.clone(),
                 period_start: start,
                 spent_minor: spent,

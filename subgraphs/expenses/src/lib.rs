@@ -13,7 +13,6 @@ use std::time::Duration;
 use kit::bootstrap::{App, OwnSettings, Subgraph};
 use kit::config::{ConfigError, ServiceConfig, Vars, var_or};
 use kit::events::Dispatcher;
-use kit::users::UserDirectory;
 use mongodb::Database;
 
 pub const SERVICE: &str = "expenses";
@@ -54,31 +53,20 @@ impl OwnSettings for Own {
 /// A started expenses service: its app, background tasks and parts.
 pub type Service = kit::bootstrap::Running<service::Expenses>;
 
-fn parts(settings: &Settings, db: &Database, dispatcher: Dispatcher) -> service::Expenses {
-    service::Expenses {
-        store: store::Store::new(db),
-        dispatcher,
-        clock: settings.clock.clone(),
-    }
-}
-
 impl Subgraph for service::Expenses {
     const NAME: &'static str = SERVICE;
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
     type Own = Own;
 
     fn sdl(settings: &Settings, db: &Database) -> String {
-        let users = UserDirectory::new(settings.users.clone());
-        let parts = parts(settings, db, Dispatcher::inert(db));
-        kit::federation_sdl(&graphql::build_schema(parts, users))
+        let expenses = Self::new(db, Dispatcher::inert(db), settings.clock.clone());
+        kit::federation_sdl(&graphql::build_schema(expenses, settings.user_directory()))
     }
 
     /// Indexes, the app, the delivery of its events and the recurrence scheduler.
     async fn start(settings: &Settings, db: Database, app: &mut App) -> anyhow::Result<Self> {
-        let dispatcher = app
-            .dispatcher(&[store::EXPENSES], &settings.consumers, &settings.dispatch)
-            .await?;
-        let expenses = parts(settings, &db, dispatcher);
+        let dispatcher = app.dispatcher(&[store::EXPENSES], settings).await?;
+        let expenses = Self::new(&db, dispatcher, settings.clock.clone());
         expenses.store.ensure_indexes().await?;
         let scheduler = expenses.clone();
         app.background()
@@ -86,8 +74,10 @@ impl Subgraph for service::Expenses {
                 let scheduler = scheduler.clone();
                 async move { scheduler.run_recurrences().await }
             });
-        let users = UserDirectory::new(settings.users.clone());
-        app.graphql(graphql::build_schema(expenses.clone(), users));
+        app.graphql(graphql::build_schema(
+            expenses.clone(),
+            settings.user_directory(),
+        ));
         Ok(expenses)
     }
 }

@@ -146,6 +146,14 @@ fn input_hash(input: &NewExpense) -> String {
 }
 
 impl Expenses {
+    pub fn new(db: &mongodb::Database, dispatcher: Dispatcher, clock: Clock) -> Expenses {
+        Expenses {
+            store: Store::new(db),
+            dispatcher,
+            clock,
+        }
+    }
+
     fn consumers(&self) -> Vec<String> {
         self.dispatcher.consumer_names()
     }
@@ -260,14 +268,8 @@ impl Expenses {
     ) -> Result<ExpenseDoc, AppError> {
         let change = &change;
         kit::db::optimistic("expense", || async move {
-            let before = self
-                .store
-                .get(user_id, id)
-                .await?
-                .ok_or_else(|| AppError::not_found("expense"))?;
-            let mut after = self
-                .apply_change(user_id, profile, &before, change)
-                .await?;
+            let before = self.store.owned(user_id, id).await?;
+            let mut after = self.apply_change(user_id, profile, &before, change).await?;
             let now = self.clock.now();
             after.version = before.version + 1;
             after.updated_at = bson::DateTime::from_chrono(now);
@@ -351,11 +353,7 @@ impl Expenses {
     #[tracing::instrument(skip(self), fields(user = %user_id))]
     pub async fn delete(&self, user_id: &str, id: &str) -> Result<(), AppError> {
         kit::db::optimistic("expense", || async move {
-            let before = self
-                .store
-                .get(user_id, id)
-                .await?
-                .ok_or_else(|| AppError::not_found("expense"))?;
+            let before = self.store.owned(user_id, id).await?;
             let now = self.clock.now();
             let mut after = before.clone();
             after.deleted = true;

@@ -89,6 +89,13 @@ impl<X: OwnSettings> Settings<X> {
     }
 }
 
+impl<X> Settings<X> {
+    /// A client of the users subgraph (profiles: currency, timezone).
+    pub fn user_directory(&self) -> crate::users::UserDirectory {
+        crate::users::UserDirectory::new(self.users.clone())
+    }
+}
+
 /// Any `Vars`, sized or not, as a `dyn Vars`.
 struct Dyn<'a, V: Vars + ?Sized>(&'a V);
 
@@ -170,20 +177,19 @@ impl App {
         Ok(self.routes(routes))
     }
 
-    /// A dispatcher of the outboxes in `collections` to `consumers`, running in the
-    /// background from now on.
-    pub async fn dispatcher(
+    /// A dispatcher of the outboxes in `collections` to the configured consumers,
+    /// running in the background from now on.
+    pub async fn dispatcher<X>(
         &mut self,
         collections: &[&str],
-        consumers: &[Consumer],
-        settings: &DispatchSettings,
+        settings: &Settings<X>,
     ) -> Result<Dispatcher, crate::AppError> {
         let dispatcher = Dispatcher::new(
             self.db.clone(),
             collections,
-            consumers.to_vec(),
+            settings.consumers.clone(),
             self.config.service_token.clone(),
-            settings.clone(),
+            settings.dispatch.clone(),
         );
         dispatcher.ensure_indexes().await?;
         self.background.push(dispatcher.spawn());

@@ -12,7 +12,6 @@ pub mod store;
 
 use kit::bootstrap::{App, OwnSettings, Subgraph};
 use kit::config::{ConfigError, Secret, ServiceConfig, Vars};
-use kit::users::UserDirectory;
 use mongodb::Database;
 
 pub use graphql::NotificationsSchema;
@@ -80,10 +79,6 @@ impl Subgraph for service::Notifications {
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
     type Own = Own;
 
-    fn sdl(_: &Settings, _: &Database) -> String {
-        kit::federation_sdl(&schema())
-    }
-
     /// Indexes, the app (GraphQL, websockets, `POST /internal/events`), the delivery
     /// worker and the notification tail.
     async fn start(settings: &Settings, db: Database, app: &mut App) -> anyhow::Result<Self> {
@@ -92,8 +87,11 @@ impl Subgraph for service::Notifications {
         app.consumer(service::AlertEvents(n.clone())).await?;
         app.background().push(n.spawn_worker());
         app.background().push(n.spawn_tail());
-        let users = UserDirectory::new(settings.users.clone());
-        app.graphql(graphql::build_schema(n.clone(), users));
+        app.graphql(graphql::build_schema(n.clone(), settings.user_directory()));
         Ok(n)
+    }
+
+    fn sdl(_: &Settings, _: &Database) -> String {
+        kit::federation_sdl(&schema())
     }
 }

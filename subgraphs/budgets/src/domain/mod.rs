@@ -91,38 +91,9 @@ pub fn percent_used(spent_minor: i64, amount_minor: i64) -> f64 {
     bp as f64 / 100.0
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    /// An alert is about a threshold: below 100 % it warns, from 100 % on it is critical.
-    pub fn of_threshold(threshold: i32) -> Severity {
-        if threshold >= 100 {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Severity::Warning => "WARNING",
-            Severity::Critical => "CRITICAL",
-        }
-    }
-}
-
-impl From<Severity> for contract::events::AlertSeverity {
-    fn from(s: Severity) -> Self {
-        match s {
-            Severity::Warning => contract::events::AlertSeverity::Warning,
-            Severity::Critical => contract::events::AlertSeverity::Critical,
-        }
-    }
-}
+/// An alert's severity: below 100 % it warns, from 100 % on it is critical (the
+/// contract's type, carried by `budget.alert` events).
+pub use contract::events::AlertSeverity as Severity;
 
 pub fn alert_message(
     category: Option<&str>,

@@ -215,6 +215,13 @@ impl Store {
             .await?)
     }
 
+    /// The caller's live budget `id`, or `NOT_FOUND` (also for someone else's).
+    pub async fn owned_budget(&self, user_id: &str, id: &str) -> Result<BudgetDoc, AppError> {
+        self.budget(user_id, id)
+            .await?
+            .ok_or_else(|| AppError::not_found("budget"))
+    }
+
     /// Also a deleted one (an old alert still names its budget).
     pub async fn budget_any(&self, user_id: &str, id: &str) -> Result<Option<BudgetDoc>, AppError> {
         Ok(self

@@ -294,6 +294,13 @@ impl Store {
             .await?)
     }
 
+    /// The caller's live expense `id`, or `NOT_FOUND` (also for someone else's).
+    pub async fn owned(&self, user_id: &str, id: &str) -> Result<ExpenseDoc, AppError> {
+        self.get(user_id, id)
+            .await?
+            .ok_or_else(|| AppError::not_found("expense"))
+    }
+
     pub async fn by_idem_key(
         &self,
         user_id: &str,
