@@ -84,7 +84,7 @@ pub async fn build_state_with(
     let auth = auth::Authenticator::from_config(&config.auth).await?;
     let extras = state::Extras::from_config(&config)?;
     let state = Arc::new(AppState {
-        pipeline,
+        pipeline: Arc::new(pipeline),
         config,
         auth,
         metrics,

@@ -18,6 +18,10 @@ pub struct Measure {
     pub cost: u64,
 }
 
+/// Measures `selection` on `root_type`. Linear in the document: each fragment is
+/// walked once and its measure reused at every spread (a fragment spreading another
+/// twice, N deep, costs N walks, not 2^N); a spread cycle counts nothing (validation
+/// reports it).
 pub fn measure(
     schema: &SchemaIndex,
     root_type: &str,
@@ -25,78 +29,147 @@ pub fn measure(
     fragments: &HashMap<String, FragmentDefinition>,
     default_list_size: u64,
 ) -> Measure {
-    let mut m = Measure::default();
-    let mut root = 0;
-    count_root(selection, fragments, &mut root, 0);
-    m.root_fields = root;
-    let mut walker = Walker {
-        schema,
-        fragments,
-        default_list_size,
-        aliases: 0,
-    };
-    let (depth, cost) = walker.walk(root_type, selection, 0);
-    m.depth = depth;
-    m.cost = cost;
-    m.aliases = walker.aliases;
-    m
+    let mut walker = Walker::new(schema, fragments, default_list_size);
+    walker.selection(root_type, selection)
 }
 
-fn count_root(
-    sel: &SelectionSet,
+/// The largest measure of every operation and every fragment of a document, each on
+/// its own root or type condition: what [`check`] looks at before validation, so a
+/// document built to be expensive is refused before anything walks it twice.
+pub fn measure_document(
+    schema: &SchemaIndex,
+    operations: &[(&str, &SelectionSet)],
     fragments: &HashMap<String, FragmentDefinition>,
-    n: &mut usize,
-    guard: usize,
-) {
-    if guard > 16 {
-        return;
+    default_list_size: u64,
+) -> Measure {
+    let mut walker = Walker::new(schema, fragments, default_list_size);
+    let mut worst = Measure::default();
+    for (root_type, selection) in operations {
+        worst = worst.max(walker.selection(root_type, selection));
     }
-    for item in &sel.items {
-        match item {
-            Selection::Field(_) => *n += 1,
-            Selection::InlineFragment(i) => count_root(&i.selection_set, fragments, n, guard + 1),
-            Selection::FragmentSpread(s) => {
-                if let Some(f) = fragments.get(&s.fragment_name) {
-                    count_root(&f.selection_set, fragments, n, guard + 1);
-                }
-            }
+    let mut names: Vec<&String> = fragments.keys().collect();
+    names.sort();
+    for name in names {
+        let m = walker.fragment(name);
+        worst = worst.max(Measure {
+            depth: m.depth,
+            aliases: m.aliases,
+            root_fields: 0,
+            cost: m.cost,
+        });
+    }
+    worst
+}
+
+impl Measure {
+    fn max(self, other: Measure) -> Measure {
+        Measure {
+            depth: self.depth.max(other.depth),
+            aliases: self.aliases.max(other.aliases),
+            root_fields: self.root_fields.max(other.root_fields),
+            cost: self.cost.max(other.cost),
         }
     }
+}
+
+/// The measure of one selection set, relative to it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Part {
+    depth: usize,
+    cost: u64,
+    aliases: usize,
+    /// Fields at this level once fragments are expanded (root fields at the root).
+    fields: usize,
 }
 
 struct Walker<'a> {
     schema: &'a SchemaIndex,
     fragments: &'a HashMap<String, FragmentDefinition>,
     default_list_size: u64,
-    aliases: usize,
+    /// Each fragment's measure, computed once.
+    memo: HashMap<&'a str, Part>,
+    /// Fragments being walked now (a spread of one of them is a cycle).
+    visiting: Vec<&'a str>,
 }
 
-impl Walker<'_> {
-    /// Returns (depth, cost) of a selection set on `type_name`.
-    fn walk(&mut self, type_name: &str, sel: &SelectionSet, level: usize) -> (usize, u64) {
-        if level > 256 {
-            return (level, u64::MAX / 4);
+/// Nesting beyond this many selection sets is refused on depth anyway.
+const MAX_NESTING: usize = 256;
+
+impl<'a> Walker<'a> {
+    fn new(
+        schema: &'a SchemaIndex,
+        fragments: &'a HashMap<String, FragmentDefinition>,
+        default_list_size: u64,
+    ) -> Self {
+        Walker {
+            schema,
+            fragments,
+            default_list_size,
+            memo: HashMap::new(),
+            visiting: Vec::new(),
         }
-        let mut depth = 0;
-        let mut cost: u64 = 0;
+    }
+
+    fn selection(&mut self, type_name: &str, sel: &'a SelectionSet) -> Measure {
+        let p = self.walk(type_name, sel, 0);
+        Measure {
+            depth: p.depth,
+            aliases: p.aliases,
+            root_fields: p.fields,
+            cost: p.cost,
+        }
+    }
+
+    /// The measure of fragment `name` (memoised); a cycle or an unknown name is empty.
+    fn fragment(&mut self, name: &str) -> Part {
+        if let Some(p) = self.memo.get(name) {
+            return *p;
+        }
+        let Some((key, frag)) = self.fragments.get_key_value(name) else {
+            return Part::default();
+        };
+        let key = key.as_str();
+        if self.visiting.contains(&key) {
+            return Part::default();
+        }
+        self.visiting.push(key);
+        let graphql_tools::static_graphql::query::TypeCondition::On(t) = &frag.type_condition;
+        let p = self.walk(t, &frag.selection_set, 0);
+        self.visiting.pop();
+        self.memo.insert(key, p);
+        p
+    }
+
+    /// Returns the measure of a selection set on `type_name`.
+    fn walk(&mut self, type_name: &str, sel: &'a SelectionSet, level: usize) -> Part {
+        if level > MAX_NESTING {
+            return Part {
+                depth: level,
+                cost: u64::MAX / 4,
+                ..Part::default()
+            };
+        }
+        let mut out = Part::default();
         for item in &sel.items {
             match item {
                 Selection::Field(f) => {
+                    out.fields = out.fields.saturating_add(1);
                     if f.alias.is_some() {
-                        self.aliases += 1;
+                        out.aliases = out.aliases.saturating_add(1);
                     }
                     if f.name.starts_with("__") {
-                        depth = depth.max(1);
+                        out.depth = out.depth.max(1);
                         continue;
                     }
                     let ty = self.schema.field_type(type_name, &f.name);
                     let child_type = ty.map(named_type).unwrap_or("");
-                    let (d, c) = if f.selection_set.items.is_empty() {
-                        (0, 0)
+                    let child = if f.selection_set.items.is_empty() {
+                        Part::default()
                     } else {
                         self.walk(child_type, &f.selection_set, level + 1)
                     };
-                    depth = depth.max(d + 1);
+                    out.depth = out.depth.max(child.depth.saturating_add(1));
+                    out.aliases = out.aliases.saturating_add(child.aliases);
                     let multiplier = if ty.is_some_and(is_list) {
                         f.arguments
                             .iter()
@@ -109,7 +182,9 @@ impl Walker<'_> {
                     } else {
                         1
                     };
-                    cost = cost.saturating_add(multiplier.saturating_mul(1u64.saturating_add(c)));
+                    out.cost = out
+                        .cost
+                        .saturating_add(multiplier.saturating_mul(1u64.saturating_add(child.cost)));
                 }
                 Selection::InlineFragment(i) => {
                     let t = match &i.type_condition {
@@ -118,22 +193,26 @@ impl Walker<'_> {
                         }
                         None => type_name,
                     };
-                    let (d, c) = self.walk(t, &i.selection_set, level);
-                    depth = depth.max(d);
-                    cost = cost.saturating_add(c);
+                    let inner = self.walk(t, &i.selection_set, level + 1);
+                    out.merge(inner);
                 }
                 Selection::FragmentSpread(s) => {
-                    if let Some(frag) = self.fragments.get(&s.fragment_name) {
-                        let graphql_tools::static_graphql::query::TypeCondition::On(t) =
-                            &frag.type_condition;
-                        let (d, c) = self.walk(t, &frag.selection_set, level + 1);
-                        depth = depth.max(d);
-                        cost = cost.saturating_add(c);
-                    }
+                    let inner = self.fragment(&s.fragment_name);
+                    out.merge(inner);
                 }
             }
         }
-        (depth, cost)
+        out
+    }
+}
+
+impl Part {
+    /// Adds a fragment's measure at the level it is spread at.
+    fn merge(&mut self, inner: Part) {
+        self.depth = self.depth.max(inner.depth);
+        self.cost = self.cost.saturating_add(inner.cost);
+        self.aliases = self.aliases.saturating_add(inner.aliases);
+        self.fields = self.fields.saturating_add(inner.fields);
     }
 }
 

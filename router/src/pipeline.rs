@@ -130,7 +130,17 @@ pub struct Pipeline {
     op_cache: Mutex<LruCache<u64, Arc<Prepared>>>,
     plan_cache: Mutex<LruCache<u64, Arc<QueryPlan>>>,
     pub observer: Option<Arc<dyn PipelineObserver>>,
+    /// Preparations (parse, validate, plan) running on the blocking pool now.
+    preparing: tokio::sync::Semaphore,
+    /// Preparations waiting for a turn; past `MAX_QUEUED_PREPARATIONS` a new one is refused.
+    queued: std::sync::atomic::AtomicUsize,
 }
+
+/// Operations prepared at once off the async workers (parse, validate, plan on a cache
+/// miss); the rest wait in a bounded queue.
+const CONCURRENT_PREPARATIONS: usize = 4;
+/// How many preparations may wait; one more is answered `RATE_LIMITED` at once.
+const MAX_QUEUED_PREPARATIONS: usize = 256;
 
 /// Hooks for metrics.
 pub trait PipelineObserver: FetchObserver {
@@ -164,7 +174,69 @@ impl Pipeline {
             op_cache: Mutex::new(LruCache::new(size)),
             plan_cache: Mutex::new(LruCache::new(size)),
             observer: None,
+            preparing: tokio::sync::Semaphore::new(CONCURRENT_PREPARATIONS),
+            queued: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// [`Pipeline::prepare`] for async callers: a cached operation at once; a new one is
+    /// parsed, validated and planned on the blocking pool (never on an async I/O
+    /// worker), a few at a time, with a bounded queue.
+    pub async fn prepare_off_thread(
+        self: &Arc<Self>,
+        query: &str,
+        operation_name: Option<&str>,
+    ) -> Result<Arc<Prepared>, RequestError> {
+        if let Some(hit) = self.cached(Self::cache_key(query, operation_name)) {
+            return Ok(hit);
+        }
+        use std::sync::atomic::Ordering;
+        let waiting = self.queued.fetch_add(1, Ordering::SeqCst);
+        let permit = if waiting >= MAX_QUEUED_PREPARATIONS {
+            Err(())
+        } else {
+            self.preparing.acquire().await.map_err(|_| ())
+        };
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        let Ok(_permit) = permit else {
+            return Err(RequestError::client(vec![
+                GraphQLError::with_code(
+                    "The router is busy preparing other operations; retry shortly.",
+                    codes::RATE_LIMITED,
+                )
+                .with_extension("retryAfter", 1),
+            ]));
+        };
+        let this = self.clone();
+        let (query, name) = (query.to_owned(), operation_name.map(str::to_owned));
+        tokio::task::spawn_blocking(move || this.prepare(&query, name.as_deref()))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "operation preparation panicked");
+                Err(RequestError {
+                    errors: vec![GraphQLError::with_code(
+                        "Internal server error",
+                        codes::INTERNAL,
+                    )],
+                    client_error: false,
+                    method_not_allowed: false,
+                })
+            })
+    }
+
+    fn cache_key(query: &str, operation_name: Option<&str>) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        query.hash(&mut h);
+        operation_name.hash(&mut h);
+        h.finish()
+    }
+
+    fn cached(&self, key: u64) -> Option<Arc<Prepared>> {
+        let hit = self.op_cache.lock().get(&key).cloned();
+        if let Some(o) = &self.observer {
+            o.plan_cache(hit.is_some());
+        }
+        hit
     }
 
     /// Parses, validates and plans an operation (cached by text and operation name).
@@ -173,20 +245,9 @@ impl Pipeline {
         query: &str,
         operation_name: Option<&str>,
     ) -> Result<Arc<Prepared>, RequestError> {
-        let key = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            query.hash(&mut h);
-            operation_name.hash(&mut h);
-            h.finish()
-        };
+        let key = Self::cache_key(query, operation_name);
         if let Some(hit) = self.op_cache.lock().get(&key) {
-            if let Some(o) = &self.observer {
-                o.plan_cache(true);
-            }
             return Ok(hit.clone());
-        }
-        if let Some(o) = &self.observer {
-            o.plan_cache(false);
         }
         let prepared = Arc::new(self.prepare_uncached(query, operation_name)?);
         self.op_cache.lock().put(key, prepared.clone());
@@ -216,6 +277,44 @@ impl Pipeline {
     ) -> Result<Prepared, RequestError> {
         let sg = &self.supergraph;
         let doc = self.parse(query)?;
+        let fragments: HashMap<String, FragmentDefinition> = doc
+            .definitions
+            .iter()
+            .filter_map(|d| match d {
+                Definition::Fragment(f) => Some((f.name.clone(), f.clone())),
+                Definition::Operation(_) => None,
+            })
+            .collect();
+        // Limits first, in one linear walk of every operation and fragment: a document
+        // built to be expensive (a fragment bomb) is refused before validation, whose
+        // rules would expand it.
+        {
+            let roots: Vec<(&str, &SelectionSet)> = doc
+                .definitions
+                .iter()
+                .filter_map(|d| match d {
+                    Definition::Operation(op) => {
+                        let root = match op {
+                            OperationDefinition::Mutation(_) => sg.schema.mutation_type.as_deref(),
+                            OperationDefinition::Subscription(_) => {
+                                sg.schema.subscription_type.as_deref()
+                            }
+                            _ => Some(sg.schema.query_type.as_str()),
+                        };
+                        Some((root.unwrap_or(""), op_parts(op).1))
+                    }
+                    Definition::Fragment(_) => None,
+                })
+                .collect();
+            let measure = crate::limits::measure_document(
+                &sg.schema,
+                &roots,
+                &fragments,
+                self.options.limits.default_list_size,
+            );
+            crate::limits::check(&measure, &self.options.limits)
+                .map_err(|e| RequestError::client(vec![e]))?;
+        }
         let validation = validate(&sg.api_schema, &doc, &sg.validation_plan);
         if !validation.is_empty() {
             return Err(RequestError::client(
@@ -309,26 +408,6 @@ impl Pipeline {
                 codes::INTROSPECTION_DISABLED,
             )]));
         }
-        let fragments: HashMap<String, FragmentDefinition> = doc
-            .definitions
-            .iter()
-            .filter_map(|d| match d {
-                Definition::Fragment(f) => Some((f.name.clone(), f.clone())),
-                Definition::Operation(_) => None,
-            })
-            .collect();
-        {
-            let (_, selection) = op_parts(op);
-            let measure = crate::limits::measure(
-                &sg.schema,
-                &root_type,
-                selection,
-                &fragments,
-                self.options.limits.default_list_size,
-            );
-            crate::limits::check(&measure, &self.options.limits)
-                .map_err(|e| RequestError::client(vec![e]))?;
-        }
         let plan = if needs_plan {
             Some(self.plan(&planning_doc, op_name(op))?)
         } else {
@@ -379,7 +458,7 @@ impl Pipeline {
 
     /// Runs a GraphQL request end to end.
     pub async fn execute(
-        &self,
+        self: &Arc<Self>,
         request: &GraphQLRequest,
         ctx: &RequestContext,
     ) -> Result<Executed, RequestError> {
@@ -389,7 +468,9 @@ impl Pipeline {
                 codes::BAD_REQUEST,
             )]));
         };
-        let prepared = self.prepare(query, request.operation_name.as_deref())?;
+        let prepared = self
+            .prepare_off_thread(query, request.operation_name.as_deref())
+            .await?;
         if ctx.is_get && prepared.kind != OpKind::Query {
             return Err(RequestError {
                 errors: vec![GraphQLError::with_code(

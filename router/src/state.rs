@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
 pub struct AppState {
-    pub pipeline: Pipeline,
+    pub pipeline: Arc<Pipeline>,
     pub config: Config,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,

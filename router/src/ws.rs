@@ -449,7 +449,9 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
     };
     let pipeline = &session.state.pipeline;
     let query = request.query.clone().unwrap_or_default();
-    let prepared: Arc<Prepared> = match pipeline.prepare(&query, request.operation_name.as_deref())
+    let prepared: Arc<Prepared> = match pipeline
+        .prepare_off_thread(&query, request.operation_name.as_deref())
+        .await
     {
         Ok(p) => p,
         Err(e) => {

@@ -187,6 +187,45 @@ async fn limits_reject_deep_wide_and_costly_operations() {
     assert!(resp.get("errors").is_none(), "{resp}");
 }
 
+/// An operation of `n` fragments, each spreading the next twice: 2^n fields once
+/// expanded, a few hundred bytes of text. `used` spreads the first one in the query;
+/// otherwise the fragments are only defined.
+fn fragment_bomb(n: usize, used: bool) -> String {
+    let mut q = if used {
+        "query Bomb { ...F0 }\n".to_string()
+    } else {
+        "query Bomb { me { id } }\n".to_string()
+    };
+    for i in 0..n {
+        q.push_str(&format!(
+            "fragment F{i} on Query {{ ...F{} ...F{} }}\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    q.push_str(&format!("fragment F{n} on Query {{ me {{ id }} }}\n"));
+    q
+}
+
+#[tokio::test]
+async fn fragment_bombs_are_refused_as_too_complex_before_they_are_expanded() {
+    let stack = stack_with(Config::default()).await;
+    for used in [true, false] {
+        let query = fragment_bomb(30, used);
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(20), stack.query(&query))
+            .await
+            .expect("a fragment bomb is answered, not expanded");
+        assert_eq!(
+            resp["errors"][0]["extensions"]["code"], "QUERY_TOO_COMPLEX",
+            "used: {used}: {resp}"
+        );
+    }
+    // A small chain of the same shape is fine.
+    let resp = stack.query(&fragment_bomb(3, true)).await;
+    assert!(resp.get("errors").is_none(), "{resp}");
+    assert_eq!(stack.total_hits(), 1);
+}
+
 #[tokio::test]
 async fn body_size_limit_answers_413() {
     let mut config = Config::default();
