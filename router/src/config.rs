@@ -29,6 +29,29 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub persisted_queries: PersistedQueriesConfig,
+    pub websocket: WebsocketConfig,
+}
+
+/// Bounds of one websocket connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebsocketConfig {
+    /// Operations (subscriptions, queries, mutations) running at once on one connection;
+    /// the next one is answered `TOO_MANY_OPERATIONS`.
+    pub max_operations: usize,
+    /// Messages waiting to be written to one client; a client that lets it fill (it
+    /// does not read) is disconnected at once (the socket is dropped: a close frame
+    /// could not reach a client that reads nothing).
+    pub outgoing_queue: usize,
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        Self {
+            max_operations: 100,
+            outgoing_queue: 256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -116,6 +139,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
             persisted_queries: PersistedQueriesConfig::default(),
+            websocket: WebsocketConfig::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ use http::HeaderName;
 use serde_json::Value;
 use std::sync::Arc;
 
-use crate::auth::AuthError;
+use crate::auth::Claims;
 use crate::error::{GraphQLError, codes};
 use crate::pipeline::{GraphQLRequest, RequestContext, RequestError, response_body};
 use crate::state::AppState;
@@ -233,6 +233,111 @@ fn resolve_persisted(state: &AppState, request: &mut GraphQLRequest) -> Result<(
     Ok(())
 }
 
+/// Who sends an operation, whatever the door it came in by.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The verified claims; `None` for an anonymous caller (or a token the router
+    /// leaves to the subgraphs when it has no keys).
+    pub claims: Option<Claims>,
+    pub ip: std::net::IpAddr,
+}
+
+impl Caller {
+    /// The rate-limit key: the user when known, else the address.
+    fn key(&self) -> String {
+        match &self.claims {
+            Some(c) => format!("user:{}", c.sub),
+            None => format!("ip:{}", self.ip),
+        }
+    }
+}
+
+/// Why the edge refused an operation: the error and the HTTP status it stands for.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub error: GraphQLError,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
+}
+
+/// Verifies an `Authorization` header value; a refusal is 401 `UNAUTHENTICATED`.
+pub fn authenticate(state: &AppState, header: Option<&str>) -> Result<Option<Claims>, Refusal> {
+    state.auth.verify_header(header).map_err(|e| {
+        state
+            .metrics
+            .errors
+            .with_label_values(&[codes::UNAUTHENTICATED])
+            .inc();
+        Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            error: GraphQLError::with_code(e.to_string(), codes::UNAUTHENTICATED),
+            retry_after: None,
+        }
+    })
+}
+
+/// The policy every operation passes before it is prepared, over HTTP, a websocket or
+/// the REST shim alike: the caller's rate limit, then persisted queries and the
+/// safelist (which may fill in `request.query`).
+pub fn admit(
+    state: &AppState,
+    caller: &Caller,
+    request: &mut GraphQLRequest,
+) -> Result<(), Refusal> {
+    let m = &state.metrics;
+    if let Some(limiter) = &state.extras.limiter
+        && let Err(not_until) = limiter.check_key(&caller.key())
+    {
+        use governor::clock::Clock;
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        m.errors.with_label_values(&[codes::RATE_LIMITED]).inc();
+        return Err(Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            error: GraphQLError::with_code("Too many requests, retry later.", codes::RATE_LIMITED)
+                .with_extension("retryAfter", secs),
+            retry_after: Some(secs),
+        });
+    }
+    resolve_persisted(state, request).map_err(|e| {
+        if let Some(code) = e.code() {
+            m.errors.with_label_values(&[code]).inc();
+        }
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            error: e,
+            retry_after: None,
+        }
+    })
+}
+
+fn refusal_response(refusal: Refusal, gql: bool) -> Response {
+    // Over plain `application/json`, GraphQL errors other than auth and rate limits
+    // are a 200 with `errors`.
+    let status = if gql
+        || refusal.status == StatusCode::UNAUTHORIZED
+        || refusal.status == StatusCode::TOO_MANY_REQUESTS
+    {
+        refusal.status
+    } else {
+        StatusCode::OK
+    };
+    let unauthenticated = refusal.status == StatusCode::UNAUTHORIZED;
+    let mut resp = error_response(status, gql, refusal.error);
+    if let Some(secs) = refusal.retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if unauthenticated {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+    }
+    resp
+}
+
 async fn run_request_inner(
     state: &AppState,
     request: &mut GraphQLRequest,
@@ -246,58 +351,23 @@ async fn run_request_inner(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     // An invalid token is rejected here, before any subgraph call.
-    let claims = match state.auth.verify_header(auth_header) {
-        Ok(c) => c,
-        Err(e) => {
-            m.errors.with_label_values(&[codes::UNAUTHENTICATED]).inc();
-            let mut resp = error_response(
-                StatusCode::UNAUTHORIZED,
-                gql,
-                GraphQLError::with_code(e.to_string(), codes::UNAUTHENTICATED),
-            );
-            let challenge = if e == AuthError::Missing {
-                "Bearer"
-            } else {
-                "Bearer error=\"invalid_token\""
-            };
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
+    let caller = match authenticate(state, auth_header) {
+        Ok(claims) => Caller {
+            claims,
+            ip: client_ip,
+        },
+        Err(refusal) => {
+            let missing = auth_header.is_none_or(|h| h.trim().is_empty());
+            let mut resp = refusal_response(refusal, gql);
+            if missing {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
             return resp;
         }
     };
-    if let Some(limiter) = &state.extras.limiter {
-        let key = match &claims {
-            Some(c) => format!("user:{}", c.sub),
-            None => format!("ip:{client_ip}"),
-        };
-        if let Err(not_until) = limiter.check_key(&key) {
-            use governor::clock::Clock;
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-            m.errors.with_label_values(&[codes::RATE_LIMITED]).inc();
-            let mut resp = error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                gql,
-                GraphQLError::with_code("Too many requests, retry later.", codes::RATE_LIMITED)
-                    .with_extension("retryAfter", secs),
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return resp;
-        }
-    }
-    if let Err(e) = resolve_persisted(state, request) {
-        if let Some(code) = e.code() {
-            m.errors.with_label_values(&[code]).inc();
-        }
-        let status = if gql {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::OK
-        };
-        return error_response(status, gql, e);
+    if let Err(refusal) = admit(state, &caller, request) {
+        return refusal_response(refusal, gql);
     }
     match state.pipeline.execute(request, &ctx).await {
         Ok(done) => {

@@ -27,6 +27,7 @@ pub mod codes {
     pub const OPERATION_NOT_IN_SAFELIST: &str = ErrorCode::OperationNotInSafelist.as_str();
     pub const INTROSPECTION_DISABLED: &str = ErrorCode::IntrospectionDisabled.as_str();
     pub const INTERNAL: &str = ErrorCode::Internal.as_str();
+    pub const TOO_MANY_OPERATIONS: &str = ErrorCode::TooManyOperations.as_str();
 }
 
 /// One entry of a response's `errors` list.

@@ -160,7 +160,8 @@ async fn graphql_get_or_ws(
             Some("graphql-ws") => crate::ws::Protocol::Legacy,
             _ => crate::ws::Protocol::TransportWs,
         };
-        return ws.on_upgrade(move |socket| crate::ws::client_session(state, socket, protocol));
+        let ip = client_ip(&parts.headers, peer);
+        return ws.on_upgrade(move |socket| crate::ws::client_session(state, socket, protocol, ip));
     }
     let params: HashMap<String, String> = Query::try_from_uri(&parts.uri)
         .map(|Query(p)| p)

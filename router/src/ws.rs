@@ -55,8 +55,21 @@ struct Upstream {
     alive: Arc<AtomicBool>,
 }
 
+/// Why an upstream socket could not be opened.
+enum UpError {
+    /// The subgraph refused the credentials (close code 4401 or 4403 at init).
+    Unauthenticated,
+    Unavailable(String),
+}
+
+impl From<String> for UpError {
+    fn from(reason: String) -> Self {
+        UpError::Unavailable(reason)
+    }
+}
+
 impl Upstream {
-    async fn connect(url: &str, auth: Option<&str>) -> Result<Arc<Self>, String> {
+    async fn connect(url: &str, auth: Option<&str>) -> Result<Arc<Self>, UpError> {
         let ws_url = if let Some(rest) = url.strip_prefix("https://") {
             format!("wss://{rest}")
         } else if let Some(rest) = url.strip_prefix("http://") {
@@ -88,24 +101,36 @@ impl Upstream {
             .map_err(|e| e.to_string())?;
         let acked = tokio::time::timeout(INIT_TIMEOUT, async {
             while let Some(Ok(msg)) = stream.next().await {
-                if let UpMessage::Text(t) = msg {
-                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
-                    match v.get("type").and_then(Value::as_str) {
-                        Some("connection_ack") => return true,
-                        Some("ping") => {
-                            let _ = sink.send(UpMessage::text(r#"{"type":"pong"}"#)).await;
+                match msg {
+                    UpMessage::Text(t) => {
+                        let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                        match v.get("type").and_then(Value::as_str) {
+                            Some("connection_ack") => return Ok(()),
+                            Some("ping") => {
+                                let _ = sink.send(UpMessage::text(r#"{"type":"pong"}"#)).await;
+                            }
+                            _ => {}
                         }
-                        _ => {}
                     }
+                    UpMessage::Close(Some(frame))
+                        if matches!(u16::from(frame.code), 4401 | 4403) =>
+                    {
+                        return Err(UpError::Unauthenticated);
+                    }
+                    _ => {}
                 }
             }
-            false
+            Err(UpError::Unavailable(
+                "subgraph did not acknowledge the connection".into(),
+            ))
         })
         .await
-        .unwrap_or(false);
-        if !acked {
-            return Err("subgraph did not acknowledge the connection".into());
-        }
+        .unwrap_or_else(|_| {
+            Err(UpError::Unavailable(
+                "subgraph did not acknowledge the connection".into(),
+            ))
+        });
+        acked?;
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         let subs: Arc<parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<UpEvent>>>> =
             Arc::default();
@@ -208,14 +233,24 @@ struct Session {
     state: Arc<AppState>,
     protocol: Protocol,
     auth: Option<String>,
+    caller: crate::edge::Caller,
     request_id: String,
-    out: mpsc::UnboundedSender<Out>,
+    out: mpsc::Sender<Out>,
+    /// Signalled when the outgoing queue is full: the client does not read.
+    overflow: Arc<tokio::sync::Notify>,
     upstreams: tokio::sync::Mutex<HashMap<String, Arc<Upstream>>>,
 }
 
 impl Session {
+    /// Queues a message for the client; a full queue ends the connection.
+    fn push(&self, out: Out) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(out) {
+            self.overflow.notify_one();
+        }
+    }
+
     fn send(&self, v: Value) {
-        let _ = self.out.send(Out::Text(v.to_string()));
+        self.push(Out::Text(v.to_string()));
     }
 
     /// A `next` (`data` in the legacy protocol) message carrying `body`, a complete
@@ -228,8 +263,9 @@ impl Session {
         };
         let id = Value::from(id);
         let payload = String::from_utf8_lossy(body);
-        let text = format!(r#"{{"id":{id},"type":"{kind}","payload":{payload}}}"#);
-        let _ = self.out.send(Out::Text(text));
+        self.push(Out::Text(format!(
+            r#"{{"id":{id},"type":"{kind}","payload":{payload}}}"#
+        )));
     }
 
     fn send_error(&self, id: &str, errors: Vec<GraphQLError>) {
@@ -262,7 +298,7 @@ impl Session {
         Arc::new(h)
     }
 
-    async fn upstream(&self, subgraph: &str) -> Result<Arc<Upstream>, String> {
+    async fn upstream(&self, subgraph: &str) -> Result<Arc<Upstream>, UpError> {
         let mut map = self.upstreams.lock().await;
         if let Some(u) = map.get(subgraph)
             && u.alive.load(Ordering::SeqCst)
@@ -275,7 +311,7 @@ impl Session {
             .client
             .endpoint(subgraph)
             .map(|e| e.url.clone())
-            .ok_or_else(|| format!("unknown subgraph '{subgraph}'"))?;
+            .ok_or_else(|| UpError::Unavailable(format!("unknown subgraph '{subgraph}'")))?;
         let upstream = Upstream::connect(&url, self.auth.as_deref()).await?;
         map.insert(subgraph.to_owned(), upstream.clone());
         Ok(upstream)
@@ -296,20 +332,59 @@ fn token_from_init(payload: &Value) -> Option<String> {
     )
 }
 
-async fn next_text(stream: &mut futures::stream::SplitStream<WebSocket>) -> Option<Value> {
-    while let Some(Ok(msg)) = stream.next().await {
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).ok().or(Some(Value::Null)),
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
-    None
+/// One message from the client.
+enum Incoming {
+    Message(Value),
+    /// Not JSON, or not a JSON object with a string `type`.
+    Invalid,
+    Closed,
 }
 
-pub async fn client_session(state: Arc<AppState>, socket: WebSocket, protocol: Protocol) {
+async fn next_message(stream: &mut futures::stream::SplitStream<WebSocket>) -> Incoming {
+    while let Some(Ok(msg)) = stream.next().await {
+        match msg {
+            Message::Text(t) => {
+                return match serde_json::from_str::<Value>(t.as_str()) {
+                    Ok(v) if v.get("type").is_some_and(Value::is_string) => Incoming::Message(v),
+                    _ => Incoming::Invalid,
+                };
+            }
+            Message::Binary(_) => return Incoming::Invalid,
+            Message::Close(_) => return Incoming::Closed,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+    Incoming::Closed
+}
+
+/// Close codes (graphql-transport-ws, and the same for the legacy protocol).
+mod close {
+    pub const BAD_REQUEST: u16 = 4400;
+    pub const UNAUTHORIZED: u16 = 4401;
+    pub const FORBIDDEN: u16 = 4403;
+    pub const INIT_TIMEOUT: u16 = 4408;
+    pub const DUPLICATE_ID: u16 = 4409;
+    pub const TOO_MANY_INITS: u16 = 4429;
+}
+
+/// How a connection ends.
+enum End {
+    /// The client left, or asked to.
+    Left,
+    Close(u16, &'static str),
+    /// The client does not read: the socket is dropped without waiting for it.
+    Overflow,
+}
+
+pub async fn client_session(
+    state: Arc<AppState>,
+    socket: WebSocket,
+    protocol: Protocol,
+    ip: std::net::IpAddr,
+) {
     let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Out>();
+    let queue = state.config.websocket.outgoing_queue.max(1);
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(queue);
     let writer = tokio::spawn(async move {
         while let Some(out) = out_rx.recv().await {
             match out {
@@ -330,86 +405,151 @@ pub async fn client_session(state: Arc<AppState>, socket: WebSocket, protocol: P
             }
         }
     });
-    let init = match tokio::time::timeout(INIT_TIMEOUT, next_text(&mut stream)).await {
-        Ok(Some(v)) if v.get("type").and_then(Value::as_str) == Some("connection_init") => v,
-        Ok(_) => {
-            let _ = out_tx.send(Out::Close(4400, "Expected connection_init"));
-            drop(out_tx);
-            let _ = writer.await;
-            return;
+    let finish = async |out_tx: mpsc::Sender<Out>, end: End| {
+        match end {
+            End::Overflow => writer.abort(),
+            End::Close(code, reason) => {
+                if out_tx.try_send(Out::Close(code, reason)).is_err() {
+                    writer.abort();
+                }
+            }
+            End::Left => {}
         }
-        Err(_) => {
-            let _ = out_tx.send(Out::Close(4408, "Connection initialisation timeout"));
-            drop(out_tx);
-            let _ = writer.await;
-            return;
-        }
-    };
-    let payload = init.get("payload").cloned().unwrap_or(Value::Null);
-    let auth = token_from_init(&payload);
-    if state.auth.verify_header(auth.as_deref()).is_err() {
-        state
-            .metrics
-            .errors
-            .with_label_values(&[codes::UNAUTHENTICATED])
-            .inc();
-        let _ = out_tx.send(Out::Close(4403, "Forbidden"));
         drop(out_tx);
         let _ = writer.await;
-        return;
+    };
+    let init = match tokio::time::timeout(INIT_TIMEOUT, next_message(&mut stream)).await {
+        Ok(Incoming::Message(v)) => v,
+        Ok(Incoming::Closed) => return finish(out_tx, End::Left).await,
+        Ok(Incoming::Invalid) => {
+            return finish(
+                out_tx,
+                End::Close(close::BAD_REQUEST, "Invalid message received"),
+            )
+            .await;
+        }
+        Err(_) => {
+            return finish(
+                out_tx,
+                End::Close(close::INIT_TIMEOUT, "Connection initialisation timeout"),
+            )
+            .await;
+        }
+    };
+    match init.get("type").and_then(Value::as_str) {
+        Some("connection_init") => {}
+        Some("subscribe" | "start") => {
+            return finish(out_tx, End::Close(close::UNAUTHORIZED, "Unauthorized")).await;
+        }
+        _ => {
+            return finish(
+                out_tx,
+                End::Close(close::BAD_REQUEST, "Expected connection_init"),
+            )
+            .await;
+        }
     }
+    let payload = init.get("payload").cloned().unwrap_or(Value::Null);
+    let auth = token_from_init(&payload);
+    let claims = match crate::edge::authenticate(&state, auth.as_deref()) {
+        Ok(c) => c,
+        Err(_) => return finish(out_tx, End::Close(close::FORBIDDEN, "Forbidden")).await,
+    };
+    // The connection lives as long as its token: at `exp` it is closed with 4403 so
+    // that the client comes back with a fresh one.
+    let expires = claims.as_ref().map(|c| {
+        let left = c.exp.saturating_sub(contract::auth::now_secs());
+        tokio::time::Instant::now() + Duration::from_secs(left)
+    });
+    let overflow = Arc::new(tokio::sync::Notify::new());
     let session = Arc::new(Session {
-        state,
         protocol,
         auth,
+        caller: crate::edge::Caller { claims, ip },
         request_id: uuid::Uuid::now_v7().to_string(),
-        out: out_tx,
+        out: out_tx.clone(),
+        overflow: overflow.clone(),
         upstreams: tokio::sync::Mutex::new(HashMap::new()),
+        state,
     });
     session.send(json!({"type": "connection_ack"}));
+    let max_operations = session.state.config.websocket.max_operations;
     let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.tick().await;
-    loop {
+    let expiry = async {
+        match expires {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
+    let end = loop {
         tokio::select! {
-            msg = next_text(&mut stream) => {
-                let Some(msg) = msg else { break };
+            incoming = next_message(&mut stream) => {
+                let msg = match incoming {
+                    Incoming::Message(m) => m,
+                    Incoming::Closed => break End::Left,
+                    Incoming::Invalid => break End::Close(close::BAD_REQUEST, "Invalid message received"),
+                };
                 let id = msg.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-                match msg.get("type").and_then(Value::as_str) {
-                    Some("subscribe") | Some("start") => {
-                        if running.get(&id).is_some_and(|h| !h.is_finished()) {
+                match msg.get("type").and_then(Value::as_str).unwrap_or_default() {
+                    "subscribe" | "start" => {
+                        if id.is_empty() {
+                            break End::Close(close::BAD_REQUEST, "Invalid message received: subscribe needs an id");
+                        }
+                        running.retain(|_, h| !h.is_finished());
+                        if running.contains_key(&id) {
                             if protocol == Protocol::TransportWs {
-                                let _ = session.out.send(Out::Close(4409, "Subscriber for id already exists"));
-                                break;
+                                break End::Close(close::DUPLICATE_ID, "Subscriber for id already exists");
                             }
+                            continue;
+                        }
+                        if running.len() >= max_operations {
+                            session.send_error(&id, vec![GraphQLError::with_code(
+                                format!("At most {max_operations} operations may run at once on one connection."),
+                                codes::TOO_MANY_OPERATIONS,
+                            ).with_extension("max", max_operations)]);
                             continue;
                         }
                         let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
                         let s = session.clone();
                         running.insert(id.clone(), tokio::spawn(run_operation(s, id, payload)));
                     }
-                    Some("complete") | Some("stop") => {
+                    "complete" | "stop" => {
                         if let Some(h) = running.remove(&id) {
                             h.abort();
                         }
                     }
-                    Some("ping") => session.send(json!({"type": "pong"})),
-                    Some("connection_terminate") => break,
-                    _ => {}
+                    "ping" => session.send(json!({"type": "pong"})),
+                    "pong" => {}
+                    "connection_init" => break End::Close(close::TOO_MANY_INITS, "Too many initialisation requests"),
+                    "connection_terminate" => break End::Left,
+                    _ => break End::Close(close::BAD_REQUEST, "Invalid message received: unknown type"),
                 }
             }
             _ = keepalive.tick() => {
                 let ka = if protocol == Protocol::TransportWs { json!({"type": "ping"}) } else { json!({"type": "ka"}) };
                 session.send(ka);
             }
+            _ = overflow.notified() => break End::Overflow,
+            _ = &mut expiry => {
+                if protocol == Protocol::Legacy {
+                    session.send(json!({"type": "connection_error", "payload": {"message": "token expired"}}));
+                }
+                break End::Close(close::FORBIDDEN, "Forbidden: token expired");
+            }
         }
-    }
+    };
     for (_, h) in running {
         h.abort();
     }
     session.upstreams.lock().await.clear();
     drop(session);
-    let _ = writer.await;
+    if matches!(end, End::Overflow) {
+        tracing::info!("websocket client does not read; disconnected");
+    }
+    finish(out_tx, end).await;
 }
 
 /// Unsubscribes upstream when a client subscription ends for any reason.
@@ -434,7 +574,7 @@ fn primary_fetch(plan: &PlanNode) -> Option<&FetchNode> {
 }
 
 async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
-    let request: GraphQLRequest = match serde_json::from_value(payload) {
+    let mut request: GraphQLRequest = match serde_json::from_value(payload) {
         Ok(r) => r,
         Err(e) => {
             session.send_error(
@@ -447,6 +587,11 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
             return;
         }
     };
+    // The same policy as every other door: rate limit, persisted queries, safelist.
+    if let Err(refusal) = crate::edge::admit(&session.state, &session.caller, &mut request) {
+        session.send_error(&id, vec![refusal.error]);
+        return;
+    }
     let pipeline = &session.state.pipeline;
     let query = request.query.clone().unwrap_or_default();
     let prepared: Arc<Prepared> = match pipeline
@@ -501,7 +646,17 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
     };
     let upstream = match session.upstream(&primary.service_name).await {
         Ok(u) => u,
-        Err(reason) => {
+        Err(UpError::Unauthenticated) => {
+            session.send_error(
+                &id,
+                vec![GraphQLError::with_code(
+                    "Authentication required: sign in and connect again with the token.",
+                    codes::UNAUTHENTICATED,
+                )],
+            );
+            return;
+        }
+        Err(UpError::Unavailable(reason)) => {
             session.send_error(
                 &id,
                 vec![

@@ -61,6 +61,8 @@ error_codes! {
     OperationResolutionFailure => "OPERATION_RESOLUTION_FAILURE", 400;
     /// The router could not plan the operation.
     QueryPlanningFailed => "QUERY_PLANNING_FAILED", 500;
+    /// More operations at once on one websocket connection than the router allows.
+    TooManyOperations => "TOO_MANY_OPERATIONS", 429;
     /// Past a depth, alias, root-field or cost limit.
     QueryTooComplex => "QUERY_TOO_COMPLEX", 400;
     /// A persisted-query hash the router does not know.
