@@ -198,6 +198,12 @@ async fn start_notifications() -> NotificationsSubgraph {
 }
 
 async fn start() -> (common::Stack, NotificationsSubgraph) {
+    start_with(|_| {}).await
+}
+
+async fn start_with(
+    tweak: impl FnOnce(&mut router::Config),
+) -> (common::Stack, NotificationsSubgraph) {
     let users = common::serve_schema("users", common::subgraphs::users::schema(), 0).await;
     let notif = start_notifications().await;
     let sdl = compose_supergraph(&[
@@ -219,16 +225,22 @@ async fn start() -> (common::Stack, NotificationsSubgraph) {
     let supergraph = Arc::new(Supergraph::parse(&sdl).expect("loads"));
     let mut config = router::Config::default();
     config.auth.jwt_secret = Some(SECRET.into());
+    tweak(&mut config);
     let stack = common::start_router(supergraph, config, vec![users], sdl).await;
     (stack, notif)
 }
 
 fn token(sub: &str) -> String {
+    token_for(sub, 600)
+}
+
+/// A token of `sub` that expires in `secs` seconds.
+fn token_for(sub: &str, secs: u64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    let claims = json!({"sub": sub, "exp": now + 600, "iat": now, "jti": "j"});
+    let claims = json!({"sub": sub, "exp": now + secs, "iat": now, "jti": "j"});
     encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -439,4 +451,184 @@ async fn an_event_that_comes_with_errors_keeps_them_in_the_payload() {
     let errors = got["payload"]["errors"].as_array().expect("errors");
     assert_eq!(errors.len(), 1, "{got}");
     assert_eq!(errors[0]["message"], "urgency unknown", "{got}");
+}
+
+/// Sends one raw text frame.
+async fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text.to_owned())).await.expect("send");
+}
+
+/// Runs `{ ping }` as operation `id` over the socket and returns the first answer.
+async fn ping_over(ws: &mut Ws, id: &str) -> Value {
+    let message = json!({"id": id, "type": "subscribe", "payload": {"query": "{ ping }"}});
+    send_text(ws, &message.to_string()).await;
+    recv(ws).await.expect("an answer")
+}
+
+#[tokio::test]
+async fn websocket_operations_pass_the_same_rate_limit_as_http() {
+    let (stack, _notif) = start_with(|c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.per_second = 1;
+        c.rate_limit.burst = 2;
+    })
+    .await;
+    let mut ws = connect_as(&stack, "1").await;
+    for id in ["q1", "q2"] {
+        let answer = ping_over(&mut ws, id).await;
+        assert_eq!(answer["type"], "next", "{answer}");
+        assert_eq!(recv(&mut ws).await.expect("complete")["type"], "complete");
+    }
+    let refused = ping_over(&mut ws, "q3").await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["payload"][0]["extensions"]["code"], "RATE_LIMITED");
+    // The same user over HTTP shares the bucket.
+    let bearer = format!("Bearer {}", token("1"));
+    let (status, _) = common::post_json(
+        &stack.router_url,
+        json!({"query": "{ ping }"}),
+        &[("authorization", bearer.as_str())],
+    )
+    .await;
+    assert_eq!(status, 429);
+}
+
+#[tokio::test]
+async fn websocket_operations_pass_the_same_safelist_as_http() {
+    use sha2::Digest;
+    let dir = std::env::temp_dir().join(format!("safelist-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let manifest = dir.join("manifest.json");
+    let hash = hex::encode(sha2::Sha256::digest(SUBSCRIPTION.as_bytes()));
+    std::fs::write(
+        &manifest,
+        json!({"operations": {hash: SUBSCRIPTION}}).to_string(),
+    )
+    .expect("manifest");
+    let (stack, notif) = start_with(|c| {
+        c.persisted_queries.safelist_path = Some(manifest.clone());
+        c.persisted_queries.safelist_enforce = true;
+    })
+    .await;
+    let mut ws = connect_as(&stack, "1").await;
+    let refused = ping_over(&mut ws, "q1").await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "OPERATION_NOT_IN_SAFELIST"
+    );
+    subscribe(&mut ws, "s1", "subscribe").await;
+    let got = publish_until_seen(&notif, &mut ws, "1", "allowed").await;
+    assert_eq!(got["type"], "next", "{got}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_with_4403_when_its_token_expires() {
+    let (stack, _notif) = start().await;
+    let mut ws = connect(
+        &stack,
+        "graphql-transport-ws",
+        json!({"Authorization": format!("Bearer {}", token_for("1", 2))}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await.expect("ack")["type"], "connection_ack");
+    subscribe(&mut ws, "s1", "subscribe").await;
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match recv(&mut ws).await {
+                Some(v) if v.get("closed").is_some() => return v,
+                Some(_) => continue,
+                None => return Value::Null,
+            }
+        }
+    })
+    .await
+    .expect("closed when the token expires");
+    assert_eq!(closed, json!({"closed": 4403}));
+}
+
+#[tokio::test]
+async fn protocol_errors_close_the_connection_with_their_codes() {
+    let (stack, _notif) = start().await;
+    let bearer = json!({"Authorization": format!("Bearer {}", token("1"))});
+    let init = json!({"type": "connection_init", "payload": bearer}).to_string();
+    for (what, text, code) in [
+        ("a second connection_init", init.as_str(), 4429),
+        ("invalid JSON", "{not json", 4400),
+        ("an unknown message type", r#"{"type":"teleport"}"#, 4400),
+        (
+            "a subscribe without an id",
+            r#"{"type":"subscribe","payload":{"query":"{ ping }"}}"#,
+            4400,
+        ),
+    ] {
+        let mut ws = connect_as(&stack, "1").await;
+        send_text(&mut ws, text).await;
+        assert_eq!(recv(&mut ws).await, Some(json!({"closed": code})), "{what}");
+    }
+    // A subscribe before connection_init is unauthorised.
+    let url = stack.router_url.replace("http://", "ws://");
+    let mut req = url.into_client_request().expect("request");
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws");
+    subscribe(&mut ws, "s1", "subscribe").await;
+    assert_eq!(recv(&mut ws).await, Some(json!({"closed": 4401})));
+}
+
+#[tokio::test]
+async fn operations_past_the_cap_get_an_error_and_the_connection_stays_open() {
+    let (stack, notif) = start_with(|c| c.websocket.max_operations = 3).await;
+    let mut ws = connect_as(&stack, "1").await;
+    for id in ["s1", "s2", "s3"] {
+        subscribe(&mut ws, id, "subscribe").await;
+    }
+    subscribe(&mut ws, "s4", "subscribe").await;
+    let refused = recv(&mut ws).await.expect("an error");
+    assert_eq!(refused["id"], "s4", "{refused}");
+    assert_eq!(refused["type"], "error");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "TOO_MANY_OPERATIONS"
+    );
+    // Ending one makes room again, and the others still receive events.
+    send_text(&mut ws, r#"{"id":"s1","type":"complete"}"#).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    subscribe(&mut ws, "s5", "subscribe").await;
+    let got = publish_until_seen(&notif, &mut ws, "1", "still here").await;
+    assert_eq!(got["type"], "next", "{got}");
+    assert_ne!(got["id"], "s1");
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_disconnected() {
+    let (stack, notif) = start_with(|c| c.websocket.outgoing_queue = 4).await;
+    let mut ws = connect_as(&stack, "1").await;
+    subscribe(&mut ws, "s1", "subscribe").await;
+    // Make sure the subscription is live, then stop reading.
+    publish_until_seen(&notif, &mut ws, "1", "first").await;
+    let big = "x".repeat(256 * 1024);
+    for _ in 0..200 {
+        let _ = notif.bus.send(("1".to_owned(), big.clone()));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Now read what reached us: the router gave up on this client, so the stream ends
+    // (closed or reset) before all 200 events arrive.
+    let mut received = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if matches!(msg, Message::Text(_)) {
+                received += 1;
+            }
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was not ended");
+    assert!(received < 200, "all {received} events were delivered");
 }

@@ -284,6 +284,12 @@ impl ProductStack {
     /// Opens a `graphql-transport-ws` connection to the router with `token` in the
     /// `connection_init` payload, and waits for `connection_ack`.
     pub async fn ws(&self, token: &str) -> WsClient {
+        self.ws_with(json!({ "Authorization": format!("Bearer {token}") }))
+            .await
+    }
+
+    /// Like [`ProductStack::ws`], with `payload` as the `connection_init` payload.
+    pub async fn ws_with(&self, payload: Value) -> WsClient {
         let url = self.router_url().replace("http://", "ws://");
         let mut req = url.into_client_request().expect("a websocket request");
         req.headers_mut().insert(
@@ -294,11 +300,8 @@ impl ProductStack {
             .await
             .expect("the router accepts the websocket");
         let mut ws = WsClient { socket };
-        ws.send(json!({
-            "type": "connection_init",
-            "payload": { "Authorization": format!("Bearer {token}") },
-        }))
-        .await;
+        ws.send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
         let ack = ws.recv(Duration::from_secs(5)).await;
         assert_eq!(
             ack.as_ref().and_then(|m| m["type"].as_str()),

@@ -1,0 +1,66 @@
+//! Live budget alerts through the router, over the real product: who may subscribe,
+//! and many subscriptions on one connection.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+use support::stack::ProductStack;
+
+const ALERTS: &str = "subscription { budgetAlerts { threshold severity } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscription_without_a_token_is_unauthenticated() {
+    let stack = ProductStack::start().await;
+    let mut ws = stack.ws_with(json!({})).await;
+    ws.subscribe("alerts", ALERTS).await;
+    let answer = ws.recv(Duration::from_secs(10)).await.expect("an answer");
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["id"], "alerts");
+    assert_eq!(
+        answer["payload"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_subscriptions_on_one_connection_each_receive_the_alert() {
+    const N: usize = 1000;
+    let stack = ProductStack::start_with(|c| c.websocket.max_operations = N).await;
+    let gql = stack.gql();
+    let alice = stack.register("many").await;
+    gql.ok(
+        "mutation { createBudget(input: { category: \"food\", amount: \"100\" }) { id } }",
+        json!({}),
+        Some(&alice.token),
+    )
+    .await;
+    let mut ws = stack.ws(&alice.token).await;
+    for i in 0..N {
+        ws.subscribe(&format!("s{i}"), ALERTS).await;
+    }
+    // Give the router time to open every subscription on the notifications subgraph.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    gql.ok(
+        "mutation { createExpense(input: { amount: \"85\", category: \"food\", description: \"feast\" }) { id } }",
+        json!({}),
+        Some(&alice.token),
+    )
+    .await;
+    let mut seen = HashSet::new();
+    while seen.len() < N {
+        let Some(msg) = ws.recv(Duration::from_secs(30)).await else {
+            break;
+        };
+        assert_eq!(msg["type"], "next", "{msg}");
+        assert_eq!(
+            msg["payload"]["data"]["budgetAlerts"]["threshold"], 80,
+            "{msg}"
+        );
+        assert!(seen.insert(msg["id"].as_str().unwrap().to_owned()), "{msg}");
+    }
+    assert_eq!(seen.len(), N, "every subscription received the alert once");
+}
