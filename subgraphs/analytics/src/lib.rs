@@ -79,7 +79,7 @@ impl Subgraph for service::Analytics {
     /// Indexes, the app (GraphQL plus `POST /internal/events`), the weekly summary job
     /// and the delivery of its events.
     async fn start(settings: &Settings, db: Database, app: &mut App) -> anyhow::Result<Self> {
-        let dispatcher = app.dispatcher(&[weekly::WEEKLY_RUNS], settings).await?;
+        let dispatcher = app.dispatcher(&[store::WEEKLY_RUNS], settings).await?;
         let analytics = parts(settings, &db, dispatcher);
         analytics.store.ensure_indexes().await?;
         let (job, weekly) = (analytics.clone(), settings.weekly.clone());

@@ -1,12 +1,15 @@
 //! Applying expense events to the read models, and rebuilding them from the log.
 
 use contract::events::{ExpenseChanged, ExpenseSnapshot};
+use contract::ids::UserId;
 use futures::TryStreamExt;
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{DomainEvent, Event, EventHandler};
+use kit::money::{Currency, Money};
 
-use crate::store::{BucketKey, ExpenseDoc, Store};
+use crate::domain::{BucketKey, ExpenseState};
+use crate::store::Store;
 
 #[derive(Clone)]
 pub struct Analytics {
@@ -17,19 +20,27 @@ pub struct Analytics {
     pub events: kit::events::Dispatcher,
 }
 
-fn state(user_id: &str, data: &ExpenseChanged, s: &ExpenseSnapshot, deleted: bool) -> ExpenseDoc {
-    ExpenseDoc {
-        id: data.expense_id.to_string(),
-        user_id: user_id.to_string(),
+/// The expense's state as `s` reports it; an amount the product could not have written
+/// makes the event invalid (it is parked, not applied).
+fn state(
+    user_id: &UserId,
+    data: &ExpenseChanged,
+    s: &ExpenseSnapshot,
+    deleted: bool,
+) -> Result<ExpenseState, AppError> {
+    let currency = Currency::parse(&s.currency).map_err(|e| AppError::money("currency", e))?;
+    Ok(ExpenseState {
+        id: data.expense_id.clone(),
+        user_id: user_id.clone(),
         version: data.version,
         deleted,
-        kind: s.kind.as_str().to_string(),
-        amount_minor: s.amount_minor,
-        currency: s.currency.clone(),
+        kind: s.kind,
+        amount: Money::from_minor(s.amount_minor, currency)
+            .map_err(|e| AppError::money("amountMinor", e))?,
         category: s.category.clone(),
         category_key: s.category_key.clone(),
-        date: s.date.to_string(),
-    }
+        date: s.date,
+    })
 }
 
 impl Analytics {
@@ -42,34 +53,34 @@ impl Analytics {
             ));
         };
         self.store.log_event(envelope).await?;
-        self.apply(envelope.user_id.as_str(), change).await
+        self.apply(&envelope.user_id, change).await
     }
 
     /// Applies one expense change. Idempotent: the expense state is version-guarded and
     /// the rows it touches are recomputed from scratch.
-    pub async fn apply(&self, user_id: &str, data: &ExpenseChanged) -> Result<(), AppError> {
+    pub async fn apply(&self, user_id: &UserId, data: &ExpenseChanged) -> Result<(), AppError> {
         let mut keys: Vec<BucketKey> = Vec::new();
         // The row the expense was in before any version we stored.
-        if let Some(old) = self.store.get_expense(data.expense_id.as_str()).await? {
-            if old.user_id != user_id {
+        if let Some(old) = self.store.get_expense(&data.expense_id).await? {
+            if old.user_id != *user_id {
                 return Err(AppError::validation(
                     "userId",
                     "expense belongs to another user",
                 ));
             }
-            keys.push(BucketKey::of(&old));
+            keys.push(old.bucket());
         }
         let new_state = match (&data.after, &data.before) {
-            (Some(after), _) => Some(state(user_id, data, after, false)),
-            (None, Some(before)) => Some(state(user_id, data, before, true)),
+            (Some(after), _) => Some(state(user_id, data, after, false)?),
+            (None, Some(before)) => Some(state(user_id, data, before, true)?),
             (None, None) => None,
         };
         if let Some(s) = &new_state {
             self.store.put_expense(s).await?;
-            keys.push(BucketKey::of(s));
+            keys.push(s.bucket());
         }
         if let Some(b) = &data.before {
-            keys.push(BucketKey::of(&state(user_id, data, b, true)));
+            keys.push(state(user_id, data, b, true)?.bucket());
         }
         keys.dedup();
         for k in &keys {
@@ -88,7 +99,7 @@ impl Analytics {
             let event = doc.to_event()?;
             let applied = match DomainEvent::from_event(&event) {
                 Ok(d) => match d.expense_change() {
-                    Some(change) => self.apply(event.user_id.as_str(), change).await,
+                    Some(change) => self.apply(&event.user_id, change).await,
                     None => Ok(()),
                 },
                 Err(e) => Err(e.into()),

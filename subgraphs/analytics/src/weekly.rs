@@ -17,13 +17,12 @@ use kit::AppError;
 use kit::config::{ConfigError, Vars, var_or};
 use kit::events::{Dispatcher, DomainEvent, Outbox};
 use kit::money::{Currency, Money};
-use mongodb::bson::{self, doc};
-use serde::{Deserialize, Serialize};
 
-use crate::domain::{Totals, Window};
+use crate::domain::{Totals, WeeklyRun, Window};
 use crate::service::Analytics;
 
-pub const WEEKLY_RUNS: &str = "weekly_runs";
+/// The collection of the runs (each carrying its event in its outbox).
+pub use crate::store::WEEKLY_RUNS;
 
 #[derive(Debug, Clone)]
 pub struct WeeklySettings {
@@ -63,18 +62,6 @@ impl WeeklySettings {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RunDoc {
-    #[serde(rename = "_id")]
-    id: String,
-    user_id: String,
-    week: String,
-    created_at: bson::DateTime,
-    #[serde(flatten)]
-    events: Outbox,
-}
-
 /// The ISO week label of a date: `2024-W10`.
 pub fn week_label(d: NaiveDate) -> String {
     let w = d.iso_week();
@@ -107,7 +94,11 @@ impl Analytics {
         let users = self.store.recent_users(since).await?;
         let mut made = 0;
         for user in users {
-            let (tz, currency) = self.store.profile_of(&user).await?;
+            // Until the user used analytics: UTC and their latest expense's currency.
+            let (tz, currency) = match self.store.profile_of(&user).await? {
+                Some(p) => (p.timezone, Some(p.currency)),
+                None => (Tz::UTC, None),
+            };
             let today = now.with_timezone(&tz).date_naive();
             for week_day in [today - chrono::Duration::days(7), today] {
                 let Some(at) = scheduled_at(week_day, settings, tz) else {
@@ -118,7 +109,7 @@ impl Analytics {
                     continue;
                 }
                 if self
-                    .weekly_summary(&user, tz, currency.as_deref(), week_day, at, dispatcher)
+                    .weekly_summary(&user, tz, currency, week_day, at, dispatcher)
                     .await?
                 {
                     made += 1;
@@ -133,17 +124,15 @@ impl Analytics {
 
     async fn weekly_summary(
         &self,
-        user: &str,
+        user: &UserId,
         tz: Tz,
-        currency: Option<&str>,
+        currency: Option<Currency>,
         week_day: NaiveDate,
         at: DateTime<Utc>,
         dispatcher: &Dispatcher,
     ) -> Result<bool, AppError> {
         let week = week_label(week_day);
-        let id = format!("{user}|{week}");
-        let runs = self.store.db().collection::<RunDoc>(WEEKLY_RUNS);
-        if runs.find_one(doc! { "_id": &id }).await?.is_some() {
+        if self.store.weekly_run_made(user, &week).await? {
             return Ok(false);
         }
         let monday =
@@ -153,18 +142,18 @@ impl Analytics {
             start: monday,
             next: scheduled_local + chrono::Duration::days(1),
         };
-        let code = match currency {
-            Some(c) => c.to_string(),
+        // Without any expense to tell, the summary is in USD.
+        let cur = match currency {
+            Some(c) => c,
             None => self
                 .store
                 .latest_currency(user)
                 .await?
-                .unwrap_or_else(|| "USD".into()),
+                .unwrap_or(Currency::USD),
         };
-        let cur = Currency::parse(&code).map_err(AppError::internal)?;
         let rows = self
             .store
-            .day_totals(user, &code, window.start, window.next)
+            .day_totals(user, cur, window.start, window.next)
             .await?;
         let t = Totals::of(&rows);
         let text = |m: i64| {
@@ -185,23 +174,22 @@ impl Analytics {
             week: week.clone(),
             from: window.start,
             to: window.last(),
-            currency: code,
+            currency: cur.code().to_string(),
             spent_minor: t.spent_minor,
             expense_count: t.expense_count,
             top_category: top.as_ref().map(|c| c.0.clone()),
             top_category_minor: top.as_ref().map(|c| c.1),
             message,
         })
-        .into_event(&UserId::from_trusted(user), self.clock.now());
-        let run = RunDoc {
-            id,
-            user_id: user.to_string(),
+        .into_event(user, self.clock.now());
+        let run = WeeklyRun {
+            user_id: user.clone(),
             week,
-            created_at: bson::DateTime::from_chrono(self.clock.now()),
-            events: Outbox::with(event, &dispatcher.consumer_names()),
+            created_at: self.clock.now(),
         };
+        let events = Outbox::with(event, &dispatcher.consumer_names());
         // `false`: another instance made it first.
-        kit::db::insert_new(&runs, &run).await
+        self.store.insert_weekly_run(&run, events).await
     }
 }
 

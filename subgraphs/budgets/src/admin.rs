@@ -68,8 +68,8 @@ async fn set_rate(
             "unknown currency",
         );
     };
-    match Decimal::parse(&input.per_usd) {
-        Ok(d) if d.mantissa() > 0 => {}
+    let per_usd = match Decimal::parse(&input.per_usd) {
+        Ok(d) if d.mantissa() > 0 => d,
         _ => {
             return answer(
                 StatusCode::BAD_REQUEST,
@@ -77,12 +77,8 @@ async fn set_rate(
                 "perUsd must be a positive decimal",
             );
         }
-    }
-    match state
-        .store
-        .set_rate(currency.code(), input.per_usd.trim())
-        .await
-    {
+    };
+    match state.store.set_rate(currency, per_usd).await {
         Ok(()) => answer(StatusCode::OK, "OK", "rate set"),
         Err(e) => {
             let e: anyhow::Error = e.into();

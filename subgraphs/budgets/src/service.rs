@@ -21,10 +21,11 @@ use kit::clock::Clock;
 use kit::events::{Dispatcher, Event, EventHandler, Outbox};
 use kit::money::{Currency, Decimal, Money, positive_amount};
 use kit::users::UserProfile;
-use mongodb::bson;
 
-use crate::domain::{self, Period, Severity};
-use crate::store::{AlertDoc, BudgetDoc, LedgerDoc, RearmDoc, Spending, Store, unique_key};
+use crate::domain::{
+    self, Alert, Budget, BudgetView, Category, LedgerEntry, LiveEntry, Period, Severity,
+};
+use crate::store::Store;
 
 #[derive(Clone)]
 pub struct Budgets {
@@ -34,9 +35,11 @@ pub struct Budgets {
 }
 
 pub struct NewBudget {
+    /// `None`: all spending. Checked here (1 to 40 characters).
     pub category: Option<String>,
     pub amount: Decimal,
-    pub currency: Option<String>,
+    /// `None`: the user's currency.
+    pub currency: Option<Currency>,
     pub period: Period,
     pub thresholds: Option<Vec<i32>>,
 }
@@ -50,26 +53,7 @@ pub struct BudgetChange {
     pub thresholds: Option<Vec<i32>>,
 }
 
-/// A budget with its current period and spending.
-#[derive(Debug, Clone)]
-pub struct BudgetView {
-    pub doc: BudgetDoc,
-    pub start: NaiveDate,
-    pub next: NaiveDate,
-    pub spending: Spending,
-}
-
-fn category_name(raw: &str) -> Result<(String, String), AppError> {
-    let name = raw.trim();
-    let n = name.chars().count();
-    if n == 0 || n > 40 {
-        return Err(AppError::validation(
-            "category",
-            "a category has 1 to 40 characters (or null for all spending)",
-        ));
-    }
-    Ok((name.to_string(), name.to_lowercase()))
-}
+const TAKEN: &str = "you already have a budget for this category and period";
 
 impl Budgets {
     pub fn new(db: &mongodb::Database, dispatcher: Dispatcher, clock: Clock) -> Budgets {
@@ -80,26 +64,12 @@ impl Budgets {
         }
     }
 
-    /// The budget's stored period; an unknown one is an internal error (logged), never
-    /// a silent default.
-    fn period_of(b: &BudgetDoc) -> Result<Period, AppError> {
-        Period::parse(&b.period).ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!(
-                "budget {} has an unknown stored period {:?}",
-                b.id,
-                b.period
-            ))
-        })
-    }
-
-    pub async fn view(&self, doc: BudgetDoc, today: NaiveDate) -> Result<BudgetView, AppError> {
-        let (start, next) = Self::period_of(&doc)?.range(today);
-        let spending = self
-            .store
-            .spending(&doc, &domain::day_key(start), &domain::day_key(next))
-            .await?;
+    /// The budget with its period containing `today` and what it used in it.
+    pub async fn view(&self, budget: Budget, today: NaiveDate) -> Result<BudgetView, AppError> {
+        let (start, next) = budget.period.range(today);
+        let spending = self.store.spending(&budget, start, next).await?;
         Ok(BudgetView {
-            doc,
+            budget,
             start,
             next,
             spending,
@@ -109,54 +79,44 @@ impl Budgets {
     #[tracing::instrument(skip(self, profile, input), fields(user = %user_id))]
     pub async fn create(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         profile: UserProfile,
         input: NewBudget,
     ) -> Result<BudgetView, AppError> {
-        let currency = match input.currency.as_deref() {
-            None => profile.currency,
-            Some(c) => Currency::parse(c).map_err(|e| AppError::money("currency", e))?,
-        };
+        let currency = input.currency.unwrap_or(profile.currency);
         let amount = positive_amount(input.amount, currency)?;
         let thresholds = domain::thresholds(input.thresholds.as_deref())?;
-        let category = input.category.as_deref().map(category_name).transpose()?;
+        let category = input.category.as_deref().map(Category::parse).transpose()?;
         let now = self.clock.now();
-        let category_key = category.as_ref().map(|c| c.1.clone());
-        let doc = BudgetDoc {
-            id: kit::ids::new_id(),
-            user_id: user_id.to_string(),
-            category: category.map(|c| c.0),
-            unique_key: unique_key(user_id, category_key.as_deref(), input.period.as_str()),
-            category_key,
-            amount_minor: amount.amount_minor(),
-            currency: currency.code().to_string(),
-            period: input.period.as_str().to_string(),
+        let budget = Budget {
+            id: BudgetId::new(),
+            user_id: user_id.clone(),
+            category,
+            amount,
+            period: input.period,
             thresholds,
             rearmed: Vec::new(),
             deleted: false,
             version: 1,
-            created_at: bson::DateTime::from_chrono(now),
-            updated_at: bson::DateTime::from_chrono(now),
+            created_at: now,
+            updated_at: now,
         };
-        if !self.store.insert_budget(&doc).await? {
-            return Err(AppError::conflict(
-                "you already have a budget for this category and period",
-                Some("category"),
-            ));
+        if !self.store.insert_budget(&budget).await? {
+            return Err(AppError::conflict(TAKEN, Some("category")));
         }
         let view = self
-            .view(doc, self.clock.today_in(profile.timezone))
+            .view(budget, self.clock.today_in(profile.timezone))
             .await?;
-        self.evaluate(&view.doc, view.start, view.next).await?;
+        self.evaluate(&view.budget, view.start, view.next).await?;
         Ok(view)
     }
 
     #[tracing::instrument(skip(self, profile, change), fields(user = %user_id))]
     pub async fn update(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         profile: UserProfile,
-        id: &str,
+        id: &BudgetId,
         change: BudgetChange,
     ) -> Result<BudgetView, AppError> {
         let today = self.clock.today_in(profile.timezone);
@@ -164,54 +124,34 @@ impl Budgets {
         kit::db::optimistic("budget", || async move {
             let before = self.store.owned_budget(user_id, id).await?;
             let mut after = before.clone();
-            let currency = Currency::parse(&before.currency).map_err(AppError::internal)?;
             if let Some(a) = change.amount {
-                after.amount_minor = positive_amount(a, currency)?.amount_minor();
+                after.amount = positive_amount(a, before.amount.currency())?;
             }
             if let Some(t) = &change.thresholds {
                 after.thresholds = domain::thresholds(Some(t))?;
             }
             if let Some(c) = &change.category {
-                let c = c.as_deref().map(category_name).transpose()?;
-                after.category_key = c.as_ref().map(|c| c.1.clone());
-                after.category = c.map(|c| c.0);
+                after.category = c.as_deref().map(Category::parse).transpose()?;
             }
             if let Some(p) = change.period {
-                after.period = p.as_str().to_string();
+                after.period = p;
             }
-            after.unique_key = unique_key(user_id, after.category_key.as_deref(), &after.period);
             after.version = before.version + 1;
-            after.updated_at = bson::DateTime::from_chrono(self.clock.now());
+            after.updated_at = self.clock.now();
             // Re-arm the thresholds the change un-crossed in the current period.
-            let (start, next) = Self::period_of(&after)?.range(today);
-            let spent = self
-                .store
-                .spending(&after, &domain::day_key(start), &domain::day_key(next))
-                .await?
-                .spent_minor;
-            let start_text = start.to_string();
+            let (start, next) = after.period.range(today);
+            let spent = self.store.spending(&after, start, next).await?.spent_minor;
             for t in after.thresholds.clone() {
-                if !domain::crossed(spent, after.amount_minor, t) {
-                    let generation = after.generation(t, &start_text) + 1;
-                    after
-                        .rearmed
-                        .retain(|r| !(r.threshold == t && r.period_start == start_text));
-                    after.rearmed.push(RearmDoc {
-                        threshold: t,
-                        period_start: start_text.clone(),
-                        generation,
-                    });
+                if !domain::crossed(spent, after.amount.amount_minor(), t) {
+                    after.rearm(t, start);
                 }
             }
             match self.store.replace_budget(&after, before.version).await? {
                 None => Ok(None),
-                Some(false) => Err(AppError::conflict(
-                    "you already have a budget for this category and period",
-                    Some("category"),
-                )),
+                Some(false) => Err(AppError::conflict(TAKEN, Some("category"))),
                 Some(true) => {
                     let view = self.view(after, today).await?;
-                    self.evaluate(&view.doc, view.start, view.next).await?;
+                    self.evaluate(&view.budget, view.start, view.next).await?;
                     Ok(Some(view))
                 }
             }
@@ -220,12 +160,11 @@ impl Budgets {
     }
 
     #[tracing::instrument(skip(self), fields(user = %user_id))]
-    pub async fn delete(&self, user_id: &str, id: &str) -> Result<(), AppError> {
+    pub async fn delete(&self, user_id: &UserId, id: &BudgetId) -> Result<(), AppError> {
         kit::db::optimistic("budget", || async move {
             let before = self.store.owned_budget(user_id, id).await?;
             let mut after = before.clone();
             after.deleted = true;
-            after.unique_key = format!("deleted|{}", before.id);
             after.version += 1;
             let written = self.store.replace_budget(&after, before.version).await? == Some(true);
             Ok(written.then_some(()))
@@ -237,16 +176,13 @@ impl Budgets {
     #[tracing::instrument(skip(self, budget), fields(budget = %budget.id))]
     pub async fn evaluate(
         &self,
-        budget: &BudgetDoc,
+        budget: &Budget,
         start: NaiveDate,
         next: NaiveDate,
     ) -> Result<usize, AppError> {
-        let spending = self
-            .store
-            .spending(budget, &domain::day_key(start), &domain::day_key(next))
-            .await?;
-        let spent = spending.spent_minor;
-        let currency = Currency::parse(&budget.currency).map_err(AppError::internal)?;
+        let spent = self.store.spending(budget, start, next).await?.spent_minor;
+        let amount_minor = budget.amount.amount_minor();
+        let currency = budget.amount.currency();
         let money = |minor: i64| {
             // Beyond the largest amount the product keeps: this change cannot be
             // applied as it is (its event is parked, never retried forever).
@@ -254,55 +190,51 @@ impl Budgets {
                 .map(|m| m.amount_text())
                 .map_err(|e| AppError::validation("amount", format!("the period's spending: {e}")))
         };
-        let percent = domain::percent_used(spent, budget.amount_minor);
-        let start_text = start.to_string();
+        let percent = domain::percent_used(spent, amount_minor);
+        let category = budget.category.as_ref().map(|c| c.name.clone());
         let mut created = 0;
         for &t in &budget.thresholds {
-            if !domain::crossed(spent, budget.amount_minor, t) {
+            if !domain::crossed(spent, amount_minor, t) {
                 continue;
             }
-            let generation = budget.generation(t, &start_text);
             let severity = Severity::of_threshold(i64::from(t));
-            let message = domain::alert_message(
-                budget.category.as_deref(),
-                t,
-                percent,
-                &money(spent)?,
-                &money(budget.amount_minor)?,
-                currency.code(),
-            );
             let now = self.clock.now();
-            let id = kit::ids::new_id();
-            let event = DomainEvent::BudgetAlert(BudgetAlertRaised {
-                alert_id: AlertId::from_trusted(&id),
-                budget_id: BudgetId::from_trusted(&budget.id),
-                category: budget.category.clone(),
-                threshold: i64::from(t),
-                percent_used: percent,
-                severity,
-                message: message.clone(),
-                period_start: start,
-                spent_minor: spent,
-                amount_minor: budget.amount_minor,
-                currency: budget.currency.clone(),
-            })
-            .into_event(&UserId::from_trusted(&budget.user_id), now);
-            let alert = AlertDoc {
-                dedup_key: format!("{}|{}|{}|{}", budget.id, start_text, t, generation),
-                id,
+            let alert = Alert {
+                id: AlertId::new(),
                 user_id: budget.user_id.clone(),
                 budget_id: budget.id.clone(),
                 threshold: t,
-                generation,
-                period_start: start_text.clone(),
+                generation: budget.generation(t, start),
+                period_start: start,
                 percent_used: percent,
-                severity: severity.as_str().to_string(),
-                message,
+                severity,
+                message: domain::alert_message(
+                    category.as_deref(),
+                    t,
+                    percent,
+                    &money(spent)?,
+                    &money(amount_minor)?,
+                    currency.code(),
+                ),
                 read_at: None,
-                created_at: bson::DateTime::from_chrono(now),
-                events: Outbox::with(event, &self.dispatcher.consumer_names()),
+                created_at: now,
             };
-            if self.store.insert_alert(&alert).await? {
+            let event = DomainEvent::BudgetAlert(BudgetAlertRaised {
+                alert_id: alert.id.clone(),
+                budget_id: budget.id.clone(),
+                category: category.clone(),
+                threshold: i64::from(t),
+                percent_used: percent,
+                severity,
+                message: alert.message.clone(),
+                period_start: start,
+                spent_minor: spent,
+                amount_minor,
+                currency: currency.code().to_string(),
+            })
+            .into_event(&budget.user_id, now);
+            let events = Outbox::with(event, &self.dispatcher.consumer_names());
+            if self.store.insert_alert(&alert, events).await? {
                 created += 1;
             }
         }
@@ -317,34 +249,26 @@ impl Budgets {
     #[tracing::instrument(skip(self, data), fields(expense = %data.expense_id, user = %user_id))]
     pub async fn apply_expense_event(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         data: &ExpenseChanged,
     ) -> Result<(), AppError> {
-        let entry = match &data.after {
-            Some(a) => LedgerDoc {
-                id: data.expense_id.to_string(),
-                user_id: user_id.to_string(),
-                version: data.version,
-                kind: a.kind.as_str().to_string(),
-                amount_minor: a.amount_minor,
-                currency: a.currency.clone(),
+        let live = match &data.after {
+            Some(a) => Some(LiveEntry {
+                kind: a.kind,
+                amount: snapshot_amount(a)?,
                 category_key: a.category_key.clone(),
-                day: domain::day_key(a.date),
-                state: "live".to_string(),
-            },
-            None => LedgerDoc {
-                id: data.expense_id.to_string(),
-                user_id: user_id.to_string(),
-                version: data.version,
-                kind: String::new(),
-                amount_minor: 0,
-                currency: String::new(),
-                category_key: String::new(),
-                day: String::new(),
-                state: "deleted".to_string(),
-            },
+                date: a.date,
+            }),
+            None => None,
         };
-        self.store.apply(&entry).await?;
+        self.store
+            .apply(&LedgerEntry {
+                expense_id: data.expense_id.clone(),
+                user_id: user_id.clone(),
+                version: data.version,
+                live,
+            })
+            .await?;
         let touched: Vec<&ExpenseSnapshot> = [data.before.as_ref(), data.after.as_ref()]
             .into_iter()
             .flatten()
@@ -354,18 +278,11 @@ impl Budgets {
             return Ok(());
         }
         for budget in self.store.budgets(user_id).await? {
-            let period = Self::period_of(&budget)?;
             let mut periods: Vec<(NaiveDate, NaiveDate)> = Vec::new();
-            for s in &touched {
-                let applies = budget
-                    .category_key
-                    .as_ref()
-                    .is_none_or(|c| *c == s.category_key);
-                if applies {
-                    let p = period.range(s.date);
-                    if !periods.contains(&p) {
-                        periods.push(p);
-                    }
+            for s in touched.iter().filter(|s| budget.covers(&s.category_key)) {
+                let p = budget.period.range(s.date);
+                if !periods.contains(&p) {
+                    periods.push(p);
                 }
             }
             for (start, next) in periods {
@@ -376,17 +293,20 @@ impl Budgets {
     }
 }
 
+/// An expense's amount as its event reports it; one the product could not have written
+/// makes the event invalid (it is parked, not applied).
+fn snapshot_amount(s: &ExpenseSnapshot) -> Result<Money, AppError> {
+    let currency = Currency::parse(&s.currency).map_err(|e| AppError::money("currency", e))?;
+    Money::from_minor(s.amount_minor, currency).map_err(|e| AppError::money("amountMinor", e))
+}
+
 /// The consumer side of `POST /internal/events`: `expense.*` events.
 pub struct ExpenseEvents(pub Budgets);
 
 impl EventHandler for ExpenseEvents {
     async fn handle(&self, envelope: &Event, event: DomainEvent) -> Result<(), AppError> {
         match event.expense_change() {
-            Some(change) => {
-                self.0
-                    .apply_expense_event(envelope.user_id.as_str(), change)
-                    .await
-            }
+            Some(change) => self.0.apply_expense_event(&envelope.user_id, change).await,
             None => Err(AppError::validation(
                 "type",
                 format!("budgets does not consume {} events", event.kind()),

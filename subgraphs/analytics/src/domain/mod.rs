@@ -1,10 +1,17 @@
 //! Analytics rules over plain data: calendar windows in the user's timezone, totals,
-//! averages and the insight rules. No GraphQL, no BSON.
+//! averages and the insight rules; and the records they work on (`model`). No GraphQL,
+//! no BSON.
+
+mod model;
 
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, Duration, Months, NaiveDate, Weekday};
+use contract::ids::ExpenseId;
 use kit::AppError;
+
+pub use contract::events::TxKind;
+pub use model::{BucketKey, DayTotal, ExpenseFact, ExpenseState, WeeklyRun};
 
 /// Longest trend a client may ask for.
 pub const MAX_TREND_MONTHS: i32 = 36;
@@ -27,48 +34,6 @@ pub const LARGE_EXPENSE_MIN_SAMPLES: usize = 5;
 pub const WEEKPART_WINDOW_DAYS: i64 = 28;
 /// ... with at least this many expenses in them.
 pub const WEEKPART_MIN_EXPENSES: i64 = 10;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Expense,
-    Income,
-}
-
-impl Kind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Kind::Expense => "EXPENSE",
-            Kind::Income => "INCOME",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "EXPENSE" => Some(Kind::Expense),
-            "INCOME" => Some(Kind::Income),
-            _ => None,
-        }
-    }
-}
-
-/// One read-model row: a user's total of one type and category on one day.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DayTotal {
-    pub date: NaiveDate,
-    pub kind: Kind,
-    pub category: String,
-    pub total_minor: i64,
-    pub count: i64,
-}
-
-/// One expense as analytics knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpenseFact {
-    pub id: String,
-    pub date: NaiveDate,
-    pub category: String,
-    pub amount_minor: i64,
-}
 
 /// A half-open range of calendar days `[start, next)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,14 +185,14 @@ impl Totals {
         let mut t = Totals::default();
         for r in rows {
             match r.kind {
-                Kind::Expense => {
+                TxKind::Expense => {
                     t.spent_minor += r.total_minor;
                     t.expense_count += r.count;
                     let e = t.by_category.entry(r.category.clone()).or_default();
                     e.0 += r.total_minor;
                     e.1 += r.count;
                 }
-                Kind::Income => {
+                TxKind::Income => {
                     t.income_minor += r.total_minor;
                     t.income_count += r.count;
                 }
@@ -258,7 +223,7 @@ pub fn daily_spending(rows: &[DayTotal], window: Window) -> Vec<(NaiveDate, i64)
     }
     for r in rows
         .iter()
-        .filter(|r| r.kind == Kind::Expense && window.contains(r.date))
+        .filter(|r| r.kind == TxKind::Expense && window.contains(r.date))
     {
         *per_day.entry(r.date).or_default() += r.total_minor;
     }
@@ -327,7 +292,7 @@ pub fn budget_pace(
         let name = b.category.as_deref().unwrap_or("overall");
         let pace = average_minor(b.spent_minor, elapsed);
         out.push(Insight {
-            kind: "BUDGET_PACE",
+            kind: InsightKind::BudgetPace,
             title: format!("Your {name} budget is running fast"),
             message: format!(
                 "At this pace your {name} budget runs out on {} ({} per day so far; {} of {} spent).",
@@ -371,15 +336,37 @@ pub enum Figure {
     Text(String),
 }
 
+/// What an insight is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsightKind {
+    TopCategory,
+    MonthOverMonth,
+    LargeExpense,
+    WeekendVsWeekday,
+    BudgetPace,
+}
+
+impl InsightKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InsightKind::TopCategory => "TOP_CATEGORY",
+            InsightKind::MonthOverMonth => "MONTH_OVER_MONTH",
+            InsightKind::LargeExpense => "LARGE_EXPENSE",
+            InsightKind::WeekendVsWeekday => "WEEKEND_VS_WEEKDAY",
+            InsightKind::BudgetPace => "BUDGET_PACE",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Insight {
-    pub kind: &'static str,
+    pub kind: InsightKind,
     pub title: String,
     pub message: String,
     pub severity: Severity,
     pub figures: Vec<(&'static str, Figure)>,
     /// The expense an insight is about, when there is one.
-    pub expense_id: Option<String>,
+    pub expense_id: Option<ExpenseId>,
 }
 
 /// What the insight rules look at.
@@ -416,7 +403,7 @@ fn top_category(current: &Totals, input: &InsightInput<'_>, out: &mut Vec<Insigh
     };
     let share = percentage(total, current.spent_minor);
     out.push(Insight {
-        kind: "TOP_CATEGORY",
+        kind: InsightKind::TopCategory,
         title: format!("Top category: {category}"),
         message: format!(
             "{category} is {share}% of your spending this month ({} of {}).",
@@ -458,7 +445,7 @@ fn month_over_month(
         }
         let up = change > 0.0;
         out.push(Insight {
-            kind: "MONTH_OVER_MONTH",
+            kind: InsightKind::MonthOverMonth,
             title: format!(
                 "{category} {} {}% vs last month",
                 if up { "up" } else { "down" },
@@ -515,7 +502,7 @@ fn large_expenses(input: &InsightInput<'_>, out: &mut Vec<Insight>) {
     for (_, e, med) in found.into_iter().take(3) {
         let ratio = percentage(e.amount_minor, med) / 100.0;
         out.push(Insight {
-            kind: "LARGE_EXPENSE",
+            kind: InsightKind::LargeExpense,
             title: format!("Unusually large {} expense", e.category),
             message: format!(
                 "{} on {} is {ratio:.1}x your median {} expense of the last {LARGE_EXPENSE_WINDOW_DAYS} days ({}).",
@@ -541,7 +528,7 @@ fn weekend_vs_weekday(input: &InsightInput<'_>, out: &mut Vec<Insight>) {
     let rows: Vec<&DayTotal> = input
         .rows
         .iter()
-        .filter(|r| r.kind == Kind::Expense && window.contains(r.date))
+        .filter(|r| r.kind == TxKind::Expense && window.contains(r.date))
         .collect();
     let count: i64 = rows.iter().map(|r| r.count).sum();
     if count < WEEKPART_MIN_EXPENSES {
@@ -579,7 +566,7 @@ fn weekend_vs_weekday(input: &InsightInput<'_>, out: &mut Vec<Insight>) {
         )
     };
     out.push(Insight {
-        kind: "WEEKEND_VS_WEEKDAY",
+        kind: InsightKind::WeekendVsWeekday,
         title: format!("You spend more on {higher}"),
         message: format!(
             "Over the last {WEEKPART_WINDOW_DAYS} days you spent {} per weekend day and {} per weekday (averages per calendar day).",

@@ -1,8 +1,14 @@
-//! The rules of budgets: periods, thresholds, how much is used, alert severity.
-//! No GraphQL and no BSON here.
+//! The rules of budgets: periods, thresholds, how much is used, alert severity; and
+//! the domain model they apply to (`model`). No GraphQL and no BSON here.
+
+mod model;
 
 use chrono::{Datelike, Days, Months, NaiveDate};
 use kit::AppError;
+
+pub use model::{
+    Alert, Budget, BudgetView, Category, LedgerEntry, LiveEntry, Rates, Rearm, Spending,
+};
 
 pub const DEFAULT_THRESHOLDS: &[i32] = &[80, 100];
 pub const MAX_THRESHOLDS: usize = 5;
@@ -114,11 +120,6 @@ pub fn alert_message(
             "You have used {percent:.0}% of {what} ({spent} of {amount} {currency}), past your {threshold}% alert."
         )
     }
-}
-
-/// `YYYYMMDD`: the compact form used in range queries.
-pub fn day_key(d: NaiveDate) -> String {
-    d.format("%Y%m%d").to_string()
 }
 
 #[cfg(test)]

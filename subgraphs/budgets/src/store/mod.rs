@@ -1,116 +1,26 @@
 //! Storage of the `budgets` database: budgets, the spending ledger built from expense
-//! events, and alerts (each carrying its `budget.alert` event in its outbox).
+//! events, and alerts (each carrying its `budget.alert` event in its outbox). Its
+//! methods take and return the domain model; `documents` maps it to what is stored.
 
+mod documents;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+use contract::ids::{AlertId, BudgetId, UserId};
 use futures::TryStreamExt;
 use kit::AppError;
 use kit::db::index;
 use kit::events::Outbox;
+use kit::money::{Currency, Decimal};
 use mongodb::bson::{self, doc};
 use mongodb::{Collection, Database};
-use serde::{Deserialize, Serialize};
+
+use crate::domain::{Alert, Budget, LedgerEntry, Rates, Spending};
+pub use documents::{AlertDoc, BudgetDoc, LedgerDoc, RateDoc, RearmDoc, unique_key};
+use documents::{LedgerAmount, day_key, stored_currency};
 
 pub const ALERTS: &str = "alerts";
-
-/// A re-armed threshold: after a budget change un-crossed it in a period, the next
-/// alert for it in that period uses the next generation (a new unique key).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct RearmDoc {
-    pub threshold: i32,
-    /// `YYYY-MM-DD`.
-    pub period_start: String,
-    pub generation: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct BudgetDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub user_id: String,
-    /// Display name; null: all spending.
-    pub category: Option<String>,
-    pub category_key: Option<String>,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub period: String,
-    pub thresholds: Vec<i32>,
-    #[serde(default)]
-    pub rearmed: Vec<RearmDoc>,
-    /// `user|category-or-*|period` while live (unique: one budget per user, category
-    /// and period); `deleted|id` once deleted.
-    pub unique_key: String,
-    pub deleted: bool,
-    pub version: i64,
-    pub created_at: bson::DateTime,
-    pub updated_at: bson::DateTime,
-}
-
-impl BudgetDoc {
-    pub fn generation(&self, threshold: i32, period_start: &str) -> i64 {
-        self.rearmed
-            .iter()
-            .find(|r| r.threshold == threshold && r.period_start == period_start)
-            .map(|r| r.generation)
-            .unwrap_or(0)
-    }
-}
-
-pub fn unique_key(user_id: &str, category_key: Option<&str>, period: &str) -> String {
-    format!("{user_id}|{}|{period}", category_key.unwrap_or("*"))
-}
-
-/// What one expense currently contributes, as last reported by the expenses subgraph.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct LedgerDoc {
-    /// The expense id.
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub user_id: String,
-    /// The expense's version this entry reflects; older events never overwrite it.
-    pub version: i64,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub category_key: String,
-    /// `YYYYMMDD`.
-    pub day: String,
-    /// `live` or `deleted` (text, not a boolean: nx-27017 stores a `$set` boolean as 1).
-    pub state: String,
-}
-
-/// The part of a ledger entry a sum reads.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LedgerAmount {
-    amount_minor: i64,
-    currency: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AlertDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub user_id: String,
-    pub budget_id: String,
-    pub threshold: i32,
-    pub generation: i64,
-    /// `YYYY-MM-DD`.
-    pub period_start: String,
-    /// `budget|periodStart|threshold|generation`, unique: one alert per crossing.
-    pub dedup_key: String,
-    pub percent_used: f64,
-    pub severity: String,
-    pub message: String,
-    /// When the user marked it read; set with `$currentDate` (server time).
-    pub read_at: Option<bson::DateTime>,
-    pub created_at: bson::DateTime,
-    #[serde(flatten)]
-    pub events: Outbox,
-}
 
 #[derive(Clone)]
 pub struct Store {
@@ -120,22 +30,12 @@ pub struct Store {
     pub rates: Collection<RateDoc>,
 }
 
-/// Sums of the ledger within a period for one budget.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Spending {
-    /// In the budget's currency; other currencies converted with the rates table.
-    pub spent_minor: i64,
-    /// Matching expenses in a currency without a rate: not counted, never guessed.
-    pub uncounted: i64,
-}
-
-/// Units of a currency per 1 USD, as exact decimal text.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct RateDoc {
-    #[serde(rename = "_id")]
-    pub currency: String,
-    pub per_usd: String,
+/// Maps every document of a query's answer.
+fn all<D, T>(docs: Vec<D>) -> Result<Vec<T>, AppError>
+where
+    T: TryFrom<D, Error = AppError>,
+{
+    docs.into_iter().map(T::try_from).collect()
 }
 
 impl Store {
@@ -181,22 +81,18 @@ impl Store {
     }
 
     /// Inserts; false when the user already has a budget for that category and period.
-    pub async fn insert_budget(&self, b: &BudgetDoc) -> Result<bool, AppError> {
-        kit::db::insert_new(&self.budgets, b).await
+    pub async fn insert_budget(&self, b: &Budget) -> Result<bool, AppError> {
+        kit::db::insert_new(&self.budgets, &BudgetDoc::from(b)).await
     }
 
     /// Replaces under the version check. `Ok(None)`: lost a race; `Ok(Some(false))`:
     /// the new category/period collides with another budget.
-    pub async fn replace_budget(
-        &self,
-        b: &BudgetDoc,
-        version: i64,
-    ) -> Result<Option<bool>, AppError> {
+    pub async fn replace_budget(&self, b: &Budget, version: i64) -> Result<Option<bool>, AppError> {
         match self
             .budgets
             .replace_one(
-                doc! { "_id": &b.id, "userId": &b.user_id, "version": version },
-                b,
+                doc! { "_id": b.id.as_str(), "userId": b.user_id.as_str(), "version": version },
+                BudgetDoc::from(b),
             )
             .await
         {
@@ -208,32 +104,42 @@ impl Store {
     }
 
     /// The caller's live budget.
-    pub async fn budget(&self, user_id: &str, id: &str) -> Result<Option<BudgetDoc>, AppError> {
-        Ok(self
-            .budgets
-            .find_one(doc! { "_id": id, "userId": user_id, "deleted": false })
-            .await?)
+    pub async fn budget(
+        &self,
+        user_id: &UserId,
+        id: &BudgetId,
+    ) -> Result<Option<Budget>, AppError> {
+        self.budgets
+            .find_one(doc! { "_id": id.as_str(), "userId": user_id.as_str(), "deleted": false })
+            .await?
+            .map(Budget::try_from)
+            .transpose()
     }
 
     /// The caller's live budget `id`, or `NOT_FOUND` (also for someone else's).
-    pub async fn owned_budget(&self, user_id: &str, id: &str) -> Result<BudgetDoc, AppError> {
+    pub async fn owned_budget(&self, user_id: &UserId, id: &BudgetId) -> Result<Budget, AppError> {
         self.budget(user_id, id)
             .await?
             .ok_or_else(|| AppError::not_found("budget"))
     }
 
     /// Also a deleted one (an old alert still names its budget).
-    pub async fn budget_any(&self, user_id: &str, id: &str) -> Result<Option<BudgetDoc>, AppError> {
-        Ok(self
-            .budgets
-            .find_one(doc! { "_id": id, "userId": user_id })
-            .await?)
+    pub async fn budget_any(
+        &self,
+        user_id: &UserId,
+        id: &BudgetId,
+    ) -> Result<Option<Budget>, AppError> {
+        self.budgets
+            .find_one(doc! { "_id": id.as_str(), "userId": user_id.as_str() })
+            .await?
+            .map(Budget::try_from)
+            .transpose()
     }
 
-    pub async fn budgets(&self, user_id: &str) -> Result<Vec<BudgetDoc>, AppError> {
-        Ok(self
+    pub async fn budgets(&self, user_id: &UserId) -> Result<Vec<Budget>, AppError> {
+        all(self
             .budgets
-            .find(doc! { "userId": user_id, "deleted": false })
+            .find(doc! { "userId": user_id.as_str(), "deleted": false })
             .sort(doc! { "createdAt": 1 })
             .await?
             .try_collect()
@@ -243,7 +149,8 @@ impl Store {
     /// Applies an expense's state if it is newer than what the ledger has. The filter
     /// only matches an older entry; for a newer one the upsert collides with `_id`,
     /// which means "already applied".
-    pub async fn apply(&self, entry: &LedgerDoc) -> Result<bool, AppError> {
+    pub async fn apply(&self, entry: &LedgerEntry) -> Result<bool, AppError> {
+        let entry = LedgerDoc::from(entry);
         let r = self
             .ledger
             .update_one(
@@ -268,19 +175,19 @@ impl Store {
         }
     }
 
-    /// What a budget has used in `[start, next)` (`YYYYMMDD` keys). INCOME never counts.
+    /// What a budget has used in `[start, next)`. INCOME never counts.
     pub async fn spending(
         &self,
-        budget: &BudgetDoc,
-        start: &str,
-        next: &str,
+        budget: &Budget,
+        start: NaiveDate,
+        next: NaiveDate,
     ) -> Result<Spending, AppError> {
         let mut q = doc! {
-            "userId": &budget.user_id, "state": "live", "type": "EXPENSE",
-            "day": { "$gte": start, "$lt": next },
+            "userId": budget.user_id.as_str(), "state": "live", "type": "EXPENSE",
+            "day": { "$gte": day_key(start), "$lt": day_key(next) },
         };
-        if let Some(c) = &budget.category_key {
-            q.insert("categoryKey", c);
+        if let Some(c) = &budget.category {
+            q.insert("categoryKey", &c.key);
         }
         let mut cursor = self
             .ledger
@@ -289,17 +196,18 @@ impl Store {
             .projection(doc! { "amountMinor": 1, "currency": 1 })
             .await?;
         // Sum per currency first, then convert each foreign total once.
-        let mut totals: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+        let mut totals: BTreeMap<Currency, (i64, i64)> = BTreeMap::new();
         while let Some(d) = cursor.try_next().await? {
-            let t = totals.entry(d.currency).or_insert((0, 0));
+            let currency = stored_currency("ledger entry", &d.id, &d.currency)?;
+            let t = totals.entry(currency).or_insert((0, 0));
             t.0 = t.0.saturating_add(d.amount_minor);
             t.1 += 1;
         }
         let mut s = Spending::default();
-        let target = kit::money::Currency::parse(&budget.currency).map_err(AppError::internal)?;
-        let mut rates: Option<std::collections::HashMap<String, String>> = None;
+        let target = budget.amount.currency();
+        let mut rates: Option<Rates> = None;
         for (currency, (minor, count)) in totals {
-            if currency == budget.currency {
+            if currency == target {
                 s.spent_minor = s.spent_minor.saturating_add(minor);
                 continue;
             }
@@ -307,19 +215,7 @@ impl Store {
                 Some(t) => t,
                 None => rates.insert(self.rate_table().await?),
             };
-            let converted = (|| {
-                let from = kit::money::Currency::parse(&currency).ok()?;
-                let from_rate = kit::money::Decimal::parse(table.get(&currency)?).ok()?;
-                let to_rate = kit::money::Decimal::parse(table.get(&budget.currency)?).ok()?;
-                crate::domain::convert(
-                    minor,
-                    from.exponent(),
-                    from_rate,
-                    target.exponent(),
-                    to_rate,
-                )
-            })();
-            match converted {
+            match table.convert(minor, currency, target) {
                 Some(m) => s.spent_minor = s.spent_minor.saturating_add(m),
                 None => s.uncounted += count,
             }
@@ -327,10 +223,14 @@ impl Store {
         Ok(s)
     }
 
-    /// The rates table: currency → units per USD.
-    pub async fn rate_table(&self) -> Result<std::collections::HashMap<String, String>, AppError> {
+    /// The rates table: units of each currency per USD.
+    pub async fn rate_table(&self) -> Result<Rates, AppError> {
         let docs: Vec<RateDoc> = self.rates.find(doc! {}).await?.try_collect().await?;
-        Ok(docs.into_iter().map(|r| (r.currency, r.per_usd)).collect())
+        Ok(Rates(
+            docs.iter()
+                .map(RateDoc::rate)
+                .collect::<Result<HashMap<_, _>, _>>()?,
+        ))
     }
 
     /// Seeds the fixed rates where the table has none (never overwrites an admin's).
@@ -347,42 +247,44 @@ impl Store {
         Ok(())
     }
 
-    /// Sets one rate (admin).
-    pub async fn set_rate(&self, currency: &str, per_usd: &str) -> Result<(), AppError> {
+    /// Sets one rate (admin): `per_usd` units of `currency` per USD.
+    pub async fn set_rate(&self, currency: Currency, per_usd: Decimal) -> Result<(), AppError> {
         self.rates
             .update_one(
-                doc! { "_id": currency },
-                doc! { "$set": { "perUsd": per_usd } },
+                doc! { "_id": currency.code() },
+                doc! { "$set": { "perUsd": per_usd.to_string() } },
             )
             .upsert(true)
             .await?;
         Ok(())
     }
 
-    /// Inserts an alert; false when this crossing already has one.
-    pub async fn insert_alert(&self, a: &AlertDoc) -> Result<bool, AppError> {
-        kit::db::insert_new(&self.alerts, a).await
+    /// Inserts an alert with its events; false when this crossing already has one.
+    pub async fn insert_alert(&self, a: &Alert, events: Outbox) -> Result<bool, AppError> {
+        kit::db::insert_new(&self.alerts, &AlertDoc::new(a, events)).await
     }
 
-    pub async fn alert(&self, user_id: &str, id: &str) -> Result<Option<AlertDoc>, AppError> {
-        Ok(self
-            .alerts
-            .find_one(doc! { "_id": id, "userId": user_id })
+    pub async fn alert(&self, user_id: &UserId, id: &AlertId) -> Result<Option<Alert>, AppError> {
+        self.alerts
+            .find_one(doc! { "_id": id.as_str(), "userId": user_id.as_str() })
             .projection(doc! { "outbox": 0, "outboxPending": 0 })
-            .await?)
+            .await?
+            .map(Alert::try_from)
+            .transpose()
     }
 
     pub async fn alerts(
         &self,
-        user_id: &str,
-        budget_ids: &[String],
+        user_id: &UserId,
+        budget_ids: &[BudgetId],
         unread_only: bool,
-    ) -> Result<Vec<AlertDoc>, AppError> {
-        let mut q = doc! { "userId": user_id, "budgetId": { "$in": budget_ids } };
+    ) -> Result<Vec<Alert>, AppError> {
+        let ids: Vec<&str> = budget_ids.iter().map(BudgetId::as_str).collect();
+        let mut q = doc! { "userId": user_id.as_str(), "budgetId": { "$in": ids } };
         if unread_only {
             q.insert("readAt", bson::Bson::Null);
         }
-        Ok(self
+        all(self
             .alerts
             .find(q)
             .sort(doc! { "createdAt": -1, "threshold": -1 })
@@ -392,11 +294,11 @@ impl Store {
             .await?)
     }
 
-    pub async fn mark_read(&self, user_id: &str, id: &str) -> Result<bool, AppError> {
+    pub async fn mark_read(&self, user_id: &UserId, id: &AlertId) -> Result<bool, AppError> {
         let r = self
             .alerts
             .update_one(
-                doc! { "_id": id, "userId": user_id },
+                doc! { "_id": id.as_str(), "userId": user_id.as_str() },
                 doc! { "$currentDate": { "readAt": true } },
             )
             .await?;

@@ -1,0 +1,249 @@
+//! The analytics subgraph's queries: reports over the read model in the caller's
+//! timezone and currency, and insights.
+
+use async_graphql::{Context, Object, Result};
+use chrono::Datelike;
+use kit::AppError;
+use kit::scalars::Date;
+use kit::users::AccessToken;
+
+use super::{
+    AnalysisPeriod, CategoryAnalysis, CategoryStat, CategoryTotal, DailyAmount, DailyPattern,
+    Expense, Insight, MonthTrend, MonthlySummary, caller_profile, money, money_text, service,
+};
+use crate::domain::{self, Totals, Window};
+
+/// The queries of the analytics subgraph.
+pub struct Query;
+
+/// `YYYY-MM`.
+fn month_label(w: &Window) -> String {
+    w.start.format("%Y-%m").to_string()
+}
+
+#[Object]
+impl Query {
+    /// The whole month `year`-`month` in the user's timezone; an absent `year` or
+    /// `month` is the current one there.
+    async fn monthly_summary(
+        &self,
+        ctx: &Context<'_>,
+        year: Option<i32>,
+        month: Option<i32>,
+    ) -> Result<MonthlySummary> {
+        let (user, profile) = caller_profile(ctx).await?;
+        let today = service(ctx)?.clock.today_in(profile.timezone);
+        let year = year.unwrap_or_else(|| today.year());
+        let month = month.unwrap_or_else(|| today.month() as i32);
+        domain::validate_year_month(year, month)?;
+        let window = domain::month_window(year, month as u32)?;
+        let cur = profile.currency;
+        let rows = service(ctx)?
+            .store
+            .day_totals(&user, cur, window.start, window.next)
+            .await?;
+        let t = Totals::of(&rows);
+        Ok(MonthlySummary {
+            period: month_label(&window),
+            currency: cur.code().to_string(),
+            total_spent: money(t.spent_minor, cur)?,
+            total_income: money(t.income_minor, cur)?,
+            transaction_count: t.expense_count,
+            income_count: t.income_count,
+            average_per_transaction: money(
+                domain::average_minor(t.spent_minor, t.expense_count),
+                cur,
+            )?,
+            category_breakdown: t
+                .categories_desc()
+                .into_iter()
+                .map(|(category, total, count)| {
+                    Ok(CategoryTotal {
+                        category,
+                        total: money(total, cur)?,
+                        count,
+                    })
+                })
+                .collect::<Result<_, AppError>>()?,
+        })
+    }
+
+    /// Exactly `months` consecutive months ending with the current one (user's
+    /// timezone), oldest first; months without transactions are present with zeros.
+    async fn spending_trends(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 6)] months: i32,
+    ) -> Result<Vec<MonthTrend>> {
+        let (user, profile) = caller_profile(ctx).await?;
+        let svc = service(ctx)?;
+        let windows = domain::trend_months(svc.clock.today_in(profile.timezone), months)?;
+        let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+            return Ok(Vec::new());
+        };
+        let cur = profile.currency;
+        let rows = svc
+            .store
+            .day_totals(&user, cur, first.start, last.next)
+            .await?;
+        windows
+            .iter()
+            .map(|w| {
+                let t = Totals::of(rows.iter().filter(|r| w.contains(r.date)));
+                Ok(MonthTrend {
+                    month: month_label(w),
+                    total_spent: money(t.spent_minor, cur)?,
+                    total_income: money(t.income_minor, cur)?,
+                    transaction_count: t.expense_count,
+                })
+            })
+            .collect::<Result<_, AppError>>()
+            .map_err(Into::into)
+    }
+
+    /// Spending per category in the current week, month or year (user's timezone).
+    async fn category_analysis(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "AnalysisPeriod::Month")] period: AnalysisPeriod,
+    ) -> Result<CategoryAnalysis> {
+        let (user, profile) = caller_profile(ctx).await?;
+        let svc = service(ctx)?;
+        let window = domain::period_window(period.into(), svc.clock.today_in(profile.timezone));
+        let cur = profile.currency;
+        let rows = svc
+            .store
+            .day_totals(&user, cur, window.start, window.next)
+            .await?;
+        let t = Totals::of(&rows);
+        let cats = t.categories_desc();
+        Ok(CategoryAnalysis {
+            period,
+            from: Date(window.start),
+            to: Date(window.last()),
+            currency: cur.code().to_string(),
+            top_category: cats.first().map(|c| c.0.clone()),
+            categories: cats
+                .into_iter()
+                .map(|(category, total, count)| {
+                    Ok(CategoryStat {
+                        category,
+                        total_spent: money(total, cur)?,
+                        count,
+                        average: money(domain::average_minor(total, count), cur)?,
+                        percentage: domain::percentage(total, t.spent_minor),
+                    })
+                })
+                .collect::<Result<_, AppError>>()?,
+            total_spent: money(t.spent_minor, cur)?,
+        })
+    }
+
+    /// Spending per calendar day over the last `days` days, today included.
+    async fn daily_pattern(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 30)] days: i32,
+    ) -> Result<DailyPattern> {
+        let days = domain::validate_days(days)?;
+        let (user, profile) = caller_profile(ctx).await?;
+        let svc = service(ctx)?;
+        let window = domain::last_days(svc.clock.today_in(profile.timezone), days);
+        let cur = profile.currency;
+        let rows = svc
+            .store
+            .day_totals(&user, cur, window.start, window.next)
+            .await?;
+        let daily = domain::daily_spending(&rows, window);
+        let total: i64 = daily.iter().map(|(_, a)| *a).sum();
+        Ok(DailyPattern {
+            from: Date(window.start),
+            to: Date(window.last()),
+            daily: daily
+                .into_iter()
+                .map(|(date, a)| {
+                    Ok(DailyAmount {
+                        date: Date(date),
+                        amount: money(a, cur)?,
+                    })
+                })
+                .collect::<Result<_, AppError>>()?,
+            average_daily_spending: money(domain::average_minor(total, days), cur)?,
+            average_over: "CALENDAR_DAY",
+            currency: cur.code().to_string(),
+        })
+    }
+
+    /// The largest expenses (never incomes) of the period, largest first; resolved to
+    /// full `Expense` objects by the expenses subgraph through the router.
+    async fn top_expenses(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 10)] limit: i32,
+        #[graphql(default_with = "AnalysisPeriod::Month")] period: AnalysisPeriod,
+    ) -> Result<Vec<Expense>> {
+        let limit = domain::validate_limit(limit)?;
+        let (user, profile) = caller_profile(ctx).await?;
+        let svc = service(ctx)?;
+        let window = domain::period_window(period.into(), svc.clock.today_in(profile.timezone));
+        let mut facts = svc
+            .store
+            .expense_facts(&user, profile.currency, window)
+            .await?;
+        facts.sort_by(|a, b| {
+            b.amount_minor
+                .cmp(&a.amount_minor)
+                .then_with(|| b.date.cmp(&a.date))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(facts
+            .into_iter()
+            .take(limit as usize)
+            .map(|f| Expense::from(f.id))
+            .collect())
+    }
+
+    /// Insights, each only when its minimum data is there (see the `kind`s):
+    /// TOP_CATEGORY needs 5 expenses this month; MONTH_OVER_MONTH needs spending in the
+    /// category in both months and a change of at least 20%; LARGE_EXPENSE needs 5
+    /// expenses of the category in the last 90 days and an amount above 3x their
+    /// median; WEEKEND_VS_WEEKDAY needs 10 expenses in the last 28 days; BUDGET_PACE
+    /// (from the budgets subgraph, with the caller's token) needs a budget in the
+    /// user's currency at least 7 days into its period, with spending, whose pace per
+    /// calendar day would use it up before the period ends.
+    async fn insights(&self, ctx: &Context<'_>) -> Result<Vec<Insight>> {
+        let (user, profile) = caller_profile(ctx).await?;
+        let svc = service(ctx)?;
+        let today = svc.clock.today_in(profile.timezone);
+        let cur = profile.currency;
+        let this_month = domain::month_of(today);
+        let prev_start = domain::month_of(this_month.start - chrono::Duration::days(1)).start;
+        let recent_window = domain::last_days(today, domain::LARGE_EXPENSE_WINDOW_DAYS);
+        let from = prev_start.min(recent_window.start);
+        let rows = svc
+            .store
+            .day_totals(&user, cur, from, this_month.next)
+            .await?;
+        let recent = svc.store.expense_facts(&user, cur, recent_window).await?;
+        let text = money_text(cur);
+        let mut found = domain::insights(&domain::InsightInput {
+            today,
+            rows: &rows,
+            recent: &recent,
+            money: &text,
+        });
+        if let Some(token) = ctx.data_opt::<AccessToken>() {
+            match svc.budgets.budgets(&token.0, cur).await {
+                Ok(budgets) => found.extend(domain::budget_pace(today, &budgets, &text)),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "budgets unavailable; no pace insight")
+                }
+            }
+        }
+        found
+            .into_iter()
+            .map(|i| Insight::new(i, cur))
+            .collect::<Result<_, AppError>>()
+            .map_err(Into::into)
+    }
+}

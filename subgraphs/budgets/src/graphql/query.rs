@@ -1,0 +1,51 @@
+//! The budgets subgraph's queries.
+
+use async_graphql::{Context, ID, Object, Result};
+use contract::ids::BudgetId;
+
+use super::{Budget, BudgetAlert, budget_view, caller_id, caller_profile, service};
+
+/// The queries of the budgets subgraph.
+#[derive(Default)]
+pub struct BudgetQueries;
+
+#[Object]
+impl BudgetQueries {
+    /// The caller's budgets with their current period's spending.
+    async fn budgets(&self, ctx: &Context<'_>) -> Result<Vec<Budget>> {
+        let (user, profile) = caller_profile(ctx).await?;
+        let s = service(ctx)?;
+        let today = s.clock.today_in(profile.timezone);
+        let mut out = Vec::new();
+        for budget in s.store.budgets(&user).await? {
+            out.push(Budget(s.view(budget, today).await?));
+        }
+        Ok(out)
+    }
+
+    async fn budget(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Budget>> {
+        Ok(budget_view(ctx, &id).await?)
+    }
+
+    /// Alerts of the caller's live budgets, newest first.
+    async fn budget_alerts(
+        &self,
+        ctx: &Context<'_>,
+        unread_only: Option<bool>,
+    ) -> Result<Vec<BudgetAlert>> {
+        let user = caller_id(ctx)?;
+        let s = service(ctx)?;
+        let ids: Vec<BudgetId> = s
+            .store
+            .budgets(&user)
+            .await?
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        let alerts = s
+            .store
+            .alerts(&user, &ids, unread_only.unwrap_or(false))
+            .await?;
+        Ok(alerts.into_iter().map(BudgetAlert).collect())
+    }
+}

@@ -1,0 +1,205 @@
+//! The budgets subgraph's GraphQL output and input types: output types wrap the
+//! domain model.
+
+use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
+use chrono::{DateTime, Days, Utc};
+use kit::AppError;
+use kit::money::{Currency, Money};
+use kit::scalars::{Date, Decimal};
+
+use super::{caller_profile, service};
+use crate::domain::{self, BudgetView, Period, Severity};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum BudgetPeriod {
+    Weekly,
+    Monthly,
+    Yearly,
+}
+
+impl From<BudgetPeriod> for Period {
+    fn from(p: BudgetPeriod) -> Self {
+        match p {
+            BudgetPeriod::Weekly => Period::Weekly,
+            BudgetPeriod::Monthly => Period::Monthly,
+            BudgetPeriod::Yearly => Period::Yearly,
+        }
+    }
+}
+
+impl From<Period> for BudgetPeriod {
+    fn from(p: Period) -> Self {
+        match p {
+            Period::Weekly => BudgetPeriod::Weekly,
+            Period::Monthly => BudgetPeriod::Monthly,
+            Period::Yearly => BudgetPeriod::Yearly,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum AlertSeverity {
+    Warning,
+    Critical,
+}
+
+impl From<Severity> for AlertSeverity {
+    fn from(s: Severity) -> Self {
+        match s {
+            Severity::Warning => AlertSeverity::Warning,
+            Severity::Critical => AlertSeverity::Critical,
+        }
+    }
+}
+
+/// A spending limit per category (or overall) and period.
+pub struct Budget(pub BudgetView);
+
+/// Minor units of `currency` (a sum may exceed what an amount holds: INTERNAL).
+fn money(minor: i64, currency: Currency) -> Result<Decimal, AppError> {
+    Ok(Money::from_minor(minor, currency)
+        .map_err(AppError::internal)?
+        .into())
+}
+
+#[Object]
+impl Budget {
+    async fn id(&self) -> ID {
+        ID(self.0.budget.id.to_string())
+    }
+    /// null: all EXPENSE spending.
+    async fn category(&self) -> Option<&str> {
+        self.0.budget.category.as_ref().map(|c| c.name.as_str())
+    }
+    async fn amount(&self) -> Decimal {
+        self.0.budget.amount.into()
+    }
+    async fn currency(&self) -> String {
+        self.0.budget.amount.currency().code().to_string()
+    }
+    async fn period(&self) -> BudgetPeriod {
+        self.0.budget.period.into()
+    }
+    /// Percentages at which an alert is raised (default [80, 100]).
+    async fn alert_thresholds(&self) -> &[i32] {
+        &self.0.budget.thresholds
+    }
+    /// First day of the current period (in the user's timezone).
+    async fn period_start(&self) -> Date {
+        Date(self.0.start)
+    }
+    /// Last day of the current period, inclusive (the period is the half-open range
+    /// from `periodStart` to the day after `periodEnd`).
+    async fn period_end(&self) -> Date {
+        Date(
+            self.0
+                .next
+                .checked_sub_days(Days::new(1))
+                .unwrap_or(self.0.next),
+        )
+    }
+    /// EXPENSE spending of the current period in the budget's currency.
+    async fn spent(&self) -> Result<Decimal> {
+        Ok(money(
+            self.0.spending.spent_minor,
+            self.0.budget.amount.currency(),
+        )?)
+    }
+    /// `amount - spent`; negative when over budget.
+    async fn remaining(&self) -> Result<Decimal> {
+        let amount = self.0.budget.amount;
+        Ok(money(
+            amount
+                .amount_minor()
+                .saturating_sub(self.0.spending.spent_minor),
+            amount.currency(),
+        )?)
+    }
+    async fn percent_used(&self) -> f64 {
+        domain::percent_used(
+            self.0.spending.spent_minor,
+            self.0.budget.amount.amount_minor(),
+        )
+    }
+    /// Expenses of this period in a currency the rates table has no rate for: not
+    /// counted in `spent` (never guessed). Other currencies are converted.
+    async fn uncounted_expenses(&self) -> i64 {
+        self.0.spending.uncounted
+    }
+    /// This budget's alerts, newest first.
+    async fn alerts(&self, ctx: &Context<'_>) -> Result<Vec<BudgetAlert>> {
+        let b = &self.0.budget;
+        let alerts = service(ctx)?
+            .store
+            .alerts(&b.user_id, std::slice::from_ref(&b.id), false)
+            .await?;
+        Ok(alerts.into_iter().map(BudgetAlert).collect())
+    }
+}
+
+/// Raised once when spending reaches a threshold within a period.
+pub struct BudgetAlert(pub domain::Alert);
+
+#[Object]
+impl BudgetAlert {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn budget(&self, ctx: &Context<'_>) -> Result<Budget> {
+        let (user, profile) = caller_profile(ctx).await?;
+        let s = service(ctx)?;
+        let budget = s
+            .store
+            .budget_any(&user, &self.0.budget_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("budget"))?;
+        Ok(Budget(
+            s.view(budget, s.clock.today_in(profile.timezone)).await?,
+        ))
+    }
+    async fn threshold(&self) -> i32 {
+        self.0.threshold
+    }
+    /// Percentage used when the threshold was crossed.
+    async fn percent_used(&self) -> f64 {
+        self.0.percent_used
+    }
+    /// WARNING for thresholds below 100, CRITICAL from 100 on.
+    async fn severity(&self) -> AlertSeverity {
+        self.0.severity.into()
+    }
+    async fn message(&self) -> &str {
+        &self.0.message
+    }
+    async fn period_start(&self) -> Date {
+        Date(self.0.period_start)
+    }
+    async fn read(&self) -> bool {
+        self.0.read_at.is_some()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateBudgetInput {
+    /// null or absent: all EXPENSE spending.
+    pub category: Option<String>,
+    pub amount: Decimal,
+    /// Default: the user's currency.
+    pub currency: Option<String>,
+    #[graphql(default_with = "BudgetPeriod::Monthly")]
+    pub period: BudgetPeriod,
+    /// Default [80, 100]; each 1..=1000, at most 5.
+    pub alert_thresholds: Option<Vec<i32>>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateBudgetInput {
+    /// null: all spending.
+    pub category: MaybeUndefined<String>,
+    pub amount: Option<Decimal>,
+    pub period: Option<BudgetPeriod>,
+    pub alert_thresholds: Option<Vec<i32>>,
+}
