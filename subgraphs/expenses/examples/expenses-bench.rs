@@ -9,12 +9,15 @@
 use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate};
-use expenses::domain::{EXPENSE_CATEGORIES as CATEGORIES, PAYMENT_METHODS as METHODS};
-use expenses::store::{ExpenseDoc, ListFilter};
+use contract::ids::{ExpenseId, UserId};
+use expenses::domain::{
+    DayRange, EXPENSE_CATEGORIES as CATEGORIES, Expense, ListFilter, PaymentMethod, TxType,
+};
 use futures::TryStreamExt;
-use kit::events::{DispatchSettings, Outbox};
+use kit::events::DispatchSettings;
+use kit::money::{Currency, Money};
 use kit::testing::{FakeUsers, TestDb, TestServer, test_config, test_user};
-use mongodb::bson::{self, Document, doc};
+use mongodb::bson::{Document, doc};
 use serde_json::{Value, json};
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -24,31 +27,33 @@ fn env_num(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn seed_doc(user: &str, i: usize, start: NaiveDate) -> ExpenseDoc {
+fn seed_expense(user: &UserId, i: usize, start: NaiveDate) -> Expense {
     // Deterministic spread: two years of dates, ten categories, 1 in 10 an income.
     let h = (i as u64).wrapping_mul(2_654_435_761) % 1_000_003;
     let date = start + Days::new(h % 731);
-    let id = kit::ids::new_id();
+    let id = ExpenseId::new();
     let income = i.is_multiple_of(10);
     let category = if income {
         "salary"
     } else {
         CATEGORIES[(h % 10) as usize]
     };
-    let now = bson::DateTime::now();
-    ExpenseDoc {
-        sort_key: expenses::domain::sort_key(date, &id),
+    let usd = Currency::parse("USD").expect("a currency");
+    let now = expenses::domain::instant(chrono::Utc::now());
+    Expense {
         idem_key: format!("id:{id}"),
         id,
-        user_id: user.to_string(),
-        kind: if income { "INCOME" } else { "EXPENSE" }.to_string(),
-        amount_minor: 100 + (h % 20_000) as i64,
-        currency: "USD".to_string(),
+        user_id: user.clone(),
+        kind: if income {
+            TxType::Income
+        } else {
+            TxType::Expense
+        },
+        amount: Money::from_minor(100 + (h % 20_000) as i64, usd).expect("an amount"),
         category: category.to_string(),
-        category_key: category.to_string(),
         description: format!("expense {i} at shop {}", h % 97),
-        date: date.to_string(),
-        payment_method: Some(METHODS[(h % 5) as usize].to_string()),
+        date,
+        payment_method: Some(PaymentMethod::ALL[(h % 5) as usize]),
         tags: if h.is_multiple_of(3) {
             vec!["work".to_string()]
         } else {
@@ -61,7 +66,6 @@ fn seed_doc(user: &str, i: usize, start: NaiveDate) -> ExpenseDoc {
         deleted: false,
         created_at: now,
         updated_at: now,
-        events: Outbox::default(),
     }
 }
 
@@ -113,13 +117,14 @@ async fn main() -> anyhow::Result<()> {
         kit::bootstrap::start::<expenses::service::Expenses>(&settings, db.db.clone()).await?;
     let server = TestServer::start(service.router.clone()).await;
     let (user, token) = test_user();
+    let user_id = UserId::from_trusted(user.as_str());
 
     println!("seeding {total} expenses for one user (bulk inserts of 5000)...");
     let t = Instant::now();
     let start = NaiveDate::from_ymd_opt(2023, 1, 1).expect("a valid date");
     let mut batch = Vec::with_capacity(5000);
     for i in 0..total {
-        batch.push(seed_doc(&user, i, start));
+        batch.push(seed_expense(&user_id, i, start));
         if batch.len() == 5000 || i + 1 == total {
             service.store.insert_many(&batch).await?;
             batch.clear();
@@ -213,13 +218,16 @@ async fn main() -> anyhow::Result<()> {
 
     // The peer: the same queries straight to the database.
     let coll = db.db.collection::<Document>("expenses");
+    let year = DayRange {
+        from: NaiveDate::from_ymd_opt(2024, 1, 1),
+        until: NaiveDate::from_ymd_opt(2025, 1, 1),
+    };
     let filter = ListFilter {
         category_keys: Some(vec!["food".to_string()]),
-        from_day: Some("20240101".to_string()),
-        until_day: Some("20250101".to_string()),
+        days: year,
         ..ListFilter::default()
     };
-    let q = filter.to_document(&user, None);
+    let q = expenses::store::filter_document(&filter, &user_id, None);
     let s_list = measure(runs, || {
         let coll = coll.clone();
         let q = q.clone();
@@ -243,12 +251,7 @@ async fn main() -> anyhow::Result<()> {
     let s_agg = measure(sum_runs, || async {
         let _ = service
             .store
-            .summary(
-                &user,
-                "USD",
-                Some("20240101".into()),
-                Some("20250101".into()),
-            )
+            .summary(&user_id, Currency::parse("USD").expect("a currency"), year)
             .await
             .expect("summary");
     })

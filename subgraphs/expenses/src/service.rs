@@ -2,19 +2,24 @@
 //! event in one document write (see `kit::events`), then wakes the dispatcher.
 
 use chrono::NaiveDate;
-use contract::events::{DomainEvent, ExpenseChanged, ExpenseSnapshot};
+use contract::events::{DomainEvent, ExpenseChanged};
 use contract::ids::{ExpenseId, UserId};
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{Dispatcher, Event, Outbox};
-use kit::money::{Currency, Decimal, Money, positive_amount};
+use kit::money::{Currency, Decimal, positive_amount};
 use kit::users::UserProfile;
-use mongodb::bson;
 use serde_json::json;
 
-use crate::domain::{self, Frequency, Recurrence, TxType, csv_format};
-use crate::store::{CategoryDoc, ExpenseDoc, RecurrenceDoc, Store};
+use crate::domain::{
+    self, CustomCategory, DayRange, Expense, PaymentMethod, Recurrence, Schedule, TxType,
+    csv_format,
+};
+use crate::store::{Store, Stored};
 
+/// A new expense as the client asked for it. The text fields are checked by
+/// `create`, after a replay of an idempotent request is answered: the idempotency hash
+/// is taken over the request as given.
 #[derive(Debug, Clone)]
 pub struct NewExpense {
     pub kind: Option<TxType>,
@@ -49,81 +54,20 @@ pub struct Expenses {
     pub clock: Clock,
 }
 
-pub fn parse_date(s: &str) -> Result<NaiveDate, AppError> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|e| AppError::internal(anyhow::anyhow!("stored date {s:?}: {e}")))
-}
-
-/// The type of a stored expense; an unknown one is an internal error (logged), never
-/// a silent default.
-fn stored_kind(kind: &str) -> Result<TxType, AppError> {
-    TxType::parse(kind)
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown stored expense type {kind:?}")))
-}
-
-/// The fields of an expense that consumers (budgets, analytics) work from.
-fn snapshot(d: &ExpenseDoc) -> Result<ExpenseSnapshot, AppError> {
-    let kind = stored_kind(&d.kind)?;
-    Ok(ExpenseSnapshot {
-        kind: kind.into(),
-        amount_minor: d.amount_minor,
-        currency: d.currency.clone(),
-        category: d.category.clone(),
-        category_key: d.category_key.clone(),
-        date: parse_date(&d.date)?,
-    })
-}
-
 /// The `expense.*` event of a change from `before` to `after`.
 fn expense_event(
     kind: fn(ExpenseChanged) -> DomainEvent,
-    before: Option<&ExpenseDoc>,
-    after: &ExpenseDoc,
+    before: Option<&Expense>,
+    after: &Expense,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<Event, AppError> {
+) -> Event {
     let change = ExpenseChanged {
-        expense_id: ExpenseId::from_trusted(&after.id),
+        expense_id: after.id.clone(),
         version: after.version,
-        before: before.map(snapshot).transpose()?,
-        after: if after.deleted {
-            None
-        } else {
-            Some(snapshot(after)?)
-        },
+        before: before.map(Expense::snapshot),
+        after: (!after.deleted).then(|| after.snapshot()),
     };
-    Ok(kind(change).into_event(&UserId::from_trusted(&after.user_id), at))
-}
-
-/// A recurrence as stored. `series` names this schedule (`<id>:<version>` when it was
-/// set) so occurrences of a replaced schedule never collide with the new one's keys.
-/// A new expense's schedule starts right after its date (missed occurrences up to today
-/// are created); a schedule changed later starts after `not_before` (no backfill).
-fn recurrence_doc(
-    r: &Recurrence,
-    start: NaiveDate,
-    tz: &str,
-    series: String,
-    not_before: Option<NaiveDate>,
-) -> RecurrenceDoc {
-    let mut n: u32 = 1;
-    if let Some(day) = not_before {
-        while r.frequency.occurrence(start, n).is_some_and(|d| d <= day) && n < 100_000 {
-            n += 1;
-        }
-    }
-    let next_day = r
-        .frequency
-        .occurrence(start, n)
-        .filter(|d| r.end_date.is_none_or(|end| *d <= end))
-        .map(domain::day_key);
-    RecurrenceDoc {
-        frequency: r.frequency.as_str().to_string(),
-        end_date: r.end_date.map(|d| d.to_string()),
-        timezone: tz.to_string(),
-        series,
-        next_index: i64::from(n),
-        next_day,
-    }
+    kind(change).into_event(&after.user_id, at)
 }
 
 /// SHA-256 of the request as given (amount normalised: "12.50" and "12.5" agree).
@@ -158,13 +102,21 @@ impl Expenses {
         self.dispatcher.consumer_names()
     }
 
-    async fn custom_names(&self, user_id: &str, kind: TxType) -> Result<Vec<String>, AppError> {
+    /// The outbox of a new expense: its `expense.created` event for every consumer.
+    fn created_outbox(&self, e: &Expense, at: chrono::DateTime<chrono::Utc>) -> Outbox {
+        Outbox::with(
+            expense_event(DomainEvent::ExpenseCreated, None, e, at),
+            &self.consumers(),
+        )
+    }
+
+    async fn custom_names(&self, user_id: &UserId, kind: TxType) -> Result<Vec<String>, AppError> {
         Ok(self
             .store
             .custom_categories(user_id)
             .await?
             .into_iter()
-            .filter(|c| c.kind == kind.as_str())
+            .filter(|c| c.kind == kind)
             .map(|c| c.name)
             .collect())
     }
@@ -174,11 +126,11 @@ impl Expenses {
     #[tracing::instrument(skip(self, profile, input, idempotency_key), fields(user = %user_id))]
     pub async fn create(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         profile: UserProfile,
         input: NewExpense,
         idempotency_key: Option<String>,
-    ) -> Result<ExpenseDoc, AppError> {
+    ) -> Result<Expense, AppError> {
         let key = match idempotency_key.as_deref().map(str::trim) {
             None => None,
             Some(k) if k.is_empty() || k.len() > 200 => {
@@ -211,46 +163,40 @@ impl Expenses {
             .recurrence
             .map(|r| domain::recurrence(r, date))
             .transpose()?;
-        let id = kit::ids::new_id();
-        let mut doc = ExpenseDoc {
-            id: id.clone(),
-            user_id: user_id.to_string(),
-            kind: kind.as_str().to_string(),
-            amount_minor: amount.amount_minor(),
-            currency: currency.code().to_string(),
-            category_key: domain::category_key(&category),
-            category,
-            description,
-            date: date.to_string(),
-            sort_key: domain::sort_key(date, &id),
-            payment_method,
-            tags,
+        let id = ExpenseId::new();
+        let expense = Expense {
             recurrence: recurrence
-                .as_ref()
-                .map(|r| recurrence_doc(r, date, profile.timezone.name(), format!("{id}:1"), None)),
-            recurring_from: None,
+                .map(|r| Schedule::new(r, date, profile.timezone, format!("{id}:1"), None)),
             idem_key: match &key {
                 Some(k) => format!("key:{k}"),
                 None => format!("id:{id}"),
             },
             idem_hash: key.as_ref().map(|_| hash.clone()),
+            id,
+            user_id: user_id.clone(),
+            kind,
+            amount,
+            category,
+            description,
+            date,
+            payment_method,
+            tags,
+            recurring_from: None,
             version: 1,
             deleted: false,
-            created_at: bson::DateTime::from_chrono(now),
-            updated_at: bson::DateTime::from_chrono(now),
-            events: Outbox::default(),
+            created_at: domain::instant(now),
+            updated_at: domain::instant(now),
         };
-        doc.events = Outbox::with(
-            expense_event(DomainEvent::ExpenseCreated, None, &doc, now)?,
-            &self.consumers(),
-        );
-        if self.store.insert(&doc).await? {
+        if self
+            .store
+            .insert(&expense, self.created_outbox(&expense, now))
+            .await?
+        {
             self.dispatcher.wake();
-            return Ok(doc);
+            return Ok(expense);
         }
         // Lost a race for the same key with a concurrent request.
-        let k = doc.idem_key.clone();
-        match self.store.by_idem_key(user_id, &k).await? {
+        match self.store.by_idem_key(user_id, &expense.idem_key).await? {
             Some(existing) => replay(existing, &hash),
             None => Err(AppError::internal(anyhow::anyhow!(
                 "duplicate idempotency key without a document"
@@ -261,69 +207,50 @@ impl Expenses {
     #[tracing::instrument(skip(self, profile, change), fields(user = %user_id))]
     pub async fn update(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         profile: UserProfile,
-        id: &str,
+        id: &ExpenseId,
         change: ExpenseChange,
-    ) -> Result<ExpenseDoc, AppError> {
+    ) -> Result<Expense, AppError> {
         let change = &change;
         kit::db::optimistic("expense", || async move {
-            let before = self.store.owned(user_id, id).await?;
-            let mut after = self.apply_change(user_id, profile, &before, change).await?;
-            let now = self.clock.now();
-            after.version = before.version + 1;
-            after.updated_at = bson::DateTime::from_chrono(now);
-            let event = expense_event(DomainEvent::ExpenseUpdated, Some(&before), &after, now)?;
-            after.events.push(event, &self.consumers());
-            let written = self.store.replace(&after, before.version).await?;
-            if written {
-                self.dispatcher.wake();
-            }
-            Ok(written.then_some(after))
+            let read = self.store.owned(user_id, id).await?;
+            let after = self
+                .apply_change(user_id, profile, &read.expense, change)
+                .await?;
+            self.replace(&read, after, DomainEvent::ExpenseUpdated)
+                .await
         })
         .await
     }
 
     async fn apply_change(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         profile: UserProfile,
-        before: &ExpenseDoc,
+        before: &Expense,
         change: &ExpenseChange,
-    ) -> Result<ExpenseDoc, AppError> {
+    ) -> Result<Expense, AppError> {
         let mut after = before.clone();
-        let kind = change.kind.map_or_else(|| stored_kind(&before.kind), Ok)?;
-        after.kind = kind.as_str().to_string();
+        let kind = change.kind.unwrap_or(before.kind);
+        after.kind = kind;
         let currency = match &change.currency {
             Some(c) => Currency::parse(c).map_err(|e| AppError::money("currency", e))?,
-            None => Currency::parse(&before.currency).map_err(AppError::internal)?,
+            None => before.amount.currency(),
         };
-        let amount = match change.amount {
-            Some(a) => positive_amount(a, currency)?,
-            None => {
-                // The stored amount read in the (maybe new) currency's minor units.
-                let old_currency = Currency::parse(&before.currency).map_err(AppError::internal)?;
-                let old = Money::from_minor(before.amount_minor, old_currency)
-                    .map_err(AppError::internal)?;
-                positive_amount(old.to_decimal(), currency)?
-            }
-        };
-        after.amount_minor = amount.amount_minor();
-        after.currency = currency.code().to_string();
+        // Without a new amount, the stored amount read in the (maybe new) currency.
+        let amount = change.amount.unwrap_or_else(|| before.amount.to_decimal());
+        after.amount = positive_amount(amount, currency)?;
         if change.category.is_some() || change.kind.is_some() {
             let custom = self.custom_names(user_id, kind).await?;
             let wanted = change.category.as_deref().unwrap_or(&before.category);
             after.category = domain::resolve_category(Some(wanted), kind, &custom)?;
-            after.category_key = domain::category_key(&after.category);
         }
         if let Some(d) = &change.description {
             after.description = domain::description(d)?;
         }
-        let mut date = parse_date(&before.date)?;
         if let Some(d) = change.date {
-            date = domain::date(Some(d), self.clock.today_in(profile.timezone))?;
-            after.date = date.to_string();
-            after.sort_key = domain::sort_key(date, &after.id);
+            after.date = domain::date(Some(d), self.clock.today_in(profile.timezone))?;
         }
         if let Some(p) = &change.payment_method {
             after.payment_method = domain::payment_method(p.as_deref())?;
@@ -335,13 +262,13 @@ impl Expenses {
             None => {}
             Some(None) => after.recurrence = None,
             Some(Some(r)) => {
-                let r = domain::recurrence(*r, date)?;
+                let r = domain::recurrence(*r, after.date)?;
                 let series = format!("{}:{}", before.id, before.version + 1);
                 let today = self.clock.today_in(profile.timezone);
-                after.recurrence = Some(recurrence_doc(
-                    &r,
-                    date,
-                    profile.timezone.name(),
+                after.recurrence = Some(Schedule::new(
+                    r,
+                    after.date,
+                    profile.timezone,
                     series,
                     Some(today),
                 ));
@@ -350,135 +277,143 @@ impl Expenses {
         Ok(after)
     }
 
+    /// Writes `after` over the expense as it was `read`, with the event `kind` of the
+    /// change; `None` when someone else wrote it first.
+    async fn replace(
+        &self,
+        read: &Stored,
+        mut after: Expense,
+        kind: fn(ExpenseChanged) -> DomainEvent,
+    ) -> Result<Option<Expense>, AppError> {
+        let now = self.clock.now();
+        after.version = read.expense.version + 1;
+        after.updated_at = domain::instant(now);
+        let mut outbox = read.outbox.clone();
+        outbox.push(
+            expense_event(kind, Some(&read.expense), &after, now),
+            &self.consumers(),
+        );
+        let written = self.store.replace(read, &after, outbox).await?;
+        if written {
+            self.dispatcher.wake();
+        }
+        Ok(written.then_some(after))
+    }
+
     #[tracing::instrument(skip(self), fields(user = %user_id))]
-    pub async fn delete(&self, user_id: &str, id: &str) -> Result<(), AppError> {
+    pub async fn delete(&self, user_id: &UserId, id: &ExpenseId) -> Result<(), AppError> {
         kit::db::optimistic("expense", || async move {
-            let before = self.store.owned(user_id, id).await?;
-            let now = self.clock.now();
-            let mut after = before.clone();
+            let read = self.store.owned(user_id, id).await?;
+            let mut after = read.expense.clone();
             after.deleted = true;
             after.recurrence = None;
-            after.version = before.version + 1;
-            after.updated_at = bson::DateTime::from_chrono(now);
-            let event = expense_event(DomainEvent::ExpenseDeleted, Some(&before), &after, now)?;
-            after.events.push(event, &self.consumers());
-            let written = self.store.replace(&after, before.version).await?;
-            if written {
-                self.dispatcher.wake();
-            }
-            Ok(written.then_some(()))
+            Ok(self
+                .replace(&read, after, DomainEvent::ExpenseDeleted)
+                .await?
+                .map(|_| ()))
         })
         .await
     }
 
     pub async fn create_category(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         name: &str,
         kind: TxType,
-    ) -> Result<CategoryDoc, AppError> {
+    ) -> Result<CustomCategory, AppError> {
         let name = domain::custom_category_name(name)?;
-        let key = domain::category_key(&name);
-        if kind.builtin_categories().contains(&key.as_str()) {
-            return Err(AppError::conflict(
-                format!("{name:?} is already a built-in category"),
-                Some("name"),
-            ));
-        }
-        let doc = CategoryDoc {
-            id: kit::ids::new_id(),
-            user_id: user_id.to_string(),
-            kind: kind.as_str().to_string(),
+        let category = CustomCategory {
+            user_id: user_id.clone(),
+            kind,
             name,
-            key,
-            created_at: bson::DateTime::from_chrono(self.clock.now()),
+            created_at: domain::instant(self.clock.now()),
         };
-        if !self.store.insert_category(&doc).await? {
+        if kind.builtin_categories().contains(&category.key().as_str()) {
             return Err(AppError::conflict(
-                format!("you already have a category {:?}", doc.name),
+                format!("{:?} is already a built-in category", category.name),
                 Some("name"),
             ));
         }
-        Ok(doc)
+        if !self.store.insert_category(&category).await? {
+            return Err(AppError::conflict(
+                format!("you already have a category {:?}", category.name),
+                Some("name"),
+            ));
+        }
+        Ok(category)
     }
 
     /// Creates every occurrence that is due, once each, however many instances run:
     /// an occurrence's idempotency key is `recur:<schedule>:<n>` (unique per user), and
     /// the series moves on with a compare-and-set on `recurrence.nextIndex`. A crash
     /// between the two re-inserts the same key next time, which the index refuses.
-    /// Returns the number of occurrences created.
+    /// A series whose document does not read back is left alone without holding up
+    /// the others, and reported (the run fails with the first such error). Returns the
+    /// number of occurrences created.
     #[tracing::instrument(skip(self))]
     pub async fn run_recurrences(&self) -> Result<usize, AppError> {
         // The furthest "today" anywhere on Earth (UTC+14); each series is then checked
         // against today in its own timezone.
         let now = self.clock.now();
-        let horizon = domain::day_key((now + chrono::Duration::hours(14)).date_naive());
+        let horizon = (now + chrono::Duration::hours(14)).date_naive();
         let mut created = 0;
-        for series in self.store.due_series(&horizon, 500).await? {
-            created += self.catch_up(series).await?;
+        let mut unreadable = None;
+        for series in self.store.due_series(horizon, 500).await? {
+            match series {
+                Ok(series) => created += self.catch_up(series).await?,
+                Err(e) if unreadable.is_none() => unreadable = Some(e),
+                Err(e) => {
+                    let e = anyhow::Error::from(e);
+                    tracing::error!(error = %format!("{e:#}"), "unreadable recurring series");
+                }
+            }
         }
         if created > 0 {
             self.dispatcher.wake();
         }
-        Ok(created)
+        match unreadable {
+            Some(e) => Err(e),
+            None => Ok(created),
+        }
     }
 
-    async fn catch_up(&self, series: ExpenseDoc) -> Result<usize, AppError> {
-        let Some(rec) = series.recurrence.clone() else {
+    async fn catch_up(&self, series: Expense) -> Result<usize, AppError> {
+        let Some(schedule) = &series.recurrence else {
             return Ok(0);
         };
-        let (Some(frequency), Ok(tz)) = (
-            Frequency::parse(&rec.frequency),
-            rec.timezone.parse::<chrono_tz::Tz>(),
-        ) else {
-            return Ok(0);
-        };
-        let start = parse_date(&series.date)?;
-        let end = rec.end_date.as_deref().map(parse_date).transpose()?;
-        let today = self.clock.today_in(tz);
-        let mut n = rec.next_index;
+        let rule = schedule.rule();
+        let start = series.date;
+        let today = self.clock.today_in(schedule.timezone);
+        let mut n = schedule.next_index;
         let mut created = 0;
         loop {
             let index = u32::try_from(n).map_err(AppError::internal)?;
-            let Some(date) = frequency.occurrence(start, index) else {
+            let Some(date) = rule.occurrence(start, index).filter(|d| *d <= today) else {
                 break;
             };
-            if date > today || end.is_some_and(|e| date > e) {
-                break;
-            }
             let now = self.clock.now();
-            let id = kit::ids::new_id();
-            let mut occurrence = ExpenseDoc {
-                id: id.clone(),
-                date: date.to_string(),
-                sort_key: domain::sort_key(date, &id),
+            let occurrence = Expense {
+                id: ExpenseId::new(),
+                date,
                 recurrence: None,
                 recurring_from: Some(series.id.clone()),
-                idem_key: format!("recur:{}:{n}", rec.series),
+                idem_key: format!("recur:{}:{n}", schedule.series),
                 idem_hash: None,
                 version: 1,
                 deleted: false,
-                created_at: bson::DateTime::from_chrono(now),
-                updated_at: bson::DateTime::from_chrono(now),
-                events: Outbox::default(),
+                created_at: domain::instant(now),
+                updated_at: domain::instant(now),
                 ..series.clone()
             };
-            occurrence.events = Outbox::with(
-                expense_event(DomainEvent::ExpenseCreated, None, &occurrence, now)?,
-                &self.consumers(),
-            );
-            if self.store.insert(&occurrence).await? {
-                created += 1;
-            }
-            let next = frequency
-                .occurrence(start, index + 1)
-                .filter(|d| end.is_none_or(|e| *d <= e))
-                .map(domain::day_key);
-            if !self
+            if self
                 .store
-                .advance_series(&series.id, n, next.as_deref())
+                .insert(&occurrence, self.created_outbox(&occurrence, now))
                 .await?
             {
+                created += 1;
+            }
+            let next = rule.occurrence(start, index + 1);
+            if !self.store.advance_series(&series.id, n, next).await? {
                 // Another instance (or an edit of the series) moved it; leave it to them.
                 break;
             }
@@ -491,7 +426,7 @@ impl Expenses {
     }
 }
 
-fn replay(existing: ExpenseDoc, hash: &str) -> Result<ExpenseDoc, AppError> {
+fn replay(existing: Expense, hash: &str) -> Result<Expense, AppError> {
     if existing.idem_hash.as_deref() != Some(hash) {
         return Err(AppError::conflict(
             "this idempotency key was already used with a different input",
@@ -533,7 +468,7 @@ fn row_hash(r: &csv_format::ImportRow) -> String {
         "category": domain::category_key(&r.category),
         "description": r.description,
         "date": r.date.to_string(),
-        "paymentMethod": r.payment_method,
+        "paymentMethod": r.payment_method.map(PaymentMethod::as_str),
         "tags": r.tags,
     });
     kit::auth::sha256_hex(&canonical.to_string())
@@ -546,54 +481,23 @@ impl Expenses {
     #[tracing::instrument(skip(self), fields(user = %user_id))]
     pub async fn export_csv(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<(String, usize), AppError> {
-        if let (Some(a), Some(b)) = (from, to)
-            && a > b
-        {
-            return Err(AppError::validation("to", "`to` is before `from`"));
-        }
-        let until_day = to
-            .map(|d| {
-                d.checked_add_days(chrono::Days::new(1))
-                    .map(domain::day_key)
-                    .ok_or_else(|| AppError::validation("to", "date out of range"))
-            })
-            .transpose()?;
-        let filter = crate::store::ListFilter {
-            from_day: from.map(domain::day_key),
-            until_day,
-            ..Default::default()
-        };
+        let days = DayRange::inclusive(from, to)?;
         let max = csv_format::MAX_EXPORT_ROWS;
-        let docs = self
+        let rows = self
             .store
-            .export(user_id, &filter, i64::try_from(max + 1).unwrap_or(i64::MAX))
+            .export(user_id, days, i64::try_from(max + 1).unwrap_or(i64::MAX))
             .await?;
-        if docs.len() > max {
+        if rows.len() > max {
             return Err(AppError::validation(
                 "from",
                 format!("more than {max} expenses in the range; export a shorter range"),
             ));
         }
-        let mut rows = Vec::with_capacity(docs.len());
-        for d in docs {
-            let currency = Currency::parse(&d.currency).map_err(AppError::internal)?;
-            rows.push(csv_format::CsvExpense {
-                date: parse_date(&d.date)?,
-                kind: TxType::parse(&d.kind).unwrap_or(TxType::Expense),
-                amount: Money::from_minor(d.amount_minor, currency).map_err(AppError::internal)?,
-                id: d.id,
-                category: d.category,
-                description: d.description,
-                payment_method: d.payment_method,
-                tags: d.tags,
-            });
-        }
-        let n = rows.len();
-        Ok((csv_format::write(&rows)?, n))
+        Ok((csv_format::write(&rows)?, rows.len()))
     }
 
     /// Imports CSV text in the format of [`csv_format`]. Every row is checked first,
@@ -612,7 +516,7 @@ impl Expenses {
     #[tracing::instrument(skip(self, profile, text), fields(user = %user_id, bytes = text.len()))]
     pub async fn import_csv(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         profile: UserProfile,
         text: &str,
     ) -> Result<Result<ImportReport, Vec<csv_format::RowError>>, AppError> {
@@ -624,7 +528,7 @@ impl Expenses {
         let custom_of = |kind: TxType| -> Vec<String> {
             custom
                 .iter()
-                .filter(|c| c.kind == kind.as_str())
+                .filter(|c| c.kind == kind)
                 .map(|c| c.name.clone())
                 .collect()
         };
@@ -657,14 +561,17 @@ impl Expenses {
         let hashes: Vec<String> = rows.iter().map(row_hash).collect();
         let keys: Vec<String> = rows.iter().map(|r| import_key(&r.row_id)).collect();
         let taken = self.store.existing_idem_keys(user_id, &keys).await?;
-        let row_ids: Vec<String> = rows.iter().map(|r| r.row_id.clone()).collect();
+        // Only an id we issue can be one of the caller's expenses.
+        let row_ids: Vec<ExpenseId> = rows
+            .iter()
+            .filter_map(|r| ExpenseId::parse(&r.row_id).ok())
+            .collect();
         let own = self.store.existing_ids(user_id, &row_ids).await?;
         let now = self.clock.now();
-        let consumers = self.consumers();
-        let mut docs = Vec::with_capacity(rows.len());
+        let mut new = Vec::with_capacity(rows.len());
         let mut already_present = 0;
         for ((row, hash), key) in rows.iter().zip(&hashes).zip(keys) {
-            if own.contains(&row.row_id) {
+            if ExpenseId::parse(&row.row_id).is_ok_and(|id| own.contains(&id)) {
                 already_present += 1;
                 continue;
             }
@@ -691,19 +598,15 @@ impl Expenses {
                 }
                 None => {}
             }
-            let id = kit::ids::new_id();
-            let mut doc = ExpenseDoc {
-                id: id.clone(),
-                user_id: user_id.to_string(),
-                kind: row.kind.as_str().to_string(),
-                amount_minor: row.amount.amount_minor(),
-                currency: row.amount.currency().code().to_string(),
-                category_key: domain::category_key(&row.category),
+            let expense = Expense {
+                id: ExpenseId::new(),
+                user_id: user_id.clone(),
+                kind: row.kind,
+                amount: row.amount,
                 category: row.category.clone(),
                 description: row.description.clone(),
-                date: row.date.to_string(),
-                sort_key: domain::sort_key(row.date, &id),
-                payment_method: row.payment_method.clone(),
+                date: row.date,
+                payment_method: row.payment_method,
                 tags: row.tags.clone(),
                 recurrence: None,
                 recurring_from: None,
@@ -711,27 +614,24 @@ impl Expenses {
                 idem_hash: Some(hash.clone()),
                 version: 1,
                 deleted: false,
-                created_at: bson::DateTime::from_chrono(now),
-                updated_at: bson::DateTime::from_chrono(now),
-                events: Outbox::default(),
+                created_at: domain::instant(now),
+                updated_at: domain::instant(now),
             };
-            doc.events = Outbox::with(
-                expense_event(DomainEvent::ExpenseCreated, None, &doc, now)?,
-                &consumers,
-            );
-            docs.push(doc);
+            let outbox = self.created_outbox(&expense, now);
+            new.push((expense, outbox));
         }
         if !errors.is_empty() {
             return Ok(Err(errors));
         }
-        let created = self.store.insert_new(&docs).await?;
+        let written = new.len();
+        let created = self.store.insert_new(new).await?;
         if created > 0 {
             self.dispatcher.wake();
         }
         Ok(Ok(ImportReport {
             rows: rows.len(),
             created,
-            already_present: already_present + (docs.len() - created),
+            already_present: already_present + (written - created),
         }))
     }
 }

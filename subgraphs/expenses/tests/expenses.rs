@@ -770,6 +770,59 @@ async fn a_changed_schedule_continues_after_today_and_a_removed_one_stops() {
     assert_eq!(count().await, 4);
 }
 
+/// A stored value that does not read back (here an unknown timezone) is an INTERNAL
+/// error wherever that expense is read, never a silent default, and the scheduler
+/// passes that series by without holding up the others.
+#[tokio::test]
+async fn an_unreadable_stored_value_is_internal_and_holds_up_no_other_series() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 1, 10, 12, 0, 0).unwrap())).await;
+    let (_, token) = s.user();
+    let weekly = |description: &str| {
+        json!({ "amount": "1", "description": description, "date": "2024-01-08",
+                "recurrence": { "frequency": "WEEKLY" } })
+    };
+    let spoiled = s.create(&token, weekly("Spoiled")).await;
+    let spoiled_id = spoiled["id"].as_str().unwrap().to_string();
+    s.create(&token, weekly("Healthy")).await;
+    let stored = s.db.db.collection::<mongodb::bson::Document>("expenses");
+    stored
+        .update_one(
+            mongodb::bson::doc! { "_id": &spoiled_id },
+            mongodb::bson::doc! { "$set": { "recurrence.timezone": "Mars/Olympus" } },
+        )
+        .await
+        .unwrap();
+    let one = r#"query($id: ID!) { expense(id: $id) { id recurrence { frequency } } }"#;
+    assert_eq!(
+        s.gql
+            .error_code(one, json!({ "id": &spoiled_id }), Some(&token))
+            .await,
+        "INTERNAL"
+    );
+    // A week later the healthy series has its occurrence; the spoiled one has none.
+    s.clock
+        .set(Utc.with_ymd_and_hms(2024, 1, 16, 12, 0, 0).unwrap());
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            s.search_count(&token, "healthy").await == 2
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let occurrences = stored
+        .count_documents(mongodb::bson::doc! { "recurringFrom": &spoiled_id })
+        .await
+        .unwrap();
+    assert_eq!(occurrences, 0);
+    // The scheduler reports it, naming the record, the field and the value.
+    let err = s.service.run_recurrences().await.unwrap_err();
+    assert_eq!(err.code(), kit::ErrorCode::Internal);
+    let message = format!("{err:?}");
+    for part in [spoiled_id.as_str(), "recurrence.timezone", "Mars/Olympus"] {
+        assert!(message.contains(part), "{message}");
+    }
+}
+
 #[tokio::test]
 async fn two_instances_deliver_each_event_once_and_in_order() {
     let s = start().await;

@@ -39,7 +39,7 @@ use chrono::NaiveDate;
 use kit::AppError;
 use kit::money::{Currency, Decimal, Money, positive_amount};
 
-use super::TxType;
+use super::{Expense, PaymentMethod, TxType};
 
 /// The columns, in the order export writes them.
 pub const COLUMNS: &[&str] = &[
@@ -113,21 +113,9 @@ pub fn split_tags(cell: &str) -> Vec<String> {
     out
 }
 
-/// One expense as exported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CsvExpense {
-    pub id: String,
-    pub date: NaiveDate,
-    pub kind: TxType,
-    pub amount: Money,
-    pub category: String,
-    pub description: String,
-    pub payment_method: Option<String>,
-    pub tags: Vec<String>,
-}
-
-/// Writes expenses as CSV text (header row first).
-pub fn write(rows: &[CsvExpense]) -> Result<String, AppError> {
+/// Writes expenses as CSV text (header row first), one row per expense in the order
+/// given.
+pub fn write(rows: &[Expense]) -> Result<String, AppError> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .quote_style(csv::QuoteStyle::Necessary)
@@ -145,7 +133,7 @@ pub fn write(rows: &[CsvExpense]) -> Result<String, AppError> {
             r.amount.currency().code(),
             &guard(&r.category),
             &guard(&r.description),
-            &guard(r.payment_method.as_deref().unwrap_or_default()),
+            &guard(r.payment_method.map(|p| p.as_str()).unwrap_or_default()),
             &guard(&tags),
         ])
         .map_err(AppError::internal)?;
@@ -350,7 +338,7 @@ pub struct ImportRow {
     pub category: String,
     pub description: String,
     pub date: NaiveDate,
-    pub payment_method: Option<String>,
+    pub payment_method: Option<PaymentMethod>,
     pub tags: Vec<String>,
 }
 

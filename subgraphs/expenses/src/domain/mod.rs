@@ -1,9 +1,17 @@
-//! The rules of expenses: categories, payment methods, amounts, dates, tags and
-//! recurrence. No GraphQL and no BSON here.
+//! The domain of expenses: the records (`expense`), listing them (`listing`), and the
+//! rules of categories, payment methods, amounts, dates, tags and recurrence. No
+//! GraphQL and no BSON here.
 
 pub mod csv_format;
+mod expense;
+mod listing;
 
-use chrono::{Days, Months, NaiveDate};
+pub use expense::{Category, CustomCategory, Expense, PaymentMethod, Schedule, all_categories};
+pub use listing::{
+    AmountRange, CategoryTotal, DayRange, ListFilter, SortKey, Summary, day_key, parse_day_key,
+};
+
+use chrono::{DateTime, Days, Months, NaiveDate, SubsecRound, Utc};
 use kit::AppError;
 use kit::money::Currency;
 
@@ -31,7 +39,7 @@ pub const MAX_CATEGORY_CHARS: usize = 40;
 /// Largest page size of `expenses`.
 pub const MAX_PAGE: i32 = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TxType {
     Expense,
     Income,
@@ -128,13 +136,10 @@ pub fn description(raw: &str) -> Result<String, AppError> {
     Ok(d.to_string())
 }
 
-pub fn payment_method(raw: Option<&str>) -> Result<Option<String>, AppError> {
+pub fn payment_method(raw: Option<&str>) -> Result<Option<PaymentMethod>, AppError> {
     let Some(raw) = raw else { return Ok(None) };
-    let key = raw.trim().to_lowercase();
-    PAYMENT_METHODS
-        .iter()
-        .find(|m| **m == key)
-        .map(|m| Some((*m).to_string()))
+    PaymentMethod::parse(&raw.trim().to_lowercase())
+        .map(Some)
         .ok_or_else(|| {
             AppError::validation(
                 "paymentMethod",
@@ -178,6 +183,12 @@ pub fn currency(raw: Option<&str>, home: Currency) -> Result<Currency, AppError>
     }
 }
 
+/// An instant as records keep it: to the millisecond (what the database keeps), so a
+/// write answers with what a later read gives.
+pub fn instant(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(3)
+}
+
 /// The latest date accepted: one year after today (in the user's timezone).
 pub fn latest_date(today: NaiveDate) -> NaiveDate {
     today.checked_add_months(Months::new(12)).unwrap_or(today)
@@ -194,7 +205,7 @@ pub fn date(value: Option<NaiveDate>, today: NaiveDate) -> Result<NaiveDate, App
     Ok(d)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Frequency {
     Daily,
     Weekly,
@@ -235,10 +246,21 @@ impl Frequency {
     }
 }
 
+/// How an expense repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recurrence {
     pub frequency: Frequency,
+    /// Last day an occurrence may fall on (inclusive).
     pub end_date: Option<NaiveDate>,
+}
+
+impl Recurrence {
+    /// The `n`-th occurrence of a series starting on `start`, if it is not past the end.
+    pub fn occurrence(&self, start: NaiveDate, n: u32) -> Option<NaiveDate> {
+        self.frequency
+            .occurrence(start, n)
+            .filter(|d| self.end_date.is_none_or(|end| *d <= end))
+    }
 }
 
 pub fn recurrence(r: Recurrence, start: NaiveDate) -> Result<Recurrence, AppError> {
@@ -251,16 +273,6 @@ pub fn recurrence(r: Recurrence, start: NaiveDate) -> Result<Recurrence, AppErro
         ));
     }
     Ok(r)
-}
-
-/// `YYYYMMDD`: the compact form used in sort keys and range queries.
-pub fn day_key(d: NaiveDate) -> String {
-    d.format("%Y%m%d").to_string()
-}
-
-/// The key expenses are listed by: date descending, then id descending.
-pub fn sort_key(d: NaiveDate, id: &str) -> String {
-    format!("{}|{}", day_key(d), id)
 }
 
 #[cfg(test)]
@@ -317,8 +329,13 @@ mod tests {
     }
 
     #[test]
-    fn sort_keys_order_by_date_then_id() {
-        assert!(sort_key(d("2024-01-02"), "a") > sort_key(d("2024-01-01"), "z"));
-        assert!(sort_key(d("2024-01-02"), "b") > sort_key(d("2024-01-02"), "a"));
+    fn payment_methods_are_the_listed_names() {
+        let names: Vec<&str> = PaymentMethod::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(names, PAYMENT_METHODS);
+        assert_eq!(
+            payment_method(Some(" Bank_Transfer ")).unwrap(),
+            Some(PaymentMethod::BankTransfer)
+        );
+        assert!(payment_method(Some("cheque")).is_err());
     }
 }

@@ -1,107 +1,36 @@
-//! Storage of the `expenses` database: documents, indexes and queries.
+//! Storage of the `expenses` database: documents, indexes and queries. The documents
+//! and their mapping to the domain are in `docs`; every method here takes and returns
+//! domain types.
 //!
 //! Every query starts with `userId` and is served by an index whose first key is
 //! `userId`. Lists sort by `sortKey` = `YYYYMMDD|<id>` descending: one string field
 //! that orders by date then id, carries the inclusive date range as a half-open key
 //! range, and doubles as the page cursor.
 
+mod docs;
+
 use std::collections::{HashMap, HashSet};
 
+use chrono::NaiveDate;
+use contract::ids::{ExpenseId, UserId};
 use futures::TryStreamExt;
 use kit::AppError;
 use kit::db::index;
 use kit::events::Outbox;
-use mongodb::bson::{self, Bson, Document, doc};
+use kit::money::{Currency, Money};
+use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
-use serde::{Deserialize, Serialize};
+
+pub use docs::{CategoryDoc, ExpenseDoc, RecurrenceDoc, Stored};
+
+use crate::domain::{
+    CategoryTotal, CustomCategory, DayRange, Expense, ListFilter, SortKey, Summary, TxType, day_key,
+};
+use docs::unreadable;
 
 pub const EXPENSES: &str = "expenses";
 /// How many values one `$in` lookup carries.
 const LOOKUP_CHUNK: usize = 1000;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct RecurrenceDoc {
-    pub frequency: String,
-    /// `YYYY-MM-DD`, inclusive.
-    pub end_date: Option<String>,
-    /// The user's timezone when the series was set: "due" means due there.
-    pub timezone: String,
-    /// Names this schedule: `<expense id>:<version that set it>`.
-    pub series: String,
-    /// Index of the next occurrence to create (0 is the expense itself).
-    pub next_index: i64,
-    /// `YYYYMMDD` of that occurrence; null when the series has ended.
-    pub next_day: Option<String>,
-}
-
-/// A stored expense or income. Deleted ones stay as tombstones (`deleted: true`) so
-/// the delete event rides in the same write and an idempotency key stays spent.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ExpenseDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub user_id: String,
-    /// `EXPENSE` or `INCOME`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub category: String,
-    pub category_key: String,
-    pub description: String,
-    /// `YYYY-MM-DD` in the user's calendar.
-    pub date: String,
-    pub sort_key: String,
-    pub payment_method: Option<String>,
-    pub tags: Vec<String>,
-    pub recurrence: Option<RecurrenceDoc>,
-    /// The recurring expense this one is an occurrence of.
-    pub recurring_from: Option<String>,
-    /// The client's idempotency key, `recur:<template>:<n>` for occurrences, or
-    /// `id:<id>` when none was given (so the unique index never sees a null).
-    pub idem_key: String,
-    /// SHA-256 of the canonical input, to tell a replay from a reuse.
-    pub idem_hash: Option<String>,
-    /// Incremented by every write; the optimistic-concurrency check of replacements.
-    pub version: i64,
-    pub deleted: bool,
-    pub created_at: bson::DateTime,
-    pub updated_at: bson::DateTime,
-    #[serde(flatten)]
-    pub events: Outbox,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CategoryDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub user_id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub name: String,
-    pub key: String,
-    pub created_at: bson::DateTime,
-}
-
-/// What `expenses(filter)` narrows by; all optional, combined with AND.
-#[derive(Debug, Clone, Default)]
-pub struct ListFilter {
-    pub kind: Option<String>,
-    pub category_keys: Option<Vec<String>>,
-    /// `YYYYMMDD` lower bound (inclusive).
-    pub from_day: Option<String>,
-    /// `YYYYMMDD` of the day after the last included day (exclusive).
-    pub until_day: Option<String>,
-    /// Amounts are compared in minor units of one currency, so the filter is bound to it.
-    pub amount: Option<(String, Option<i64>, Option<i64>)>,
-    pub search: Option<String>,
-    pub tag: Option<String>,
-    pub payment_method: Option<String>,
-    pub currency: Option<String>,
-}
 
 /// Escapes text for use inside a regular expression.
 pub fn regex_escape(text: &str) -> String {
@@ -115,78 +44,69 @@ pub fn regex_escape(text: &str) -> String {
     out
 }
 
-impl ListFilter {
-    /// The query document; `before` is the cursor's sort key (exclusive).
-    pub fn to_document(&self, user_id: &str, before: Option<&str>) -> Document {
-        let mut q = doc! { "userId": user_id, "deleted": false };
-        if let Some(k) = &self.kind {
-            q.insert("type", k);
-        }
-        if let Some(keys) = &self.category_keys {
-            if keys.len() == 1 {
-                q.insert("categoryKey", &keys[0]);
-            } else {
-                q.insert("categoryKey", doc! { "$in": keys });
-            }
-        }
-        let mut range = Document::new();
-        if let Some(f) = &self.from_day {
-            range.insert("$gte", f);
-        }
-        let upper = match (self.until_day.as_deref(), before) {
-            (Some(a), Some(b)) => Some(if a < b { a } else { b }),
-            (a, b) => a.or(b),
-        };
-        if let Some(u) = upper {
-            range.insert("$lt", u);
-        }
-        if !range.is_empty() {
-            q.insert("sortKey", range);
-        }
-        if let Some(c) = &self.currency {
-            q.insert("currency", c);
-        }
-        if let Some((currency, min, max)) = &self.amount {
-            q.insert("currency", currency);
-            let mut r = Document::new();
-            if let Some(m) = min {
-                r.insert("$gte", m);
-            }
-            if let Some(m) = max {
-                r.insert("$lte", m);
-            }
-            if !r.is_empty() {
-                q.insert("amountMinor", r);
-            }
-        }
-        if let Some(s) = &self.search {
-            q.insert(
-                "description",
-                doc! { "$regex": regex_escape(s), "$options": "i" },
-            );
-        }
-        if let Some(t) = &self.tag {
-            q.insert("tags", t);
-        }
-        if let Some(p) = &self.payment_method {
-            q.insert("paymentMethod", p);
-        }
-        q
+/// The query document of a list of `user`'s expenses; `before` is the cursor's sort key
+/// (exclusive).
+pub fn filter_document(f: &ListFilter, user: &UserId, before: Option<&SortKey>) -> Document {
+    let mut q = doc! { "userId": user.as_str(), "deleted": false };
+    if let Some(k) = f.kind {
+        q.insert("type", k.as_str());
     }
-}
-
-/// Sum and count of one category in a summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CategoryTotal {
-    pub kind: String,
-    pub category: String,
-    pub total_minor: i64,
-    pub count: i64,
+    if let Some(keys) = &f.category_keys {
+        if keys.len() == 1 {
+            q.insert("categoryKey", &keys[0]);
+        } else {
+            q.insert("categoryKey", doc! { "$in": keys });
+        }
+    }
+    let mut range = Document::new();
+    if let Some(from) = f.days.from {
+        range.insert("$gte", day_key(from));
+    }
+    let until = f.days.until.map(day_key);
+    let upper = match (until.as_deref(), before.map(SortKey::as_str)) {
+        (Some(a), Some(b)) => Some(if a < b { a } else { b }),
+        (a, b) => a.or(b),
+    };
+    if let Some(u) = upper {
+        range.insert("$lt", u);
+    }
+    if !range.is_empty() {
+        q.insert("sortKey", range);
+    }
+    if let Some(c) = &f.currency {
+        q.insert("currency", c.code());
+    }
+    if let Some(amount) = &f.amount {
+        q.insert("currency", amount.currency.code());
+        let mut r = Document::new();
+        if let Some(m) = &amount.min {
+            r.insert("$gte", m.amount_minor());
+        }
+        if let Some(m) = &amount.max {
+            r.insert("$lte", m.amount_minor());
+        }
+        if !r.is_empty() {
+            q.insert("amountMinor", r);
+        }
+    }
+    if let Some(s) = &f.search {
+        q.insert(
+            "description",
+            doc! { "$regex": regex_escape(s), "$options": "i" },
+        );
+    }
+    if let Some(t) = &f.tag {
+        q.insert("tags", t);
+    }
+    if let Some(p) = &f.payment_method {
+        q.insert("paymentMethod", p);
+    }
+    q
 }
 
 #[derive(Clone)]
 pub struct Store {
-    pub expenses: Collection<ExpenseDoc>,
+    expenses: Collection<ExpenseDoc>,
     categories: Collection<CategoryDoc>,
 }
 
@@ -267,162 +187,194 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts; `Ok(false)` when the user's idempotency key is already taken.
-    pub async fn insert(&self, doc: &ExpenseDoc) -> Result<bool, AppError> {
-        kit::db::insert_new(&self.expenses, doc).await
+    /// Inserts a new expense with the events of `outbox`; `Ok(false)` when the user's
+    /// idempotency key is already taken.
+    pub async fn insert(&self, e: &Expense, outbox: Outbox) -> Result<bool, AppError> {
+        kit::db::insert_new(&self.expenses, &ExpenseDoc::new(e, outbox)).await
     }
 
-    /// Replaces a document if nobody wrote it (nor acknowledged one of its events) since
-    /// it was read; false on a lost race.
-    pub async fn replace(&self, doc: &ExpenseDoc, version: i64) -> Result<bool, AppError> {
+    /// Replaces an expense read as `read` by `after`, carrying `outbox` (the one read,
+    /// with this change's event pushed), if nobody wrote it (nor acknowledged one of
+    /// its events) since it was read; false on a lost race.
+    pub async fn replace(
+        &self,
+        read: &Stored,
+        after: &Expense,
+        outbox: Outbox,
+    ) -> Result<bool, AppError> {
         let r = self
             .expenses
             .replace_one(
-                doc! { "_id": &doc.id, "userId": &doc.user_id, "version": version,
-                "outboxRev": doc.events.outbox_rev },
-                doc,
+                doc! { "_id": read.expense.id.as_str(), "userId": read.expense.user_id.as_str(),
+                "version": read.expense.version, "outboxRev": read.outbox.outbox_rev },
+                ExpenseDoc::new(after, outbox),
             )
             .await?;
         Ok(r.matched_count == 1)
     }
 
-    /// The caller's live expense; someone else's id is simply not found.
-    pub async fn get(&self, user_id: &str, id: &str) -> Result<Option<ExpenseDoc>, AppError> {
-        Ok(self
-            .expenses
-            .find_one(doc! { "_id": id, "userId": user_id, "deleted": false })
-            .await?)
+    async fn find_owned(&self, user: &UserId, id: &ExpenseId) -> Result<Option<Stored>, AppError> {
+        self.expenses
+            .find_one(doc! { "_id": id.as_str(), "userId": user.as_str(), "deleted": false })
+            .await?
+            .map(Stored::try_from)
+            .transpose()
     }
 
-    /// The caller's live expense `id`, or `NOT_FOUND` (also for someone else's).
-    pub async fn owned(&self, user_id: &str, id: &str) -> Result<ExpenseDoc, AppError> {
-        self.get(user_id, id)
+    /// The caller's live expense; someone else's id is simply not found.
+    pub async fn get(&self, user: &UserId, id: &ExpenseId) -> Result<Option<Expense>, AppError> {
+        Ok(self.find_owned(user, id).await?.map(|s| s.expense))
+    }
+
+    /// The caller's live expense `id` with its outbox, for a change; `NOT_FOUND` (also
+    /// for someone else's).
+    pub async fn owned(&self, user: &UserId, id: &ExpenseId) -> Result<Stored, AppError> {
+        self.find_owned(user, id)
             .await?
             .ok_or_else(|| AppError::not_found("expense"))
     }
 
-    pub async fn by_idem_key(
-        &self,
-        user_id: &str,
-        key: &str,
-    ) -> Result<Option<ExpenseDoc>, AppError> {
-        Ok(self
-            .expenses
-            .find_one(doc! { "userId": user_id, "idemKey": key })
-            .await?)
+    /// The user's expense (deleted ones included) stored under an idempotency key.
+    pub async fn by_idem_key(&self, user: &UserId, key: &str) -> Result<Option<Expense>, AppError> {
+        self.expenses
+            .find_one(doc! { "userId": user.as_str(), "idemKey": key })
+            .await?
+            .map(Expense::try_from)
+            .transpose()
     }
 
-    /// One page (plus one more to tell whether another page exists).
-    pub async fn list(
+    /// The expenses `query` finds, in `order` of the sort key (1 ascending, -1
+    /// descending), at most `limit`, without their outboxes.
+    async fn find(
         &self,
-        user_id: &str,
-        filter: &ListFilter,
-        before: Option<&str>,
+        query: Document,
+        order: i32,
         limit: i64,
-    ) -> Result<Vec<ExpenseDoc>, AppError> {
-        Ok(self
+    ) -> Result<Vec<Expense>, AppError> {
+        let docs: Vec<ExpenseDoc> = self
             .expenses
-            .find(filter.to_document(user_id, before))
-            .sort(doc! { "sortKey": -1 })
+            .find(query)
+            .sort(doc! { "sortKey": order })
             .limit(limit)
             .projection(doc! { "outbox": 0, "outboxPending": 0 })
             .await?
             .try_collect()
-            .await?)
+            .await?;
+        // One that does not read back fails the whole list.
+        docs.into_iter().map(Expense::try_from).collect()
     }
 
-    pub async fn count(&self, user_id: &str, filter: &ListFilter) -> Result<u64, AppError> {
+    /// One page (plus one more to tell whether another page exists), newest first.
+    pub async fn list(
+        &self,
+        user: &UserId,
+        filter: &ListFilter,
+        before: Option<&SortKey>,
+        limit: i64,
+    ) -> Result<Vec<Expense>, AppError> {
+        self.find(filter_document(filter, user, before), -1, limit)
+            .await
+    }
+
+    pub async fn count(&self, user: &UserId, filter: &ListFilter) -> Result<u64, AppError> {
         Ok(self
             .expenses
-            .count_documents(filter.to_document(user_id, None))
+            .count_documents(filter_document(filter, user, None))
             .await?)
     }
 
     /// Sums per (type, category) of one currency within a date range.
     pub async fn summary(
         &self,
-        user_id: &str,
-        currency: &str,
-        from_day: Option<String>,
-        until_day: Option<String>,
-    ) -> Result<Vec<CategoryTotal>, AppError> {
+        user: &UserId,
+        currency: Currency,
+        days: DayRange,
+    ) -> Result<Summary, AppError> {
         let mut out = Vec::new();
-        for kind in ["EXPENSE", "INCOME"] {
+        for kind in [TxType::Expense, TxType::Income] {
             let filter = ListFilter {
-                kind: Some(kind.to_string()),
-                currency: Some(currency.to_string()),
-                from_day: from_day.clone(),
-                until_day: until_day.clone(),
+                kind: Some(kind),
+                currency: Some(currency),
+                days,
                 ..ListFilter::default()
             };
             let pipeline = [
-                doc! { "$match": filter.to_document(user_id, None) },
+                doc! { "$match": filter_document(&filter, user, None) },
                 doc! { "$group": { "_id": "$category", "total": { "$sum": "$amountMinor" }, "count": { "$sum": 1 } } },
             ];
             let mut cursor = self.expenses.aggregate(pipeline).await?;
             while let Some(d) = cursor.try_next().await? {
+                let category = match d.get("_id") {
+                    Some(Bson::String(c)) => c.clone(),
+                    other => {
+                        return Err(unreadable(
+                            "expenses of user",
+                            user.as_str(),
+                            "category",
+                            other,
+                            "not text",
+                        ));
+                    }
+                };
                 out.push(CategoryTotal {
-                    kind: kind.to_string(),
-                    category: d.get_str("_id").unwrap_or("other").to_string(),
-                    total_minor: number(d.get("total"))?,
+                    kind,
+                    category,
+                    total: Money::from_minor(number(d.get("total"))?, currency)
+                        .map_err(AppError::internal)?,
                     count: number(d.get("count"))?,
                 });
             }
         }
-        out.sort_by(|a, b| {
-            (
-                a.kind.as_str(),
-                std::cmp::Reverse(a.total_minor),
-                a.category.as_str(),
-            )
-                .cmp(&(
-                    b.kind.as_str(),
-                    std::cmp::Reverse(b.total_minor),
-                    b.category.as_str(),
-                ))
-        });
-        Ok(out)
+        Summary::new(currency, out)
     }
 
-    pub async fn custom_categories(&self, user_id: &str) -> Result<Vec<CategoryDoc>, AppError> {
-        Ok(self
+    /// The user's own categories, by key.
+    pub async fn custom_categories(&self, user: &UserId) -> Result<Vec<CustomCategory>, AppError> {
+        let docs: Vec<CategoryDoc> = self
             .categories
-            .find(doc! { "userId": user_id })
+            .find(doc! { "userId": user.as_str() })
             .sort(doc! { "key": 1 })
             .await?
             .try_collect()
-            .await?)
+            .await?;
+        docs.into_iter().map(CustomCategory::try_from).collect()
     }
 
     /// Inserts a custom category; false when the user already has it.
-    pub async fn insert_category(&self, c: &CategoryDoc) -> Result<bool, AppError> {
-        kit::db::insert_new(&self.categories, c).await
+    pub async fn insert_category(&self, c: &CustomCategory) -> Result<bool, AppError> {
+        kit::db::insert_new(&self.categories, &CategoryDoc::new(c)).await
     }
 
-    /// Recurring series with an occurrence due on or before `day` (`YYYYMMDD`).
-    pub async fn due_series(&self, day: &str, limit: i64) -> Result<Vec<ExpenseDoc>, AppError> {
-        Ok(self
+    /// Recurring series with an occurrence due on or before `day`, each read on its own:
+    /// one that does not read back does not hold up the others.
+    pub async fn due_series(
+        &self,
+        day: NaiveDate,
+        limit: i64,
+    ) -> Result<Vec<Result<Expense, AppError>>, AppError> {
+        let docs: Vec<ExpenseDoc> = self
             .expenses
-            .find(doc! { "recurrence.nextDay": { "$lte": day }, "deleted": false })
+            .find(doc! { "recurrence.nextDay": { "$lte": day_key(day) }, "deleted": false })
             .limit(limit)
             .projection(doc! { "outbox": 0, "outboxPending": 0 })
             .await?
             .try_collect()
-            .await?)
+            .await?;
+        Ok(docs.into_iter().map(Expense::try_from).collect())
     }
 
     /// Moves a series from occurrence `n` on, if no other instance did it first.
     pub async fn advance_series(
         &self,
-        id: &str,
+        id: &ExpenseId,
         n: i64,
-        next_day: Option<&str>,
+        next_day: Option<NaiveDate>,
     ) -> Result<bool, AppError> {
         let r = self
             .expenses
             .update_one(
-                doc! { "_id": id, "recurrence.nextIndex": n },
-                doc! { "$set": { "recurrence.nextIndex": n + 1, "recurrence.nextDay": next_day } },
+                doc! { "_id": id.as_str(), "recurrence.nextIndex": n },
+                doc! { "$set": { "recurrence.nextIndex": n + 1, "recurrence.nextDay": next_day.map(day_key) } },
             )
             .await?;
         Ok(r.modified_count == 1)
@@ -432,32 +384,29 @@ impl Store {
     /// most `limit`.
     pub async fn export(
         &self,
-        user_id: &str,
-        filter: &ListFilter,
+        user: &UserId,
+        days: DayRange,
         limit: i64,
-    ) -> Result<Vec<ExpenseDoc>, AppError> {
-        Ok(self
-            .expenses
-            .find(filter.to_document(user_id, None))
-            .sort(doc! { "sortKey": 1 })
-            .limit(limit)
-            .projection(doc! { "outbox": 0, "outboxPending": 0 })
-            .await?
-            .try_collect()
-            .await?)
+    ) -> Result<Vec<Expense>, AppError> {
+        let filter = ListFilter {
+            days,
+            ..ListFilter::default()
+        };
+        self.find(filter_document(&filter, user, None), 1, limit)
+            .await
     }
 
     /// Which of these idempotency keys the user already has, each with its input hash.
     pub async fn existing_idem_keys(
         &self,
-        user_id: &str,
+        user: &UserId,
         keys: &[String],
     ) -> Result<HashMap<String, Option<String>>, AppError> {
         let docs = self.expenses.clone_with_type::<Document>();
         let mut out = HashMap::new();
         for chunk in keys.chunks(LOOKUP_CHUNK) {
             let mut cursor = docs
-                .find(doc! { "userId": user_id, "idemKey": { "$in": chunk } })
+                .find(doc! { "userId": user.as_str(), "idemKey": { "$in": chunk } })
                 .projection(doc! { "_id": 0, "idemKey": 1, "idemHash": 1 })
                 .await?;
             while let Some(d) = cursor.try_next().await? {
@@ -473,33 +422,38 @@ impl Store {
     /// Which of these ids are the user's own expenses (deleted ones included).
     pub async fn existing_ids(
         &self,
-        user_id: &str,
-        ids: &[String],
-    ) -> Result<HashSet<String>, AppError> {
+        user: &UserId,
+        ids: &[ExpenseId],
+    ) -> Result<HashSet<ExpenseId>, AppError> {
         let docs = self.expenses.clone_with_type::<Document>();
         let mut out = HashSet::new();
         for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let chunk: Vec<&str> = chunk.iter().map(ExpenseId::as_str).collect();
             let mut cursor = docs
-                .find(doc! { "_id": { "$in": chunk }, "userId": user_id })
+                .find(doc! { "_id": { "$in": chunk }, "userId": user.as_str() })
                 .projection(doc! { "_id": 1 })
                 .await?;
             while let Some(d) = cursor.try_next().await? {
                 if let Ok(id) = d.get_str("_id") {
-                    out.insert(id.to_string());
+                    out.insert(ExpenseId::from_trusted(id));
                 }
             }
         }
         Ok(out)
     }
 
-    /// Inserts new documents in bulk, unordered: a document whose idempotency key is
-    /// already taken (a concurrent import of the same rows) is skipped, the others are
-    /// written. Returns how many were inserted.
-    pub async fn insert_new(&self, docs: &[ExpenseDoc]) -> Result<usize, AppError> {
-        if docs.is_empty() {
+    /// Inserts new expenses, each with its outbox, in bulk, unordered: one whose
+    /// idempotency key is already taken (a concurrent import of the same rows) is
+    /// skipped, the others are written. Returns how many were inserted.
+    pub async fn insert_new(&self, new: Vec<(Expense, Outbox)>) -> Result<usize, AppError> {
+        if new.is_empty() {
             return Ok(0);
         }
-        match self.expenses.insert_many(docs).ordered(false).await {
+        let docs: Vec<ExpenseDoc> = new
+            .into_iter()
+            .map(|(e, o)| ExpenseDoc::new(&e, o))
+            .collect();
+        match self.expenses.insert_many(&docs).ordered(false).await {
             Ok(r) => Ok(r.inserted_ids.len()),
             Err(e) => {
                 if let mongodb::error::ErrorKind::InsertMany(im) = e.kind.as_ref()
@@ -514,18 +468,13 @@ impl Store {
         }
     }
 
-    /// Bulk insert for seeding (the benchmark).
-    pub async fn insert_many(&self, docs: &[ExpenseDoc]) -> Result<(), AppError> {
+    /// Bulk insert without events, for seeding (the benchmark).
+    pub async fn insert_many(&self, expenses: &[Expense]) -> Result<(), AppError> {
+        let docs: Vec<ExpenseDoc> = expenses
+            .iter()
+            .map(|e| ExpenseDoc::new(e, Outbox::default()))
+            .collect();
         self.expenses.insert_many(docs).await?;
         Ok(())
     }
-}
-
-/// Groups sums by kind: (total income, total expenses).
-pub fn totals(rows: &[CategoryTotal]) -> HashMap<&str, i64> {
-    let mut m = HashMap::new();
-    for r in rows {
-        *m.entry(r.kind.as_str()).or_insert(0) += r.total_minor;
-    }
-    m
 }
