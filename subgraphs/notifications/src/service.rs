@@ -5,19 +5,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use contract::events::{BudgetAlertRaised, WeeklySummary};
+use contract::ids::{NotificationId, UserId};
 use kit::AppError;
 use kit::clock::Clock;
 use kit::config::Secret;
 use kit::events::{DomainEvent, Event, EventHandler};
-use mongodb::bson::{self, doc};
 use serde_json::json;
 use tokio::sync::broadcast;
 
 use crate::channels::{self, SmtpSettings};
-use crate::domain::{self, Preferences, QuietHours};
-use crate::store::{AlertData, DeliveryDoc, NotificationDoc, PreferencesDoc, Store};
+use crate::domain::{
+    self, AlertInfo, Attempt, Channel, Delivery, Notification, NotificationType, Preferences,
+    PreferencesChange, Priority, RetryPolicy,
+};
+use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
@@ -73,6 +77,14 @@ impl DeliverySettings {
         })
     }
 
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            base: self.retry_base,
+            max: self.retry_max,
+            horizon: self.horizon,
+        }
+    }
+
     /// Fast timings for tests.
     pub fn fast() -> Self {
         DeliverySettings {
@@ -98,54 +110,63 @@ pub struct Notifications {
     pub webhook_secret: Secret,
     pub http: reqwest::Client,
     /// New notifications, as seen by this instance's tail.
-    pub feed: broadcast::Sender<Arc<NotificationDoc>>,
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-pub fn preferences_of(doc: Option<PreferencesDoc>) -> Preferences {
-    let Some(d) = doc else {
-        return Preferences::default();
-    };
-    let quiet_hours = match (&d.quiet_start, &d.quiet_end) {
-        (Some(s), Some(e)) => {
-            match (domain::local_time("start", s), domain::local_time("end", e)) {
-                (Ok(start), Ok(end)) => Some(QuietHours { start, end }),
-                _ => None,
-            }
-        }
-        _ => None,
-    };
-    Preferences {
-        disabled_channels: d.disabled_channels,
-        disabled_types: d.disabled_types,
-        email: d.email,
-        webhook_url: d.webhook_url,
-        quiet_hours,
-        timezone: d.timezone.parse().unwrap_or(chrono_tz::Tz::UTC),
-    }
+    pub feed: broadcast::Sender<Arc<Notification>>,
 }
 
 /// What a new notification says; `source_key` makes it once-only.
 pub struct NewNotification<'a> {
-    pub user_id: &'a str,
+    pub user_id: &'a UserId,
     pub source_key: &'a str,
-    pub kind: &'a str,
+    pub kind: NotificationType,
     pub title: &'a str,
     pub message: &'a str,
-    pub priority: &'a str,
-    pub alert: Option<AlertData>,
+    pub priority: Priority,
+    pub alert: Option<AlertInfo>,
+}
+
+/// An internal error's cause (what the logs need), or a coded error's message.
+fn cause(e: AppError) -> String {
+    format!("{:#}", anyhow::Error::from(e))
 }
 
 impl Notifications {
+    /// A user's preferences: the stored ones, or the defaults when they never chose.
+    pub async fn preferences(&self, user: &UserId) -> Result<Preferences, AppError> {
+        Ok(self.store.get_preferences(user).await?.unwrap_or_default())
+    }
+
+    /// A user's preferences, their timezone brought up to date with `timezone` (from
+    /// their profile) and stored when it changed.
+    pub async fn preferences_in(
+        &self,
+        user: &UserId,
+        timezone: Option<Tz>,
+    ) -> Result<Preferences, AppError> {
+        let mut prefs = self.preferences(user).await?;
+        if let Some(tz) = timezone
+            && tz != prefs.timezone
+        {
+            prefs.timezone = tz;
+            self.store.put_preferences(user, &prefs).await?;
+        }
+        Ok(prefs)
+    }
+
+    /// Applies a change to `prefs` (the user's current preferences) and stores them.
+    pub async fn update_preferences(
+        &self,
+        user: &UserId,
+        mut prefs: Preferences,
+        change: PreferencesChange,
+    ) -> Result<Preferences, AppError> {
+        prefs.apply(change);
+        self.store.put_preferences(user, &prefs).await?;
+        Ok(prefs)
+    }
+
     /// Stores a notification for `source_key` (once) and its deliveries (once per
     /// channel). Re-running it for the same source changes nothing already there.
-    pub async fn notify(
-        &self,
-        new: NewNotification<'_>,
-    ) -> Result<Option<NotificationDoc>, AppError> {
+    pub async fn notify(&self, new: NewNotification<'_>) -> Result<Option<Notification>, AppError> {
         let NewNotification {
             user_id,
             source_key,
@@ -155,25 +176,23 @@ impl Notifications {
             priority,
             alert,
         } = new;
-        let prefs = preferences_of(self.store.get_preferences(user_id).await?);
+        let prefs = self.preferences(user_id).await?;
         let channels = prefs.channels_for(kind);
         if channels.is_empty() {
             return Ok(None);
         }
         let now = self.clock.now();
-        let id = kit::ids::new_id();
-        let n = NotificationDoc {
-            id: id.clone(),
-            key: id,
-            user_id: user_id.to_string(),
+        let n = Notification {
+            id: NotificationId::new(),
+            user_id: user_id.clone(),
             source_key: source_key.to_string(),
-            kind: kind.to_string(),
+            kind,
             title: title.to_string(),
             message: message.to_string(),
-            priority: priority.to_string(),
-            channels: channels.iter().map(|c| c.to_string()).collect(),
+            priority,
+            channels,
             read: false,
-            created_at: bson::DateTime::from_chrono(now),
+            created_at: domain::to_millis(now),
             alert,
         };
         let n = if self.store.insert_notification(&n).await? {
@@ -186,28 +205,12 @@ impl Notifications {
                 None => return Ok(None),
             }
         };
-        let not_before = prefs.not_before(now).timestamp_millis();
-        for channel in &n.channels {
-            let target = match channel.as_str() {
-                "EMAIL" => prefs.email.clone(),
-                "WEBHOOK" => prefs.webhook_url.clone(),
-                _ => None,
+        let not_before = prefs.not_before(now);
+        for &channel in &n.channels {
+            let Some(target) = prefs.target(channel) else {
+                continue;
             };
-            let Some(target) = target else { continue };
-            let d = DeliveryDoc {
-                id: format!("{}|{}", n.id, channel),
-                notification_id: n.id.clone(),
-                user_id: n.user_id.clone(),
-                channel: channel.clone(),
-                target,
-                status: "PENDING".into(),
-                attempts: 0,
-                last_error: None,
-                created_ms: now.timestamp_millis(),
-                next_attempt_ms: not_before,
-                lease_until_ms: 0,
-                done_ms: None,
-            };
+            let d = Delivery::new(&n, channel, target.to_string(), now, not_before);
             self.store.insert_delivery(&d).await?;
         }
         Ok(Some(n))
@@ -225,17 +228,17 @@ impl Notifications {
             None if data.threshold >= 100 => "Budget exceeded".to_string(),
             None => "Budget alert".to_string(),
         };
-        let alert = AlertData {
-            alert_id: data.alert_id.into_string(),
-            budget_id: data.budget_id.into_string(),
+        let alert = AlertInfo {
+            alert_id: data.alert_id,
+            budget_id: data.budget_id,
             category: data.category,
             threshold: data.threshold,
             percent_used: data.percent_used,
-            severity: data.severity.as_str().to_string(),
-            period_start: data.period_start.to_string(),
+            severity: data.severity,
+            period_start: data.period_start,
         };
         self.notify(NewNotification {
-            user_id: envelope.user_id.as_str(),
+            user_id: &envelope.user_id,
             source_key: &format!("event|{}", envelope.id),
             kind,
             title: &title,
@@ -255,12 +258,12 @@ impl Notifications {
     ) -> Result<(), AppError> {
         let week = &data.week;
         self.notify(NewNotification {
-            user_id: envelope.user_id.as_str(),
+            user_id: &envelope.user_id,
             source_key: &format!("weekly|{}|{week}", envelope.user_id),
-            kind: "WEEKLY_SUMMARY",
+            kind: NotificationType::WeeklySummary,
             title: &format!("Your week ({week})"),
             message: &data.message,
-            priority: "LOW",
+            priority: Priority::Low,
             alert: None,
         })
         .await?;
@@ -270,15 +273,18 @@ impl Notifications {
     /// One pass of the delivery worker: sends what is due. Deliveries run concurrently,
     /// so one slow or failing channel never holds up another.
     pub async fn deliver_due(&self) -> Result<usize, AppError> {
-        let now = self.clock.now().timestamp_millis();
+        let now = self.clock.now();
         let due = self.store.due(now, 50).await?;
         let mut mine = Vec::new();
         for d in due {
-            if self
-                .store
-                .claim(&d.id, now, ms(self.settings.lease))
-                .await?
-            {
+            let d = match d {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %cause(e), "unreadable delivery left alone");
+                    continue;
+                }
+            };
+            if self.store.claim(&d.id, now, self.settings.lease).await? {
                 mine.push(d);
             }
         }
@@ -287,7 +293,7 @@ impl Notifications {
         Ok(n)
     }
 
-    async fn attempt(&self, d: DeliveryDoc) {
+    async fn attempt(&self, d: Delivery) {
         let result = match self.store.get(&d.user_id, &d.notification_id).await {
             Ok(Some(n)) => self.send(&d, &n).await,
             Ok(None) => Err("the notification was deleted".to_string()),
@@ -296,48 +302,49 @@ impl Notifications {
                 return;
             }
         };
-        let now = self.clock.now().timestamp_millis();
+        let now = self.clock.now();
         let attempts = d.attempts + 1;
-        let set = match result {
-            Ok(()) => {
-                doc! { "status": "SENT", "attempts": attempts, "doneMs": now, "lastError": null }
-            }
+        let attempt = match result {
+            Ok(()) => Attempt::Sent,
             Err(reason) => {
-                let delay = ms(domain::backoff(
-                    attempts,
-                    self.settings.retry_base,
-                    self.settings.retry_max,
-                ));
-                let next = now + delay;
-                if next - d.created_ms > ms(self.settings.horizon) {
-                    let why = format!(
-                        "gave up after {attempts} attempts over {}s: {reason}",
-                        (now - d.created_ms) / 1000
-                    );
-                    tracing::warn!(delivery = %d.id, reason = %why, "delivery failed for good");
-                    doc! { "status": "FAILED", "attempts": attempts, "doneMs": now, "lastError": why }
-                } else {
-                    tracing::info!(delivery = %d.id, attempts, reason = %reason, "delivery failed; will retry");
-                    doc! { "attempts": attempts, "lastError": reason, "nextAttemptMs": next, "leaseUntilMs": 0_i64 }
+                let attempt = self
+                    .settings
+                    .retry()
+                    .after_failure(&d, attempts, now, reason);
+                match &attempt {
+                    Attempt::GaveUp { reason } => {
+                        tracing::warn!(delivery = %d.id, reason = %reason, "delivery failed for good")
+                    }
+                    Attempt::Retry { reason, .. } => {
+                        tracing::info!(delivery = %d.id, attempts, reason = %reason, "delivery failed; will retry")
+                    }
+                    Attempt::Sent => {}
                 }
+                attempt
             }
         };
-        if let Err(e) = self.store.finish(&d.id, set).await {
+        if let Err(e) = self
+            .store
+            .record_attempt(&d.id, attempts, now, &attempt)
+            .await
+        {
             tracing::warn!(delivery = %d.id, error = %e.public_message(), "cannot record delivery state");
         }
     }
 
-    async fn send(&self, d: &DeliveryDoc, n: &NotificationDoc) -> Result<(), String> {
-        match d.channel.as_str() {
-            "EMAIL" => channels::send_email(&self.smtp, &d.target, &n.title, &n.message).await,
-            "WEBHOOK" => {
+    async fn send(&self, d: &Delivery, n: &Notification) -> Result<(), String> {
+        match d.channel {
+            Channel::Email => {
+                channels::send_email(&self.smtp, &d.target, &n.title, &n.message).await
+            }
+            Channel::Webhook => {
                 let body = json!({
                     "id": n.id,
-                    "type": n.kind,
+                    "type": n.kind.as_str(),
                     "title": n.title,
                     "message": n.message,
-                    "priority": n.priority,
-                    "createdAt": n.created_at.try_to_rfc3339_string().unwrap_or_default(),
+                    "priority": n.priority.as_str(),
+                    "createdAt": domain::rfc3339_millis(n.created_at),
                     "userId": n.user_id,
                 });
                 channels::send_webhook(&self.http, &self.webhook_secret, &d.target, &body).await
@@ -368,20 +375,23 @@ impl Notifications {
     /// subscribers. Keys within `LOOKBACK` of the last poll are read again (a write
     /// committed late is not missed) and de-duplicated.
     pub fn spawn_tail(&self) -> tokio::task::JoinHandle<()> {
-        const LOOKBACK_MS: i64 = 5_000;
+        const LOOKBACK: TimeDelta = TimeDelta::milliseconds(5_000);
         let this = self.clone();
         tokio::spawn(async move {
-            let mut seen: HashMap<String, i64> = HashMap::new();
-            let mut low_ms = Utc::now().timestamp_millis();
+            let mut seen: HashMap<NotificationId, DateTime<Utc>> = HashMap::new();
+            let mut low = Utc::now();
             loop {
-                let polled_at = Utc::now().timestamp_millis();
-                match this
-                    .store
-                    .since(&domain::id_floor(low_ms - LOOKBACK_MS), 1000)
-                    .await
-                {
+                let polled_at = Utc::now();
+                match this.store.since(low - LOOKBACK, 1000).await {
                     Ok(found) => {
                         for n in found {
+                            let n = match n {
+                                Ok(n) => n,
+                                Err(e) => {
+                                    tracing::error!(error = %cause(e), "unreadable notification not published");
+                                    continue;
+                                }
+                            };
                             if seen.contains_key(&n.id) {
                                 continue;
                             }
@@ -389,8 +399,8 @@ impl Notifications {
                             // No receiver is fine.
                             let _ = this.feed.send(Arc::new(n));
                         }
-                        low_ms = polled_at;
-                        seen.retain(|_, at| *at >= polled_at - 3 * LOOKBACK_MS);
+                        low = polled_at;
+                        seen.retain(|_, at| *at >= polled_at - LOOKBACK * 3);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e.public_message(), "notification tail failed")

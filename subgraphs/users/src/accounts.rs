@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use contract::ids::UserId;
 use kit::auth::{JwtKeys, sha256_hex};
-use kit::money::{Decimal, Money};
 use kit::{AppError, AppResult};
-use mongodb::bson;
 
-use crate::domain::{self, Email, Username};
-use crate::store::{RefreshTokenDoc, Store, Taken, UserDoc};
+use crate::domain::{self, Email, FamilyId, ProfileChange, RefreshToken, Registration, User};
+use crate::store::{Store, Taken};
 
 /// Access tokens live 15 minutes.
 pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
@@ -29,27 +28,7 @@ pub struct Session {
     pub access_token: String,
     pub refresh_token: String,
     pub expires_in: u64,
-    pub user: UserDoc,
-}
-
-pub struct RegisterInput {
-    pub username: String,
-    pub email: String,
-    pub password: String,
-    pub currency: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub timezone: Option<String>,
-}
-
-/// A profile change: `None` leaves a field alone; `Some(None)` clears it.
-#[derive(Default)]
-pub struct ProfileChange {
-    pub first_name: Option<Option<String>>,
-    pub last_name: Option<Option<String>>,
-    pub currency: Option<String>,
-    pub timezone: Option<String>,
-    pub monthly_income: Option<Option<Decimal>>,
+    pub user: User,
 }
 
 #[derive(Clone)]
@@ -76,34 +55,28 @@ impl Accounts {
         &self.store
     }
 
-    pub async fn register(&self, input: RegisterInput) -> AppResult<Session> {
-        let username = Username::parse(&input.username)?;
-        let email = Email::parse(&input.email)?;
-        domain::check_password(&input.password)?;
-        let currency = match input.currency.as_deref() {
-            Some(c) => domain::parse_currency(c)?,
-            None => kit::Currency::USD,
-        };
-        let timezone = match input.timezone.as_deref() {
-            Some(tz) => domain::parse_timezone(tz)?,
-            None => chrono_tz::UTC,
-        };
-        let first_name = domain::parse_name("firstName", input.first_name.as_deref())?;
-        let last_name = domain::parse_name("lastName", input.last_name.as_deref())?;
-        let password_hash = domain::password::hash(input.password).await?;
-        let now = now_millis();
-        let user = UserDoc {
-            id: kit::ids::new_id(),
-            username: username.as_str().to_string(),
-            username_key: username.key(),
-            email: email.as_str().to_string(),
-            email_key: email.key(),
-            password_hash,
-            currency: currency.code().to_string(),
-            timezone: timezone.name().to_string(),
+    pub async fn register(&self, registration: Registration) -> AppResult<Session> {
+        let Registration {
+            username,
+            email,
+            password,
+            currency,
+            timezone,
             first_name,
             last_name,
-            monthly_income_minor: None,
+        } = registration;
+        let password_hash = domain::password::hash(password).await?;
+        let now = now_millis();
+        let user = User {
+            id: UserId::new(),
+            username,
+            email,
+            password_hash,
+            currency,
+            timezone,
+            first_name,
+            last_name,
+            monthly_income: None,
             created_at: now,
             updated_at: now,
         };
@@ -123,7 +96,7 @@ impl Accounts {
             }
         }
         tracing::info!(user_id = %user.id, "user registered");
-        self.start_session(user, kit::ids::new_id()).await
+        self.start_session(user, FamilyId::new()).await
     }
 
     pub async fn login(&self, email: &str, password: String) -> AppResult<Session> {
@@ -156,7 +129,7 @@ impl Accounts {
         match (ok, user) {
             (true, Some(user)) => {
                 self.store.clear_login_failures(&key).await?;
-                self.start_session(user, kit::ids::new_id()).await
+                self.start_session(user, FamilyId::new()).await
             }
             _ => {
                 self.store.record_login_failure(&key, now).await?;
@@ -175,18 +148,18 @@ impl Accounts {
             return Err(invalid());
         }
         if token.used_at.is_some() {
-            self.store.revoke_family(&token.family_id).await?;
-            tracing::warn!(user_id = %token.user_id, family = %token.family_id, "refresh token reuse; family revoked");
+            self.store.revoke_family(&token.family).await?;
+            tracing::warn!(user_id = %token.user_id, family = %token.family, "refresh token reuse; family revoked");
             return Err(AppError::Unauthenticated(
                 "refresh token was already used; all sessions of this login were signed out".into(),
             ));
         }
-        if token.expires_at.to_chrono() <= Utc::now() {
+        if token.expires_at <= Utc::now() {
             return Err(AppError::Unauthenticated("refresh token expired".into()));
         }
         if !self.store.mark_refresh_token_used(&hash).await? {
             // Someone exchanged it a moment ago: treat as reuse.
-            self.store.revoke_family(&token.family_id).await?;
+            self.store.revoke_family(&token.family).await?;
             return Err(invalid());
         }
         let user = self
@@ -194,81 +167,42 @@ impl Accounts {
             .user_by_id(&token.user_id)
             .await?
             .ok_or_else(invalid)?;
-        self.start_session(user, token.family_id).await
+        self.start_session(user, token.family).await
     }
 
     /// Signs out the login the refresh token belongs to. False when the token is unknown.
     pub async fn logout(&self, refresh_token: &str) -> AppResult<bool> {
         match self.store.refresh_token(&sha256_hex(refresh_token)).await? {
             Some(token) => {
-                self.store.revoke_family(&token.family_id).await?;
+                self.store.revoke_family(&token.family).await?;
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    pub async fn update_profile(&self, user_id: &str, change: ProfileChange) -> AppResult<UserDoc> {
+    pub async fn update_profile(&self, user_id: &UserId, change: ProfileChange) -> AppResult<User> {
         let mut user = self
             .store
             .user_by_id(user_id)
             .await?
             .ok_or_else(|| AppError::not_found("user"))?;
-        let old_currency = domain::parse_currency(&user.currency)?;
-        if let Some(name) = change.first_name {
-            user.first_name = domain::parse_name("firstName", name.as_deref())?;
-        }
-        if let Some(name) = change.last_name {
-            user.last_name = domain::parse_name("lastName", name.as_deref())?;
-        }
-        let currency = match change.currency.as_deref() {
-            Some(c) => domain::parse_currency(c)?,
-            None => old_currency,
-        };
-        if let Some(tz) = change.timezone.as_deref() {
-            user.timezone = domain::parse_timezone(tz)?.name().to_string();
-        }
-        // The income is a decimal in the user's currency: keep its value across a
-        // currency change when the new currency can hold it exactly.
-        let income = match change.monthly_income {
-            Some(v) => v,
-            None => user
-                .monthly_income_minor
-                .map(|m| Money::from_minor(m, old_currency).map(|m| m.to_decimal()))
-                .transpose()
-                .map_err(|e| AppError::money("monthlyIncome", e))?,
-        };
-        user.monthly_income_minor = match income {
-            None => None,
-            Some(d) => {
-                let m = Money::from_decimal(d, currency)
-                    .map_err(|e| AppError::money("monthlyIncome", e))?;
-                if m.amount_minor() < 0 {
-                    return Err(AppError::validation(
-                        "monthlyIncome",
-                        "must not be negative",
-                    ));
-                }
-                Some(m.amount_minor())
-            }
-        };
-        user.currency = currency.code().to_string();
-        user.updated_at = now_millis();
+        user.apply(change, now_millis())?;
         self.store.update_profile(&user).await?;
         Ok(user)
     }
 
-    async fn start_session(&self, user: UserDoc, family_id: String) -> AppResult<Session> {
-        let access_token = self.keys.issue(&user.id, ACCESS_TTL)?;
+    async fn start_session(&self, user: User, family: FamilyId) -> AppResult<Session> {
+        let access_token = self.keys.issue(user.id.as_str(), ACCESS_TTL)?;
         let refresh_token = new_refresh_token();
         let now = Utc::now();
         self.store
-            .insert_refresh_token(&RefreshTokenDoc {
+            .insert_refresh_token(&RefreshToken {
                 hash: sha256_hex(&refresh_token),
                 user_id: user.id.clone(),
-                family_id,
-                created_at: bson::DateTime::from_chrono(now),
-                expires_at: bson::DateTime::from_chrono(now + to_chrono(REFRESH_TTL)),
+                family,
+                created_at: now,
+                expires_at: now + to_chrono(REFRESH_TTL),
                 used_at: None,
                 revoked_at: None,
             })
@@ -281,7 +215,6 @@ impl Accounts {
         })
     }
 }
-
 /// Now, truncated to milliseconds (what BSON dates hold), so stored and returned agree.
 fn now_millis() -> DateTime<Utc> {
     let now = Utc::now();

@@ -5,104 +5,40 @@
 //! - `deliveries`: one per (notification, outside channel), `_id` = `<id>|<channel>`,
 //!   so a channel is never given the same notification twice;
 //! - `preferences`: one per user.
+//!
+//! Methods take and return domain types; the documents are mapped in [`docs`].
 
+mod docs;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use contract::ids::{DeliveryId, NotificationId, UserId};
 use futures::TryStreamExt;
 use kit::AppError;
 use kit::db::index;
-use mongodb::bson::{self, Document, doc};
+use mongodb::bson::{Document, doc};
 use mongodb::{Collection, Database};
-use serde::{Deserialize, Serialize};
+
+pub use docs::{AlertData, DeliveryDoc, NotificationDoc, PreferencesDoc};
+
+use crate::domain::{self, Attempt, Delivery, DeliveryStatus, Notification, Preferences};
 
 pub const NOTIFICATIONS: &str = "notifications";
 pub const DELIVERIES: &str = "deliveries";
 pub const PREFERENCES: &str = "preferences";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct NotificationDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    /// Same as `_id`; indexed with `userId`.
-    pub key: String,
-    pub user_id: String,
-    pub source_key: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub message: String,
-    pub priority: String,
-    pub channels: Vec<String>,
-    #[serde(deserialize_with = "lenient_bool")]
-    pub read: bool,
-    pub created_at: bson::DateTime,
-    /// The alert, for budget alert notifications.
-    pub alert: Option<AlertData>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AlertData {
-    pub alert_id: String,
-    pub budget_id: String,
-    pub category: Option<String>,
-    pub threshold: i64,
-    pub percent_used: f64,
-    pub severity: String,
-    pub period_start: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct DeliveryDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub notification_id: String,
-    pub user_id: String,
-    pub channel: String,
-    /// Email address or URL, fixed when the notification was made.
-    pub target: String,
-    /// `PENDING`, `SENT` or `FAILED`.
-    pub status: String,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    /// Epoch milliseconds (numbers compare the same everywhere).
-    pub created_ms: i64,
-    pub next_attempt_ms: i64,
-    pub lease_until_ms: i64,
-    pub done_ms: Option<i64>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PreferencesDoc {
-    #[serde(rename = "_id")]
-    pub user_id: String,
-    pub disabled_channels: Vec<String>,
-    pub disabled_types: Vec<String>,
-    pub email: Option<String>,
-    pub webhook_url: Option<String>,
-    /// `HH:MM` local times.
-    pub quiet_start: Option<String>,
-    pub quiet_end: Option<String>,
-    pub timezone: String,
-}
-
-/// Reads a boolean also when stored as a number: nx-27017 stores the `true` of a
-/// `$set` as `1` (real MongoDB keeps the boolean; both read the same here).
-fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    match bson::Bson::deserialize(d)? {
-        bson::Bson::Boolean(b) => Ok(b),
-        bson::Bson::Int32(n) => Ok(n != 0),
-        bson::Bson::Int64(n) => Ok(n != 0),
-        other => Err(serde::de::Error::custom(format!(
-            "expected a boolean, got {other}"
-        ))),
-    }
-}
-
 #[derive(Clone)]
 pub struct Store {
     db: Database,
+}
+
+/// Every document read as the domain; the first that does not read is the error.
+fn read_all<D, T>(docs: Vec<D>) -> Result<Vec<T>, AppError>
+where
+    T: TryFrom<D, Error = AppError>,
+{
+    docs.into_iter().map(T::try_from).collect()
 }
 
 impl Store {
@@ -110,15 +46,15 @@ impl Store {
         Store { db: db.clone() }
     }
 
-    pub fn notifications(&self) -> Collection<NotificationDoc> {
+    fn notifications(&self) -> Collection<NotificationDoc> {
         self.db.collection(NOTIFICATIONS)
     }
 
-    pub fn deliveries(&self) -> Collection<DeliveryDoc> {
+    fn deliveries(&self) -> Collection<DeliveryDoc> {
         self.db.collection(DELIVERIES)
     }
 
-    pub fn preferences(&self) -> Collection<PreferencesDoc> {
+    fn preferences(&self) -> Collection<PreferencesDoc> {
         self.db.collection(PREFERENCES)
     }
 
@@ -148,151 +84,217 @@ impl Store {
     }
 
     /// Inserts a notification; false when its source was already notified.
-    pub async fn insert_notification(&self, n: &NotificationDoc) -> Result<bool, AppError> {
-        kit::db::insert_new(&self.notifications(), n).await
+    pub async fn insert_notification(&self, n: &Notification) -> Result<bool, AppError> {
+        kit::db::insert_new(&self.notifications(), &NotificationDoc::of(n)).await
     }
 
-    pub async fn by_source(&self, source_key: &str) -> Result<Option<NotificationDoc>, AppError> {
-        Ok(self
-            .notifications()
+    pub async fn by_source(&self, source_key: &str) -> Result<Option<Notification>, AppError> {
+        self.notifications()
             .find_one(doc! { "sourceKey": source_key })
-            .await?)
+            .await?
+            .map(Notification::try_from)
+            .transpose()
     }
 
     /// Creates a delivery unless that (notification, channel) already has one.
-    pub async fn insert_delivery(&self, d: &DeliveryDoc) -> Result<bool, AppError> {
-        kit::db::insert_new(&self.deliveries(), d).await
+    pub async fn insert_delivery(&self, d: &Delivery) -> Result<bool, AppError> {
+        kit::db::insert_new(&self.deliveries(), &DeliveryDoc::of(d)).await
     }
 
-    pub async fn get(&self, user_id: &str, id: &str) -> Result<Option<NotificationDoc>, AppError> {
-        Ok(self
-            .notifications()
-            .find_one(doc! { "_id": id, "userId": user_id })
-            .await?)
+    pub async fn get(
+        &self,
+        user: &UserId,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, AppError> {
+        self.notifications()
+            .find_one(doc! { "_id": id.as_str(), "userId": user.as_str() })
+            .await?
+            .map(Notification::try_from)
+            .transpose()
     }
 
-    /// A page, newest first, after the cursor key.
+    /// A page, newest first, after the cursor (a notification id).
     pub async fn page(
         &self,
-        user_id: &str,
+        user: &UserId,
         unread_only: bool,
-        after: Option<&str>,
+        after: Option<&NotificationId>,
         limit: i64,
-    ) -> Result<Vec<NotificationDoc>, AppError> {
-        let mut filter = doc! { "userId": user_id };
+    ) -> Result<Vec<Notification>, AppError> {
+        let mut filter = doc! { "userId": user.as_str() };
         if unread_only {
             filter.insert("read", false);
         }
         if let Some(a) = after {
-            filter.insert("key", doc! { "$lt": a });
+            filter.insert("key", doc! { "$lt": a.as_str() });
         }
-        Ok(self
+        let docs: Vec<NotificationDoc> = self
             .notifications()
             .find(filter)
             .sort(doc! { "key": -1 })
             .limit(limit)
             .await?
             .try_collect()
-            .await?)
+            .await?;
+        read_all(docs)
     }
 
-    pub async fn count(&self, user_id: &str, unread_only: bool) -> Result<u64, AppError> {
-        let mut filter = doc! { "userId": user_id };
+    pub async fn count(&self, user: &UserId, unread_only: bool) -> Result<u64, AppError> {
+        let mut filter = doc! { "userId": user.as_str() };
         if unread_only {
             filter.insert("read", false);
         }
         Ok(self.notifications().count_documents(filter).await?)
     }
 
-    pub async fn mark_read(&self, user_id: &str, id: &str) -> Result<bool, AppError> {
+    pub async fn mark_read(&self, user: &UserId, id: &NotificationId) -> Result<bool, AppError> {
         let r = self
             .notifications()
             .update_one(
-                doc! { "_id": id, "userId": user_id },
+                doc! { "_id": id.as_str(), "userId": user.as_str() },
                 doc! { "$set": { "read": true } },
             )
             .await?;
         Ok(r.matched_count == 1)
     }
 
-    pub async fn mark_all_read(&self, user_id: &str) -> Result<u64, AppError> {
+    pub async fn mark_all_read(&self, user: &UserId) -> Result<u64, AppError> {
         let r = self
             .notifications()
             .update_many(
-                doc! { "userId": user_id, "read": false },
+                doc! { "userId": user.as_str(), "read": false },
                 doc! { "$set": { "read": true } },
             )
             .await?;
         Ok(r.modified_count)
     }
 
-    pub async fn delete(&self, user_id: &str, id: &str) -> Result<bool, AppError> {
+    pub async fn delete(&self, user: &UserId, id: &NotificationId) -> Result<bool, AppError> {
         let r = self
             .notifications()
-            .delete_one(doc! { "_id": id, "userId": user_id })
+            .delete_one(doc! { "_id": id.as_str(), "userId": user.as_str() })
             .await?;
         Ok(r.deleted_count == 1)
     }
 
-    pub async fn deliveries_of(&self, notification_id: &str) -> Result<Vec<DeliveryDoc>, AppError> {
-        Ok(self
+    pub async fn deliveries_of(&self, id: &NotificationId) -> Result<Vec<Delivery>, AppError> {
+        let docs: Vec<DeliveryDoc> = self
             .deliveries()
-            .find(doc! { "notificationId": notification_id })
+            .find(doc! { "notificationId": id.as_str() })
             .await?
             .try_collect()
-            .await?)
+            .await?;
+        read_all(docs)
     }
 
-    /// Deliveries due now, not leased.
-    pub async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<DeliveryDoc>, AppError> {
-        Ok(self
+    /// Deliveries due at `now`, each read on its own: one that does not read back is
+    /// an error of its own and does not hold up the others.
+    pub async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Result<Delivery, AppError>>, AppError> {
+        let docs: Vec<DeliveryDoc> = self
             .deliveries()
-            .find(doc! { "status": "PENDING", "nextAttemptMs": { "$lte": now_ms } })
+            .find(doc! {
+                "status": DeliveryStatus::Pending.as_str(),
+                "nextAttemptMs": { "$lte": now.timestamp_millis() },
+            })
             .sort(doc! { "nextAttemptMs": 1 })
             .limit(limit)
             .await?
             .try_collect()
-            .await?)
+            .await?;
+        Ok(docs.into_iter().map(Delivery::try_from).collect())
     }
 
-    /// Takes a delivery for `lease_ms`; false when another worker holds it or it is done.
-    pub async fn claim(&self, id: &str, now_ms: i64, lease_ms: i64) -> Result<bool, AppError> {
+    /// Takes a delivery for `lease`; false when another worker holds it or it is done.
+    pub async fn claim(
+        &self,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, AppError> {
+        let now_ms = now.timestamp_millis();
         let r = self
             .deliveries()
             .update_one(
-                doc! { "_id": id, "status": "PENDING", "leaseUntilMs": { "$lt": now_ms } },
-                doc! { "$set": { "leaseUntilMs": now_ms + lease_ms } },
+                doc! {
+                    "_id": id.as_str(),
+                    "status": DeliveryStatus::Pending.as_str(),
+                    "leaseUntilMs": { "$lt": now_ms },
+                },
+                doc! { "$set": { "leaseUntilMs": now_ms + domain::millis(lease) } },
             )
             .await?;
         Ok(r.matched_count == 1)
     }
 
-    pub async fn finish(&self, id: &str, set: Document) -> Result<(), AppError> {
+    /// Records attempt number `attempts`, made at `now`, and what it came to.
+    pub async fn record_attempt(
+        &self,
+        id: &DeliveryId,
+        attempts: i64,
+        now: DateTime<Utc>,
+        attempt: &Attempt,
+    ) -> Result<(), AppError> {
+        let now_ms = now.timestamp_millis();
+        let set: Document = match attempt {
+            Attempt::Sent => doc! {
+                "status": DeliveryStatus::Sent.as_str(),
+                "attempts": attempts,
+                "doneMs": now_ms,
+                "lastError": null,
+            },
+            Attempt::GaveUp { reason } => doc! {
+                "status": DeliveryStatus::Failed.as_str(),
+                "attempts": attempts,
+                "doneMs": now_ms,
+                "lastError": reason,
+            },
+            Attempt::Retry { reason, next } => doc! {
+                "attempts": attempts,
+                "lastError": reason,
+                "nextAttemptMs": next.timestamp_millis(),
+                "leaseUntilMs": 0_i64,
+            },
+        };
         self.deliveries()
-            .update_one(doc! { "_id": id }, doc! { "$set": set })
+            .update_one(doc! { "_id": id.as_str() }, doc! { "$set": set })
             .await?;
         Ok(())
     }
 
-    /// Notifications whose key is above `low`, oldest first (the subscription tail).
-    pub async fn since(&self, low: &str, limit: i64) -> Result<Vec<NotificationDoc>, AppError> {
-        Ok(self
+    /// Notifications with ids issued after `after`, oldest first (the subscription
+    /// tail), each read on its own as in [`Store::due`].
+    pub async fn since(
+        &self,
+        after: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Result<Notification, AppError>>, AppError> {
+        let low = domain::id_floor(after.timestamp_millis());
+        let docs: Vec<NotificationDoc> = self
             .notifications()
             .find(doc! { "key": { "$gt": low } })
             .sort(doc! { "key": 1 })
             .limit(limit)
             .await?
             .try_collect()
-            .await?)
+            .await?;
+        Ok(docs.into_iter().map(Notification::try_from).collect())
     }
 
-    pub async fn get_preferences(&self, user_id: &str) -> Result<Option<PreferencesDoc>, AppError> {
-        Ok(self.preferences().find_one(doc! { "_id": user_id }).await?)
-    }
-
-    pub async fn put_preferences(&self, p: &PreferencesDoc) -> Result<(), AppError> {
+    pub async fn get_preferences(&self, user: &UserId) -> Result<Option<Preferences>, AppError> {
         self.preferences()
-            .replace_one(doc! { "_id": &p.user_id }, p)
+            .find_one(doc! { "_id": user.as_str() })
+            .await?
+            .map(Preferences::try_from)
+            .transpose()
+    }
+
+    pub async fn put_preferences(&self, user: &UserId, p: &Preferences) -> Result<(), AppError> {
+        self.preferences()
+            .replace_one(doc! { "_id": user.as_str() }, PreferencesDoc::of(user, p))
             .upsert(true)
             .await?;
         Ok(())

@@ -1,9 +1,12 @@
-//! Account rules: what a valid email, username, password, timezone and name are.
-//! No GraphQL or BSON here.
+//! The accounts domain: users, refresh tokens, and the rules of what a valid email,
+//! username, password, timezone and name are. No GraphQL or BSON here.
 
+mod account;
 pub mod password;
 
 use kit::AppError;
+
+pub use account::{FamilyId, ProfileChange, RefreshToken, Registration, User};
 
 /// Longest password accepted; longer inputs are refused before hashing.
 pub const PASSWORD_MAX: usize = 128;
@@ -38,6 +41,11 @@ impl Email {
         Ok(Email(s.to_string()))
     }
 
+    /// An address as stored: checked when it was registered.
+    pub fn from_trusted(text: impl Into<String>) -> Email {
+        Email(text.into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -66,6 +74,11 @@ impl Username {
             ));
         }
         Ok(Username(s.to_string()))
+    }
+
+    /// A username as stored: checked when it was registered.
+    pub fn from_trusted(text: impl Into<String>) -> Username {
+        Username(text.into())
     }
 
     pub fn as_str(&self) -> &str {

@@ -7,14 +7,15 @@ use async_graphql::{
     SimpleObject,
 };
 use chrono::{DateTime, Utc};
+use contract::ids::UserId;
 use dataloader::BatchFn;
 use dataloader::non_cached::Loader;
-use kit::AppError;
-use kit::money::Money;
 use kit::scalars::Decimal;
+use kit::{AppError, Currency};
 
-use crate::accounts::{self, Accounts, ProfileChange, Session};
-use crate::store::{Store, UserDoc};
+use crate::accounts::{Accounts, Session};
+use crate::domain::{self, Email, ProfileChange, Registration, Username};
+use crate::store::Store;
 
 pub type UsersSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -23,15 +24,19 @@ pub struct UserBatcher {
     store: Store,
 }
 
-impl BatchFn<String, Result<Option<UserDoc>, String>> for UserBatcher {
-    async fn load(&mut self, keys: &[String]) -> HashMap<String, Result<Option<UserDoc>, String>> {
+impl BatchFn<UserId, Result<Option<domain::User>, String>> for UserBatcher {
+    async fn load(
+        &mut self,
+        keys: &[UserId],
+    ) -> HashMap<UserId, Result<Option<domain::User>, String>> {
         match self.store.users_by_ids(keys).await {
             Ok(mut found) => keys
                 .iter()
                 .map(|k| (k.clone(), Ok(found.remove(k))))
                 .collect(),
             Err(e) => {
-                let message = e.public_message();
+                // Each key's internal error carries the cause, for the log.
+                let message = format!("{:#}", anyhow::Error::from(e));
                 keys.iter()
                     .map(|k| (k.clone(), Err(message.clone())))
                     .collect()
@@ -40,7 +45,7 @@ impl BatchFn<String, Result<Option<UserDoc>, String>> for UserBatcher {
     }
 }
 
-pub type UserLoader = Loader<String, Result<Option<UserDoc>, String>, UserBatcher>;
+pub type UserLoader = Loader<UserId, Result<Option<domain::User>, String>, UserBatcher>;
 
 pub fn build_schema(accounts: Accounts) -> UsersSchema {
     let loader: UserLoader = Loader::new(UserBatcher {
@@ -56,29 +61,32 @@ pub fn build_schema(accounts: Accounts) -> UsersSchema {
         .finish()
 }
 
-use kit::auth::caller_id;
+/// The verified caller.
+fn caller(ctx: &Context<'_>) -> Result<UserId, AppError> {
+    Ok(UserId::from_trusted(kit::auth::caller_id(ctx)?))
+}
 
 /// A person using the product.
-pub struct User(pub UserDoc);
+pub struct User(pub domain::User);
 
 #[Object]
 impl User {
     async fn id(&self) -> ID {
-        ID(self.0.id.clone())
+        ID(self.0.id.to_string())
     }
     async fn username(&self) -> &str {
-        &self.0.username
+        self.0.username.as_str()
     }
     async fn email(&self) -> &str {
-        &self.0.email
+        self.0.email.as_str()
     }
     /// ISO 4217 code of the user's home currency.
     async fn currency(&self) -> &str {
-        &self.0.currency
+        self.0.currency.code()
     }
     /// IANA timezone in which months and budget periods are computed.
     async fn timezone(&self) -> &str {
-        &self.0.timezone
+        self.0.timezone.name()
     }
     async fn first_name(&self) -> Option<&str> {
         self.0.first_name.as_deref()
@@ -87,13 +95,8 @@ impl User {
         self.0.last_name.as_deref()
     }
     /// Monthly income in the user's currency.
-    async fn monthly_income(&self) -> Result<Option<Decimal>> {
-        let Some(minor) = self.0.monthly_income_minor else {
-            return Ok(None);
-        };
-        let currency = kit::Currency::parse(&self.0.currency).map_err(AppError::internal)?;
-        let money = Money::from_minor(minor, currency).map_err(AppError::internal)?;
-        Ok(Some(money.into()))
+    async fn monthly_income(&self) -> Option<Decimal> {
+        self.0.monthly_income.map(Decimal::from)
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -140,11 +143,50 @@ pub struct UpdateProfileInput {
     monthly_income: MaybeUndefined<Decimal>,
 }
 
-fn change<T>(v: MaybeUndefined<T>) -> Option<Option<T>> {
-    match v {
-        MaybeUndefined::Undefined => None,
-        MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(x) => Some(Some(x)),
+impl RegisterInput {
+    /// The registration asked for, every field checked (errors in this order).
+    fn into_registration(self) -> Result<Registration, AppError> {
+        Ok(Registration {
+            username: Username::parse(&self.username)?,
+            email: Email::parse(&self.email)?,
+            password: {
+                domain::check_password(&self.password)?;
+                self.password
+            },
+            currency: (self.currency.as_deref())
+                .map(domain::parse_currency)
+                .transpose()?
+                .unwrap_or(Currency::USD),
+            timezone: (self.timezone.as_deref())
+                .map(domain::parse_timezone)
+                .transpose()?
+                .unwrap_or(chrono_tz::UTC),
+            first_name: domain::parse_name("firstName", self.first_name.as_deref())?,
+            last_name: domain::parse_name("lastName", self.last_name.as_deref())?,
+        })
+    }
+}
+
+impl UpdateProfileInput {
+    /// The change asked for; names, currency and timezone checked (in this order).
+    fn into_change(self) -> Result<ProfileChange, AppError> {
+        let name = |field: &str, v: MaybeUndefined<String>| {
+            Option::<Option<String>>::from(v)
+                .map(|n| domain::parse_name(field, n.as_deref()))
+                .transpose()
+        };
+        Ok(ProfileChange {
+            first_name: name("firstName", self.first_name)?,
+            last_name: name("lastName", self.last_name)?,
+            currency: (self.currency.as_deref())
+                .map(domain::parse_currency)
+                .transpose()?,
+            timezone: (self.timezone.as_deref())
+                .map(domain::parse_timezone)
+                .transpose()?,
+            monthly_income: Option::<Option<Decimal>>::from(self.monthly_income)
+                .map(|v| v.map(|d| d.0)),
+        })
     }
 }
 
@@ -154,7 +196,7 @@ pub struct Query;
 impl Query {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        let id = caller_id(ctx)?;
+        let id = caller(ctx)?;
         let accounts = ctx.data::<Accounts>()?;
         Ok(accounts.store().user_by_id(&id).await?.map(User))
     }
@@ -163,12 +205,12 @@ impl Query {
     /// ids resolve to null, so no one learns another person's details.
     #[graphql(entity)]
     async fn find_user_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
-        let me = caller_id(ctx)?;
-        if id.0 != me {
+        let me = caller(ctx)?;
+        if me != id.0 {
             return Ok(None);
         }
         let loader = ctx.data::<UserLoader>()?;
-        match loader.try_load(id.0).await {
+        match loader.try_load(me).await {
             Ok(Ok(user)) => Ok(user.map(User)),
             Ok(Err(message)) => Err(AppError::internal(anyhow::anyhow!(message)).into()),
             Err(e) => Err(AppError::internal(e).into()),
@@ -182,17 +224,7 @@ pub struct Mutation;
 impl Mutation {
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
         let accounts = ctx.data::<Accounts>()?;
-        let session = accounts
-            .register(accounts::RegisterInput {
-                username: input.username,
-                email: input.email,
-                password: input.password,
-                currency: input.currency,
-                first_name: input.first_name,
-                last_name: input.last_name,
-                timezone: input.timezone,
-            })
-            .await?;
+        let session = accounts.register(input.into_registration()?).await?;
         Ok(session.into())
     }
 
@@ -219,20 +251,9 @@ impl Mutation {
     }
 
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
-        let id = caller_id(ctx)?;
+        let id = caller(ctx)?;
         let accounts = ctx.data::<Accounts>()?;
-        let user = accounts
-            .update_profile(
-                &id,
-                ProfileChange {
-                    first_name: change(input.first_name),
-                    last_name: change(input.last_name),
-                    currency: input.currency,
-                    timezone: input.timezone,
-                    monthly_income: change(input.monthly_income).map(|v| v.map(|d| d.0)),
-                },
-            )
-            .await?;
+        let user = accounts.update_profile(&id, input.into_change()?).await?;
         Ok(User(user))
     }
 }

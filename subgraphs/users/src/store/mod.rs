@@ -1,67 +1,23 @@
-//! Storage: documents, indexes and queries of the `users` database.
+//! Storage: documents, indexes and queries of the `users` database. Methods take and
+//! return domain types; the documents are mapped in [`docs`].
+
+mod docs;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use contract::ids::UserId;
 use futures::TryStreamExt;
 use kit::AppError;
 use mongodb::bson::{self, Document, doc};
 use mongodb::options::{FindOptions, IndexOptions};
 use mongodb::{Collection, Database, IndexModel};
-use serde::{Deserialize, Serialize};
 
-/// A stored user.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct UserDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub username: String,
-    /// Lower-cased username, unique.
-    pub username_key: String,
-    pub email: String,
-    /// Lower-cased email, unique.
-    pub email_key: String,
-    pub password_hash: String,
-    pub currency: String,
-    pub timezone: String,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    /// Minor units of `currency`.
-    pub monthly_income_minor: Option<i64>,
-    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
-    pub created_at: DateTime<Utc>,
-    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
-    pub updated_at: DateTime<Utc>,
-}
+use docs::LoginFailureDoc;
+pub use docs::{RefreshTokenDoc, UserDoc};
 
-/// A refresh token, stored only as the SHA-256 of its value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RefreshTokenDoc {
-    /// SHA-256 hex of the token.
-    #[serde(rename = "_id")]
-    pub hash: String,
-    pub user_id: String,
-    /// All tokens descending from one login share a family.
-    pub family_id: String,
-    pub created_at: bson::DateTime,
-    pub expires_at: bson::DateTime,
-    /// Set when the token was exchanged for a new one.
-    pub used_at: Option<bson::DateTime>,
-    pub revoked_at: Option<bson::DateTime>,
-}
-
-/// One failed login, counted within the lockout window.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LoginFailureDoc {
-    #[serde(rename = "_id")]
-    id: String,
-    key: String,
-    at: bson::DateTime,
-}
+use crate::domain::{FamilyId, RefreshToken, User};
 
 #[derive(Clone)]
 pub struct Store {
@@ -144,13 +100,14 @@ impl Store {
     }
 
     /// Inserts a new user; a unique-index violation says which field is taken.
-    pub async fn insert_user(&self, user: &UserDoc) -> Result<Result<(), Taken>, AppError> {
-        match self.users.insert_one(user).await {
+    pub async fn insert_user(&self, user: &User) -> Result<Result<(), Taken>, AppError> {
+        let doc = UserDoc::of(user);
+        match self.users.insert_one(&doc).await {
             Ok(_) => Ok(Ok(())),
             Err(e) if kit::error::is_duplicate_key(&e) => {
                 let email_taken = self
                     .users
-                    .count_documents(doc! { "emailKey": &user.email_key })
+                    .count_documents(doc! { "emailKey": &doc.email_key })
                     .await?
                     > 0;
                 let text = e.to_string();
@@ -164,36 +121,49 @@ impl Store {
         }
     }
 
-    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserDoc>, AppError> {
-        Ok(self.users.find_one(doc! { "_id": id }).await?)
+    pub async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, AppError> {
+        self.users
+            .find_one(doc! { "_id": id.as_str() })
+            .await?
+            .map(User::try_from)
+            .transpose()
     }
 
-    pub async fn user_by_email_key(&self, key: &str) -> Result<Option<UserDoc>, AppError> {
-        Ok(self.users.find_one(doc! { "emailKey": key }).await?)
+    /// The user whose lower-cased email is `key`.
+    pub async fn user_by_email_key(&self, key: &str) -> Result<Option<User>, AppError> {
+        self.users
+            .find_one(doc! { "emailKey": key })
+            .await?
+            .map(User::try_from)
+            .transpose()
     }
 
     /// Loads many users in one query.
-    pub async fn users_by_ids(&self, ids: &[String]) -> Result<HashMap<String, UserDoc>, AppError> {
+    pub async fn users_by_ids(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
+        let ids: Vec<&str> = ids.iter().map(UserId::as_str).collect();
         let docs: Vec<UserDoc> = self
             .users
             .find(doc! { "_id": { "$in": ids } })
             .await?
             .try_collect()
             .await?;
-        Ok(docs.into_iter().map(|d| (d.id.clone(), d)).collect())
+        docs.into_iter()
+            .map(|d| User::try_from(d).map(|u| (u.id.clone(), u)))
+            .collect()
     }
 
     /// Writes the profile fields of `user` (looked up by id).
-    pub async fn update_profile(&self, user: &UserDoc) -> Result<(), AppError> {
+    pub async fn update_profile(&self, user: &User) -> Result<(), AppError> {
+        let d = UserDoc::of(user);
         self.users
             .update_one(
-                doc! { "_id": &user.id },
+                doc! { "_id": &d.id },
                 doc! { "$set": {
-                    "firstName": &user.first_name,
-                    "lastName": &user.last_name,
-                    "currency": &user.currency,
-                    "timezone": &user.timezone,
-                    "monthlyIncomeMinor": user.monthly_income_minor,
+                    "firstName": &d.first_name,
+                    "lastName": &d.last_name,
+                    "currency": &d.currency,
+                    "timezone": &d.timezone,
+                    "monthlyIncomeMinor": d.monthly_income_minor,
                 },
                 // Server time; also sidesteps the local server storing `$set` dates as text.
                 "$currentDate": { "updatedAt": true } },
@@ -202,13 +172,20 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_refresh_token(&self, token: &RefreshTokenDoc) -> Result<(), AppError> {
-        self.refresh_tokens.insert_one(token).await?;
+    pub async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), AppError> {
+        self.refresh_tokens
+            .insert_one(RefreshTokenDoc::of(token))
+            .await?;
         Ok(())
     }
 
-    pub async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshTokenDoc>, AppError> {
-        Ok(self.refresh_tokens.find_one(doc! { "_id": hash }).await?)
+    /// The refresh token whose SHA-256 hex is `hash`.
+    pub async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>, AppError> {
+        Ok(self
+            .refresh_tokens
+            .find_one(doc! { "_id": hash })
+            .await?
+            .map(RefreshToken::from))
     }
 
     /// Marks a token used if nobody used or revoked it first; false when it lost the race.
@@ -224,10 +201,10 @@ impl Store {
     }
 
     /// Revokes every token of a family.
-    pub async fn revoke_family(&self, family_id: &str) -> Result<(), AppError> {
+    pub async fn revoke_family(&self, family: &FamilyId) -> Result<(), AppError> {
         self.refresh_tokens
             .update_many(
-                doc! { "familyId": family_id, "revokedAt": null },
+                doc! { "familyId": family.as_str(), "revokedAt": null },
                 doc! { "$currentDate": { "revokedAt": true } },
             )
             .await?;

@@ -1,0 +1,128 @@
+//! The `Subscription` fields, fed by this instance's tail of stored notifications.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, Result, Subscription};
+use contract::ids::UserId;
+use futures::{Stream, StreamExt};
+use tokio::sync::broadcast;
+
+use super::{BudgetAlertEvent, Notification, caller, service};
+use crate::domain;
+
+/// The caller's notifications as this instance's tail sees them. A subscriber that
+/// falls more than the buffer behind gets a `SLOW_SUBSCRIBER` error and the
+/// subscription ends (others are not slowed down).
+pub fn user_feed(
+    rx: broadcast::Receiver<Arc<domain::Notification>>,
+    user: UserId,
+) -> impl Stream<Item = Result<Arc<domain::Notification>>> {
+    futures::stream::unfold(Some(rx), move |state| {
+        let user = user.clone();
+        async move {
+            let mut rx = state?;
+            loop {
+                match rx.recv().await {
+                    Ok(n) if n.user_id == user => return Some((Ok(n), Some(rx))),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        let e = async_graphql::Error::new(format!(
+                            "subscriber too slow: {missed} events missed; subscription closed"
+                        ))
+                        .extend_with(|_, ext| ext.set("code", "SLOW_SUBSCRIBER"));
+                        return Some((Err(e), None));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
+}
+
+pub struct SubscriptionRoot;
+
+#[Subscription(name = "Subscription")]
+impl SubscriptionRoot {
+    /// The caller's budget alerts as they are notified.
+    async fn budget_alerts(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl Stream<Item = Result<BudgetAlertEvent>>> {
+        let user = caller(ctx)?;
+        let rx = service(ctx)?.feed.subscribe();
+        Ok(user_feed(rx, user).filter_map(|r| async move {
+            match r {
+                Ok(n) => BudgetAlertEvent::of(n).map(Ok),
+                Err(e) => Some(Err(e)),
+            }
+        }))
+    }
+
+    /// The caller's new notifications.
+    async fn notification_added(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl Stream<Item = Result<Notification>>> {
+        let user = caller(ctx)?;
+        let rx = service(ctx)?.feed.subscribe();
+        Ok(user_feed(rx, user).map(|r| r.map(Notification)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use contract::ids::NotificationId;
+
+    use super::*;
+    use crate::domain::{NotificationType, Priority};
+
+    fn notification(user: &str) -> Arc<domain::Notification> {
+        Arc::new(domain::Notification {
+            id: NotificationId::new(),
+            user_id: UserId::from_trusted(user),
+            source_key: String::new(),
+            kind: NotificationType::System,
+            title: String::new(),
+            message: String::new(),
+            priority: Priority::Low,
+            channels: Vec::new(),
+            read: false,
+            created_at: chrono::Utc::now(),
+            alert: None,
+        })
+    }
+
+    fn me(user: &str) -> UserId {
+        UserId::from_trusted(user)
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_its_buffer_gets_a_clear_error_and_is_closed() {
+        let (tx, _) = broadcast::channel(2);
+        let slow = user_feed(tx.subscribe(), me("u"));
+        let mut fast = Box::pin(user_feed(tx.subscribe(), me("u")));
+        // The fast one keeps up; the slow one never reads.
+        for _ in 0..6 {
+            tx.send(notification("u")).unwrap();
+            assert!(fast.next().await.unwrap().is_ok());
+        }
+        drop(tx);
+        let got: Vec<_> = slow.collect().await;
+        assert_eq!(got.len(), 1, "an error, then the end");
+        let e = got[0].as_ref().unwrap_err();
+        assert!(e.message.contains("too slow"), "{}", e.message);
+        assert!(fast.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_sees_only_its_own_users_notifications() {
+        let (tx, _) = broadcast::channel(8);
+        let feed = user_feed(tx.subscribe(), me("me"));
+        tx.send(notification("other")).unwrap();
+        tx.send(notification("me")).unwrap();
+        drop(tx);
+        let got: Vec<_> = feed.collect().await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].as_ref().unwrap().user_id, "me");
+    }
+}
