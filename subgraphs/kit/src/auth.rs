@@ -34,10 +34,12 @@ impl Caller {
     }
 }
 
-/// The verified user id of a GraphQL request, or `UNAUTHENTICATED`.
-pub fn caller_id(ctx: &async_graphql::Context<'_>) -> Result<String, AppError> {
+/// The verified user of a GraphQL request, or `UNAUTHENTICATED`.
+pub fn caller_id(ctx: &async_graphql::Context<'_>) -> Result<contract::ids::UserId, AppError> {
     let caller = ctx.data_opt::<Caller>().unwrap_or(&Caller::Anonymous);
-    Ok(caller.require_user()?.user_id.clone())
+    Ok(contract::ids::UserId::from_trusted(
+        caller.require_user()?.user_id.as_str(),
+    ))
 }
 
 impl From<TokenError> for AppError {

@@ -135,6 +135,28 @@ impl From<AppError> for async_graphql::Error {
     }
 }
 
+/// A stored value that does not read back (an unknown kind, currency, date...): an
+/// internal error — logged, shown to clients as `INTERNAL` — naming the record, the
+/// field and the value, never a silent default.
+pub fn unreadable(record: &str, id: &str, field: &str, value: impl std::fmt::Debug) -> AppError {
+    AppError::internal(anyhow::anyhow!(
+        "{record} {id}: unreadable stored {field} {value:?}"
+    ))
+}
+
+/// [`unreadable`], with why the value does not read.
+pub fn unreadable_because(
+    record: &str,
+    id: &str,
+    field: &str,
+    value: impl std::fmt::Debug,
+    why: impl std::fmt::Display,
+) -> AppError {
+    AppError::internal(anyhow::anyhow!(
+        "{record} {id}: unreadable stored {field} {value:?}: {why}"
+    ))
+}
+
 /// True when a MongoDB error is a duplicate-key violation of a unique index (E11000).
 pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};

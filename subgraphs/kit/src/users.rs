@@ -127,12 +127,12 @@ impl UserDirectory {
 /// the `AccessToken` and the `UserDirectory` in the GraphQL context.
 pub async fn caller_profile(
     ctx: &async_graphql::Context<'_>,
-) -> Result<(String, UserProfile), AppError> {
+) -> Result<(contract::ids::UserId, UserProfile), AppError> {
     let id = crate::auth::caller_id(ctx)?;
     let token = ctx
         .data_opt::<AccessToken>()
         .ok_or_else(AppError::unauthenticated)?;
     let users = crate::server::context_data::<UserDirectory>(ctx)?;
-    let profile = users.profile(&id, &token.0).await?;
+    let profile = users.profile(id.as_str(), &token.0).await?;
     Ok((id, profile))
 }

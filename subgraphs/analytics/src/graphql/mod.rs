@@ -43,7 +43,6 @@ pub fn bare_schema() -> AnalyticsSchema {
 /// The verified caller and their profile, which is remembered for the weekly job.
 async fn caller_profile(ctx: &Context<'_>) -> Result<(UserId, UserProfile), AppError> {
     let (id, profile) = kit::users::caller_profile(ctx).await?;
-    let id = UserId::from_trusted(id);
     service(ctx)?.store.remember_profile(&id, &profile).await?;
     Ok((id, profile))
 }

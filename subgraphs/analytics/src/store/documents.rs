@@ -4,6 +4,7 @@
 //! back (an unknown type, currency, timezone or date) is an internal error naming the
 //! record, the field and the value, never a default.
 
+use kit::error::unreadable;
 use std::fmt::Debug;
 
 use chrono::NaiveDate;
@@ -101,14 +102,6 @@ pub struct RunDoc {
     pub created_at: bson::DateTime,
     #[serde(flatten)]
     pub events: Outbox,
-}
-
-/// A stored value that does not read back: an internal error (logged, shown to clients
-/// as INTERNAL) naming the record, the field and the value.
-fn unreadable(record: &str, id: &str, field: &str, value: &dyn Debug) -> AppError {
-    AppError::internal(anyhow::anyhow!(
-        "{record} {id} has an unreadable stored {field}: {value:?}"
-    ))
 }
 
 /// `YYYY-MM-DD`, as dates are stored (and compared as text in range queries).

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, Object, Result};
 
-use super::{Budget, BudgetAlert, alert_id, budget_view, caller_id, service};
+use super::{Budget, BudgetAlert, alert_id, budget_view, service};
 
 #[derive(Default)]
 pub struct Entities;
@@ -22,7 +22,7 @@ impl Entities {
         ctx: &Context<'_>,
         id: ID,
     ) -> Result<Option<BudgetAlert>> {
-        let user = caller_id(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let Some(id) = alert_id(&id) else {
             return Ok(None);
         };

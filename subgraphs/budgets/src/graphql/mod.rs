@@ -8,9 +8,9 @@ mod query;
 mod types;
 
 use async_graphql::{Context, EmptySubscription, ID, MergedObject, Schema};
-use contract::ids::{AlertId, BudgetId, UserId};
+use contract::ids::{AlertId, BudgetId};
 use kit::AppError;
-use kit::users::{UserDirectory, UserProfile};
+use kit::users::UserDirectory;
 
 use crate::service::Budgets;
 
@@ -36,17 +36,6 @@ pub fn build_schema(budgets: Budgets, users: UserDirectory) -> BudgetsSchema {
         .finish()
 }
 
-/// The verified caller.
-fn caller_id(ctx: &Context<'_>) -> Result<UserId, AppError> {
-    kit::auth::caller_id(ctx).map(UserId::from_trusted)
-}
-
-/// The verified caller and their profile (currency, timezone).
-async fn caller_profile(ctx: &Context<'_>) -> Result<(UserId, UserProfile), AppError> {
-    let (id, profile) = kit::users::caller_profile(ctx).await?;
-    Ok((UserId::from_trusted(id), profile))
-}
-
 /// A budget id a client sent; text that is not an id we issue names no budget.
 fn budget_id(id: &ID) -> Option<BudgetId> {
     BudgetId::parse(id).ok()
@@ -64,7 +53,7 @@ fn service<'a>(ctx: &Context<'a>) -> Result<&'a Budgets, AppError> {
 /// The caller's live budget `id`, with its current period; `None` for an id that names
 /// none of the caller's budgets.
 async fn budget_view(ctx: &Context<'_>, id: &ID) -> Result<Option<Budget>, AppError> {
-    let (user, profile) = caller_profile(ctx).await?;
+    let (user, profile) = kit::users::caller_profile(ctx).await?;
     let s = service(ctx)?;
     let Some(id) = budget_id(id) else {
         return Ok(None);

@@ -5,8 +5,7 @@ use kit::AppError;
 use kit::money::Currency;
 
 use super::{
-    Budget, BudgetAlert, CreateBudgetInput, UpdateBudgetInput, alert_id, budget_id, caller_id,
-    caller_profile, service,
+    Budget, BudgetAlert, CreateBudgetInput, UpdateBudgetInput, alert_id, budget_id, service,
 };
 use crate::service::{BudgetChange, NewBudget};
 
@@ -15,7 +14,7 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     async fn create_budget(&self, ctx: &Context<'_>, input: CreateBudgetInput) -> Result<Budget> {
-        let (user, profile) = caller_profile(ctx).await?;
+        let (user, profile) = kit::users::caller_profile(ctx).await?;
         let currency = input
             .currency
             .as_deref()
@@ -45,7 +44,7 @@ impl Mutation {
         id: ID,
         input: UpdateBudgetInput,
     ) -> Result<Budget> {
-        let (user, profile) = caller_profile(ctx).await?;
+        let (user, profile) = kit::users::caller_profile(ctx).await?;
         let id = budget_id(&id).ok_or_else(|| AppError::not_found("budget"))?;
         let change = BudgetChange {
             category: match input.category {
@@ -63,14 +62,14 @@ impl Mutation {
     }
 
     async fn delete_budget(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
-        let user = caller_id(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let id = budget_id(&id).ok_or_else(|| AppError::not_found("budget"))?;
         service(ctx)?.delete(&user, &id).await?;
         Ok(true)
     }
 
     async fn mark_budget_alert_read(&self, ctx: &Context<'_>, id: ID) -> Result<BudgetAlert> {
-        let user = caller_id(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let s = service(ctx)?;
         let id = alert_id(&id).ok_or_else(|| AppError::not_found("budget alert"))?;
         if !s.store.mark_read(&user, &id).await? {

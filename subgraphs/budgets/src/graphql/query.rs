@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object, Result};
 use contract::ids::BudgetId;
 
-use super::{Budget, BudgetAlert, budget_view, caller_id, caller_profile, service};
+use super::{Budget, BudgetAlert, budget_view, service};
 
 /// The queries of the budgets subgraph.
 #[derive(Default)]
@@ -13,7 +13,7 @@ pub struct BudgetQueries;
 impl BudgetQueries {
     /// The caller's budgets with their current period's spending.
     async fn budgets(&self, ctx: &Context<'_>) -> Result<Vec<Budget>> {
-        let (user, profile) = caller_profile(ctx).await?;
+        let (user, profile) = kit::users::caller_profile(ctx).await?;
         let s = service(ctx)?;
         let today = s.clock.today_in(profile.timezone);
         let mut out = Vec::new();
@@ -33,7 +33,7 @@ impl BudgetQueries {
         ctx: &Context<'_>,
         unread_only: Option<bool>,
     ) -> Result<Vec<BudgetAlert>> {
-        let user = caller_id(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let s = service(ctx)?;
         let ids: Vec<BudgetId> = s
             .store

@@ -7,7 +7,7 @@ use kit::AppError;
 use kit::money::{Currency, Money};
 use kit::scalars::{Date, Decimal};
 
-use super::{caller_profile, service};
+use super::service;
 use crate::domain::{self, BudgetView, Period, Severity};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -146,7 +146,7 @@ impl BudgetAlert {
         ID(self.0.id.to_string())
     }
     async fn budget(&self, ctx: &Context<'_>) -> Result<Budget> {
-        let (user, profile) = caller_profile(ctx).await?;
+        let (user, profile) = kit::users::caller_profile(ctx).await?;
         let s = service(ctx)?;
         let budget = s
             .store

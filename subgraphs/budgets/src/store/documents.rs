@@ -4,6 +4,7 @@
 //! currency, severity or date) is an internal error naming the record, the field and
 //! the value, never a default.
 
+pub(super) use kit::error::unreadable;
 use std::fmt::Debug;
 
 use chrono::NaiveDate;
@@ -116,14 +117,6 @@ pub struct RateDoc {
     pub per_usd: String,
 }
 
-/// A stored value that does not read back: an internal error (logged, shown to clients
-/// as INTERNAL) naming the record, the field and the value.
-pub(super) fn unreadable(record: &str, id: &str, field: &str, value: &dyn Debug) -> AppError {
-    AppError::internal(anyhow::anyhow!(
-        "{record} {id} has an unreadable stored {field}: {value:?}"
-    ))
-}
-
 /// `YYYY-MM-DD`, as dates are stored.
 fn stored_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
@@ -136,7 +129,7 @@ pub(super) fn day_key(d: NaiveDate) -> String {
 
 /// A stored currency code of the record `id`.
 pub(super) fn stored_currency(record: &str, id: &str, text: &str) -> Result<Currency, AppError> {
-    Currency::parse(text).map_err(|_| unreadable(record, id, "currency", &text))
+    Currency::parse(text).map_err(|_| unreadable(record, id, "currency", text))
 }
 
 /// The unique key of a live budget: one per user, category and period.

@@ -5,7 +5,6 @@ use async_graphql::{Context, ID, Object, Result};
 use contract::ids::UserId;
 use kit::AppError;
 
-use super::caller;
 use super::query::{find_expense, list_expenses};
 use super::types::{Expense, ExpenseConnection, ExpenseFilter};
 
@@ -28,7 +27,7 @@ impl User {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<ExpenseConnection> {
-        if caller(ctx)? != self.id {
+        if kit::auth::caller_id(ctx)? != self.id {
             return Err(AppError::not_found("user").into());
         }
         Ok(list_expenses(ctx, filter, first, after).await?)
@@ -50,7 +49,7 @@ impl EntityQuery {
     /// Entity resolution for `User` (to reach `User.expenses`): only the caller.
     #[graphql(entity)]
     async fn find_user_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         Ok((user == id.0).then_some(User { id: user }))
     }
 }

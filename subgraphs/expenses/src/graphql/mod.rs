@@ -8,9 +8,9 @@ mod query;
 mod types;
 
 use async_graphql::{Context, EmptySubscription, ID, MergedObject, Schema};
-use contract::ids::{ExpenseId, UserId};
+use contract::ids::ExpenseId;
 use kit::AppError;
-use kit::users::{UserDirectory, UserProfile};
+use kit::users::UserDirectory;
 
 use crate::service::Expenses;
 
@@ -38,17 +38,6 @@ pub fn build_schema(expenses: Expenses, users: UserDirectory) -> ExpensesSchema 
 
 fn service<'a>(ctx: &Context<'a>) -> Result<&'a Expenses, AppError> {
     kit::server::context_data(ctx)
-}
-
-/// The verified caller.
-fn caller(ctx: &Context<'_>) -> Result<UserId, AppError> {
-    Ok(UserId::from_trusted(kit::auth::caller_id(ctx)?))
-}
-
-/// The verified caller and their profile (currency, timezone) from the users subgraph.
-async fn caller_profile(ctx: &Context<'_>) -> Result<(UserId, UserProfile), AppError> {
-    let (user, profile) = kit::users::caller_profile(ctx).await?;
-    Ok((UserId::from_trusted(user), profile))
 }
 
 /// An expense id a client sent; `None` when it is no id we issue (so no one's).

@@ -6,7 +6,7 @@ use kit::AppError;
 use super::types::{
     Category, CreateExpenseInput, Expense, ImportReport, TransactionType, UpdateExpenseInput, count,
 };
-use super::{caller, caller_profile, expense_id, service};
+use super::{expense_id, service};
 use crate::domain::{self, csv_format};
 
 /// The caller's expense `id` to change: `NOT_FOUND` when it is no id of ours.
@@ -27,7 +27,7 @@ impl Mutation {
         input: CreateExpenseInput,
         idempotency_key: Option<String>,
     ) -> Result<Expense> {
-        let (user, profile) = caller_profile(ctx).await?;
+        let (user, profile) = kit::users::caller_profile(ctx).await?;
         let expense = service(ctx)?
             .create(&user, profile, input.into(), idempotency_key)
             .await?;
@@ -40,7 +40,7 @@ impl Mutation {
         id: ID,
         input: UpdateExpenseInput,
     ) -> Result<Expense> {
-        let (user, profile) = caller_profile(ctx).await?;
+        let (user, profile) = kit::users::caller_profile(ctx).await?;
         let id = existing(&id)?;
         let expense = service(ctx)?
             .update(&user, profile, &id, input.into())
@@ -49,7 +49,7 @@ impl Mutation {
     }
 
     async fn delete_expense(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         service(ctx)?.delete(&user, &existing(&id)?).await?;
         Ok(true)
     }
@@ -61,7 +61,7 @@ impl Mutation {
     /// them in `extensions.errors` (`row`, `line`, `column`, `message`). Idempotent by
     /// the `id` column: importing the same file again creates nothing new.
     async fn import_expenses_csv(&self, ctx: &Context<'_>, csv: String) -> Result<ImportReport> {
-        let (user, profile) = caller_profile(ctx).await?;
+        let (user, profile) = kit::users::caller_profile(ctx).await?;
         match service(ctx)?.import_csv(&user, profile, &csv).await? {
             Ok(r) => Ok(r.into()),
             Err(errors) => Err(import_error(&errors)),
@@ -75,7 +75,7 @@ impl Mutation {
         name: String,
         #[graphql(name = "type", default_with = "TransactionType::Expense")] kind: TransactionType,
     ) -> Result<Category> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let c = service(ctx)?
             .create_category(&user, &name, kind.into())
             .await?;

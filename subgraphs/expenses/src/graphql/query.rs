@@ -10,7 +10,7 @@ use super::types::{
     Category, Expense, ExpenseConnection, ExpenseEdge, ExpenseFilter, ExpenseSummary, ExpensesCsv,
     PageInfo, count,
 };
-use super::{caller, caller_profile, expense_id, service};
+use super::{expense_id, service};
 use crate::domain::{self, DayRange, MAX_PAGE, SortKey};
 
 fn encode_cursor(key: &SortKey) -> String {
@@ -40,7 +40,7 @@ pub(super) async fn list_expenses(
             format!("first must be between 0 and {MAX_PAGE}"),
         ));
     }
-    let (user_id, profile) = caller_profile(ctx).await?;
+    let (user_id, profile) = kit::users::caller_profile(ctx).await?;
     let before = after.as_deref().map(decode_cursor).transpose()?;
     let filter = filter.unwrap_or_default().into_domain(profile.currency)?;
     let mut expenses = service(ctx)?
@@ -71,7 +71,7 @@ pub(super) async fn list_expenses(
 /// The caller's live expense `id`; `None` for anyone else's and for what is no id of
 /// ours.
 pub(super) async fn find_expense(ctx: &Context<'_>, id: &ID) -> Result<Option<Expense>> {
-    let user = caller(ctx)?;
+    let user = kit::auth::caller_id(ctx)?;
     let Some(id) = expense_id(id) else {
         return Ok(None);
     };
@@ -106,7 +106,7 @@ impl ExpenseQuery {
         to: Option<Date>,
         currency: Option<String>,
     ) -> Result<ExpenseSummary> {
-        let (user, profile) = caller_profile(ctx).await?;
+        let (user, profile) = kit::users::caller_profile(ctx).await?;
         let currency = domain::currency(currency.as_deref(), profile.currency)?;
         let days = DayRange::inclusive(from.map(|d| d.0), to.map(|d| d.0))?;
         let summary = service(ctx)?.store.summary(&user, currency, days).await?;
@@ -124,7 +124,7 @@ impl ExpenseQuery {
         from: Option<Date>,
         to: Option<Date>,
     ) -> Result<ExpensesCsv> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let (csv, rows) = service(ctx)?
             .export_csv(&user, from.map(|d| d.0), to.map(|d| d.0))
             .await?;
@@ -136,7 +136,7 @@ impl ExpenseQuery {
 
     /// Built-in categories of both types, then the caller's own.
     async fn categories(&self, ctx: &Context<'_>) -> Result<Vec<Category>> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let custom = service(ctx)?.store.custom_categories(&user).await?;
         Ok(domain::all_categories(custom)
             .into_iter()

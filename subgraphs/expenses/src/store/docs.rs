@@ -6,7 +6,7 @@
 //! payment method, currency or timezone, a malformed date) is an internal error
 //! naming the record, the field and the value, never a silent default.
 
-use std::fmt;
+pub(crate) use kit::error::unreadable_because as unreadable;
 
 use chrono::NaiveDate;
 use contract::ids::{ExpenseId, UserId};
@@ -91,20 +91,6 @@ pub struct CategoryDoc {
     /// The name folded to lower case; unique per user and type.
     pub key: String,
     pub created_at: bson::DateTime,
-}
-
-/// A stored value that does not read back: an internal error naming the record, the
-/// field and the value.
-pub(crate) fn unreadable(
-    record: &str,
-    id: &str,
-    field: &str,
-    value: impl fmt::Debug,
-    why: impl fmt::Display,
-) -> AppError {
-    AppError::internal(anyhow::anyhow!(
-        "{record} {id}: stored {field} {value:?} cannot be read: {why}"
-    ))
 }
 
 /// An expense as read for a change, with the outbox its document carries: a

@@ -4,7 +4,7 @@
 use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use contract::ids::NotificationId;
 
-use super::{Notification, caller, service};
+use super::{Notification, service};
 
 /// A budget, owned and resolved by the budgets subgraph.
 #[derive(SimpleObject)]
@@ -32,7 +32,7 @@ impl EntityQuery {
         ctx: &Context<'_>,
         id: ID,
     ) -> Result<Option<Notification>> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let svc = service(ctx)?;
         // No notification has an id that is not one.
         let Ok(id) = NotificationId::parse(&id) else {

@@ -50,11 +50,6 @@ fn service<'a>(ctx: &Context<'a>) -> Result<&'a Notifications, AppError> {
     kit::server::context_data(ctx)
 }
 
-/// The verified caller.
-fn caller(ctx: &Context<'_>) -> Result<UserId, AppError> {
-    Ok(UserId::from_trusted(kit::auth::caller_id(ctx)?))
-}
-
 /// The caller's preferences, with the timezone of their profile.
 async fn load_preferences(ctx: &Context<'_>, user: &UserId) -> Result<Preferences, AppError> {
     let svc = service(ctx)?;

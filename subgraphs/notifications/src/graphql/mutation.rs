@@ -5,8 +5,7 @@ use contract::ids::NotificationId;
 use kit::AppError;
 
 use super::{
-    Notification, NotificationPreferences, NotificationPreferencesInput, caller, load_preferences,
-    service,
+    Notification, NotificationPreferences, NotificationPreferencesInput, load_preferences, service,
 };
 
 /// A notification id from a client; one that is not an id names no notification.
@@ -19,7 +18,7 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     async fn mark_notification_read(&self, ctx: &Context<'_>, id: ID) -> Result<Notification> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let svc = service(ctx)?;
         let id = notification_id(&id)?;
         if !svc.store.mark_read(&user, &id).await? {
@@ -35,13 +34,13 @@ impl Mutation {
 
     /// Returns how many were unread.
     async fn mark_all_notifications_read(&self, ctx: &Context<'_>) -> Result<i64> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let n = service(ctx)?.store.mark_all_read(&user).await?;
         Ok(i64::try_from(n).unwrap_or(i64::MAX))
     }
 
     async fn delete_notification(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let svc = service(ctx)?;
         if !svc.store.delete(&user, &notification_id(&id)?).await? {
             return Err(AppError::not_found("notification").into());
@@ -55,7 +54,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: NotificationPreferencesInput,
     ) -> Result<NotificationPreferences> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let prefs = load_preferences(ctx, &user).await?;
         let change = input.into_change()?;
         let prefs = service(ctx)?

@@ -6,7 +6,7 @@ use kit::AppError;
 
 use super::{
     NotificationConnection, NotificationEdge, NotificationPageInfo, NotificationPreferences,
-    caller, load_preferences, service,
+    load_preferences, service,
 };
 
 #[derive(Default)]
@@ -22,7 +22,7 @@ impl NotificationQuery {
         #[graphql(default = 50)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<NotificationConnection> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let first = first.unwrap_or(50);
         if !(1..=100).contains(&first) {
             return Err(AppError::validation("first", "first must be between 1 and 100").into());
@@ -59,13 +59,13 @@ impl NotificationQuery {
     }
 
     async fn unread_notification_count(&self, ctx: &Context<'_>) -> Result<i64> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let n = service(ctx)?.store.count(&user, true).await?;
         Ok(i64::try_from(n).unwrap_or(i64::MAX))
     }
 
     async fn notification_preferences(&self, ctx: &Context<'_>) -> Result<NotificationPreferences> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         Ok(NotificationPreferences(load_preferences(ctx, &user).await?))
     }
 }

@@ -7,7 +7,7 @@ use contract::ids::UserId;
 use futures::{Stream, StreamExt};
 use tokio::sync::broadcast;
 
-use super::{BudgetAlertEvent, Notification, caller, service};
+use super::{BudgetAlertEvent, Notification, service};
 use crate::domain;
 
 /// The caller's notifications as this instance's tail sees them. A subscriber that
@@ -48,7 +48,7 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
     ) -> Result<impl Stream<Item = Result<BudgetAlertEvent>>> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let rx = service(ctx)?.feed.subscribe();
         Ok(user_feed(rx, user).filter_map(|r| async move {
             match r {
@@ -63,7 +63,7 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
     ) -> Result<impl Stream<Item = Result<Notification>>> {
-        let user = caller(ctx)?;
+        let user = kit::auth::caller_id(ctx)?;
         let rx = service(ctx)?.feed.subscribe();
         Ok(user_feed(rx, user).map(|r| r.map(Notification)))
     }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use contract::events::AlertSeverity;
 use contract::ids::{AlertId, BudgetId, DeliveryId, NotificationId, UserId};
 use kit::AppError;
+use kit::error::unreadable;
 use kit::scalars::Date;
 use mongodb::bson;
 use serde::{Deserialize, Serialize};
@@ -101,13 +102,6 @@ fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error
     }
 }
 
-/// A stored value of record `id` that does not read back.
-fn unreadable(record: &str, id: &str, field: &str, value: &str) -> AppError {
-    AppError::internal(anyhow::anyhow!(
-        "{record} {id}: unreadable stored {field} {value:?}"
-    ))
-}
-
 /// Reads one stored value of a record with `read`, or says which one did not read.
 struct Reader<'a> {
     record: &'static str,
@@ -135,7 +129,7 @@ impl Reader<'_> {
 
     fn millis(&self, field: &str, ms: i64) -> Result<DateTime<Utc>, AppError> {
         DateTime::from_timestamp_millis(ms)
-            .ok_or_else(|| unreadable(self.record, self.id, field, &ms.to_string()))
+            .ok_or_else(|| unreadable(self.record, self.id, field, ms.to_string()))
     }
 
     fn missing(&self, field: &str, because: &str) -> AppError {

@@ -61,11 +61,6 @@ pub fn build_schema(accounts: Accounts) -> UsersSchema {
         .finish()
 }
 
-/// The verified caller.
-fn caller(ctx: &Context<'_>) -> Result<UserId, AppError> {
-    Ok(UserId::from_trusted(kit::auth::caller_id(ctx)?))
-}
-
 /// A person using the product.
 pub struct User(pub domain::User);
 
@@ -196,7 +191,7 @@ pub struct Query;
 impl Query {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        let id = caller(ctx)?;
+        let id = kit::auth::caller_id(ctx)?;
         let accounts = ctx.data::<Accounts>()?;
         Ok(accounts.store().user_by_id(&id).await?.map(User))
     }
@@ -205,7 +200,7 @@ impl Query {
     /// ids resolve to null, so no one learns another person's details.
     #[graphql(entity)]
     async fn find_user_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
-        let me = caller(ctx)?;
+        let me = kit::auth::caller_id(ctx)?;
         if me != id.0 {
             return Ok(None);
         }
@@ -251,7 +246,7 @@ impl Mutation {
     }
 
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
-        let id = caller(ctx)?;
+        let id = kit::auth::caller_id(ctx)?;
         let accounts = ctx.data::<Accounts>()?;
         let user = accounts.update_profile(&id, input.into_change()?).await?;
         Ok(User(user))

@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use contract::ids::UserId;
+use kit::error::unreadable_because;
 use kit::money::Money;
 use kit::{AppError, Currency};
 use mongodb::bson;
@@ -67,28 +68,22 @@ pub(super) struct LoginFailureDoc {
     pub at: bson::DateTime,
 }
 
-/// A stored value of user `id` that does not read back.
-fn unreadable(id: &str, field: &str, value: &str, why: impl std::fmt::Display) -> AppError {
-    AppError::internal(anyhow::anyhow!(
-        "user {id}: unreadable stored {field} {value:?}: {why}"
-    ))
-}
-
 impl TryFrom<UserDoc> for User {
     type Error = AppError;
 
     fn try_from(d: UserDoc) -> Result<User, AppError> {
         let currency = Currency::parse(&d.currency)
-            .map_err(|e| unreadable(&d.id, "currency", &d.currency, e))?;
+            .map_err(|e| unreadable_because("user", &d.id, "currency", &d.currency, e))?;
         let timezone = d
             .timezone
             .parse()
-            .map_err(|e| unreadable(&d.id, "timezone", &d.timezone, e))?;
+            .map_err(|e| unreadable_because("user", &d.id, "timezone", &d.timezone, e))?;
         let monthly_income = d
             .monthly_income_minor
             .map(|m| {
-                Money::from_minor(m, currency)
-                    .map_err(|e| unreadable(&d.id, "monthlyIncomeMinor", &m.to_string(), e))
+                Money::from_minor(m, currency).map_err(|e| {
+                    unreadable_because("user", &d.id, "monthlyIncomeMinor", m.to_string(), e)
+                })
             })
             .transpose()?;
         Ok(User {
