@@ -39,10 +39,12 @@ pub struct WebsocketConfig {
     /// Operations (subscriptions, queries, mutations) running at once on one connection;
     /// the next one is answered `TOO_MANY_OPERATIONS`.
     pub max_operations: usize,
-    /// Messages waiting to be written to one client; a client that lets it fill (it
-    /// does not read) is disconnected at once (the socket is dropped: a close frame
-    /// could not reach a client that reads nothing).
+    /// Messages waiting to be written to one client.
     pub outgoing_queue: usize,
+    /// A client whose queue stays full this long (it does not read) is disconnected:
+    /// the socket is dropped, as a close frame could not reach a client that reads
+    /// nothing.
+    pub write_timeout_ms: u64,
 }
 
 impl Default for WebsocketConfig {
@@ -50,6 +52,7 @@ impl Default for WebsocketConfig {
         Self {
             max_operations: 100,
             outgoing_queue: 256,
+            write_timeout_ms: 10_000,
         }
     }
 }

@@ -242,20 +242,24 @@ struct Session {
 }
 
 impl Session {
-    /// Queues a message for the client; a full queue ends the connection.
-    fn push(&self, out: Out) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(out) {
+    /// Queues a message for the client, waiting while the queue is full; a queue that
+    /// stays full for the write timeout (the client does not read) ends the connection.
+    async fn push(&self, out: Out) {
+        let timeout = Duration::from_millis(self.state.config.websocket.write_timeout_ms);
+        if let Err(mpsc::error::SendTimeoutError::Timeout(_)) =
+            self.out.send_timeout(out, timeout).await
+        {
             self.overflow.notify_one();
         }
     }
 
-    fn send(&self, v: Value) {
-        self.push(Out::Text(v.to_string()));
+    async fn send(&self, v: Value) {
+        self.push(Out::Text(v.to_string())).await;
     }
 
     /// A `next` (`data` in the legacy protocol) message carrying `body`, a complete
     /// GraphQL response the pipeline wrote.
-    fn send_next(&self, id: &str, body: &[u8]) {
+    async fn send_next(&self, id: &str, body: &[u8]) {
         let kind = if self.protocol == Protocol::TransportWs {
             "next"
         } else {
@@ -263,12 +267,11 @@ impl Session {
         };
         let id = Value::from(id);
         let payload = String::from_utf8_lossy(body);
-        self.push(Out::Text(format!(
-            r#"{{"id":{id},"type":"{kind}","payload":{payload}}}"#
-        )));
+        let text = format!(r#"{{"id":{id},"type":"{kind}","payload":{payload}}}"#);
+        self.push(Out::Text(text)).await;
     }
 
-    fn send_error(&self, id: &str, errors: Vec<GraphQLError>) {
+    async fn send_error(&self, id: &str, errors: Vec<GraphQLError>) {
         let payload = match self.protocol {
             Protocol::TransportWs => serde_json::to_value(&errors).unwrap_or(Value::Null),
             Protocol::Legacy => errors
@@ -276,11 +279,12 @@ impl Session {
                 .and_then(|e| serde_json::to_value(e).ok())
                 .unwrap_or(Value::Null),
         };
-        self.send(json!({"id": id, "type": "error", "payload": payload}));
+        self.send(json!({"id": id, "type": "error", "payload": payload}))
+            .await;
     }
 
-    fn send_complete(&self, id: &str) {
-        self.send(json!({"id": id, "type": "complete"}));
+    async fn send_complete(&self, id: &str) {
+        self.send(json!({"id": id, "type": "complete"})).await;
     }
 
     fn headers(&self) -> crate::subgraph::ForwardHeaders {
@@ -472,7 +476,7 @@ pub async fn client_session(
         upstreams: tokio::sync::Mutex::new(HashMap::new()),
         state,
     });
-    session.send(json!({"type": "connection_ack"}));
+    session.send(json!({"type": "connection_ack"})).await;
     let max_operations = session.state.config.websocket.max_operations;
     let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut keepalive = tokio::time::interval(KEEPALIVE);
@@ -509,7 +513,7 @@ pub async fn client_session(
                             session.send_error(&id, vec![GraphQLError::with_code(
                                 format!("At most {max_operations} operations may run at once on one connection."),
                                 codes::TOO_MANY_OPERATIONS,
-                            ).with_extension("max", max_operations)]);
+                            ).with_extension("max", max_operations)]).await;
                             continue;
                         }
                         let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
@@ -521,7 +525,7 @@ pub async fn client_session(
                             h.abort();
                         }
                     }
-                    "ping" => session.send(json!({"type": "pong"})),
+                    "ping" => session.send(json!({"type": "pong"})).await,
                     "pong" => {}
                     "connection_init" => break End::Close(close::TOO_MANY_INITS, "Too many initialisation requests"),
                     "connection_terminate" => break End::Left,
@@ -530,12 +534,12 @@ pub async fn client_session(
             }
             _ = keepalive.tick() => {
                 let ka = if protocol == Protocol::TransportWs { json!({"type": "ping"}) } else { json!({"type": "ka"}) };
-                session.send(ka);
+                session.send(ka).await;
             }
             _ = overflow.notified() => break End::Overflow,
             _ = &mut expiry => {
                 if protocol == Protocol::Legacy {
-                    session.send(json!({"type": "connection_error", "payload": {"message": "token expired"}}));
+                    session.send(json!({"type": "connection_error", "payload": {"message": "token expired"}})).await;
                 }
                 break End::Close(close::FORBIDDEN, "Forbidden: token expired");
             }
@@ -577,19 +581,21 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
     let mut request: GraphQLRequest = match serde_json::from_value(payload) {
         Ok(r) => r,
         Err(e) => {
-            session.send_error(
-                &id,
-                vec![GraphQLError::with_code(
-                    format!("Invalid payload: {e}"),
-                    codes::BAD_REQUEST,
-                )],
-            );
+            session
+                .send_error(
+                    &id,
+                    vec![GraphQLError::with_code(
+                        format!("Invalid payload: {e}"),
+                        codes::BAD_REQUEST,
+                    )],
+                )
+                .await;
             return;
         }
     };
     // The same policy as every other door: rate limit, persisted queries, safelist.
     if let Err(refusal) = crate::edge::admit(&session.state, &session.caller, &mut request) {
-        session.send_error(&id, vec![refusal.error]);
+        session.send_error(&id, vec![refusal.error]).await;
         return;
     }
     let pipeline = &session.state.pipeline;
@@ -600,7 +606,7 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
     {
         Ok(p) => p,
         Err(e) => {
-            session.send_error(&id, e.errors);
+            session.send_error(&id, e.errors).await;
             return;
         }
     };
@@ -612,7 +618,7 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
     let variables = match coerce_variables(defs, vars, &pipeline.supergraph.schema) {
         Ok(v) => v,
         Err(errors) => {
-            session.send_error(&id, errors);
+            session.send_error(&id, errors).await;
             return;
         }
     };
@@ -625,8 +631,8 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
                 Value::Object(Map::new()),
             )
             .await;
-        session.send_next(&id, &done.body);
-        session.send_complete(&id);
+        session.send_next(&id, &done.body).await;
+        session.send_complete(&id).await;
         return;
     }
     let Some(primary) = prepared
@@ -635,41 +641,47 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
         .and_then(|p| p.node.as_ref())
         .and_then(primary_fetch)
     else {
-        session.send_error(
-            &id,
-            vec![GraphQLError::with_code(
-                "Subscription has no owning subgraph",
-                codes::QUERY_PLANNING_FAILED,
-            )],
-        );
+        session
+            .send_error(
+                &id,
+                vec![GraphQLError::with_code(
+                    "Subscription has no owning subgraph",
+                    codes::QUERY_PLANNING_FAILED,
+                )],
+            )
+            .await;
         return;
     };
     let upstream = match session.upstream(&primary.service_name).await {
         Ok(u) => u,
         Err(UpError::Unauthenticated) => {
-            session.send_error(
-                &id,
-                vec![GraphQLError::with_code(
-                    "Authentication required: sign in and connect again with the token.",
-                    codes::UNAUTHENTICATED,
-                )],
-            );
+            session
+                .send_error(
+                    &id,
+                    vec![GraphQLError::with_code(
+                        "Authentication required: sign in and connect again with the token.",
+                        codes::UNAUTHENTICATED,
+                    )],
+                )
+                .await;
             return;
         }
         Err(UpError::Unavailable(reason)) => {
-            session.send_error(
-                &id,
-                vec![
-                    GraphQLError::with_code(
-                        format!(
-                            "subgraph '{}' is unavailable: {reason}",
-                            primary.service_name
-                        ),
-                        codes::SUBGRAPH_UNAVAILABLE,
-                    )
-                    .with_extension("serviceName", primary.service_name.as_str()),
-                ],
-            );
+            session
+                .send_error(
+                    &id,
+                    vec![
+                        GraphQLError::with_code(
+                            format!(
+                                "subgraph '{}' is unavailable: {reason}",
+                                primary.service_name
+                            ),
+                            codes::SUBGRAPH_UNAVAILABLE,
+                        )
+                        .with_extension("serviceName", primary.service_name.as_str()),
+                    ],
+                )
+                .await;
             return;
         }
     };
@@ -697,18 +709,18 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
                         up_errors,
                     )
                     .await;
-                session.send_next(&id, &done.body);
+                session.send_next(&id, &done.body).await;
             }
             UpEvent::Error(payload) => {
                 let errors = match payload {
                     Value::Array(list) => list.iter().map(GraphQLError::from_subgraph).collect(),
                     other => vec![GraphQLError::from_subgraph(&other)],
                 };
-                session.send_error(&id, errors);
+                session.send_error(&id, errors).await;
                 return;
             }
             UpEvent::Complete => {
-                session.send_complete(&id);
+                session.send_complete(&id).await;
                 return;
             }
             UpEvent::Dropped => {
@@ -718,19 +730,21 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
                     events = rx;
                     continue;
                 }
-                session.send_error(
-                    &id,
-                    vec![
-                        GraphQLError::with_code(
-                            format!(
-                                "the connection to subgraph '{}' was lost",
-                                primary.service_name
-                            ),
-                            codes::SUBGRAPH_UNAVAILABLE,
-                        )
-                        .with_extension("serviceName", primary.service_name.as_str()),
-                    ],
-                );
+                session
+                    .send_error(
+                        &id,
+                        vec![
+                            GraphQLError::with_code(
+                                format!(
+                                    "the connection to subgraph '{}' was lost",
+                                    primary.service_name
+                                ),
+                                codes::SUBGRAPH_UNAVAILABLE,
+                            )
+                            .with_extension("serviceName", primary.service_name.as_str()),
+                        ],
+                    )
+                    .await;
                 return;
             }
         }

@@ -605,7 +605,11 @@ async fn operations_past_the_cap_get_an_error_and_the_connection_stays_open() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_disconnected() {
-    let (stack, notif) = start_with(|c| c.websocket.outgoing_queue = 4).await;
+    let (stack, notif) = start_with(|c| {
+        c.websocket.outgoing_queue = 4;
+        c.websocket.write_timeout_ms = 300;
+    })
+    .await;
     let mut ws = connect_as(&stack, "1").await;
     subscribe(&mut ws, "s1", "subscribe").await;
     // Make sure the subscription is live, then stop reading.
