@@ -30,6 +30,13 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub persisted_queries: PersistedQueriesConfig,
     pub websocket: WebsocketConfig,
+    /// Addresses of the proxies in front of the router whose `X-Forwarded-For` is
+    /// believed; from anyone else the header is ignored (it would let a client choose
+    /// the address its rate limit is counted under).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Largest subgraph response body read, in bytes; a bigger one is a
+    /// `SUBGRAPH_BAD_RESPONSE` error for that fetch.
+    pub max_subgraph_response_bytes: usize,
 }
 
 /// Bounds of one websocket connection.
@@ -143,6 +150,8 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             persisted_queries: PersistedQueriesConfig::default(),
             websocket: WebsocketConfig::default(),
+            trusted_proxies: Vec::new(),
+            max_subgraph_response_bytes: 32 * 1024 * 1024,
         }
     }
 }

@@ -127,7 +127,7 @@ pub(crate) async fn run_request(
         .with_label_values(&[response.status().as_str()])
         .inc();
     m.request_latency
-        .with_label_values(&[request.operation_name.as_deref().unwrap_or("anonymous")])
+        .with_label_values(&[&m.operation_label(request.operation_name.as_deref())])
         .observe(started.elapsed().as_secs_f64());
     response
 }
@@ -147,15 +147,31 @@ pub async fn execute_operation(
     run_request(state, request, &headers, Method::POST, client_ip).await
 }
 
-/// The client address; a first `X-Forwarded-For` hop is trusted when present.
-/// Public for the REST shim.
-pub fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(peer.ip())
+/// The client address. `X-Forwarded-For` counts only when the peer is a configured
+/// trusted proxy: its hops are read from the right, past the trusted proxies, and the
+/// first other address is the client.
+pub fn client_ip(
+    trusted: &[std::net::IpAddr],
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> std::net::IpAddr {
+    let peer = peer.ip();
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
 }
 
 fn error_response(status: StatusCode, gql: bool, error: GraphQLError) -> Response {

@@ -67,7 +67,10 @@ pub async fn build_state_with(
             },
         );
     }
-    let client = Arc::new(SubgraphClient::new(endpoints, config.dedupe_requests));
+    let client = Arc::new(
+        SubgraphClient::new(endpoints, config.dedupe_requests)
+            .with_max_response_bytes(config.max_subgraph_response_bytes),
+    );
     let mut pipeline = Pipeline::new(
         supergraph,
         client,
@@ -83,6 +86,12 @@ pub async fn build_state_with(
     pipeline.observer = Some(metrics.clone());
     let auth = auth::Authenticator::from_config(&config.auth).await?;
     let extras = state::Extras::from_config(&config)?;
+    metrics.allow_operation_names(
+        extras
+            .safelisted_operation_names()
+            .iter()
+            .map(String::as_str),
+    );
     let state = Arc::new(AppState {
         pipeline: Arc::new(pipeline),
         config,

@@ -9,7 +9,13 @@ use prometheus::{
 use crate::execute::FetchObserver;
 use crate::pipeline::PipelineObserver;
 
+/// Distinct client-chosen operation names kept as labels; later ones count as `other`
+/// (names from the safelist manifest always count).
+pub const MAX_OPERATION_LABELS: usize = 100;
+
 pub struct Metrics {
+    /// Operation names in use as labels.
+    operation_labels: parking_lot::Mutex<std::collections::HashSet<String>>,
     pub registry: Registry,
     pub requests: IntCounterVec,
     pub errors: IntCounterVec,
@@ -78,6 +84,7 @@ impl Metrics {
                 .expect("unique metric names");
         }
         Self {
+            operation_labels: parking_lot::Mutex::new(std::collections::HashSet::new()),
             registry,
             requests,
             errors,
@@ -86,6 +93,35 @@ impl Metrics {
             subgraph_requests,
             plan_cache,
         }
+    }
+
+    /// The label of a request's operation name: `anonymous` without one; the name
+    /// itself when it is a plain GraphQL name already in use or there is room for
+    /// one more; else `other`. Clients cannot grow the series without bound.
+    pub fn operation_label(&self, name: Option<&str>) -> String {
+        let Some(name) = name else {
+            return "anonymous".to_owned();
+        };
+        let plain = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !plain {
+            return "other".to_owned();
+        }
+        let mut known = self.operation_labels.lock();
+        if known.contains(name) || known.len() < MAX_OPERATION_LABELS {
+            known.insert(name.to_owned());
+            name.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+
+    /// Operation names that always get their own label (the safelist's).
+    pub fn allow_operation_names<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        self.operation_labels
+            .lock()
+            .extend(names.into_iter().map(str::to_owned));
     }
 
     pub fn render(&self) -> String {

@@ -59,7 +59,7 @@ async fn graphql_post(
         request,
         &headers,
         Method::POST,
-        client_ip(&headers, peer),
+        client_ip(&state.config.trusted_proxies, &headers, peer),
     )
     .await
 }
@@ -109,7 +109,7 @@ async fn graphql_get(
         request,
         &headers,
         Method::GET,
-        client_ip(&headers, peer),
+        client_ip(&state.config.trusted_proxies, &headers, peer),
     )
     .await
 }
@@ -160,7 +160,7 @@ async fn graphql_get_or_ws(
             Some("graphql-ws") => crate::ws::Protocol::Legacy,
             _ => crate::ws::Protocol::TransportWs,
         };
-        let ip = client_ip(&parts.headers, peer);
+        let ip = client_ip(&state.config.trusted_proxies, &parts.headers, peer);
         return ws.on_upgrade(move |socket| crate::ws::client_session(state, socket, protocol, ip));
     }
     let params: HashMap<String, String> = Query::try_from_uri(&parts.uri)

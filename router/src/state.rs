@@ -80,6 +80,28 @@ impl Extras {
 }
 
 impl Extras {
+    /// The names of the safelist's operations.
+    pub fn safelisted_operation_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for query in self.safelist.values() {
+            if let Ok(doc) = graphql_tools::parser::parse_query::<String>(query) {
+                for d in doc.definitions {
+                    if let graphql_tools::parser::query::Definition::Operation(op) = d {
+                        use graphql_tools::parser::query::OperationDefinition as Op;
+                        let name = match op {
+                            Op::Query(q) => q.name,
+                            Op::Mutation(m) => m.name,
+                            Op::Subscription(s) => s.name,
+                            Op::SelectionSet(_) => None,
+                        };
+                        names.extend(name);
+                    }
+                }
+            }
+        }
+        names
+    }
+
     /// Drops rate-limit state of clients whose buckets are full again.
     pub fn prune(&self) {
         if let Some(l) = &self.limiter {

@@ -19,6 +19,8 @@ pub enum FetchError {
     Timeout { subgraph: String, timeout_ms: u64 },
     #[error("subgraph '{subgraph}' answered HTTP {status}")]
     BadStatus { subgraph: String, status: u16 },
+    #[error("subgraph '{subgraph}' answered more than {limit} bytes")]
+    TooLarge { subgraph: String, limit: usize },
     #[error("unknown subgraph '{0}'")]
     Unknown(String),
 }
@@ -27,7 +29,9 @@ impl FetchError {
     pub fn code(&self) -> &'static str {
         match self {
             FetchError::Timeout { .. } => crate::error::codes::SUBGRAPH_TIMEOUT,
-            FetchError::BadStatus { .. } => crate::error::codes::SUBGRAPH_BAD_RESPONSE,
+            FetchError::BadStatus { .. } | FetchError::TooLarge { .. } => {
+                crate::error::codes::SUBGRAPH_BAD_RESPONSE
+            }
             FetchError::Unavailable { .. } | FetchError::Unknown(_) => {
                 crate::error::codes::SUBGRAPH_UNAVAILABLE
             }
@@ -51,6 +55,8 @@ pub struct SubgraphClient {
     endpoints: HashMap<String, Endpoint>,
     inflight: Mutex<HashMap<u64, SharedFetch>>,
     dedupe: bool,
+    /// Largest response body read from a subgraph.
+    max_response_bytes: usize,
 }
 
 impl SubgraphClient {
@@ -67,7 +73,14 @@ impl SubgraphClient {
             endpoints,
             inflight: Mutex::new(HashMap::new()),
             dedupe,
+            max_response_bytes: usize::MAX,
         }
+    }
+
+    /// Refuses subgraph response bodies over `limit` bytes.
+    pub fn with_max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = limit;
+        self
     }
 
     pub fn endpoint(&self, subgraph: &str) -> Option<&Endpoint> {
@@ -98,6 +111,7 @@ impl SubgraphClient {
             endpoint,
             body.clone(),
             headers.clone(),
+            self.max_response_bytes,
         );
         if !(dedupe && self.dedupe) {
             return fut.await;
@@ -140,6 +154,7 @@ impl SubgraphClient {
         endpoint: Endpoint,
         body: Bytes,
         headers: ForwardHeaders,
+        limit: usize,
     ) -> Result<Bytes, FetchError> {
         let mut req = http
             .post(&endpoint.url)
@@ -176,7 +191,22 @@ impl SubgraphClient {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/graphql-response+json"));
-        let bytes = response.bytes().await.map_err(classify)?;
+        let too_large = || FetchError::TooLarge {
+            subgraph: subgraph.clone(),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let bytes = Bytes::from(body);
         if status.is_success() || graphql_body {
             Ok(bytes)
         } else if status.is_server_error() && bytes.first() == Some(&b'{') {

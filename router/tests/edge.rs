@@ -426,3 +426,78 @@ async fn mutations_run_over_post_and_are_refused_over_get_with_405() {
     assert_eq!(resp.headers()["allow"], "POST");
     assert_eq!(stack.total_hits(), before);
 }
+
+/// `{ me { id } }` as an anonymous caller with an `X-Forwarded-For` header.
+async fn me_forwarded_for(stack: &common::Stack, forwarded_for: &str) -> u16 {
+    post_json(
+        &stack.router_url,
+        json!({"query": "{ me { id } }"}),
+        &[("x-forwarded-for", forwarded_for)],
+    )
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn x_forwarded_for_counts_only_from_trusted_proxies() {
+    let limited = |trusted: Vec<std::net::IpAddr>| {
+        let mut config = Config::default();
+        config.rate_limit.enabled = true;
+        config.rate_limit.per_second = 1;
+        config.rate_limit.burst = 1;
+        config.trusted_proxies = trusted;
+        config
+    };
+    // From an untrusted peer the header is ignored: both requests are the peer's.
+    let stack = stack_with(limited(Vec::new())).await;
+    assert_eq!(me_forwarded_for(&stack, "203.0.113.1").await, 200);
+    assert_eq!(me_forwarded_for(&stack, "203.0.113.2").await, 429);
+    // Behind a trusted proxy each client is counted on its own address.
+    let stack = stack_with(limited(vec!["127.0.0.1".parse().unwrap()])).await;
+    assert_eq!(me_forwarded_for(&stack, "203.0.113.1").await, 200);
+    assert_eq!(
+        me_forwarded_for(&stack, "203.0.113.2, 127.0.0.1").await,
+        200
+    );
+    assert_eq!(me_forwarded_for(&stack, "203.0.113.1").await, 429);
+}
+
+#[tokio::test]
+async fn operation_name_labels_are_bounded() {
+    let stack = stack_with(Config::default()).await;
+    for i in 0..150 {
+        let (status, _) = stack
+            .post(json!({"query": format!("query Q{i} {{ me {{ id }} }}"), "operationName": format!("Q{i}")}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let text = reqwest::get(stack.router_url.replace("/graphql", "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let labels: std::collections::HashSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("router_request_duration_seconds_count{"))
+        .filter_map(|l| l.split("operation=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        labels.len(),
+        router::metrics::MAX_OPERATION_LABELS + 1,
+        "{labels:?}"
+    );
+    assert!(labels.contains("other"));
+}
+
+#[tokio::test]
+async fn a_subgraph_answer_over_the_size_limit_is_a_bad_response() {
+    let mut config = Config::default();
+    config.max_subgraph_response_bytes = 16;
+    let stack = stack_with(config).await;
+    let resp = stack.query("{ me { id name } }").await;
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"], "SUBGRAPH_BAD_RESPONSE",
+        "{resp}"
+    );
+}

@@ -23,13 +23,13 @@ pub struct Caller {
     pub ip: IpAddr,
 }
 
-fn peer_ip(parts: &Parts) -> IpAddr {
+fn peer_ip(parts: &Parts, state: &AppState) -> IpAddr {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
-    crate::edge::client_ip(&parts.headers, peer)
+    crate::edge::client_ip(&state.config.trusted_proxies, &parts.headers, peer)
 }
 
 /// A caller without authentication requirements (register, login).
@@ -40,14 +40,14 @@ impl FromRequestParts<Arc<AppState>> for Anonymous {
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _state: &Arc<AppState>,
+        state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let mut headers = parts.headers.clone();
         // A stale token must not turn register/login into a 401.
         headers.remove(header::AUTHORIZATION);
         Ok(Self(Caller {
             headers,
-            ip: peer_ip(parts),
+            ip: peer_ip(parts, state),
         }))
     }
 }
@@ -90,7 +90,7 @@ impl FromRequestParts<Arc<AppState>> for Authed {
         }
         Ok(Self(Caller {
             headers: parts.headers.clone(),
-            ip: peer_ip(parts),
+            ip: peer_ip(parts, state),
         }))
     }
 }
