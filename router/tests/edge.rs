@@ -492,9 +492,11 @@ async fn operation_name_labels_are_bounded() {
 
 #[tokio::test]
 async fn a_subgraph_answer_over_the_size_limit_is_a_bad_response() {
-    let mut config = Config::default();
-    config.max_subgraph_response_bytes = 16;
-    let stack = stack_with(config).await;
+    let stack = stack_with(Config {
+        max_subgraph_response_bytes: 16,
+        ..Config::default()
+    })
+    .await;
     let resp = stack.query("{ me { id name } }").await;
     assert_eq!(
         resp["errors"][0]["extensions"]["code"], "SUBGRAPH_BAD_RESPONSE",

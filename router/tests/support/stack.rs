@@ -302,7 +302,7 @@ impl ProductStack {
         let mut ws = WsClient { socket };
         ws.send(json!({ "type": "connection_init", "payload": payload }))
             .await;
-        let ack = ws.recv(Duration::from_secs(5)).await;
+        let ack = ws.recv(Duration::from_secs(20)).await;
         assert_eq!(
             ack.as_ref().and_then(|m| m["type"].as_str()),
             Some("connection_ack"),
