@@ -64,3 +64,72 @@ async fn a_thousand_subscriptions_on_one_connection_each_receive_the_alert() {
     }
     assert_eq!(seen.len(), N, "every subscription received the alert once");
 }
+
+const RESUMABLE: &str = "subscription($after: ID) { budgetAlerts(after: $after) {
+    threshold notification { id } } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alert_made_while_the_client_was_away_arrives_once_when_it_resumes() {
+    let stack = ProductStack::start().await;
+    let gql = stack.gql();
+    let alice = stack.register("away").await;
+    gql.ok(
+        "mutation { createBudget(input: { category: \"food\", amount: \"100\" }) { id } }",
+        json!({}),
+        Some(&alice.token),
+    )
+    .await;
+    let spend = async |amount: &str| {
+        gql.ok(
+            "mutation($a: Decimal!) { createExpense(input: { amount: $a, category: \"food\", description: \"x\" }) { id } }",
+            json!({ "a": amount }),
+            Some(&alice.token),
+        )
+        .await;
+    };
+    let mut ws = stack.ws(&alice.token).await;
+    ws.send(json!({ "id": "a", "type": "subscribe", "payload": { "query": RESUMABLE } }))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    spend("85").await;
+    let first = ws
+        .next(Duration::from_secs(20))
+        .await
+        .expect("the 80% alert");
+    assert_eq!(first["data"]["budgetAlerts"]["threshold"], 80, "{first}");
+    let seen = first["data"]["budgetAlerts"]["notification"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(ws);
+
+    // Away: the 100% alert is made and stored while no one listens.
+    spend("20").await;
+    let count = "{ notifications(first: 10) { totalCount } }";
+    let mut stored = false;
+    for _ in 0..100 {
+        let d = gql.ok(count, json!({}), Some(&alice.token)).await;
+        if d["notifications"]["totalCount"] == 2 {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored, "the second alert was notified");
+
+    // Back, resuming after the last alert seen: the missed one, once, and nothing else.
+    let mut ws = stack.ws(&alice.token).await;
+    ws.send(json!({ "id": "b", "type": "subscribe",
+        "payload": { "query": RESUMABLE, "variables": { "after": seen } } }))
+        .await;
+    let missed = ws
+        .next(Duration::from_secs(20))
+        .await
+        .expect("the missed alert");
+    assert_eq!(missed["data"]["budgetAlerts"]["threshold"], 100, "{missed}");
+    assert_ne!(
+        missed["data"]["budgetAlerts"]["notification"]["id"],
+        seen.as_str()
+    );
+    assert_eq!(ws.recv(Duration::from_secs(2)).await, None, "nothing twice");
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, Result, Subscription};
-use contract::ids::UserId;
+use contract::ids::{NotificationId, UserId};
 use futures::{Stream, StreamExt};
 use tokio::sync::broadcast;
 
@@ -39,33 +39,109 @@ pub fn user_feed(
     })
 }
 
+/// Notifications replayed per store read when a subscription resumes.
+const REPLAY_PAGE: i64 = 100;
+
+/// The caller's notifications after `after` (replayed from the store, oldest first),
+/// then the live ones, each once. The live feed is joined before the replay is read,
+/// so nothing stored in between is missed; what the replay delivered is not repeated.
+fn resumed_feed(
+    store: crate::store::Store,
+    rx: broadcast::Receiver<Arc<domain::Notification>>,
+    user: UserId,
+    after: Option<NotificationId>,
+) -> impl Stream<Item = Result<Arc<domain::Notification>>> {
+    let replay = futures::stream::unfold(
+        (after, store, user.clone(), false),
+        |(cursor, store, user, done)| async move {
+            let cursor = cursor.filter(|_| !done)?;
+            match store.user_after(&user, &cursor, REPLAY_PAGE).await {
+                Ok(page) => {
+                    let last = page.last().map(|n| n.id.clone());
+                    let done = (page.len() as i64) < REPLAY_PAGE;
+                    let next = last.or(Some(cursor));
+                    let items: Vec<Result<Arc<domain::Notification>>> =
+                        page.into_iter().map(|n| Ok(Arc::new(n))).collect();
+                    Some((futures::stream::iter(items), (next, store, user, done)))
+                }
+                Err(e) => Some((
+                    futures::stream::iter(vec![Err(async_graphql::Error::from(e))]),
+                    (None, store, user, true),
+                )),
+            }
+        },
+    )
+    .flatten();
+    let replayed = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let seen = replayed.clone();
+    let replay = replay.inspect(move |r| {
+        if let Ok(n) = r {
+            if let Ok(mut seen) = seen.lock() {
+                seen.insert(n.id.clone());
+            }
+        }
+    });
+    let live = user_feed(rx, user).filter(move |r| {
+        let again = matches!(r, Ok(n) if replayed.lock().is_ok_and(|set| set.contains(&n.id)));
+        async move { !again }
+    });
+    replay.chain(live)
+}
+
+/// The cursor a client resumes from: a notification id it saw.
+fn cursor(after: Option<async_graphql::ID>) -> Result<Option<NotificationId>> {
+    after
+        .map(|id| {
+            NotificationId::parse(&id).map_err(|_| {
+                async_graphql::Error::new("`after` is not a notification id").extend_with(
+                    |_, ext| {
+                        ext.set("code", "VALIDATION_FAILED");
+                        ext.set("field", "after");
+                    },
+                )
+            })
+        })
+        .transpose()
+}
+
 pub struct SubscriptionRoot;
 
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
-    /// The caller's budget alerts as they are notified.
+    /// The caller's budget alerts as they are notified. With `after` (the id of the
+    /// last alert's notification the client saw), the alerts notified since then come
+    /// first, so a client that reconnects misses none.
     async fn budget_alerts(
         &self,
         ctx: &Context<'_>,
+        after: Option<async_graphql::ID>,
     ) -> Result<impl Stream<Item = Result<BudgetAlertEvent>>> {
         let user = kit::auth::caller_id(ctx)?;
-        let rx = service(ctx)?.feed.subscribe();
-        Ok(user_feed(rx, user).filter_map(|r| async move {
-            match r {
-                Ok(n) => BudgetAlertEvent::of(n).map(Ok),
-                Err(e) => Some(Err(e)),
-            }
-        }))
+        let after = cursor(after)?;
+        let svc = service(ctx)?;
+        let rx = svc.feed.subscribe();
+        Ok(
+            resumed_feed(svc.store.clone(), rx, user, after).filter_map(|r| async move {
+                match r {
+                    Ok(n) => BudgetAlertEvent::of(n).map(Ok),
+                    Err(e) => Some(Err(e)),
+                }
+            }),
+        )
     }
 
-    /// The caller's new notifications.
+    /// The caller's new notifications. With `after` (the id of the last notification
+    /// the client saw), the ones made since then come first.
     async fn notification_added(
         &self,
         ctx: &Context<'_>,
+        after: Option<async_graphql::ID>,
     ) -> Result<impl Stream<Item = Result<Notification>>> {
         let user = kit::auth::caller_id(ctx)?;
-        let rx = service(ctx)?.feed.subscribe();
-        Ok(user_feed(rx, user).map(|r| r.map(Notification)))
+        let after = cursor(after)?;
+        let svc = service(ctx)?;
+        let rx = svc.feed.subscribe();
+        Ok(resumed_feed(svc.store.clone(), rx, user, after).map(|r| r.map(Notification)))
     }
 }
 

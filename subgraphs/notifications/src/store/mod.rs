@@ -265,6 +265,25 @@ impl Store {
         Ok(())
     }
 
+    /// The user's notifications after `after` (a notification id), oldest first, at
+    /// most `limit`: what a subscription that resumes from `after` replays.
+    pub async fn user_after(
+        &self,
+        user: &UserId,
+        after: &NotificationId,
+        limit: i64,
+    ) -> Result<Vec<Notification>, AppError> {
+        let docs: Vec<NotificationDoc> = self
+            .notifications()
+            .find(doc! { "userId": user.as_str(), "key": { "$gt": after.as_str() } })
+            .sort(doc! { "key": 1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?;
+        read_all(docs)
+    }
+
     /// Notifications with ids issued after `after`, oldest first (the subscription
     /// tail), each read on its own as in [`Store::due`].
     pub async fn since(
