@@ -75,10 +75,10 @@ fn resumed_feed(
     let replayed = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let seen = replayed.clone();
     let replay = replay.inspect(move |r| {
-        if let Ok(n) = r {
-            if let Ok(mut seen) = seen.lock() {
-                seen.insert(n.id.clone());
-            }
+        if let Ok(n) = r
+            && let Ok(mut seen) = seen.lock()
+        {
+            seen.insert(n.id.clone());
         }
     });
     let live = user_feed(rx, user).filter(move |r| {
