@@ -723,46 +723,72 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
                 session.send_complete(&id).await;
                 return;
             }
-            UpEvent::Dropped => {
-                if let Some((guard, rx)) = resubscribe(&session, primary, &up_vars).await {
+            UpEvent::Dropped => match resubscribe(&session, &id, primary, &up_vars).await {
+                Some((guard, rx)) => {
                     tracing::info!(subgraph = %primary.service_name, "upstream subscription resumed");
                     _guard = guard;
                     events = rx;
-                    continue;
                 }
-                session
-                    .send_error(
-                        &id,
-                        vec![
-                            GraphQLError::with_code(
-                                format!(
-                                    "the connection to subgraph '{}' was lost",
-                                    primary.service_name
-                                ),
-                                codes::SUBGRAPH_UNAVAILABLE,
-                            )
-                            .with_extension("serviceName", primary.service_name.as_str()),
-                        ],
-                    )
-                    .await;
-                return;
-            }
+                None => return,
+            },
         }
     }
 }
 
-/// After an upstream socket dropped: reconnects (with backoff) and subscribes again.
+/// Longest wait between two attempts to reach a subgraph that dropped.
+const MAX_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(5);
+
+/// After an upstream socket dropped: reconnects and subscribes again, with backoff, for
+/// as long as the client stays (this task ends with the client's operation). After the
+/// first failed attempt the client gets one non-fatal `next` whose `errors` say the
+/// subscription is degraded; the subscription itself goes on. `None`: the subgraph
+/// refused the credentials (the client was told `UNAUTHENTICATED`, and the operation
+/// ends).
 async fn resubscribe(
     session: &Session,
+    client_id: &str,
     primary: &FetchNode,
     variables: &Map<String, Value>,
 ) -> Option<(UpstreamGuard, mpsc::UnboundedReceiver<UpEvent>)> {
-    for delay in [100u64, 400, 1_200] {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        if let Ok(upstream) = session.upstream(&primary.service_name).await {
-            let (id, rx) = upstream.subscribe(&primary.operation.document_str, variables.clone());
-            return Some((UpstreamGuard { upstream, id }, rx));
+    let mut delay = Duration::from_millis(100);
+    let mut told = false;
+    loop {
+        tokio::time::sleep(delay).await;
+        match session.upstream(&primary.service_name).await {
+            Ok(upstream) => {
+                let (id, rx) =
+                    upstream.subscribe(&primary.operation.document_str, variables.clone());
+                return Some((UpstreamGuard { upstream, id }, rx));
+            }
+            Err(UpError::Unauthenticated) => {
+                session
+                    .send_error(
+                        client_id,
+                        vec![GraphQLError::with_code(
+                            "Authentication required: sign in and connect again with the token.",
+                            codes::UNAUTHENTICATED,
+                        )],
+                    )
+                    .await;
+                return None;
+            }
+            Err(UpError::Unavailable(reason)) => {
+                if !told {
+                    told = true;
+                    let error = GraphQLError::with_code(
+                        format!(
+                            "the connection to subgraph '{}' was lost ({reason}); retrying, events will resume",
+                            primary.service_name
+                        ),
+                        codes::SUBGRAPH_UNAVAILABLE,
+                    )
+                    .with_extension("serviceName", primary.service_name.as_str())
+                    .with_extension("degraded", true);
+                    let body = crate::pipeline::response_body(None, &[error]);
+                    session.send_next(client_id, &body).await;
+                }
+                delay = (delay * 2).min(MAX_RESUBSCRIBE_DELAY);
+            }
         }
     }
-    None
 }

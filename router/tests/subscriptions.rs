@@ -413,22 +413,42 @@ async fn an_upstream_drop_is_resumed_on_a_new_socket() {
 }
 
 #[tokio::test]
-async fn an_upstream_that_stays_down_ends_the_subscription_with_an_error() {
+async fn an_upstream_that_stays_down_is_retried_and_the_client_is_told_it_is_degraded() {
     let (stack, notif) = start().await;
     let mut ws = connect_as(&stack, "1").await;
     subscribe(&mut ws, "s", "subscribe").await;
     publish_until_seen(&notif, &mut ws, "1", "first").await;
     notif.refuse.store(true, Ordering::SeqCst);
     notif.kill.send(()).expect("kill upstream sockets");
+    // A non-fatal `next` with the error; the subscription stays open.
     let mut got = recv(&mut ws).await.expect("a message after the drop");
-    while got["type"] == "next" {
+    while got["payload"].get("data").is_some_and(|d| !d.is_null()) {
         got = recv(&mut ws).await.expect("a message after the drop");
     }
-    assert_eq!(got["type"], "error", "{got}");
+    assert_eq!(got["type"], "next", "{got}");
+    assert_eq!(got["id"], "s");
+    let error = &got["payload"]["errors"][0];
+    assert_eq!(error["extensions"]["code"], "SUBGRAPH_UNAVAILABLE", "{got}");
+    assert_eq!(error["extensions"]["degraded"], true, "{got}");
+    // Still down well past the old three attempts: no end of the subscription.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Back: events flow again on the same subscription.
+    notif.refuse.store(false, Ordering::SeqCst);
+    let mut got = publish_until_seen(&notif, &mut ws, "1", "again").await;
+    for _ in 0..100 {
+        if got["payload"]["data"]["notificationAdded"]["message"] == "again" {
+            break;
+        }
+        let _ = notif.bus.send(("1".to_owned(), "again".to_owned()));
+        got = recv(&mut ws)
+            .await
+            .expect("events after the subgraph returns");
+    }
+    assert_eq!(got["type"], "next", "{got}");
     assert_eq!(got["id"], "s");
     assert_eq!(
-        got["payload"][0]["extensions"]["code"],
-        "SUBGRAPH_UNAVAILABLE"
+        got["payload"]["data"]["notificationAdded"]["message"], "again",
+        "{got}"
     );
 }
 
