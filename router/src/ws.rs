@@ -685,8 +685,18 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
             return;
         }
     };
-    let up_vars = crate::execute::variables_used(primary.variable_usages.as_ref(), &variables);
-    let (up_id, mut events) = upstream.subscribe(&primary.operation.document_str, up_vars.clone());
+    let mut up_vars = crate::execute::variables_used(primary.variable_usages.as_ref(), &variables);
+    let resume = resumable(
+        &pipeline.supergraph,
+        &primary.operation.document_str,
+        &mut up_vars,
+    );
+    let document = resume
+        .as_ref()
+        .map_or(primary.operation.document_str.as_str(), |r| {
+            r.document.as_str()
+        });
+    let (up_id, mut events) = upstream.subscribe(document, up_vars.clone());
     let mut _guard = UpstreamGuard {
         upstream,
         id: up_id,
@@ -694,7 +704,14 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
     while let Some(event) = events.recv().await {
         match event {
             UpEvent::Next(payload) => {
-                let data = payload.get("data").cloned().unwrap_or(Value::Null);
+                let mut data = payload.get("data").cloned().unwrap_or(Value::Null);
+                if let Some(r) = &resume
+                    && let Some(event) = data.get_mut(&r.key).and_then(Value::as_object_mut)
+                    && let Some(Value::String(cursor)) = event.remove(RESUME_ID)
+                {
+                    // The next resubscription starts after this event.
+                    up_vars.insert(r.variable.clone(), Value::String(cursor));
+                }
                 let up_errors: Vec<GraphQLError> = payload
                     .get("errors")
                     .and_then(Value::as_array)
@@ -723,7 +740,8 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
                 session.send_complete(&id).await;
                 return;
             }
-            UpEvent::Dropped => match resubscribe(&session, &id, primary, &up_vars).await {
+            UpEvent::Dropped => match resubscribe(&session, &id, primary, document, &up_vars).await
+            {
                 Some((guard, rx)) => {
                     tracing::info!(subgraph = %primary.service_name, "upstream subscription resumed");
                     _guard = guard;
@@ -748,6 +766,7 @@ async fn resubscribe(
     session: &Session,
     client_id: &str,
     primary: &FetchNode,
+    document: &str,
     variables: &Map<String, Value>,
 ) -> Option<(UpstreamGuard, mpsc::UnboundedReceiver<UpEvent>)> {
     let mut delay = Duration::from_millis(100);
@@ -756,8 +775,7 @@ async fn resubscribe(
         tokio::time::sleep(delay).await;
         match session.upstream(&primary.service_name).await {
             Ok(upstream) => {
-                let (id, rx) =
-                    upstream.subscribe(&primary.operation.document_str, variables.clone());
+                let (id, rx) = upstream.subscribe(document, variables.clone());
                 return Some((UpstreamGuard { upstream, id }, rx));
             }
             Err(UpError::Unauthenticated) => {
@@ -791,4 +809,105 @@ async fn resubscribe(
             }
         }
     }
+}
+
+/// The response key under which a resumable subscription's events carry their id.
+const RESUME_ID: &str = "__routerResumeId";
+/// The variable the router passes `after` in when the client gave none, or a literal.
+const RESUME_AFTER: &str = "__routerResumeAfter";
+
+/// A subscription the router resumes after an upstream drop from the last event it
+/// forwarded: its root field takes `after: ID` and its events have an `id` (as
+/// `budgetAlerts` and `notificationAdded` do). The upstream document asks for that id
+/// under the router's own key and passes `after` in `variable`.
+struct Resumable {
+    document: String,
+    /// The root field's response key.
+    key: String,
+    variable: String,
+}
+
+/// The resumable form of an upstream subscription `document`, or `None` when its root
+/// field cannot resume; sets the `after` variable's first value in `variables`.
+fn resumable(
+    supergraph: &crate::supergraph::Supergraph,
+    document: &str,
+    variables: &mut Map<String, Value>,
+) -> Option<Resumable> {
+    use graphql_tools::parser::query as q;
+    let schema = &supergraph.schema;
+    let root_type = schema.subscription_type.as_deref()?;
+    let mut doc = graphql_tools::parser::parse_query::<String>(document).ok()?;
+    let sub = doc.definitions.iter_mut().find_map(|d| match d {
+        q::Definition::Operation(q::OperationDefinition::Subscription(s)) => Some(s),
+        _ => None,
+    })?;
+    let [q::Selection::Field(root)] = sub.selection_set.items.as_mut_slice() else {
+        return None;
+    };
+    let event_type = crate::schema::named_type(schema.field_type(root_type, &root.name)?);
+    schema.field_type(event_type, "id")?;
+    if !takes_after(&supergraph.api_schema, root_type, &root.name) {
+        return None;
+    }
+    let variable = match root.arguments.iter().find(|(n, _)| n == "after") {
+        Some((_, q::Value::Variable(v))) => v.clone(),
+        other => {
+            if let Some((_, q::Value::String(text))) = other {
+                variables.insert(RESUME_AFTER.to_owned(), Value::String(text.clone()));
+            }
+            root.arguments.retain(|(n, _)| n != "after");
+            root.arguments.push((
+                "after".to_owned(),
+                q::Value::Variable(RESUME_AFTER.to_owned()),
+            ));
+            sub.variable_definitions.push(q::VariableDefinition {
+                position: sub.position,
+                name: RESUME_AFTER.to_owned(),
+                var_type: q::Type::NamedType("ID".to_owned()),
+                default_value: None,
+            });
+            RESUME_AFTER.to_owned()
+        }
+    };
+    root.selection_set.items.push(q::Selection::Field(q::Field {
+        position: root.position,
+        alias: Some(RESUME_ID.to_owned()),
+        name: "id".to_owned(),
+        arguments: Vec::new(),
+        directives: Vec::new(),
+        selection_set: q::SelectionSet {
+            span: (root.position, root.position),
+            items: Vec::new(),
+        },
+    }));
+    let key = root.alias.clone().unwrap_or_else(|| root.name.clone());
+    // The printer writes variable definitions only for a named operation.
+    sub.name.get_or_insert_with(|| "RouterResumable".to_owned());
+    Some(Resumable {
+        document: doc.to_string(),
+        key,
+        variable,
+    })
+}
+
+/// True when `field` of `type_name` in the API schema takes an `after: ID` argument.
+fn takes_after(
+    api: &graphql_tools::static_graphql::schema::Document,
+    type_name: &str,
+    field: &str,
+) -> bool {
+    use graphql_tools::static_graphql::schema::{Definition, Type, TypeDefinition};
+    api.definitions.iter().any(|d| match d {
+        Definition::TypeDefinition(TypeDefinition::Object(o)) if o.name == type_name => {
+            o.fields.iter().any(|f| {
+                f.name == field
+                    && f.arguments.iter().any(|a| {
+                        a.name == "after"
+                            && matches!(&a.value_type, Type::NamedType(t) if t == "ID")
+                    })
+            })
+        }
+        _ => false,
+    })
 }

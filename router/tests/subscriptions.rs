@@ -27,8 +27,25 @@ mod notifications {
     #[derive(Clone)]
     pub struct Viewer(pub Option<String>);
 
+    /// Published notifications: a live channel and the history (`after` replays it).
     #[derive(Clone)]
-    pub struct Bus(pub broadcast::Sender<(String, String)>);
+    pub struct Bus {
+        pub live: broadcast::Sender<(u64, String, String)>,
+        pub history: Arc<std::sync::Mutex<Vec<(u64, String, String)>>>,
+    }
+
+    impl Bus {
+        pub fn publish(&self, user: &str, message: &str) {
+            let mut history = self.history.lock().expect("history");
+            let item = (
+                history.len() as u64 + 1,
+                user.to_owned(),
+                message.to_owned(),
+            );
+            history.push(item.clone());
+            let _ = self.live.send(item);
+        }
+    }
 
     pub struct User {
         pub id: ID,
@@ -44,6 +61,7 @@ mod notifications {
     #[derive(SimpleObject)]
     #[graphql(complex)]
     pub struct Notification {
+        pub id: ID,
         pub message: String,
         pub user: User,
     }
@@ -76,10 +94,25 @@ mod notifications {
         async fn notification_added(
             &self,
             ctx: &Context<'_>,
+            after: Option<ID>,
         ) -> impl Stream<Item = Notification> + use<> {
             let viewer = ctx.data_opt::<Viewer>().and_then(|v| v.0.clone());
-            let rx = ctx.data_unchecked::<Bus>().0.subscribe();
-            let events = futures::stream::unfold(rx, |mut rx| async move {
+            let bus = ctx.data_unchecked::<Bus>();
+            let rx = bus.live.subscribe();
+            let after: u64 = after.and_then(|a| a.parse().ok()).unwrap_or(0);
+            let replay: Vec<(u64, String, String)> = match after {
+                0 => Vec::new(),
+                _ => bus
+                    .history
+                    .lock()
+                    .expect("history")
+                    .iter()
+                    .filter(|(id, _, _)| *id > after)
+                    .cloned()
+                    .collect(),
+            };
+            let replayed = replay.last().map_or(after, |(id, _, _)| *id);
+            let live = futures::stream::unfold(rx, |mut rx| async move {
                 loop {
                     match rx.recv().await {
                         Ok(item) => return Some((item, rx)),
@@ -87,17 +120,21 @@ mod notifications {
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
                 }
-            });
-            events.filter_map(move |item| {
-                let viewer = viewer.clone();
-                async move {
-                    let (user, message) = item;
-                    (Some(&user) == viewer.as_ref()).then(|| Notification {
-                        message,
-                        user: User { id: user.into() },
-                    })
-                }
             })
+            .filter(move |(id, _, _)| futures::future::ready(*id > replayed));
+            futures::stream::iter(replay)
+                .chain(live)
+                .filter_map(move |item| {
+                    let viewer = viewer.clone();
+                    async move {
+                        let (id, user, message) = item;
+                        (Some(&user) == viewer.as_ref()).then(|| Notification {
+                            id: ID(id.to_string()),
+                            message,
+                            user: User { id: user.into() },
+                        })
+                    }
+                })
         }
     }
 
@@ -119,7 +156,7 @@ fn user_of(authorization: &str) -> Option<String> {
 struct NotificationsSubgraph {
     url: String,
     sdl: String,
-    bus: broadcast::Sender<(String, String)>,
+    bus: notifications::Bus,
     kill: broadcast::Sender<()>,
     connections: Arc<AtomicUsize>,
     /// When set, new websocket upgrades are refused (the subgraph is "down").
@@ -127,14 +164,17 @@ struct NotificationsSubgraph {
 }
 
 async fn start_notifications() -> NotificationsSubgraph {
-    let (bus, _) = broadcast::channel(64);
+    let bus = notifications::Bus {
+        live: broadcast::channel(64).0,
+        history: Arc::default(),
+    };
     let (kill, _) = broadcast::channel::<()>(4);
     let schema: notifications::S = Schema::build(
         notifications::Query,
         EmptyMutation,
         notifications::Subscription,
     )
-    .data(notifications::Bus(bus.clone()))
+    .data(bus.clone())
     .enable_federation()
     .enable_subscription_in_federation()
     .finish();
@@ -320,7 +360,7 @@ async fn publish_until_seen(
 ) -> Value {
     // The upstream subscription may not be registered yet: publish until it arrives.
     for _ in 0..50 {
-        let _ = notif.bus.send((user.to_owned(), message.to_owned()));
+        notif.bus.publish(user, message);
         if let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(100), recv(ws)).await {
             return v;
         }
@@ -439,7 +479,7 @@ async fn an_upstream_that_stays_down_is_retried_and_the_client_is_told_it_is_deg
         if got["payload"]["data"]["notificationAdded"]["message"] == "again" {
             break;
         }
-        let _ = notif.bus.send(("1".to_owned(), "again".to_owned()));
+        notif.bus.publish("1", "again");
         got = recv(&mut ws)
             .await
             .expect("events after the subgraph returns");
@@ -636,7 +676,7 @@ async fn a_client_that_never_reads_is_disconnected() {
     publish_until_seen(&notif, &mut ws, "1", "first").await;
     let big = "x".repeat(256 * 1024);
     for _ in 0..200 {
-        let _ = notif.bus.send(("1".to_owned(), big.clone()));
+        notif.bus.publish("1", &big);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Now read what reached us: the router gave up on this client, so the stream ends
@@ -655,4 +695,43 @@ async fn a_client_that_never_reads_is_disconnected() {
     .await;
     assert!(ended.is_ok(), "the connection was not ended");
     assert!(received < 200, "all {received} events were delivered");
+}
+
+#[tokio::test]
+async fn events_published_while_the_upstream_is_down_arrive_once_after_it_returns() {
+    let (stack, notif) = start().await;
+    let mut ws = connect_as(&stack, "1").await;
+    subscribe(&mut ws, "s", "subscribe").await;
+    let first = publish_until_seen(&notif, &mut ws, "1", "before").await;
+    assert_eq!(
+        first["payload"]["data"]["notificationAdded"]["message"],
+        "before"
+    );
+    // Drain repeats of "before" sent while the subscription was being set up.
+    while tokio::time::timeout(Duration::from_millis(300), recv(&mut ws))
+        .await
+        .is_ok_and(|m| m.is_some())
+    {}
+    notif.refuse.store(true, Ordering::SeqCst);
+    notif.kill.send(()).expect("kill upstream sockets");
+    // While the router cannot reach the subgraph, two events are published.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    notif.bus.publish("1", "while down 1");
+    notif.bus.publish("1", "while down 2");
+    notif.refuse.store(false, Ordering::SeqCst);
+    let mut messages = Vec::new();
+    while messages.len() < 2 {
+        let got = recv(&mut ws).await.expect("the missed events");
+        assert_eq!(got["type"], "next", "{got}");
+        if let Some(m) = got["payload"]["data"]["notificationAdded"]["message"].as_str() {
+            messages.push(m.to_owned());
+        }
+    }
+    assert_eq!(messages, ["while down 1", "while down 2"]);
+    // Nothing twice, and the router's resume key never reaches the client.
+    let more = tokio::time::timeout(Duration::from_millis(500), recv(&mut ws)).await;
+    assert!(
+        more.is_err() || more.as_ref().is_ok_and(Option::is_none),
+        "{more:?}"
+    );
 }

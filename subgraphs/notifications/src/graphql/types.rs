@@ -270,6 +270,8 @@ impl NotificationPreferencesInput {
 /// subgraph through the router, the other fields are carried by the event.
 #[derive(SimpleObject)]
 pub struct BudgetAlertEvent {
+    /// The id of the alert's notification: what `budgetAlerts(after:)` resumes from.
+    id: ID,
     alert: BudgetAlert,
     budget: Budget,
     notification: Notification,
@@ -287,6 +289,7 @@ impl BudgetAlertEvent {
     pub fn of(n: Arc<domain::Notification>) -> Option<BudgetAlertEvent> {
         let a = n.alert.clone()?;
         Some(BudgetAlertEvent {
+            id: ID(n.id.to_string()),
             alert: BudgetAlert {
                 id: ID(a.alert_id.into_string()),
             },
