@@ -19,8 +19,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use async_graphql::{EmptyMutation, EmptySubscription, ID, Object, Schema, SimpleObject};
+use async_graphql::{ID, Object, SimpleObject};
 use router::compose::{SubgraphSdl, compose_supergraph};
+
+#[path = "support/subgraph.rs"]
+mod subgraph;
+use subgraph::serve;
 
 const QUERY: &str = r#"fragment User on User { id username name }
 fragment Review on Review { id body }
@@ -241,25 +245,6 @@ mod reviews {
                 .find(|r| r.id.to_string() == id.as_str())
         }
     }
-}
-
-async fn serve<Q: async_graphql::ObjectType + 'static>(query: Q) -> (String, String) {
-    let schema = Schema::build(query, EmptyMutation, EmptySubscription)
-        .enable_federation()
-        .finish();
-    let sdl = schema.sdl_with_options(async_graphql::SDLExportOptions::new().federation());
-    let app = axum::Router::new().route(
-        "/graphql",
-        axum::routing::post_service(async_graphql_axum::GraphQL::new(schema)),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind subgraph");
-    let url = format!("http://{}/graphql", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("subgraph serves");
-    });
-    (url, sdl)
 }
 
 fn free_port() -> u16 {

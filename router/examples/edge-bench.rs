@@ -15,9 +15,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_graphql::{EmptyMutation, EmptySubscription, ID, Object, Schema};
+use async_graphql::{ID, Object};
 use futures::SinkExt;
 use router::compose::{SubgraphSdl, compose_supergraph};
+
+#[path = "support/subgraph.rs"]
+mod subgraph;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -108,19 +111,7 @@ async fn main() {
     let per_reader = env_or("EDGE_BENCH_QUERIES", 200);
 
     // One in-memory subgraph and the router over it.
-    let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
-        .enable_federation()
-        .finish();
-    let sdl = schema.sdl_with_options(async_graphql::SDLExportOptions::new().federation());
-    let app = axum::Router::new().route(
-        "/graphql",
-        axum::routing::post_service(async_graphql_axum::GraphQL::new(schema)),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind subgraph");
-    let sub_url = format!("http://{}/graphql", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("subgraph serves") });
+    let (sub_url, sdl) = subgraph::serve(Query).await;
     let supergraph = compose_supergraph(&[SubgraphSdl {
         name: "bench".into(),
         url: sub_url,

@@ -264,6 +264,15 @@ pub async fn post_event(
         .status()
 }
 
+/// Checks that `e` is an `INTERNAL` error whose (logged) cause names each of `needles`.
+pub fn assert_internal(e: crate::AppError, needles: &[&str]) {
+    assert_eq!(e.code(), crate::ErrorCode::Internal);
+    let text = format!("{:#}", anyhow::Error::from(e));
+    for n in needles {
+        assert!(text.contains(n), "{text:?} should name {n:?}");
+    }
+}
+
 /// `GET /internal/dead-letters` of a consumer (with the test service credential).
 pub async fn dead_letters(server: &TestServer) -> Value {
     let r = reqwest::Client::new()

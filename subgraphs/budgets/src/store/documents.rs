@@ -317,7 +317,6 @@ impl RateDoc {
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
-    use kit::ErrorCode;
 
     use super::*;
 
@@ -364,14 +363,7 @@ mod tests {
         }
     }
 
-    /// The error of mapping a document, which must be INTERNAL and name `needles`.
-    fn internal(e: AppError, needles: &[&str]) {
-        assert_eq!(e.code(), ErrorCode::Internal);
-        let text = format!("{:#}", anyhow::Error::from(e));
-        for n in needles {
-            assert!(text.contains(n), "{text:?} should name {n:?}");
-        }
-    }
+    use kit::testing::assert_internal as internal;
 
     #[test]
     fn documents_read_back_and_write_the_same() {
