@@ -22,6 +22,7 @@ use tracing::Instrument;
 use crate::auth::{Caller, JwtKeys};
 use crate::config::ServiceConfig;
 use crate::error::{AppError, ErrorCode};
+use crate::limits::Guarded;
 
 /// Media type of GraphQL-over-HTTP responses.
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -53,6 +54,7 @@ pub fn subgraph_router<E: Executor>(
     keys: JwtKeys,
     max_body_bytes: usize,
 ) -> Router {
+    let executor = crate::limits::Guarded::new(executor, crate::limits::InputLimits::default());
     let state = Arc::new(AppState {
         executor,
         db,
@@ -60,9 +62,12 @@ pub fn subgraph_router<E: Executor>(
         max_body_bytes,
     });
     Router::new()
-        .route("/graphql", get(graphql_get::<E>).post(graphql_post::<E>))
+        .route(
+            "/graphql",
+            get(graphql_get::<Guarded<E>>).post(graphql_post::<Guarded<E>>),
+        )
         .route("/health", get(health))
-        .route("/ready", get(ready::<E>))
+        .route("/ready", get(ready::<Guarded<E>>))
         .with_state(state)
 }
 
