@@ -120,14 +120,132 @@ pub async fn send_email(
 pub const SIGNATURE_HEADER: &str = "x-signature";
 pub const TIMESTAMP_HEADER: &str = "x-signature-timestamp";
 
+/// Where webhooks may go. Deliveries resolve the host themselves and connect only to
+/// public addresses: loopback, private, link-local, CGNAT, unspecified, multicast,
+/// documentation and cloud-metadata addresses are refused after DNS (so a name that
+/// points inside is refused too), IP literals the same, and redirects are never
+/// followed. `WEBHOOK_ALLOW_HOSTS` (comma-separated host names or addresses) lets named
+/// hosts through anyway, for local development and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookPolicy {
+    pub allow_hosts: Vec<String>,
+}
+
+impl WebhookPolicy {
+    pub const VARS: &'static [&'static str] = &["WEBHOOK_ALLOW_HOSTS"];
+
+    pub fn from_vars(vars: &(impl Vars + ?Sized)) -> WebhookPolicy {
+        WebhookPolicy {
+            allow_hosts: vars
+                .get("WEBHOOK_ALLOW_HOSTS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        }
+    }
+
+    fn allows(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.allow_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    /// The HTTP client of webhook deliveries: this policy's resolver, no redirects.
+    pub fn client(&self, timeout: Duration) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(std::sync::Arc::new(PublicOnly(self.clone())))
+            .build()
+            .unwrap_or_default()
+    }
+
+    /// Refuses a URL whose host is an address webhooks may not reach (names are
+    /// checked when they are resolved).
+    pub fn check_url(&self, url: &str) -> Result<(), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad webhook URL: {e}"))?;
+        let host = parsed.host_str().unwrap_or_default();
+        if self.allows(host) {
+            return Ok(());
+        }
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        match literal.parse::<std::net::IpAddr>() {
+            Ok(ip) if !is_public(ip) => Err(format!("webhook address {ip} is not public")),
+            _ if host.eq_ignore_ascii_case("localhost") => {
+                Err("webhook host localhost is not public".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// True for an address on the public internet.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+/// A resolver that answers only public addresses (or any, for an allowed host).
+struct PublicOnly(WebhookPolicy);
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let allowed = self.0.allows(&host);
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| allowed || is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("webhook host {host} has no public address").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// POSTs `body` (JSON) to `url`, signed: `x-signature-timestamp: <unix seconds>` and
 /// `x-signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 pub async fn send_webhook(
     http: &reqwest::Client,
+    policy: &WebhookPolicy,
     secret: &Secret,
     url: &str,
     body: &serde_json::Value,
 ) -> Result<(), String> {
+    policy.check_url(url)?;
     let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
     let ts = chrono::Utc::now().timestamp();
     let resp = http
@@ -141,7 +259,52 @@ pub async fn send_webhook(
         .map_err(|e| format!("webhook unreachable: {e}"))?;
     if resp.status().is_success() {
         Ok(())
+    } else if resp.status().is_redirection() {
+        Err(format!(
+            "webhook answered a redirect (HTTP {}); redirects are not followed",
+            resp.status().as_u16()
+        ))
     } else {
         Err(format!("webhook answered HTTP {}", resp.status().as_u16()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for inside in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(inside.parse().unwrap()), "{inside}");
+        }
+        for outside in ["93.184.216.34", "2606:2800:220:1::1"] {
+            assert!(is_public(outside.parse().unwrap()), "{outside}");
+        }
+    }
+
+    #[test]
+    fn literal_inside_addresses_are_refused_unless_allowed() {
+        let policy = WebhookPolicy::default();
+        assert!(policy.check_url("http://169.254.169.254/latest").is_err());
+        assert!(policy.check_url("http://[::1]:8080/x").is_err());
+        assert!(policy.check_url("http://localhost:8080/x").is_err());
+        assert!(policy.check_url("https://hooks.example.com/x").is_ok());
+        let local = WebhookPolicy {
+            allow_hosts: vec!["127.0.0.1".into()],
+        };
+        assert!(local.check_url("http://127.0.0.1:9/x").is_ok());
     }
 }

@@ -28,6 +28,7 @@ pub struct Own {
     pub delivery: service::DeliverySettings,
     pub smtp: channels::SmtpSettings,
     pub webhook_secret: Secret,
+    pub webhooks: channels::WebhookPolicy,
 }
 
 impl OwnSettings for Own {
@@ -45,6 +46,7 @@ impl OwnSettings for Own {
             delivery: service::DeliverySettings::from_vars(vars)?,
             smtp: channels::SmtpSettings::from_vars(vars)?,
             webhook_secret,
+            webhooks: channels::WebhookPolicy::from_vars(vars),
         })
     }
 }
@@ -58,10 +60,7 @@ pub fn schema() -> NotificationsSchema {
 }
 
 fn parts(settings: &Settings, db: &Database) -> service::Notifications {
-    let http = reqwest::Client::builder()
-        .timeout(settings.delivery.http_timeout)
-        .build()
-        .unwrap_or_default();
+    let http = settings.webhooks.client(settings.delivery.http_timeout);
     let (feed, _) = tokio::sync::broadcast::channel(settings.delivery.subscriber_buffer.max(1));
     service::Notifications {
         store: store::Store::new(db),
@@ -69,6 +68,7 @@ fn parts(settings: &Settings, db: &Database) -> service::Notifications {
         settings: settings.delivery.clone(),
         smtp: settings.smtp.clone(),
         webhook_secret: settings.webhook_secret.clone(),
+        webhooks: settings.webhooks.clone(),
         http,
         feed,
     }

@@ -109,6 +109,7 @@ pub struct Notifications {
     /// `WEBHOOK_SIGNING_SECRET` (default: derived from the service token).
     pub webhook_secret: Secret,
     pub http: reqwest::Client,
+    pub webhooks: crate::channels::WebhookPolicy,
     /// New notifications, as seen by this instance's tail.
     pub feed: broadcast::Sender<Arc<Notification>>,
 }
@@ -347,7 +348,14 @@ impl Notifications {
                     "createdAt": domain::rfc3339_millis(n.created_at),
                     "userId": n.user_id,
                 });
-                channels::send_webhook(&self.http, &self.webhook_secret, &d.target, &body).await
+                channels::send_webhook(
+                    &self.http,
+                    &self.webhooks,
+                    &self.webhook_secret,
+                    &d.target,
+                    &body,
+                )
+                .await
             }
             other => Err(format!("channel {other} has no sender")),
         }

@@ -163,6 +163,7 @@ async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
             ("SMTP_HOST", "127.0.0.1"),
             ("SMTP_TLS", "none"),
             ("WEBHOOK_SIGNING_SECRET", WEBHOOK_SECRET),
+            ("WEBHOOK_ALLOW_HOSTS", "127.0.0.1"),
         ],
         config,
     )
@@ -792,5 +793,71 @@ async fn a_notification_made_on_one_instance_reaches_a_subscriber_of_another() {
     assert_eq!(
         got["payload"]["data"]["notificationAdded"]["message"], "food budget at 80%",
         "{got}"
+    );
+}
+
+#[tokio::test]
+async fn webhooks_never_reach_inside_addresses_or_follow_redirects() {
+    // No allow-list: a receiver on loopback, by address or by name, is refused.
+    let s = start_with(|st| {
+        st.webhooks.allow_hosts.clear();
+        st.delivery.horizon = Duration::from_millis(600);
+    })
+    .await;
+    let (hook, hook_server) = WebhookReceiver::start(0).await;
+    for url in [
+        hook_server.url("/hook"),
+        hook_server.url("/hook").replace("127.0.0.1", "localhost"),
+    ] {
+        let (u, token) = test_user();
+        s.prefs(&token, json!({ "webhookUrl": url })).await;
+        assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
+        assert!(
+            wait_until(WAIT, || async {
+                s.first_deliveries(&token).await[0]["status"] == "FAILED"
+            })
+            .await,
+            "{url}"
+        );
+        let d = s.first_deliveries(&token).await[0].clone();
+        let reason = d["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("not public") || reason.contains("no public address"),
+            "{url}: {reason}"
+        );
+    }
+    assert_eq!(
+        hook.calls.load(Ordering::SeqCst),
+        0,
+        "nothing reached the receiver"
+    );
+
+    // An allowed host that redirects inside: the redirect is not followed.
+    let s = start_with(|st| st.delivery.horizon = Duration::from_millis(600)).await;
+    let target = hook_server.url("/hook");
+    let redirector = TestServer::start(axum::Router::new().route(
+        "/go",
+        axum::routing::post(move || {
+            let target = target.clone();
+            async move { axum::response::Redirect::temporary(&target) }
+        }),
+    ))
+    .await;
+    let (u, token) = test_user();
+    s.prefs(&token, json!({ "webhookUrl": redirector.url("/go") }))
+        .await;
+    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
+    assert!(
+        wait_until(WAIT, || async {
+            s.first_deliveries(&token).await[0]["status"] == "FAILED"
+        })
+        .await
+    );
+    let reason = s.first_deliveries(&token).await[0]["reason"].clone();
+    assert!(reason.as_str().unwrap().contains("redirect"), "{reason}");
+    assert_eq!(
+        hook.calls.load(Ordering::SeqCst),
+        0,
+        "the redirect was not followed"
     );
 }
