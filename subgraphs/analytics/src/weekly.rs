@@ -156,6 +156,11 @@ impl Analytics {
             .day_totals(user, cur, window.start, window.next)
             .await?;
         let t = Totals::of(&rows);
+        // Only weeks with spending are summed up: a week before the account existed (or
+        // an empty one) gets no "You spent 0.00" summary.
+        if t.expense_count == 0 {
+            return Ok(false);
+        }
         let text = |m: i64| {
             Money::from_minor(m, cur)
                 .map(|m| format!("{} {}", m.amount_text(), cur.code()))

@@ -728,3 +728,20 @@ async fn the_budget_pace_insight_names_the_day_a_budget_runs_out_from_the_budget
         .await;
     assert_eq!(d["insights"], json!([]));
 }
+
+#[tokio::test]
+async fn no_weekly_summary_is_made_for_a_week_without_spending() {
+    // Monday morning: last week's summary is due, but this user's first expense is
+    // today (a new account), so last week has nothing to say.
+    let s = start_at(at(2024, 3, 11, 9, 0)).await;
+    let (u, _) = test_user();
+    s.spend(&u, 1234, "food", "2024-03-11").await;
+    let (sink, sink_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
+    let settings = weekly_settings(&s, &sink_server);
+    let a = kit::bootstrap::start::<analytics::service::Analytics>(&settings, s.db.db.clone())
+        .await
+        .unwrap();
+    assert_eq!(a.run_weekly(&settings.weekly, &a.events).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.events().is_empty(), "{:?}", sink.events());
+}
