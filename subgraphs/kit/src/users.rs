@@ -4,7 +4,6 @@
 //! caller), and cached per user for a short time (`USER_PROFILE_TTL_SECS`, default 60):
 //! a profile change shows up in the other services within that time.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -60,8 +59,12 @@ impl UsersSettings {
 pub struct UserDirectory {
     settings: UsersSettings,
     http: reqwest::Client,
-    cache: Mutex<HashMap<String, (Instant, UserProfile)>>,
+    /// Recently read profiles, least recently used first out past `CACHE_ENTRIES`.
+    cache: Mutex<lru::LruCache<String, (Instant, UserProfile)>>,
 }
+
+/// Profiles kept per service instance at most (one entry is well under 100 bytes).
+pub const CACHE_ENTRIES: usize = 10_000;
 
 impl UserDirectory {
     pub fn new(settings: UsersSettings) -> UserDirectory {
@@ -72,7 +75,9 @@ impl UserDirectory {
         UserDirectory {
             settings,
             http,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(CACHE_ENTRIES).expect("a non-zero constant"),
+            )),
         }
     }
 
@@ -110,12 +115,12 @@ impl UserDirectory {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(user_id.to_string(), (Instant::now(), profile));
+            .put(user_id.to_string(), (Instant::now(), profile));
         Ok(profile)
     }
 
     fn cached(&self, user_id: &str) -> Option<UserProfile> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(user_id)
             .filter(|(at, _)| at.elapsed() < self.settings.ttl)
@@ -135,4 +140,27 @@ pub async fn caller_profile(
     let users = crate::server::context_data::<UserDirectory>(ctx)?;
     let profile = users.profile(id.as_str(), &token.0).await?;
     Ok((id, profile))
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_cache_is_bounded() {
+        let users = UserDirectory::new(UsersSettings {
+            url: "http://127.0.0.1:9/graphql".into(),
+            ttl: Duration::from_secs(60),
+        });
+        let profile = UserProfile {
+            currency: Currency::parse("USD").expect("a currency"),
+            timezone: Tz::UTC,
+        };
+        let mut cache = users.cache.lock().expect("cache");
+        for i in 0..CACHE_ENTRIES + 500 {
+            cache.put(format!("user-{i}"), (Instant::now(), profile));
+        }
+        assert_eq!(cache.len(), CACHE_ENTRIES);
+        assert!(cache.get("user-0").is_none(), "the oldest went first");
+    }
 }
