@@ -377,6 +377,9 @@ impl Expenses {
         }
     }
 
+    /// Creates the due occurrences of one series, at most [`MAX_CATCH_UP_PER_PASS`]: a
+    /// long backfill goes on in later passes while every other series gets its turn
+    /// in each one.
     async fn catch_up(&self, series: Expense) -> Result<usize, AppError> {
         let Some(schedule) = &series.recurrence else {
             return Ok(0);
@@ -417,7 +420,7 @@ impl Expenses {
                 // Another instance (or an edit of the series) moved it; leave it to them.
                 break;
             }
-            if next.is_none() {
+            if next.is_none() || created >= MAX_CATCH_UP_PER_PASS {
                 break;
             }
             n += 1;
@@ -425,6 +428,9 @@ impl Expenses {
         Ok(created)
     }
 }
+
+/// Occurrences one series may get in one scheduler pass.
+pub const MAX_CATCH_UP_PER_PASS: usize = 50;
 
 fn replay(existing: Expense, hash: &str) -> Result<Expense, AppError> {
     if existing.idem_hash.as_deref() != Some(hash) {

@@ -899,3 +899,55 @@ fn distinct_by_id(events: &[Event]) -> Vec<Event> {
         .cloned()
         .collect()
 }
+
+#[tokio::test]
+async fn dates_before_2000_are_refused() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 6, 1, 12, 0, 0).unwrap())).await;
+    let (_, token) = s.user();
+    for date in ["0001-01-01", "1999-12-31"] {
+        let q = "mutation($input: CreateExpenseInput!) { createExpense(input: $input) { id } }";
+        let input = json!({ "amount": "1", "description": "old", "date": date,
+            "recurrence": { "frequency": "DAILY" } });
+        let d = s
+            .gql
+            .request(q, json!({ "input": input }), Some(&token))
+            .await;
+        assert_eq!(
+            d["errors"][0]["extensions"]["code"], "VALIDATION_FAILED",
+            "{d}"
+        );
+        assert_eq!(d["errors"][0]["extensions"]["field"], "date", "{d}");
+    }
+    assert_eq!(s.search_count(&token, "old").await, 0);
+}
+
+#[tokio::test]
+async fn a_long_backfill_never_starves_another_users_series() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 6, 1, 12, 0, 0).unwrap())).await;
+    let (_, heavy) = s.user();
+    let (_, light) = s.user();
+    // Daily since 2000: almost 9,000 occurrences to create.
+    s.create(
+        &heavy,
+        json!({ "amount": "1", "description": "backfill", "date": "2000-01-01",
+                "recurrence": { "frequency": "DAILY" } }),
+    )
+    .await;
+    s.create(
+        &light,
+        json!({ "amount": "2", "description": "weekday", "date": "2024-05-27",
+                "recurrence": { "frequency": "DAILY" } }),
+    )
+    .await;
+    // The short series is complete (27 May to 1 June) within a few passes, while the
+    // long one is still far from done.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            s.search_count(&light, "weekday").await == 6
+        })
+        .await,
+        "the short series was starved"
+    );
+    let done = s.search_count(&heavy, "backfill").await;
+    assert!(done < 8_000, "{done} occurrences already");
+}

@@ -194,8 +194,21 @@ pub fn latest_date(today: NaiveDate) -> NaiveDate {
     today.checked_add_months(Months::new(12)).unwrap_or(today)
 }
 
+/// The earliest date accepted (2000-01-01): older entries are no personal-finance
+/// record, and a recurring series cannot start a backfill of centuries.
+pub const EARLIEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
+
 pub fn date(value: Option<NaiveDate>, today: NaiveDate) -> Result<NaiveDate, AppError> {
     let d = value.unwrap_or(today);
+    if d < EARLIEST_DATE {
+        return Err(AppError::validation(
+            "date",
+            format!("date must not be before {EARLIEST_DATE}"),
+        ));
+    }
     if d > latest_date(today) {
         return Err(AppError::validation(
             "date",
