@@ -951,3 +951,42 @@ async fn a_long_backfill_never_starves_another_users_series() {
     let done = s.search_count(&heavy, "backfill").await;
     assert!(done < 8_000, "{done} occurrences already");
 }
+
+#[tokio::test]
+async fn a_deleted_expense_still_resolves_as_an_entity_for_its_owner_only() {
+    let s = start().await;
+    let (_, token) = s.user();
+    let (_, other) = s.user();
+    let e = s
+        .create(
+            &token,
+            json!({ "amount": "12.50", "description": "gone soon" }),
+        )
+        .await;
+    let id = e["id"].as_str().unwrap().to_owned();
+    s.gql
+        .ok(
+            "mutation($id: ID!) { deleteExpense(id: $id) }",
+            json!({ "id": id }),
+            Some(&token),
+        )
+        .await;
+    let q =
+        "query($r: [_Any!]!) { _entities(representations: $r) { ... on Expense { id amount } } }";
+    let r = json!({ "r": [{ "__typename": "Expense", "id": id }] });
+    // A read model that still lists it gets its last state, never a null amount.
+    let d = s.gql.ok(q, r.clone(), Some(&token)).await;
+    assert_eq!(d["_entities"][0]["amount"], "12.50", "{d}");
+    // Someone else still gets nothing, and the plain query no longer finds it.
+    let d = s.gql.ok(q, r, Some(&other)).await;
+    assert_eq!(d["_entities"][0], Value::Null, "{d}");
+    let d = s
+        .gql
+        .ok(
+            "query($id: ID!) { expense(id: $id) { id } }",
+            json!({ "id": id }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(d["expense"], Value::Null);
+}

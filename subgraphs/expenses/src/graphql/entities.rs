@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, Object, Result};
 use contract::ids::UserId;
 use kit::AppError;
 
-use super::query::{find_expense, list_expenses};
+use super::query::list_expenses;
 use super::types::{Expense, ExpenseConnection, ExpenseFilter};
 
 /// The `User` entity, extended here with the user's expenses.
@@ -40,10 +40,18 @@ pub struct EntityQuery;
 
 #[Object]
 impl EntityQuery {
-    /// Entity resolution for `Expense`: only the caller's own; others resolve to null.
+    /// Entity resolution for `Expense`: only the caller's own (others resolve to null),
+    /// and a deleted one as it last was, so that a read model that lists it until it
+    /// hears of the deletion (analytics' `topExpenses`) answers consistently instead of
+    /// with a null in a non-null field.
     #[graphql(entity)]
     async fn find_expense_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Expense>> {
-        find_expense(ctx, &id).await
+        let user = kit::auth::caller_id(ctx)?;
+        let Ok(id) = contract::ids::ExpenseId::parse(&id) else {
+            return Ok(None);
+        };
+        let svc = kit::server::context_data::<crate::service::Expenses>(ctx)?;
+        Ok(svc.store.get_even_deleted(&user, &id).await?.map(Expense))
     }
 
     /// Entity resolution for `User` (to reach `User.expenses`): only the caller.

@@ -226,6 +226,21 @@ impl Store {
         Ok(self.find_owned(user, id).await?.map(|s| s.expense))
     }
 
+    /// The caller's expense `id`, also a deleted one (its last state): what an entity
+    /// reference from a read model that has not yet heard of the deletion resolves to.
+    pub async fn get_even_deleted(
+        &self,
+        user: &UserId,
+        id: &ExpenseId,
+    ) -> Result<Option<Expense>, AppError> {
+        self.expenses
+            .find_one(doc! { "_id": id.as_str(), "userId": user.as_str() })
+            .await?
+            .map(Stored::try_from)
+            .transpose()
+            .map(|s| s.map(|s| s.expense))
+    }
+
     /// The caller's live expense `id` with its outbox, for a change; `NOT_FOUND` (also
     /// for someone else's).
     pub async fn owned(&self, user: &UserId, id: &ExpenseId) -> Result<Stored, AppError> {
