@@ -24,6 +24,12 @@ use crate::pipeline::{GraphQLRequest, OpKind, Prepared};
 use crate::state::AppState;
 
 const KEEPALIVE: Duration = Duration::from_secs(12);
+/// Events of one upstream subscription waiting for the router to forward them; an
+/// operation that falls this far behind is resubscribed (from its cursor when it has
+/// one) instead of queueing without end.
+const EVENTS_PER_SUBSCRIPTION: usize = 64;
+/// Messages waiting to be written to one upstream socket.
+const UPSTREAM_QUEUE: usize = 1024;
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +55,8 @@ enum UpEvent {
 }
 
 struct Upstream {
-    tx: mpsc::UnboundedSender<String>,
-    subs: Arc<parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<UpEvent>>>>,
+    tx: mpsc::Sender<String>,
+    subs: Arc<parking_lot::Mutex<HashMap<String, mpsc::Sender<UpEvent>>>>,
     next_id: AtomicU64,
     alive: Arc<AtomicBool>,
 }
@@ -131,9 +137,8 @@ impl Upstream {
             ))
         });
         acked?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let subs: Arc<parking_lot::Mutex<HashMap<String, mpsc::UnboundedSender<UpEvent>>>> =
-            Arc::default();
+        let (tx, mut rx) = mpsc::channel::<String>(UPSTREAM_QUEUE);
+        let subs: Arc<parking_lot::Mutex<HashMap<String, mpsc::Sender<UpEvent>>>> = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         let task_subs = subs.clone();
         let task_alive = alive.clone();
@@ -159,18 +164,24 @@ impl Upstream {
                             let id = v.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
                             match v.get("type").and_then(Value::as_str) {
                                 Some("next") => {
-                                    if let Some(s) = task_subs.lock().get(&id) {
-                                        let _ = s.send(UpEvent::Next(v.get("payload").cloned().unwrap_or(Value::Null)));
+                                    let mut subs = task_subs.lock();
+                                    let payload = v.get("payload").cloned().unwrap_or(Value::Null);
+                                    if let Some(s) = subs.get(&id)
+                                        && s.try_send(UpEvent::Next(payload)).is_err()
+                                    {
+                                        // Fell behind: its channel closes, and the
+                                        // operation resubscribes.
+                                        subs.remove(&id);
                                     }
                                 }
                                 Some("error") => {
                                     if let Some(s) = task_subs.lock().remove(&id) {
-                                        let _ = s.send(UpEvent::Error(v.get("payload").cloned().unwrap_or(Value::Null)));
+                                        let _ = s.try_send(UpEvent::Error(v.get("payload").cloned().unwrap_or(Value::Null)));
                                     }
                                 }
                                 Some("complete") => {
                                     if let Some(s) = task_subs.lock().remove(&id) {
-                                        let _ = s.send(UpEvent::Complete);
+                                        let _ = s.try_send(UpEvent::Complete);
                                     }
                                 }
                                 _ => {}
@@ -192,7 +203,8 @@ impl Upstream {
             }
             task_alive.store(false, Ordering::SeqCst);
             for (_, s) in task_subs.lock().drain() {
-                let _ = s.send(UpEvent::Dropped);
+                // A full channel closes instead, which the operation reads as a drop too.
+                let _ = s.try_send(UpEvent::Dropped);
             }
         });
         Ok(Arc::new(Self {
@@ -207,24 +219,26 @@ impl Upstream {
         &self,
         query: &str,
         variables: Map<String, Value>,
-    ) -> (String, mpsc::UnboundedReceiver<UpEvent>) {
+    ) -> (String, mpsc::Receiver<UpEvent>) {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst).to_string();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(EVENTS_PER_SUBSCRIPTION);
         self.subs.lock().insert(id.clone(), tx);
         let msg = json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}});
-        if self.tx.send(msg.to_string()).is_err()
-            && let Some(s) = self.subs.lock().remove(&id)
-        {
-            let _ = s.send(UpEvent::Dropped);
+        if self.tx.try_send(msg.to_string()).is_err() {
+            // The socket is gone or not writing: the receiver closes, read as a drop.
+            self.subs.lock().remove(&id);
         }
         (id, rx)
     }
 
+    /// Ends an upstream subscription; also one the router dropped for falling behind,
+    /// which the subgraph still serves.
     fn unsubscribe(&self, id: &str) {
-        if self.subs.lock().remove(id).is_some() {
+        self.subs.lock().remove(id);
+        if self.alive.load(Ordering::SeqCst) {
             let _ = self
                 .tx
-                .send(json!({"id": id, "type": "complete"}).to_string());
+                .try_send(json!({"id": id, "type": "complete"}).to_string());
         }
     }
 }
@@ -701,8 +715,10 @@ async fn run_operation(session: Arc<Session>, id: String, payload: Value) {
         upstream,
         id: up_id,
     };
-    while let Some(event) = events.recv().await {
-        match event {
+    loop {
+        // A channel closed without a last event: the upstream went away, or this
+        // operation fell behind; either way it resubscribes.
+        match events.recv().await.unwrap_or(UpEvent::Dropped) {
             UpEvent::Next(payload) => {
                 let mut data = payload.get("data").cloned().unwrap_or(Value::Null);
                 if let Some(r) = &resume
@@ -768,7 +784,7 @@ async fn resubscribe(
     primary: &FetchNode,
     document: &str,
     variables: &Map<String, Value>,
-) -> Option<(UpstreamGuard, mpsc::UnboundedReceiver<UpEvent>)> {
+) -> Option<(UpstreamGuard, mpsc::Receiver<UpEvent>)> {
     let mut delay = Duration::from_millis(100);
     let mut told = false;
     loop {

@@ -165,7 +165,7 @@ struct NotificationsSubgraph {
 
 async fn start_notifications() -> NotificationsSubgraph {
     let bus = notifications::Bus {
-        live: broadcast::channel(64).0,
+        live: broadcast::channel(1024).0,
         history: Arc::default(),
     };
     let (kill, _) = broadcast::channel::<()>(4);
@@ -734,4 +734,32 @@ async fn events_published_while_the_upstream_is_down_arrive_once_after_it_return
         more.is_err() || more.as_ref().is_ok_and(Option::is_none),
         "{more:?}"
     );
+}
+
+#[tokio::test]
+async fn an_operation_that_falls_behind_resumes_from_its_cursor_and_misses_nothing() {
+    // The client reads slowly through a one-message queue, so the router's per-operation
+    // event queue fills, the operation is resubscribed, and it resumes after the last
+    // event it forwarded.
+    let (stack, notif) = start_with(|c| c.websocket.outgoing_queue = 1).await;
+    let mut ws = connect_as(&stack, "1").await;
+    subscribe(&mut ws, "s", "subscribe").await;
+    publish_until_seen(&notif, &mut ws, "1", "warm-up").await;
+    while tokio::time::timeout(Duration::from_millis(300), recv(&mut ws))
+        .await
+        .is_ok_and(|m| m.is_some())
+    {}
+    for i in 0..300 {
+        notif.bus.publish("1", &format!("m{i}"));
+    }
+    let mut got = Vec::new();
+    while got.len() < 300 {
+        let msg = recv(&mut ws).await.expect("every event arrives");
+        if let Some(m) = msg["payload"]["data"]["notificationAdded"]["message"].as_str() {
+            got.push(m.to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let expected: Vec<String> = (0..300).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, expected, "in order, once each");
 }
