@@ -44,13 +44,15 @@ const REPLAY_PAGE: i64 = 100;
 
 /// The caller's notifications after `after` (replayed from the store, oldest first),
 /// then the live ones, each once. The live feed is joined before the replay is read,
-/// so nothing stored in between is missed; what the replay delivered is not repeated.
+/// so nothing stored in between is missed; nothing up to the last id replayed is
+/// repeated.
 fn resumed_feed(
     store: crate::store::Store,
     rx: broadcast::Receiver<Arc<domain::Notification>>,
     user: UserId,
     after: Option<NotificationId>,
 ) -> impl Stream<Item = Result<Arc<domain::Notification>>> {
+    let after_cursor = after.clone();
     let replay = futures::stream::unfold(
         (after, store, user.clone(), false),
         |(cursor, store, user, done)| async move {
@@ -72,17 +74,20 @@ fn resumed_feed(
         },
     )
     .flatten();
-    let replayed = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-    let seen = replayed.clone();
+    // Ids are time-ordered: live events up to the last one replayed (or the client's
+    // cursor) were delivered already. One id, not a set of them.
+    let last = Arc::new(std::sync::Mutex::new(after_cursor));
+    let seen = last.clone();
     let replay = replay.inspect(move |r| {
         if let Ok(n) = r
-            && let Ok(mut seen) = seen.lock()
+            && let Ok(mut last) = seen.lock()
         {
-            seen.insert(n.id.clone());
+            *last = Some(n.id.clone());
         }
     });
     let live = user_feed(rx, user).filter(move |r| {
-        let again = matches!(r, Ok(n) if replayed.lock().is_ok_and(|set| set.contains(&n.id)));
+        let again =
+            matches!(r, Ok(n) if last.lock().is_ok_and(|l| l.as_ref().is_some_and(|l| n.id <= *l)));
         async move { !again }
     });
     replay.chain(live)
