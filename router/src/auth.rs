@@ -58,8 +58,4 @@ impl Authenticator {
         }
         self.verifier.verify_header(Some(value))
     }
-
-    pub fn verify_token(&self, token: &str) -> Result<Claims, AuthError> {
-        self.verifier.verify(token)
-    }
 }

@@ -18,23 +18,10 @@ pub struct Measure {
     pub cost: u64,
 }
 
-/// Measures `selection` on `root_type`. Linear in the document: each fragment is
-/// walked once and its measure reused at every spread (a fragment spreading another
-/// twice, N deep, costs N walks, not 2^N); a spread cycle counts nothing (validation
-/// reports it).
-pub fn measure(
-    schema: &SchemaIndex,
-    root_type: &str,
-    selection: &SelectionSet,
-    fragments: &HashMap<String, FragmentDefinition>,
-    default_list_size: u64,
-) -> Measure {
-    let mut walker = Walker::new(schema, fragments, default_list_size);
-    walker.selection(root_type, selection)
-}
-
 /// The largest measure of every operation and every fragment of a document, each on
-/// its own root or type condition: what [`check`] looks at before validation, so a
+/// its own root or type condition, in one linear walk: each fragment is walked once and
+/// its measure reused at every spread (a fragment spreading another twice, N deep,
+/// costs N walks, not 2^N), and a spread cycle counts nothing (validation reports it): what [`check`] looks at before validation, so a
 /// document built to be expensive is refused before anything walks it twice.
 pub fn measure_document(
     schema: &SchemaIndex,

@@ -49,10 +49,7 @@ pub use contract::events::{DomainEvent, Event, EventError};
 mod consumer;
 mod dispatch;
 
-pub use consumer::{
-    DEAD_LETTERS, EventHandler, consumer_app, consumer_router, ensure_consumer_indexes,
-    has_service_token,
-};
+pub use consumer::{EventHandler, consumer_app, has_service_token};
 pub use dispatch::{DispatchSettings, Dispatcher, consumers_from_vars};
 
 /// Header carrying the service credential on internal endpoints.
