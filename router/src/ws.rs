@@ -927,3 +927,25 @@ fn takes_after(
         _ => false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// Reproducer of a graphql-tools 0.5.12 printer gap the resumption works around:
+    /// an anonymous operation is printed without its variable definitions, so a
+    /// subgraph answers `Variable "$a" is not defined`. `resumable` names the operation.
+    #[test]
+    fn the_printer_drops_the_variables_of_an_anonymous_operation() {
+        let anonymous =
+            graphql_tools::parser::parse_query::<String>("subscription($a: ID) { f(a: $a) }")
+                .unwrap()
+                .to_string();
+        assert!(!anonymous.contains("$a: ID"), "fixed upstream: {anonymous}");
+        let named =
+            graphql_tools::parser::parse_query::<String>("subscription S($a: ID) { f(a: $a) }")
+                .unwrap()
+                .to_string();
+        assert!(named.contains("$a: ID"), "{named}");
+    }
+}
