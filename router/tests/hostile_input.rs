@@ -34,12 +34,19 @@ async fn deep_nesting_and_alias_floods_are_refused_and_every_subgraph_stays_up()
     );
     let aliases: String = (0..10_000).map(|i| format!("a{i}: __typename ")).collect();
     let flood = format!("{{ {aliases} }}");
+    // 1,000 root fields without one alias: each through its own fragment.
+    let spreads: String = (0..1_000).map(|i| format!("...F{i} ")).collect();
+    let fragments: String = (0..1_000)
+        .map(|i| format!("fragment F{i} on Query {{ __type(name: \"T{i}\") {{ name }} }} "))
+        .collect();
+    let root_fields = format!("{{ {spreads} }} {fragments}");
     for name in ["users", "expenses", "budgets", "analytics", "notifications"] {
         let url = stack.subgraph_url(name).to_owned();
         for (what, query) in [
             ("a list nested 2,000 deep", &deep_list),
             ("an object nested 1,500 deep", &deep_object),
             ("10,000 aliases", &flood),
+            ("1,000 root fields through fragments", &root_fields),
         ] {
             let answer = post(&url, query).await;
             assert_eq!(

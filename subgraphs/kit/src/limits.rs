@@ -1,9 +1,12 @@
-//! Input limits every subgraph applies before async-graphql parses a request, on HTTP
+//! Input limits every subgraph applies before async-graphql executes a request, on HTTP
 //! and websockets alike (the executor is wrapped): a document nested deeper than
 //! `max_nesting` brackets, or with more than `max_aliases` aliases, is refused with
 //! `QUERY_TOO_COMPLEX`. Both are counted in one linear scan of the text, so a hostile
 //! document (a list nested 2,000 deep is 4 KB) costs microseconds and never reaches the
-//! recursive parser, whose stack it would overflow.
+//! recursive parser, whose stack it would overflow. A document that passes is parsed
+//! once more to count its root fields (fragments at the root included): each root field
+//! is a resolver that may hit the database, so more than `max_root_fields` in one
+//! operation is refused the same way before any of them runs.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +22,9 @@ pub struct InputLimits {
     pub max_nesting: usize,
     /// Aliased fields.
     pub max_aliases: usize,
+    /// Fields selected at the root of one operation (the router's own default is 64, and
+    /// a router fetch never selects more root fields than its client did).
+    pub max_root_fields: usize,
 }
 
 impl Default for InputLimits {
@@ -26,6 +32,7 @@ impl Default for InputLimits {
         InputLimits {
             max_nesting: 64,
             max_aliases: 128,
+            max_root_fields: 64,
         }
     }
 }
@@ -95,7 +102,11 @@ impl InputLimits {
         } else if s.aliases > self.max_aliases {
             ("aliases", s.aliases, self.max_aliases)
         } else {
-            return None;
+            match root_fields(text) {
+                Some(n) if n > self.max_root_fields => ("root fields", n, self.max_root_fields),
+                // A document that does not parse is left to the executor's own error.
+                _ => return None,
+            }
         };
         let error = async_graphql::Error::new(format!(
             "Operation {what} {actual} exceeds the limit of {max}."
@@ -109,6 +120,54 @@ impl InputLimits {
             error.into_server_error(async_graphql::Pos::default()),
         ]))
     }
+}
+
+/// The most root fields any one operation of `text` selects, counting the root fields
+/// of fragments spread (or inlined) at the root; `None` when the text does not parse.
+pub fn root_fields(text: &str) -> Option<usize> {
+    use async_graphql::parser::types::{DocumentOperations, Selection, SelectionSet};
+    use std::collections::HashMap;
+
+    let doc = async_graphql::parser::parse_query(text).ok()?;
+    let fragments: HashMap<&str, &SelectionSet> = doc
+        .fragments
+        .iter()
+        .map(|(name, f)| (name.as_str(), &f.node.selection_set.node))
+        .collect();
+    // Fragments are expanded at most once per operation: a cycle or a fragment spread
+    // twice cannot multiply the count (and a cycle is the executor's error to report).
+    fn count<'a>(
+        set: &'a SelectionSet,
+        fragments: &HashMap<&'a str, &'a SelectionSet>,
+        seen: &mut Vec<&'a str>,
+    ) -> usize {
+        set.items
+            .iter()
+            .map(|s| match &s.node {
+                Selection::Field(_) => 1,
+                Selection::InlineFragment(f) => count(&f.node.selection_set.node, fragments, seen),
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.as_str();
+                    match fragments.get_key_value(name) {
+                        Some((key, inner)) if !seen.contains(key) => {
+                            seen.push(key);
+                            count(inner, fragments, seen)
+                        }
+                        _ => 0,
+                    }
+                }
+            })
+            .sum()
+    }
+    let per_operation = |set: &SelectionSet| count(set, &fragments, &mut Vec::new());
+    Some(match &doc.operations {
+        DocumentOperations::Single(op) => per_operation(&op.node.selection_set.node),
+        DocumentOperations::Multiple(ops) => ops
+            .values()
+            .map(|op| per_operation(&op.node.selection_set.node))
+            .max()
+            .unwrap_or(0),
+    })
 }
 
 /// An executor that applies [`InputLimits`] before the inner one parses anything.
@@ -188,5 +247,39 @@ mod tests {
         assert_eq!(code, Some(async_graphql::Value::from("QUERY_TOO_COMPLEX")));
         let aliases: String = (0..200).map(|i| format!("a{i}: me ")).collect();
         assert!(limits.check(&format!("{{ {aliases} }}")).is_some());
+    }
+
+    #[test]
+    fn root_fields_are_counted_through_fragments_and_limited() {
+        assert_eq!(root_fields("{ a b { c d } }"), Some(2));
+        assert_eq!(
+            root_fields("query { a ...F ... on Query { b } } fragment F on Query { c d { e } }"),
+            Some(4)
+        );
+        // A fragment spread twice or in a cycle counts once.
+        assert_eq!(
+            root_fields(
+                "{ ...F ...F } fragment F on Query { a ...G } fragment G on Query { b ...F }"
+            ),
+            Some(2)
+        );
+        assert_eq!(root_fields("query A { a } query B { a b c }"), Some(3));
+        assert_eq!(root_fields("{ a"), None);
+
+        let limits = InputLimits::default();
+        // 65 root fields without aliases: the same field with different arguments.
+        let many: String = (0..65).map(|i| format!("me(n: {i}) ")).collect();
+        let r = limits.check(&format!("{{ {many} }}")).expect("refused");
+        let ext = r.errors[0].extensions.as_ref().expect("extensions");
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("QUERY_TOO_COMPLEX"))
+        );
+        assert_eq!(
+            ext.get("limit"),
+            Some(&async_graphql::Value::from("root fields"))
+        );
+        let fine: String = (0..64).map(|i| format!("me(n: {i}) ")).collect();
+        assert!(limits.check(&format!("{{ {fine} }}")).is_none());
     }
 }
