@@ -10,10 +10,10 @@ export CARGO
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
 
-test: ## fmt check, clippy and all tests, against a throwaway nx-27017 unless MONGODB_URI is set
+test: ## fmt check, clippy, the tests on a throwaway SecantusDB and on a throwaway nx-27017 (or once on MONGODB_URI), schemathesis
 	@bash scripts/test.sh
 
-run: ## build and run the five subgraphs and the router (local nx-27017 unless MONGODB_URI is set)
+run: ## build and run the five subgraphs and the router (local SecantusDB unless MONGODB_URI is set)
 	@bash scripts/run.sh
 
 api-fuzz: ## schemathesis against the REST shim's OpenAPI document, on a throwaway stack
@@ -28,14 +28,14 @@ lint: ## clippy, warnings are errors
 schema: ## rewrite schema/*.graphql from the code
 	@bash scripts/export-schema.sh
 
-db-install: ## install nx-27017 into .venv/
-	@bash scripts/localdb.sh install
+db-install: ## install both local servers (SecantusDB into .venv-secantus/, nx-27017 into .venv/)
+	@bash scripts/localdb.sh install --server all
 
-db-start: ## start the local nx-27017 on 127.0.0.1:27017 (data in .data/nx-27017)
+db-start: ## start the local server on 127.0.0.1:27017 (SecantusDB, or LOCALDB_SERVER=nx; data in .data/<server>)
 	@bash scripts/localdb.sh start
 
-db-stop: ## stop the local nx-27017
+db-stop: ## stop the local server on port 27017
 	@bash scripts/localdb.sh stop
 
-db-status: ## is the local nx-27017 running?
+db-status: ## which local servers are running?
 	@bash scripts/localdb.sh status || true

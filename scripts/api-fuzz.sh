@@ -6,10 +6,11 @@
 # any response that does not match the document (status, content type, body schema), or
 # any crash (a dropped connection, a service that dies, a panic in a service's log).
 #
-#   1. installs nx-27017 (scripts/localdb.sh install) and the pinned schemathesis into
-#      .venv/ unless exactly those versions are there already;
-#   2. unless MONGODB_URI is set, starts a throwaway nx-27017 (scripts/localdb.sh start
-#      --throwaway) that is removed again at the end; the services use databases named
+#   1. installs the local servers (scripts/localdb.sh install --server all) and the pinned
+#      schemathesis into .venv/ unless exactly those versions are there already;
+#   2. unless MONGODB_URI is set, starts a throwaway local server (scripts/localdb.sh
+#      start --throwaway: SecantusDB, or the one LOCALDB_SERVER names) that is removed
+#      again at the end; the services use databases named
 #      fuzz_<run>_<service>, dropped at the end when MONGODB_URI was given;
 #   3. cargo build --workspace --bins;
 #   4. starts the five subgraphs and the router on free loopback ports, wired to each
@@ -31,7 +32,7 @@
 #      failed, a service died, or a service's log shows a panic.
 #
 # Environment:
-#   MONGODB_URI            use this server instead of a throwaway nx-27017
+#   MONGODB_URI            use this server instead of a throwaway local one
 #   API_FUZZ_MAX_EXAMPLES  test cases per operation and phase (default 200)
 #   API_FUZZ_WORKERS       schemathesis workers (default 1: the same cases every run;
 #                          more are a little faster but interleave differently)
@@ -97,7 +98,7 @@ PY
 }
 
 install() {
-    bash scripts/localdb.sh install
+    bash scripts/localdb.sh install --server all
     if fuzz_is_current; then
         return 0
     fi
@@ -107,7 +108,7 @@ install() {
         die "pip install of schemathesis==${SCHEMATHESIS_VERSION} failed (see above)"
     fuzz_is_current || die "schemathesis==${SCHEMATHESIS_VERSION} is still not installed after pip install"
     # The same venv serves nx-27017: make sure its pins survived.
-    bash scripts/localdb.sh install
+    bash scripts/localdb.sh install --server nx
 }
 
 # ------------------------------------------------------------------ children & shutdown
@@ -175,6 +176,7 @@ else
     uri="$(bash scripts/localdb.sh start --throwaway | tail -n 1)"
     [[ "$uri" == mongodb://* ]] || die "scripts/localdb.sh start did not print a URI (got '${uri}')"
     DB_PORT="${uri##*:}"
+    DB_PORT="${DB_PORT%%/*}"
     export MONGODB_URI="$uri"
 fi
 

@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
-# scripts/localdb.sh — the project's local MongoDB-compatible server (nx-27017).
+# scripts/localdb.sh — the project's local MongoDB-compatible servers.
 #
-# nx-27017 (PyPI, pinned below) is a MongoDB wire-protocol server over SQLite. It is
-# installed into the project-local virtualenv .venv/ and listens on 127.0.0.1 only.
-# Its known gaps are listed in the design doc, "The local MongoDB-compatible server".
+# Two servers install from PyPI (pinned below), each into a project-local virtualenv,
+# and listen on 127.0.0.1 only:
+#   secantus  SecantusDB (the default): a MongoDB wire-protocol server over WiredTiger, a
+#             one-node replica set named `secantus`: isolated transactions, change
+#             streams with resume, collation. Virtualenv .venv-secantus/.
+#   nx        nx-27017: a MongoDB wire-protocol server over SQLite, with the gaps listed
+#             in the design doc, "The local MongoDB-compatible server". Virtualenv .venv/.
+# Choose one with --server NAME or LOCALDB_SERVER=NAME (default secantus).
 #
 # Usage:
-#   scripts/localdb.sh install
-#       Create .venv/ (python3 -m venv) and pip-install the pinned nx-27017 (and the
-#       pinned versions of its dependencies) unless exactly those are installed already.
-#   scripts/localdb.sh start [--port N] [--data-dir DIR] [--throwaway]
+#   scripts/localdb.sh install [--server NAME|all]
+#       Create the server's virtualenv (python3 -m venv) and pip-install the pinned
+#       server (and the pinned versions of its dependencies) unless exactly those are
+#       installed already. `all` installs both.
+#   scripts/localdb.sh start [--server NAME] [--port N] [--data-dir DIR] [--throwaway]
 #       Start a server in the background (installs first if needed) and wait until it
-#       answers a `ping`. Defaults: port 27017, data dir .data/nx-27017 (one SQLite file
-#       per logical database). Already running on that port: says so, exits 0.
+#       answers a `ping`. Defaults: port 27017, data dir .data/<server>.
+#       Already running on that port: says so, exits 0.
 #       --throwaway: fresh temporary data dir, removed again by `stop`; with it, the port
 #       defaults to 0 = pick a free one. Port 0 always means "pick a free port".
-#       The last line of stdout is the URI, e.g. mongodb://127.0.0.1:27017, so
+#       The last line of stdout is the URI, e.g. mongodb://127.0.0.1:27017/?retryWrites=false,
+#       so
 #           MONGODB_URI="$(scripts/localdb.sh start --throwaway | tail -n 1)"
 #       works; all other messages go to stderr.
 #   scripts/localdb.sh stop [--port N | --all]
 #       SIGTERM, wait, then SIGKILL; removes the pid file (and, for a throwaway server,
-#       its data dir and log). Not running: fine, exits 0. Default port 27017.
-#       --all: every server started from this checkout.
+#       its data dir and log). Not running: fine, exits 0. Default port 27017. Whichever
+#       server runs on that port is stopped. --all: every server started from this checkout.
 #   scripts/localdb.sh status [--port N]
 #       Without --port: every server this checkout started. Exit 0 if (all shown are)
 #       running, 3 if none/not running.
 #
-# Files (all git-ignored): .venv/, .data/nx-27017/, .run/nx-27017-PORT.{pid,log,state}
-# Environment: PYTHON (interpreter used to create the venv, default python3),
+# Files (all git-ignored): .venv/, .venv-secantus/, .data/<server>/,
+#   .run/<server>-PORT.{pid,log,state} (<server> is nx-27017 or secantus)
+# Environment: LOCALDB_SERVER (secantus or nx, default secantus),
+#   PYTHON (interpreter used to create the venv, default python3),
 #   LOCALDB_START_TIMEOUT (seconds to wait for ping, default 30),
 #   LOCALDB_STOP_TIMEOUT (seconds between SIGTERM and SIGKILL, default 10).
 
@@ -36,22 +45,68 @@ set -euo pipefail
 readonly NX_VERSION="0.8.1"
 # nx-27017 itself is pinned by the project; its dependencies are pinned too so that the
 # server behaves the same on every machine (neosqlite does the actual query work).
-readonly PINNED_PACKAGES=(
+readonly NX_PACKAGES=(
     "nx-27017==${NX_VERSION}"
     "neosqlite==1.17.2"
     "pymongo==4.20.0"
     "dnspython==2.9.2"
 )
+readonly SECANTUS_VERSION="0.7.0b3"
+readonly SECANTUS_PACKAGES=(
+    "SecantusDB==${SECANTUS_VERSION}"
+    "pymongo==4.20.1"
+    "dnspython==2.9.2"
+    "numpy==2.4.6"
+    "shapely==2.2.0"
+    "s2sphere==0.2.5"
+    "python-dateutil==4.0.0"
+    "future==1.0.0"
+    "tzdata==2026.6"
+)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
-readonly VENV="${ROOT}/.venv"
-readonly VENV_PY="${VENV}/bin/python"
-readonly NX_BIN="${VENV}/bin/nx-27017"
 readonly RUN_DIR="${ROOT}/.run"
-readonly DEFAULT_DATA_DIR="${ROOT}/.data/nx-27017"
 readonly DEFAULT_PORT=27017
 readonly HOST=127.0.0.1
+readonly SERVERS=(secantus nx)
+
+# What differs between the servers; set by use_server.
+SERVER=""         # secantus | nx
+PREFIX=""         # file prefix in .run/ and .data/, and the name in messages
+VENV=""
+VENV_PY=""
+BIN=""            # the server's launcher
+PROC_MATCH=""     # a word of the server's command line (guards against pid reuse)
+URI_SUFFIX=""
+DEFAULT_DATA_DIR=""
+PINNED_PACKAGES=()
+SERVER_VERSION=""
+
+use_server() {
+    case "$1" in
+    secantus)
+        SERVER=secantus PREFIX=secantus VENV="${ROOT}/.venv-secantus"
+        BIN="${VENV}/bin/secantusd-py" PROC_MATCH=secantusd-py
+        PINNED_PACKAGES=("${SECANTUS_PACKAGES[@]}") SERVER_VERSION="$SECANTUS_VERSION"
+        # SecantusDB keeps a record of every retryable write (30 minutes) and scans them
+        # all on each write, so with the drivers' default retryWrites=true inserts slow
+        # to 30-55/s after ~15,000 writes. A local test server gains nothing from
+        # retryable writes (no failover), so they are off in the URI it is given; a real
+        # MongoDB keeps the default.
+        URI_SUFFIX="/?retryWrites=false"
+        ;;
+    nx)
+        SERVER=nx PREFIX=nx-27017 VENV="${ROOT}/.venv"
+        BIN="${VENV}/bin/nx-27017" PROC_MATCH=nx-27017
+        PINNED_PACKAGES=("${NX_PACKAGES[@]}") SERVER_VERSION="$NX_VERSION"
+        URI_SUFFIX=""
+        ;;
+    *) die "unknown server '$1' (secantus or nx)" ;;
+    esac
+    VENV_PY="${VENV}/bin/python"
+    DEFAULT_DATA_DIR="${ROOT}/.data/${PREFIX}"
+}
 
 START_TIMEOUT="${LOCALDB_START_TIMEOUT:-30}"
 STOP_TIMEOUT="${LOCALDB_STOP_TIMEOUT:-10}"
@@ -73,12 +128,26 @@ valid_port() {
     ((${#1} <= 5 && 10#$1 >= $2 && 10#$1 <= 65535))
 }
 
-pid_file() { printf '%s/nx-27017-%s.pid' "$RUN_DIR" "$1"; }
-log_file() { printf '%s/nx-27017-%s.log' "$RUN_DIR" "$1"; }
-state_file() { printf '%s/nx-27017-%s.state' "$RUN_DIR" "$1"; }
+pid_file() { printf '%s/%s-%s.pid' "$RUN_DIR" "$PREFIX" "$1"; }
+log_file() { printf '%s/%s-%s.log' "$RUN_DIR" "$PREFIX" "$1"; }
+state_file() { printf '%s/%s-%s.state' "$RUN_DIR" "$PREFIX" "$1"; }
 # nx-27017 insists on writing a pid file of its own (default /tmp/nx_27017.pid, shared by
 # every instance), so give each instance a private one next to ours.
-server_pid_file() { printf '%s/nx-27017-%s.server-pid' "$RUN_DIR" "$1"; }
+server_pid_file() { printf '%s/%s-%s.server-pid' "$RUN_DIR" "$PREFIX" "$1"; }
+
+# use_server_on PORT: selects the server that this checkout runs (or ran) on PORT, if
+# any; returns 1 (selection unchanged) when neither has files for PORT.
+use_server_on() {
+    local name
+    for name in "${SERVERS[@]}"; do
+        use_server "$name"
+        if [[ -f "$(pid_file "$1")" || -f "$(state_file "$1")" ]]; then
+            return 0
+        fi
+    done
+    use_server "${LOCALDB_SERVER:-secantus}"
+    return 1
+}
 
 # Take the exclusive lock .run/localdb.lock (if flock(1) is available) for the rest of this
 # process, so that concurrent invocations cannot race on the venv, a port or a pid file.
@@ -94,7 +163,7 @@ acquire_lock() {
 
 # True if the venv has exactly the pinned packages.
 venv_is_current() {
-    [[ -x "$VENV_PY" && -x "$NX_BIN" ]] || return 1
+    [[ -x "$VENV_PY" && -x "$BIN" ]] || return 1
     "$VENV_PY" - "${PINNED_PACKAGES[@]}" <<'PY' >/dev/null 2>&1
 import sys
 from importlib import metadata
@@ -111,9 +180,9 @@ do_install() {
     fi
     local python="${PYTHON:-python3}"
     command -v "$python" >/dev/null 2>&1 ||
-        die "'${python}' not found; nx-27017 needs Python >= 3.10 (set PYTHON=/path/to/python3)"
+        die "'${python}' not found; ${PREFIX} needs Python >= 3.10 (set PYTHON=/path/to/python3)"
     "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' ||
-        die "nx-27017 needs Python >= 3.10, but ${python} is $("$python" -V 2>&1)"
+        die "${PREFIX} needs Python >= 3.10, but ${python} is $("$python" -V 2>&1)"
 
     # A venv whose interpreter no longer runs (e.g. the base Python was removed) is rebuilt.
     if [[ -e "$VENV" ]] && ! "$VENV_PY" -c 'pass' >/dev/null 2>&1; then
@@ -128,15 +197,36 @@ do_install() {
     log "installing ${PINNED_PACKAGES[*]} into ${VENV}"
     PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
         "$VENV_PY" -m pip install --quiet "${PINNED_PACKAGES[@]}" ||
-        die "pip install of nx-27017==${NX_VERSION} failed (see above)"
-    venv_is_current || die "nx-27017==${NX_VERSION} is still not installed in ${VENV} after pip install"
-    log "nx-27017 ${NX_VERSION} installed"
+        die "pip install of ${PINNED_PACKAGES[0]} failed (see above)"
+    venv_is_current || die "${PINNED_PACKAGES[0]} is still not installed in ${VENV} after pip install"
+    log "${PREFIX} ${SERVER_VERSION} installed"
 }
 
 cmd_install() {
-    [[ $# -eq 0 ]] || die "install takes no arguments"
+    local which="${LOCALDB_SERVER:-secantus}"
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+        --server)
+            [[ $# -ge 2 ]] || die "--server needs a value"
+            which="$2"
+            shift 2
+            ;;
+        --server=*)
+            which="${1#--server=}"
+            shift
+            ;;
+        *) die "install: unknown argument '$1' (see: scripts/localdb.sh help)" ;;
+        esac
+    done
     acquire_lock
-    do_install
+    local name
+    for name in "${SERVERS[@]}"; do
+        if [[ "$which" == all || "$which" == "$name" ]]; then
+            use_server "$name"
+            do_install
+        fi
+    done
+    [[ "$which" == all ]] || use_server "$which"
 }
 
 # ---------------------------------------------------------------------- process helpers
@@ -149,9 +239,9 @@ live_pid() {
     pid="$(tr -dc '0-9' <"$file")"
     [[ -n "$pid" ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    # Guard against pid reuse: the process must still be nx-27017.
+    # Guard against pid reuse: the process must still be the server.
     if [[ -r "/proc/${pid}/cmdline" ]]; then
-        tr '\0' ' ' <"/proc/${pid}/cmdline" | grep -q 'nx-27017' || return 1
+        tr '\0' ' ' <"/proc/${pid}/cmdline" | grep -q -- "$PROC_MATCH" || return 1
     fi
     printf '%s\n' "$pid"
 }
@@ -263,18 +353,18 @@ do_start() {
         local running_dir
         running_dir="$(state_get "$port" DATA_DIR)"
         if [[ "$throwaway" == 1 ]]; then
-            die "nx-27017 is already running on ${HOST}:${port} (pid ${pid}); a throwaway server needs a port of its own (omit --port)"
+            die "${PREFIX} is already running on ${HOST}:${port} (pid ${pid}); a throwaway server needs a port of its own (omit --port)"
         fi
-        log "nx-27017 is already running on ${HOST}:${port} (pid ${pid}, data dir ${running_dir:-unknown})"
+        log "${PREFIX} is already running on ${HOST}:${port} (pid ${pid}, data dir ${running_dir:-unknown})"
         if [[ -d "$data_dir" ]]; then data_dir="$(cd "$data_dir" && pwd)"; fi
         if [[ -n "$data_dir" && -n "$running_dir" && "$data_dir" != "$running_dir" ]]; then
             log "warning: it uses ${running_dir}, not the requested ${data_dir}"
         fi
         wait_ready "$port" "$pid" || {
             log_tail "$(log_file "$port")"
-            die "nx-27017 (pid ${pid}) on port ${port} is running but does not answer ping"
+            die "${PREFIX} (pid ${pid}) on port ${port} is running but does not answer ping"
         }
-        printf 'mongodb://%s:%s\n' "$HOST" "$port"
+        printf 'mongodb://%s:%s%s\n' "$HOST" "$port" "$URI_SUFFIX"
         return 0
     fi
 
@@ -300,7 +390,7 @@ do_start() {
     fi
 
     if [[ "$throwaway" == 1 ]]; then
-        data_dir="$(mktemp -d "${TMPDIR:-/tmp}/nx-27017-throwaway.XXXXXXXX")"
+        data_dir="$(mktemp -d "${TMPDIR:-/tmp}/${PREFIX}-throwaway.XXXXXXXX")"
     elif [[ -z "$data_dir" ]]; then
         data_dir="$DEFAULT_DATA_DIR"
     fi
@@ -308,12 +398,12 @@ do_start() {
     data_dir="$(cd "$data_dir" && pwd)"
     # Two servers on the same SQLite files would step on each other.
     local f other
-    for f in "$RUN_DIR"/nx-27017-*.state; do
+    for f in "$RUN_DIR"/"$PREFIX"-*.state; do
         [[ -f "$f" ]] || continue
-        other="${f##*/nx-27017-}"
+        other="${f##*/"$PREFIX"-}"
         other="${other%.state}"
         if [[ "$other" != "$port" && "$(state_get "$other" DATA_DIR)" == "$data_dir" ]] && live_pid "$other" >/dev/null; then
-            die "the data dir ${data_dir} is already used by the nx-27017 on port ${other}; stop it first or use --data-dir"
+            die "the data dir ${data_dir} is already used by the ${PREFIX} on port ${other}; stop it first or use --data-dir"
         fi
     done
 
@@ -328,21 +418,32 @@ do_start() {
         printf 'DATA_DIR=%s\n' "$data_dir"
         printf 'THROWAWAY=%s\n' "$throwaway"
     } >"$(state_file "$port")"
-    printf '\n=== %s: starting nx-27017 %s on %s:%s, data dir %s\n' \
-        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$NX_VERSION" "$HOST" "$port" "$data_dir" >>"$logf"
+    printf '\n=== %s: starting %s %s on %s:%s, data dir %s\n' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$PREFIX" "$SERVER_VERSION" "$HOST" "$port" "$data_dir" >>"$logf"
 
     # Foreground mode under our control: our pid file holds the real server pid. setsid
     # detaches it from the terminal's process group so a Ctrl-C aimed at the caller does
     # not kill it; stdin/stdout/stderr are detached so $(...) callers do not hang.
-    # nx-27017 logs to stderr (captured in $logf) and to --log-file (discarded: duplicate).
     local -a launcher=()
     if command -v setsid >/dev/null 2>&1; then
         launcher=(setsid)
     fi
-    "${launcher[@]}" "$NX_BIN" \
-        --host "$HOST" --port "$port" --data-dir "$data_dir" \
-        --pid-file "$(server_pid_file "$port")" --log-file /dev/null \
-        </dev/null >>"$logf" 2>&1 9>&- &
+    case "$SERVER" in
+    nx)
+        # nx-27017 logs to stderr (captured in $logf) and to --log-file (discarded:
+        # duplicate).
+        "${launcher[@]}" "$BIN" \
+            --host "$HOST" --port "$port" --data-dir "$data_dir" \
+            --pid-file "$(server_pid_file "$port")" --log-file /dev/null \
+            </dev/null >>"$logf" 2>&1 9>&- &
+        ;;
+    secantus)
+        # A one-node replica set; WiredTiger files in the data dir; logs to stderr.
+        "${launcher[@]}" "$BIN" \
+            --host "$HOST" --port "$port" --storage-path "$data_dir" --log-level WARNING \
+            </dev/null >>"$logf" 2>&1 9>&- &
+        ;;
+    esac
     pid=$!
     printf '%s\n' "$pid" >"$pidf"
     # Interrupted before the server is up: do not leave a half-started server behind.
@@ -363,15 +464,15 @@ do_start() {
         if [[ "$throwaway" == 1 ]]; then
             rm -rf "$data_dir"
         fi
-        die "nx-27017 did not start on ${HOST}:${port} (log: ${logf})"
+        die "${PREFIX} did not start on ${HOST}:${port} (log: ${logf})"
     fi
     trap - INT TERM
     if [[ "$throwaway" == 1 ]]; then
-        log "started throwaway nx-27017 on ${HOST}:${port} (pid ${pid}, data dir ${data_dir}); stop it with: scripts/localdb.sh stop --port ${port}"
+        log "started throwaway ${PREFIX} on ${HOST}:${port} (pid ${pid}, data dir ${data_dir}); stop it with: scripts/localdb.sh stop --port ${port}"
     else
-        log "started nx-27017 on ${HOST}:${port} (pid ${pid}, data dir ${data_dir}, log ${logf})"
+        log "started ${PREFIX} on ${HOST}:${port} (pid ${pid}, data dir ${data_dir}, log ${logf})"
     fi
-    printf 'mongodb://%s:%s\n' "$HOST" "$port"
+    printf 'mongodb://%s:%s%s\n' "$HOST" "$port" "$URI_SUFFIX"
 }
 
 cmd_start() {
@@ -397,6 +498,15 @@ cmd_start() {
             shift
             ;;
         --throwaway) throwaway=1 && shift ;;
+        --server)
+            [[ $# -ge 2 ]] || die "--server needs a value"
+            use_server "$2"
+            shift 2
+            ;;
+        --server=*)
+            use_server "${1#--server=}"
+            shift
+            ;;
         *) die "start: unknown argument '$1' (see: scripts/localdb.sh help)" ;;
         esac
     done
@@ -422,12 +532,12 @@ do_stop() {
     data_dir="$(state_get "$port" DATA_DIR)"
     throwaway="$(state_get "$port" THROWAWAY)"
     if pid="$(live_pid "$port")"; then
-        log "stopping nx-27017 on ${HOST}:${port} (pid ${pid})"
+        log "stopping ${PREFIX} on ${HOST}:${port} (pid ${pid})"
         terminate "$pid"
     elif [[ -f "$(pid_file "$port")" ]]; then
-        log "nx-27017 on port ${port} was not running (removing stale pid file)"
+        log "${PREFIX} on port ${port} was not running (removing stale pid file)"
     else
-        log "nx-27017 is not running on port ${port}"
+        log "no local server is running on port ${port}"
     fi
     remove_instance_files "$port"
     if [[ "$throwaway" == 1 ]]; then
@@ -471,18 +581,23 @@ cmd_stop() {
         acquire_lock
         local f p
         shopt -s nullglob
-        for f in "$RUN_DIR"/nx-27017-*.pid "$RUN_DIR"/nx-27017-*.state; do
-            p="${f##*/nx-27017-}"
-            p="${p%.*}"
-            if is_uint "$p" && [[ -e "$f" ]]; then
-                do_stop "$p"
-            fi
+        local name
+        for name in "${SERVERS[@]}"; do
+            use_server "$name"
+            for f in "$RUN_DIR"/"$PREFIX"-*.pid "$RUN_DIR"/"$PREFIX"-*.state; do
+                p="${f##*/"$PREFIX"-}"
+                p="${p%.*}"
+                if is_uint "$p" && [[ -e "$f" ]]; then
+                    do_stop "$p"
+                fi
+            done
         done
         return 0
     fi
     port="$(parse_port_only stop "$@")"
     port="${port:-$DEFAULT_PORT}"
     acquire_lock
+    use_server_on "$port" || true
     do_stop "$port"
 }
 
@@ -495,8 +610,8 @@ status_one() {
         kind=" throwaway"
     fi
     if pid="$(live_pid "$port")"; then
-        printf 'running%s: mongodb://%s:%s  pid %s  data %s  log %s\n' \
-            "$kind" "$HOST" "$port" "$pid" "${data_dir:-?}" "$(log_file "$port")"
+        printf 'running%s %s: mongodb://%s:%s  pid %s  data %s  log %s\n' \
+            "$kind" "$PREFIX" "$HOST" "$port" "$pid" "${data_dir:-?}" "$(log_file "$port")"
         return 0
     elif [[ -f "$(pid_file "$port")" ]]; then
         printf 'not running (stale pid file %s): port %s\n' "$(pid_file "$port")" "$port"
@@ -510,20 +625,24 @@ cmd_status() {
     local port
     port="$(parse_port_only status "$@")"
     if [[ -n "$port" ]]; then
+        use_server_on "$port" || true
         status_one "$port"
         return
     fi
-    local f any=0 rc=0 p
+    local f any=0 rc=0 p name
     shopt -s nullglob
-    for f in "$RUN_DIR"/nx-27017-*.pid; do
-        p="${f##*/nx-27017-}"
-        p="${p%.pid}"
-        is_uint "$p" || continue
-        any=1
-        status_one "$p" || rc=3
+    for name in "${SERVERS[@]}"; do
+        use_server "$name"
+        for f in "$RUN_DIR"/"$PREFIX"-*.pid; do
+            p="${f##*/"$PREFIX"-}"
+            p="${p%.pid}"
+            is_uint "$p" || continue
+            any=1
+            status_one "$p" || rc=3
+        done
     done
     if [[ "$any" == 0 ]]; then
-        printf 'not running: no nx-27017 started from %s\n' "$ROOT"
+        printf 'not running: no local server started from %s\n' "$ROOT"
         return 3
     fi
     return "$rc"
@@ -538,6 +657,7 @@ main() {
     }
     local cmd="$1"
     shift
+    use_server "${LOCALDB_SERVER:-secantus}"
     case "$cmd" in
     install) cmd_install "$@" ;;
     start) cmd_start "$@" ;;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/run.sh — run the whole stack on this machine (`make run`).
 #
-#   1. unless MONGODB_URI is set, starts the local nx-27017 (persistent data dir
-#      .data/nx-27017, port LOCALDB_PORT or 27017) and exports MONGODB_URI;
+#   1. unless MONGODB_URI is set, starts the local MongoDB-compatible server
+#      (scripts/localdb.sh: SecantusDB, or nx-27017 with LOCALDB_SERVER=nx; persistent
+#      data dir .data/<server>, port LOCALDB_PORT or 27017) and exports MONGODB_URI;
 #   2. cargo build --workspace --bins;
 #   3. starts the subgraphs users :3001, expenses :3002, budgets :3003, analytics :3004,
 #      notifications :3005, then the router :3000 (only if schema/supergraph.graphql
@@ -16,11 +17,12 @@
 #      (one that was already running, e.g. from `make db-start`, is left running).
 #
 # Environment:
-#   MONGODB_URI    use this server; no local nx-27017 is started
+#   MONGODB_URI    use this server; no local server is started
+#   LOCALDB_SERVER the local server: secantus (default) or nx
 #   JWT_SECRET     defaults to a development value (with a warning)
 #   USERS_PORT EXPENSES_PORT BUDGETS_PORT ANALYTICS_PORT NOTIFICATIONS_PORT ROUTER_PORT
 #                  override the default ports (the links between the services follow)
-#   LOCALDB_PORT   port of the local nx-27017 (default 27017)
+#   LOCALDB_PORT   port of the local server (default 27017)
 #   CARGO          cargo command (default: cargo)
 #   CARGO_TARGET_DIR  honoured when looking for the built binaries (default: target)
 

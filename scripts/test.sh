@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # scripts/test.sh — everything CI checks (`make test` runs this).
 #
-#   1. installs what is missing: the nx-27017 virtualenv (scripts/localdb.sh install) and
-#      the rustfmt / clippy components (only if `cargo fmt` / `cargo clippy` do not run);
-#   2. unless MONGODB_URI is already set, starts a throwaway nx-27017 on a free port and
-#      exports MONGODB_URI; it is stopped again on every exit (success, failure, Ctrl-C);
-#   3. runs, continuing past failures so one run reports everything:
+#   1. installs what is missing: both local servers' virtualenvs (scripts/localdb.sh
+#      install --server all) and the rustfmt / clippy components (only if `cargo fmt` /
+#      `cargo clippy` do not run);
+#   2. runs, continuing past failures so one run reports everything:
 #        cargo fmt --all -- --check
 #        cargo clippy --workspace --all-targets -- -D warnings
-#        cargo test --doc --workspace, then cargo nextest run --workspace --no-fail-fast
-#          (or, without cargo-nextest: cargo test --workspace --no-fail-fast)
+#        cargo test --doc --workspace
+#        the test suite (cargo nextest run --workspace --no-fail-fast, or without
+#          cargo-nextest cargo test --workspace --no-fail-fast) once per local server:
+#          on a throwaway SecantusDB, then on a throwaway nx-27017, each started on a free
+#          port for its run and stopped again on every exit (success, failure, Ctrl-C);
+#          with MONGODB_URI set, once, on that server instead
 #        scripts/api-fuzz.sh: schemathesis against the REST shim's OpenAPI document on a
 #          local stack (set SKIP_API_FUZZ=1 to leave it out of a local run)
-#   4. prints a summary and exits non-zero if any step failed.
+#   3. prints a summary (each server's test counts) and exits non-zero if any step failed.
 #
 # Environment:
-#   MONGODB_URI       use this server instead of starting a throwaway nx-27017
+#   MONGODB_URI       run the test suite once on this server instead of the local ones
+#   TEST_SERVERS      the local servers, in order (default "secantus nx")
 #   CARGO             cargo command (default: cargo); e.g. CARGO=true to dry-run the script
 #   CARGO_TERM_COLOR  kept if set; otherwise "never" under CI or when stdout is not a
 #                     terminal, "auto" else
@@ -47,7 +51,8 @@ fi
 
 # ---------------------------------------------------------------------- cleanup / traps
 
-DB_PORT=""  # set once this script has started a throwaway server
+DB_PORT=""  # set while a throwaway server of this script runs
+DB_NAME=""  # its file name in .run/ (secantus or nx-27017)
 CHILD=""    # pid of the step running now
 STATUS=0
 
@@ -65,15 +70,22 @@ cleanup() {
         kill -KILL "$CHILD" 2>/dev/null || true
         wait "$CHILD" 2>/dev/null || true
     fi
+    stop_db "$rc"
+    exit "$rc"
+}
+
+# stop_db RC: stops the throwaway server, if one runs, showing its log's end if RC != 0.
+stop_db() {
     if [[ -n "$DB_PORT" ]]; then
-        if ((rc != 0)) && [[ -s ".run/nx-27017-${DB_PORT}.log" ]]; then
-            printf '\n--- last lines of the nx-27017 log (.run/nx-27017-%s.log) ---\n' "$DB_PORT"
-            tail -n 40 ".run/nx-27017-${DB_PORT}.log" || true
+        local logf=".run/${DB_NAME}-${DB_PORT}.log"
+        if (($1 != 0)) && [[ -s "$logf" ]]; then
+            printf '\n--- last lines of the %s log (%s) ---\n' "$DB_NAME" "$logf"
+            tail -n 40 "$logf" || true
             printf -- '---\n'
         fi
         scripts/localdb.sh stop --port "$DB_PORT" || true
+        DB_PORT=""
     fi
-    exit "$rc"
 }
 trap cleanup EXIT
 # On a signal, leave with the conventional status; the EXIT trap does the cleanup.
@@ -83,7 +95,7 @@ trap 'printf "\ntest.sh: terminated\n" >&2; exit 143' TERM
 # ----------------------------------------------------------------------------- install
 
 say "installing what is missing"
-scripts/localdb.sh install
+scripts/localdb.sh install --server all
 
 ensure_component() {
     local subcommand="$1" component="$2"
@@ -95,21 +107,6 @@ ensure_component() {
 }
 ensure_component fmt rustfmt
 ensure_component clippy clippy
-
-# ---------------------------------------------------------------------------- database
-
-if [[ -n "${MONGODB_URI:-}" ]]; then
-    say "using the MongoDB given in MONGODB_URI"
-else
-    say "starting a throwaway nx-27017"
-    # localdb.sh prints the URI on its last line of stdout.
-    uri="$(scripts/localdb.sh start --throwaway | tail -n 1)"
-    [[ "$uri" =~ ^mongodb://127\.0\.0\.1:([0-9]+)$ ]] ||
-        die "scripts/localdb.sh start did not print a URI (got '${uri}')"
-    DB_PORT="${BASH_REMATCH[1]}"
-    export MONGODB_URI="$uri"
-    printf 'MONGODB_URI=%s\n' "$MONGODB_URI"
-fi
 
 # ------------------------------------------------------------------------------- steps
 
@@ -136,20 +133,58 @@ step fmt "$CARGO" fmt --all -- --check
 step clippy "$CARGO" clippy --workspace --all-targets -- -D warnings
 case "$runner" in
 nextest)
-    nextest_args=(nextest run --workspace --no-fail-fast)
+    suite=(nextest run --workspace --no-fail-fast)
     # An empty test set is not an error (newer nextest fails on it by default).
     if "$CARGO" nextest run --help 2>/dev/null | grep -q -- '--no-tests'; then
-        nextest_args+=(--no-tests=warn)
+        suite+=(--no-tests=warn)
     fi
-    # Doc tests first: the last runner summary in the log should be the main suite's.
     step doctests "$CARGO" test --doc --workspace --no-fail-fast
-    step tests "$CARGO" "${nextest_args[@]}"
     ;;
 cargo)
-    step tests "$CARGO" test --workspace --no-fail-fast
+    suite=(test --workspace --no-fail-fast)
     ;;
 *) die "TEST_RUNNER must be 'nextest' or 'cargo', not '${runner}'" ;;
 esac
+
+# suite_on LABEL: the test suite on the server in MONGODB_URI (LABEL: given, secantus or nx), its counts kept for the
+# summary (the runner's output is shown as it comes and also kept in .run/).
+SUMMARIES=()
+suite_on() {
+    local label="$1" out=".run/test-${1}.log" rc=0
+    mkdir -p .run
+    say "tests on ${label}: ${CARGO} ${suite[*]}  (MONGODB_URI=${MONGODB_URI})"
+    local started=$SECONDS
+    run_child bash -c '"$@" 2>&1 | tee "$0"; exit "${PIPESTATUS[0]}"' "$out" "$CARGO" "${suite[@]}" || rc=$?
+    local counts
+    counts="$(grep -E '^ *Summary \[|^test result:' "$out" | tail -n 1 | sed -E 's/^ +//')"
+    SUMMARIES+=("${label}: ${counts:-no summary} ($((SECONDS - started)) s)")
+    if ((rc != 0)); then
+        printf '==> tests on %s FAILED (exit %s)\n' "$label" "$rc"
+        FAILED+=("tests on ${label}")
+        STATUS=1
+    fi
+}
+
+if [[ -n "${MONGODB_URI:-}" ]]; then
+    suite_on given
+else
+    for server in ${TEST_SERVERS:-secantus nx}; do
+        say "starting a throwaway ${server}"
+        # localdb.sh prints the URI on its last line of stdout.
+        uri="$(scripts/localdb.sh start --server "$server" --throwaway | tail -n 1)"
+        [[ "$uri" =~ ^mongodb://127\.0\.0\.1:([0-9]+)(/.*)?$ ]] ||
+            die "scripts/localdb.sh start did not print a URI (got '${uri}')"
+        DB_PORT="${BASH_REMATCH[1]}"
+        DB_NAME="$server"
+        [[ "$server" == nx ]] && DB_NAME=nx-27017
+        export MONGODB_URI="$uri"
+        suite_on "$server"
+        rc=0
+        [[ "${FAILED[*]}" == *"tests on ${server}"* ]] && rc=1
+        stop_db "$rc"
+        unset MONGODB_URI
+    done
+fi
 
 if [[ -n "${SKIP_API_FUZZ:-}" ]]; then
     say "api-fuzz: skipped (SKIP_API_FUZZ is set)"
@@ -157,6 +192,8 @@ else
     step api-fuzz bash scripts/api-fuzz.sh
 fi
 
+say "test suite per server"
+printf '  %s\n' "${SUMMARIES[@]}"
 if ((STATUS == 0)); then
     say "all checks passed"
 else

@@ -990,3 +990,38 @@ async fn a_deleted_expense_still_resolves_as_an_entity_for_its_owner_only() {
         .await;
     assert_eq!(d["expense"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_database_with_the_old_descending_indexes_starts_with_ascending_ones_only() {
+    use mongodb::bson::{Document, doc};
+    let config = kit::testing::test_config(expenses::SERVICE);
+    let db = kit::testing::TestDb::new(&config).await;
+    let coll = db.db.collection::<Document>("expenses");
+    let old = mongodb::IndexModel::builder()
+        .keys(doc! { "userId": 1, "deleted": 1, "sortKey": -1 })
+        .options(
+            mongodb::options::IndexOptions::builder()
+                .name("user_sort".to_string())
+                .build(),
+        )
+        .build();
+    coll.create_index(old).await.unwrap();
+
+    // Twice: the second start finds nothing to drop.
+    for _ in 0..2 {
+        expenses::store::Store::new(&db.db)
+            .ensure_indexes()
+            .await
+            .unwrap();
+    }
+    // Index names are not compared: nx-27017 names indexes after their keys itself.
+    let specs = coll.list_indexes().await.unwrap();
+    use futures::TryStreamExt;
+    let specs: Vec<mongodb::IndexModel> = specs.try_collect().await.unwrap();
+    let listing = doc! { "userId": 1, "deleted": 1, "sortKey": 1 };
+    assert!(specs.iter().any(|s| s.keys == listing), "{specs:?}");
+    for spec in specs {
+        let descending = spec.keys.values().any(|v| v.as_i32() == Some(-1));
+        assert!(!descending, "a descending index remains: {:?}", spec.keys);
+    }
+}

@@ -158,6 +158,15 @@ pub fn unreadable_because(
 }
 
 /// True when a MongoDB error is a duplicate-key violation of a unique index (E11000).
+/// The server's error code of a failed command (e.g. 26 NamespaceNotFound, 27
+/// IndexNotFound), if the server answered one.
+pub fn server_code(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(ce) => Some(ce.code),
+        _ => None,
+    }
+}
+
 pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};
     match e.kind.as_ref() {

@@ -122,6 +122,15 @@ fn number(b: Option<&Bson>) -> Result<i64, AppError> {
     }
 }
 
+/// Indexes of earlier versions, dropped at start (see `Store::ensure_indexes`).
+const LEGACY_INDEXES: &[&str] = &[
+    "user_sort",
+    "user_category_sort",
+    "user_type_sort",
+    "user_tag_sort",
+    "user_payment_sort",
+];
+
 impl Store {
     pub fn new(db: &Database) -> Store {
         Store {
@@ -131,35 +140,49 @@ impl Store {
     }
 
     /// Creates the indexes every query relies on. Idempotent.
+    ///
+    /// The listing indexes end in an *ascending* `sortKey` although lists are read newest
+    /// first: MongoDB walks an index either way, so one direction serves both sorts. They
+    /// were descending once; SecantusDB 0.7.0b3 drops documents from a range over a
+    /// descending index (`scripts/repro/secantus_desc_index_range.py`), so the descending
+    /// ones are dropped here when found.
     pub async fn ensure_indexes(&self) -> Result<(), AppError> {
+        for old in LEGACY_INDEXES {
+            if let Err(e) = self.expenses.drop_index(*old).await {
+                // Absent (a new database, or dropped before) is the usual answer.
+                if !matches!(kit::error::server_code(&e), Some(26 | 27)) {
+                    return Err(e.into());
+                }
+            }
+        }
         self.expenses
             .create_indexes([
                 // Idempotency keys (and recurrence occurrences) are unique per user.
                 index(doc! { "userId": 1, "idemKey": 1 }, "user_idem_unique", true),
                 // Listing, date ranges, cursors, search, and any filter without its own.
                 index(
-                    doc! { "userId": 1, "deleted": 1, "sortKey": -1 },
-                    "user_sort",
+                    doc! { "userId": 1, "deleted": 1, "sortKey": 1 },
+                    "user_by_key",
                     false,
                 ),
                 index(
-                    doc! { "userId": 1, "deleted": 1, "categoryKey": 1, "sortKey": -1 },
-                    "user_category_sort",
+                    doc! { "userId": 1, "deleted": 1, "categoryKey": 1, "sortKey": 1 },
+                    "user_category_by_key",
                     false,
                 ),
                 index(
-                    doc! { "userId": 1, "deleted": 1, "type": 1, "sortKey": -1 },
-                    "user_type_sort",
+                    doc! { "userId": 1, "deleted": 1, "type": 1, "sortKey": 1 },
+                    "user_type_by_key",
                     false,
                 ),
                 index(
-                    doc! { "userId": 1, "deleted": 1, "tags": 1, "sortKey": -1 },
-                    "user_tag_sort",
+                    doc! { "userId": 1, "deleted": 1, "tags": 1, "sortKey": 1 },
+                    "user_tag_by_key",
                     false,
                 ),
                 index(
-                    doc! { "userId": 1, "deleted": 1, "paymentMethod": 1, "sortKey": -1 },
-                    "user_payment_sort",
+                    doc! { "userId": 1, "deleted": 1, "paymentMethod": 1, "sortKey": 1 },
+                    "user_payment_by_key",
                     false,
                 ),
                 index(
