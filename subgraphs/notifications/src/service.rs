@@ -378,45 +378,74 @@ impl Notifications {
         })
     }
 
-    /// Tails stored notifications (polling an increasing, indexed key, so it sees
-    /// notifications made by any instance) and publishes them to this instance's
-    /// subscribers. Keys within `LOOKBACK` of the last poll are read again (a write
-    /// committed late is not missed) and de-duplicated.
+    /// Tails stored notifications (made by any instance) and publishes them to this
+    /// instance's subscribers: through a change stream where the database offers one, so
+    /// a notification is published as it commits; otherwise by polling an increasing,
+    /// indexed key every `tail_poll`. A subscriber that connects later, or reconnects,
+    /// replays what it missed from the store by its cursor (`after`), so the tail only
+    /// serves what happens while this instance runs.
     pub fn spawn_tail(&self) -> tokio::task::JoinHandle<()> {
-        const LOOKBACK: TimeDelta = TimeDelta::milliseconds(5_000);
         let this = self.clone();
         tokio::spawn(async move {
-            let mut seen: HashMap<NotificationId, DateTime<Utc>> = HashMap::new();
-            let mut low = Utc::now();
-            loop {
-                let polled_at = Utc::now();
-                match this.store.since(low - LOOKBACK, 1000).await {
-                    Ok(found) => {
-                        for n in found {
-                            let n = match n {
-                                Ok(n) => n,
-                                Err(e) => {
-                                    tracing::error!(error = %cause(e), "unreadable notification not published");
-                                    continue;
-                                }
-                            };
+            match this.store.follow_mode().await {
+                kit::changes::Follow::ChangeStream => {
+                    tracing::info!("the notification feed follows a change stream");
+                    this.store
+                        .follow_inserts(this.settings.tail_poll, |n| {
+                            this.publish(n);
+                            true
+                        })
+                        .await;
+                }
+                kit::changes::Follow::Polling => {
+                    tracing::info!(
+                        every_ms = this.settings.tail_poll.as_millis() as u64,
+                        "the notification feed polls (the database has no change streams)"
+                    );
+                    this.poll_tail().await;
+                }
+            }
+        })
+    }
+
+    /// Publishes a new notification to this instance's subscribers (none is fine).
+    fn publish(&self, n: Result<Notification, AppError>) {
+        match n {
+            Ok(n) => {
+                let _ = self.feed.send(Arc::new(n));
+            }
+            Err(e) => tracing::error!(error = %cause(e), "unreadable notification not published"),
+        }
+    }
+
+    /// The polling tail: keys within `LOOKBACK` of the last poll are read again (a write
+    /// committed late is not missed) and de-duplicated.
+    async fn poll_tail(&self) {
+        const LOOKBACK: TimeDelta = TimeDelta::milliseconds(5_000);
+        let mut seen: HashMap<NotificationId, DateTime<Utc>> = HashMap::new();
+        let mut low = Utc::now();
+        loop {
+            let polled_at = Utc::now();
+            match self.store.since(low - LOOKBACK, 1000).await {
+                Ok(found) => {
+                    for n in found {
+                        if let Ok(n) = &n {
                             if seen.contains_key(&n.id) {
                                 continue;
                             }
                             seen.insert(n.id.clone(), polled_at);
-                            // No receiver is fine.
-                            let _ = this.feed.send(Arc::new(n));
                         }
-                        low = polled_at;
-                        seen.retain(|_, at| *at >= polled_at - LOOKBACK * 3);
+                        self.publish(n);
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e.public_message(), "notification tail failed")
-                    }
+                    low = polled_at;
+                    seen.retain(|_, at| *at >= polled_at - LOOKBACK * 3);
                 }
-                tokio::time::sleep(this.settings.tail_poll).await;
+                Err(e) => {
+                    tracing::warn!(error = %e.public_message(), "notification tail failed")
+                }
             }
-        })
+            tokio::time::sleep(self.settings.tail_poll).await;
+        }
     }
 }
 

@@ -861,3 +861,46 @@ async fn webhooks_never_reach_inside_addresses_or_follow_redirects() {
         "the redirect was not followed"
     );
 }
+
+#[tokio::test]
+async fn the_feed_follows_a_change_stream_where_the_database_has_one() {
+    // Polling a minute apart: only a change stream can bring the alert within WAIT.
+    let s = start_with(|st| st.delivery.tail_poll = Duration::from_secs(60)).await;
+    let hello = s
+        ._db
+        .db
+        .run_command(mongodb::bson::doc! { "hello": 1 })
+        .await
+        .unwrap();
+    let replica_set = hello.contains_key("setName");
+    let mode = kit::changes::follow_mode(&s._db.db).await;
+    if !replica_set {
+        // A standalone server (nx-27017): the tail polls, as the other tests show.
+        assert_eq!(mode, kit::changes::Follow::Polling);
+        return;
+    }
+    assert_eq!(mode, kit::changes::Follow::ChangeStream);
+    let (u, token) = test_user();
+    let mut ws = ws_connect(&s, "graphql-transport-ws", Some(&token)).await;
+    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "connection_ack");
+    ws_start(
+        &mut ws,
+        "1",
+        "subscribe",
+        "subscription { notificationAdded { type message } }",
+    )
+    .await;
+    // The stream opens as the service starts; give the subscription a moment to attach.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for percent in [80, 100] {
+        assert_eq!(s.post(&alert_event(&u, percent)).await, 200);
+        let got = next_json(&mut ws)
+            .await
+            .expect("the alert came through the stream");
+        assert_eq!(
+            got["payload"]["data"]["notificationAdded"]["message"],
+            format!("food budget at {percent}%"),
+            "{got}"
+        );
+    }
+}

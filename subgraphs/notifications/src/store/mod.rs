@@ -284,6 +284,25 @@ impl Store {
         read_all(docs)
     }
 
+    /// How this database lets the tail find new notifications.
+    pub async fn follow_mode(&self) -> kit::changes::Follow {
+        kit::changes::follow_mode(&self.db).await
+    }
+
+    /// Calls `each` with every notification inserted from now on, as it commits (a change
+    /// stream; see [`kit::changes`]), until `each` returns `false`.
+    pub async fn follow_inserts(
+        &self,
+        retry: std::time::Duration,
+        mut each: impl FnMut(Result<Notification, AppError>) -> bool,
+    ) {
+        let coll = self.db.collection(NOTIFICATIONS);
+        kit::changes::follow_inserts::<NotificationDoc, _>(coll, retry, |doc| {
+            each(doc.and_then(Notification::try_from))
+        })
+        .await
+    }
+
     /// Notifications with ids issued after `after`, oldest first (the subscription
     /// tail), each read on its own as in [`Store::due`].
     pub async fn since(

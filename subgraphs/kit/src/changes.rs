@@ -1,0 +1,95 @@
+//! Following a collection's inserts as they commit: a change stream where the server
+//! offers one (a replica set or a sharded cluster: MongoDB, SecantusDB), or the caller's
+//! polling where it does not (a standalone server, nx-27017).
+//!
+//! Every instance that follows a collection opens a stream of its own, so each sees every
+//! insert, whichever instance made it. A stream that breaks (a network error, a primary
+//! that steps down) is reopened after the last event it delivered (its resume token), so
+//! nothing is missed or repeated in between.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use mongodb::bson::{Document, doc};
+use mongodb::change_stream::event::ResumeToken;
+use mongodb::{Collection, Database};
+use serde::de::DeserializeOwned;
+
+use crate::error::AppError;
+
+/// How new documents are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// A change stream: an insert is seen as it commits.
+    ChangeStream,
+    /// Polling an increasing key: an insert is seen at the next poll.
+    Polling,
+}
+
+/// Whether the server behind `db` offers change streams: it is a replica set member or a
+/// `mongos` (`hello` names a set, or says `isdbgrid`). A standalone server has none.
+pub async fn follow_mode(db: &Database) -> Follow {
+    match db.run_command(doc! { "hello": 1 }).await {
+        Ok(hello) if hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid") => {
+            Follow::ChangeStream
+        }
+        Ok(_) => Follow::Polling,
+        Err(e) => {
+            tracing::warn!(error = %e, "hello failed; following by polling");
+            Follow::Polling
+        }
+    }
+}
+
+/// Calls `each` with every document inserted into `coll` from now on, in commit order,
+/// until `each` returns `false`; reopens a broken stream after its last event, waiting
+/// `retry` between failed attempts. Returns only when `each` asks to stop.
+pub async fn follow_inserts<T, F>(coll: Collection<Document>, retry: Duration, mut each: F)
+where
+    T: DeserializeOwned,
+    F: FnMut(Result<T, AppError>) -> bool,
+{
+    let mut resume: Option<ResumeToken> = None;
+    loop {
+        let opened = coll
+            .watch()
+            .pipeline([doc! { "$match": { "operationType": "insert" } }])
+            .resume_after(resume.clone())
+            .await;
+        let mut stream = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(collection = coll.name(), error = %e, "cannot open a change stream; retrying");
+                tokio::time::sleep(retry).await;
+                continue;
+            }
+        };
+        while let Some(next) = stream.next().await {
+            match next {
+                Ok(event) => {
+                    resume = Some(event.id.clone());
+                    let Some(document) = event.full_document else {
+                        continue;
+                    };
+                    let read = mongodb::bson::from_document::<T>(document).map_err(|e| {
+                        AppError::internal(anyhow::anyhow!(
+                            "an inserted {} document does not read: {e}",
+                            coll.name()
+                        ))
+                    });
+                    if !each(read) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(collection = coll.name(), error = %e, "change stream broke; resuming after its last event");
+                    break;
+                }
+            }
+        }
+        if let Some(token) = stream.resume_token() {
+            resume = Some(token);
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
