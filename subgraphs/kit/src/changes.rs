@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mongodb::bson::{Document, doc};
-use mongodb::change_stream::event::ResumeToken;
+use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::{Collection, Database};
 use serde::de::DeserializeOwned;
 
@@ -42,18 +42,43 @@ pub async fn follow_mode(db: &Database) -> Follow {
 }
 
 /// Calls `each` with every document inserted into `coll` from now on, in commit order,
-/// until `each` returns `false`; reopens a broken stream after its last event, waiting
-/// `retry` between failed attempts. Returns only when `each` asks to stop.
+/// until `each` returns `false` (see [`follow`]).
 pub async fn follow_inserts<T, F>(coll: Collection<Document>, retry: Duration, mut each: F)
 where
     T: DeserializeOwned,
     F: FnMut(Result<T, AppError>) -> bool,
 {
+    let name = coll.name().to_string();
+    let only_inserts = vec![doc! { "$match": { "operationType": "insert" } }];
+    follow(coll, only_inserts, retry, |event| {
+        let Some(document) = event.full_document else {
+            return true;
+        };
+        each(mongodb::bson::from_document::<T>(document).map_err(|e| {
+            AppError::internal(anyhow::anyhow!(
+                "an inserted {name} document does not read: {e}"
+            ))
+        }))
+    })
+    .await
+}
+
+/// Calls `each` with every change of `coll` that passes `pipeline`, from now on, in
+/// commit order, until `each` returns `false`; reopens a broken stream after its last
+/// event, waiting `retry` between failed attempts. Returns only when `each` asks to stop.
+pub async fn follow<F>(
+    coll: Collection<Document>,
+    pipeline: Vec<Document>,
+    retry: Duration,
+    mut each: F,
+) where
+    F: FnMut(ChangeStreamEvent<Document>) -> bool,
+{
     let mut resume: Option<ResumeToken> = None;
     loop {
         let opened = coll
             .watch()
-            .pipeline([doc! { "$match": { "operationType": "insert" } }])
+            .pipeline(pipeline.clone())
             .resume_after(resume.clone())
             .await;
         let mut stream = match opened {
@@ -68,16 +93,7 @@ where
             match next {
                 Ok(event) => {
                     resume = Some(event.id.clone());
-                    let Some(document) = event.full_document else {
-                        continue;
-                    };
-                    let read = mongodb::bson::from_document::<T>(document).map_err(|e| {
-                        AppError::internal(anyhow::anyhow!(
-                            "an inserted {} document does not read: {e}",
-                            coll.name()
-                        ))
-                    });
-                    if !each(read) {
+                    if !each(event) {
                         return;
                     }
                 }
