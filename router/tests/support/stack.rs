@@ -62,9 +62,21 @@ const FAST_EVENTS: [(&str, &str); 5] = [
     ("EVENT_HTTP_TIMEOUT_MS", "5000"),
 ];
 
-fn vars(extra: &[(&str, String)]) -> Vec<(String, String)> {
-    FAST_EVENTS
-        .iter()
+/// How often the services look for work they were not woken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timings {
+    /// Tests: event delivery and the notification tail poll every 50 ms.
+    Fast,
+    /// The services' own defaults, as `make run` starts them (benchmarks).
+    Product,
+}
+
+fn vars(timings: Timings, extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let fast: &[(&str, &str)] = match timings {
+        Timings::Fast => &FAST_EVENTS,
+        Timings::Product => &[],
+    };
+    fast.iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
         .collect()
@@ -84,6 +96,14 @@ impl ProductStack {
     /// Like [`ProductStack::start`], with the router's configuration changed by
     /// `tweak` (after the subgraph URLs are set, so it may point one elsewhere).
     pub async fn start_with(tweak: impl FnOnce(&mut router::Config)) -> ProductStack {
+        Self::start_timed(Timings::Fast, tweak).await
+    }
+
+    /// Like [`ProductStack::start_with`], with the services' polling `timings`.
+    pub async fn start_timed(
+        timings: Timings,
+        tweak: impl FnOnce(&mut router::Config),
+    ) -> ProductStack {
         let mut listeners = BTreeMap::new();
         for name in SUBGRAPHS {
             listeners.insert(name, bind().await);
@@ -117,16 +137,19 @@ impl ProductStack {
         dbs.push(db);
 
         // expenses
-        let v = vars(&[
-            users_url.clone(),
-            (
-                "EVENT_CONSUMERS",
-                format!(
-                    "budgets={},analytics={}",
-                    base["budgets"], base["analytics"]
+        let v = vars(
+            timings,
+            &[
+                users_url.clone(),
+                (
+                    "EVENT_CONSUMERS",
+                    format!(
+                        "budgets={},analytics={}",
+                        base["budgets"], base["analytics"]
+                    ),
                 ),
-            ),
-        ]);
+            ],
+        );
         let (config, db) = service_config("expenses").await;
         let settings =
             expenses::Settings::from_vars(&as_pairs(&v)[..], config).expect("expenses settings");
@@ -139,7 +162,7 @@ impl ProductStack {
         dbs.push(db);
 
         // budgets
-        let v = vars(&[users_url.clone(), notify.clone()]);
+        let v = vars(timings, &[users_url.clone(), notify.clone()]);
         let (config, db) = service_config("budgets").await;
         let settings =
             budgets::Settings::from_vars(&as_pairs(&v)[..], config).expect("budgets settings");
@@ -151,11 +174,14 @@ impl ProductStack {
         dbs.push(db);
 
         // analytics
-        let v = vars(&[
-            users_url.clone(),
-            notify.clone(),
-            ("BUDGETS_URL", graphql("budgets")),
-        ]);
+        let v = vars(
+            timings,
+            &[
+                users_url.clone(),
+                notify.clone(),
+                ("BUDGETS_URL", graphql("budgets")),
+            ],
+        );
         let (config, db) = service_config("analytics").await;
         let settings =
             analytics::Settings::from_vars(&as_pairs(&v)[..], config).expect("analytics settings");
@@ -168,11 +194,11 @@ impl ProductStack {
         dbs.push(db);
 
         // notifications
-        let v = vars(&[
-            users_url.clone(),
-            ("NOTIFY_TAIL_POLL_MS", "50".to_owned()),
-            ("NOTIFY_DELIVERY_POLL_MS", "100".to_owned()),
-        ]);
+        let mut v = vars(timings, &[users_url.clone()]);
+        if timings == Timings::Fast {
+            v.push(("NOTIFY_TAIL_POLL_MS".to_owned(), "50".to_owned()));
+            v.push(("NOTIFY_DELIVERY_POLL_MS".to_owned(), "100".to_owned()));
+        }
         let (config, db) = service_config("notifications").await;
         let settings = notifications::Settings::from_vars(&as_pairs(&v)[..], config)
             .expect("notifications settings");
