@@ -194,7 +194,7 @@ impl ProductStack {
         dbs.push(db);
 
         // notifications
-        let mut v = vars(timings, &[users_url.clone()]);
+        let mut v = vars(timings, std::slice::from_ref(&users_url));
         if timings == Timings::Fast {
             v.push(("NOTIFY_TAIL_POLL_MS".to_owned(), "50".to_owned()));
             v.push(("NOTIFY_DELIVERY_POLL_MS".to_owned(), "100".to_owned()));
