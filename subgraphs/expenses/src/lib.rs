@@ -66,7 +66,8 @@ impl Subgraph for service::Expenses {
     /// Indexes, the app, the delivery of its events and the recurrence scheduler.
     async fn start(settings: &Settings, db: Database, app: &mut App) -> anyhow::Result<Self> {
         let dispatcher = app.dispatcher(&[store::EXPENSES], settings).await?;
-        let expenses = Self::new(&db, dispatcher, settings.clock.clone());
+        let mut expenses = Self::new(&db, dispatcher, settings.clock.clone());
+        expenses.transactional = kit::changes::replicated(&db).await;
         expenses.store.ensure_indexes().await?;
         let scheduler = expenses.clone();
         app.background()

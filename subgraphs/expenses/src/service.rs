@@ -15,7 +15,7 @@ use crate::domain::{
     self, CustomCategory, DayRange, Expense, PaymentMethod, Recurrence, Schedule, TxType,
     csv_format,
 };
-use crate::store::{Store, Stored};
+use crate::store::{Occurrence, Store, Stored};
 
 /// A new expense as the client asked for it. The text fields are checked by
 /// `create`, after a replay of an idempotent request is answered: the idempotency hash
@@ -52,6 +52,9 @@ pub struct Expenses {
     pub store: Store,
     pub dispatcher: Dispatcher,
     pub clock: Clock,
+    /// The database has multi-document transactions (a replica set): a recurring
+    /// occurrence and the move of its series commit together.
+    pub transactional: bool,
 }
 
 /// The `expense.*` event of a change from `before` to `after`.
@@ -95,6 +98,7 @@ impl Expenses {
             store: Store::new(db),
             dispatcher,
             clock,
+            transactional: false,
         }
     }
 
@@ -408,17 +412,17 @@ impl Expenses {
                 updated_at: domain::instant(now),
                 ..series.clone()
             };
-            if self
+            let next = rule.occurrence(start, index + 1);
+            let outbox = self.created_outbox(&occurrence, now);
+            match self
                 .store
-                .insert(&occurrence, self.created_outbox(&occurrence, now))
+                .record_occurrence(&series.id, n, next, &occurrence, outbox, self.transactional)
                 .await?
             {
-                created += 1;
-            }
-            let next = rule.occurrence(start, index + 1);
-            if !self.store.advance_series(&series.id, n, next).await? {
-                // Another instance (or an edit of the series) moved it; leave it to them.
-                break;
+                Occurrence::Created => created += 1,
+                Occurrence::AlreadyThere => {}
+                // Another instance moved it, or its owner stopped or edited it.
+                Occurrence::SeriesMoved => break,
             }
             if next.is_none() || created >= MAX_CATCH_UP_PER_PASS {
                 break;

@@ -1025,3 +1025,49 @@ async fn a_database_with_the_old_descending_indexes_starts_with_ascending_ones_o
         assert!(!descending, "a descending index remains: {:?}", spec.keys);
     }
 }
+
+#[tokio::test]
+async fn a_stopped_series_stops_the_moment_the_stop_is_answered() {
+    let s = start_at(Some(Utc.with_ymd_and_hms(2024, 6, 1, 12, 0, 0).unwrap())).await;
+    let (_, token) = s.user();
+    let series = s
+        .create(
+            &token,
+            json!({ "amount": "1", "description": "stopme", "date": "2000-01-01",
+                    "recurrence": { "frequency": "DAILY" } }),
+        )
+        .await;
+    // Stop it in the middle of its backfill, while the scheduler is writing.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            s.search_count(&token, "stopme").await > 120
+        })
+        .await
+    );
+    let stopped = s
+        .gql
+        .ok(
+            "mutation($id: ID!) { updateExpense(id: $id, input: { recurrence: null }) { recurrence { frequency } } }",
+            json!({ "id": series["id"] }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        stopped["updateExpense"]["recurrence"],
+        Value::Null,
+        "{stopped}"
+    );
+    let at_stop = s.search_count(&token, "stopme").await;
+    // Ten scheduler passes later.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let later = s.search_count(&token, "stopme").await;
+    if s.service.transactional {
+        // The occurrence and the move of its series commit together, only while the
+        // series stands: nothing is created after the stop was answered.
+        assert_eq!(later, at_stop, "occurrences created after the stop");
+    } else {
+        // Without transactions one occurrence may have been in flight.
+        assert!(later <= at_stop + 1, "{at_stop} at the stop, {later} later");
+    }
+    assert!(later < 8_000, "the series ran on: {later}");
+}

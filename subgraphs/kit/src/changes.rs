@@ -26,17 +26,24 @@ pub enum Follow {
     Polling,
 }
 
-/// Whether the server behind `db` offers change streams: it is a replica set member or a
-/// `mongos` (`hello` names a set, or says `isdbgrid`). A standalone server has none.
+/// Whether the server behind `db` offers change streams: see [`replicated`].
 pub async fn follow_mode(db: &Database) -> Follow {
+    if replicated(db).await {
+        Follow::ChangeStream
+    } else {
+        Follow::Polling
+    }
+}
+
+/// Whether the server behind `db` is a replica set member or a `mongos` (`hello` names a
+/// set, or says `isdbgrid`): only those offer change streams and multi-document
+/// transactions. A standalone server (or nx-27017) has neither.
+pub async fn replicated(db: &Database) -> bool {
     match db.run_command(doc! { "hello": 1 }).await {
-        Ok(hello) if hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid") => {
-            Follow::ChangeStream
-        }
-        Ok(_) => Follow::Polling,
+        Ok(hello) => hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid"),
         Err(e) => {
-            tracing::warn!(error = %e, "hello failed; following by polling");
-            Follow::Polling
+            tracing::warn!(error = %e, "hello failed; taken as a standalone server");
+            false
         }
     }
 }

@@ -122,6 +122,18 @@ fn number(b: Option<&Bson>) -> Result<i64, AppError> {
     }
 }
 
+/// What [`Store::record_occurrence`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occurrence {
+    /// The occurrence is new and the series moved on.
+    Created,
+    /// The occurrence was recorded before; the series moved on now.
+    AlreadyThere,
+    /// The series was not at that occurrence any more (another instance moved it, or
+    /// its owner stopped or edited it): nothing was recorded.
+    SeriesMoved,
+}
+
 /// Indexes of earlier versions, dropped at start (see `Store::ensure_indexes`).
 const LEGACY_INDEXES: &[&str] = &[
     "user_sort",
@@ -401,8 +413,94 @@ impl Store {
         Ok(docs.into_iter().map(Expense::try_from).collect())
     }
 
+    /// Records occurrence `n` of `series` (the expense `occurrence`, with its outbox) and
+    /// moves the series on to `n + 1`, once, however many instances run and whatever
+    /// the owner does meanwhile.
+    ///
+    /// Where the server has multi-document transactions (`transactional`: a replica
+    /// set), both writes commit together, and only while the series still stands at
+    /// `n`: an owner who stops or edits the series first leaves nothing behind, so a
+    /// series stops the moment the stop is answered. Elsewhere the occurrence is inserted
+    /// first and the series moved after (an occurrence's idempotency key makes a retry
+    /// after a crash in between harmless), so a stop can still meet one occurrence in
+    /// flight.
+    pub async fn record_occurrence(
+        &self,
+        series: &ExpenseId,
+        n: i64,
+        next_day: Option<NaiveDate>,
+        occurrence: &Expense,
+        outbox: Outbox,
+        transactional: bool,
+    ) -> Result<Occurrence, AppError> {
+        let doc = ExpenseDoc::new(occurrence, outbox);
+        if !transactional {
+            let created = kit::db::insert_new(&self.expenses, &doc).await?;
+            if !self.advance_series(series, n, next_day).await? {
+                return Ok(Occurrence::SeriesMoved);
+            }
+            return Ok(if created {
+                Occurrence::Created
+            } else {
+                Occurrence::AlreadyThere
+            });
+        }
+        let mut session = self.expenses.client().start_session().await?;
+        session.start_transaction().await?;
+        let moved = self
+            .expenses
+            .update_one(Self::at_index(series, n), Self::advance(n, next_day))
+            .session(&mut session)
+            .await;
+        let moved = match moved {
+            Ok(r) => r.modified_count == 1,
+            // Another instance's transaction holds the series: it is theirs to move.
+            Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {
+                return Ok(Occurrence::SeriesMoved);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !moved {
+            session.abort_transaction().await?;
+            return Ok(Occurrence::SeriesMoved);
+        }
+        match self.expenses.insert_one(&doc).session(&mut session).await {
+            Ok(_) => {}
+            Err(e) if kit::error::is_duplicate_key(&e) => {
+                // Recorded before, without a transaction (an instance that stopped
+                // between its two writes): only the series is left to move.
+                let _ = session.abort_transaction().await;
+                return Ok(if self.advance_series(series, n, next_day).await? {
+                    Occurrence::AlreadyThere
+                } else {
+                    Occurrence::SeriesMoved
+                });
+            }
+            Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {
+                return Ok(Occurrence::SeriesMoved);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        match session.commit_transaction().await {
+            Ok(()) => Ok(Occurrence::Created),
+            // A conflicting write (the owner's edit) won: nothing of this was committed.
+            Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {
+                Ok(Occurrence::SeriesMoved)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn at_index(series: &ExpenseId, n: i64) -> Document {
+        doc! { "_id": series.as_str(), "recurrence.nextIndex": n }
+    }
+
+    fn advance(n: i64, next_day: Option<NaiveDate>) -> Document {
+        doc! { "$set": { "recurrence.nextIndex": n + 1, "recurrence.nextDay": next_day.map(day_key) } }
+    }
+
     /// Moves a series from occurrence `n` on, if no other instance did it first.
-    pub async fn advance_series(
+    async fn advance_series(
         &self,
         id: &ExpenseId,
         n: i64,
@@ -410,10 +508,7 @@ impl Store {
     ) -> Result<bool, AppError> {
         let r = self
             .expenses
-            .update_one(
-                doc! { "_id": id.as_str(), "recurrence.nextIndex": n },
-                doc! { "$set": { "recurrence.nextIndex": n + 1, "recurrence.nextDay": next_day.map(day_key) } },
-            )
+            .update_one(Self::at_index(id, n), Self::advance(n, next_day))
             .await?;
         Ok(r.modified_count == 1)
     }
