@@ -9,6 +9,9 @@ use super::query::list_expenses;
 use super::types::{Expense, ExpenseConnection, ExpenseFilter};
 
 /// The `User` entity, extended here with the user's expenses.
+// Fields this subgraph adds to another subgraph's entity are resolved by a different
+// fetch than the entity's own fields, so they are nullable (`Option`): this subgraph
+// being down then nulls only them (see schema/README.md).
 pub struct User {
     pub id: UserId,
 }
@@ -26,11 +29,11 @@ impl User {
         filter: Option<ExpenseFilter>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<ExpenseConnection> {
+    ) -> Result<Option<ExpenseConnection>> {
         if kit::auth::caller_id(ctx)? != self.id {
             return Err(AppError::not_found("user").into());
         }
-        Ok(list_expenses(ctx, filter, first, after).await?)
+        Ok(Some(list_expenses(ctx, filter, first, after).await?))
     }
 }
 
