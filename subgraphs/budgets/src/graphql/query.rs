@@ -19,11 +19,14 @@ impl BudgetQueries {
         let (user, profile) = kit::users::caller_profile(ctx).await?;
         let s = service(ctx)?;
         let today = s.clock.today_in(profile.timezone);
-        let mut out = Vec::new();
-        for budget in s.store.budgets(&user).await? {
-            out.push(Budget(s.view(budget, today).await?));
-        }
-        Ok(Some(out))
+        let budgets = s.store.budgets(&user).await?;
+        Ok(Some(
+            s.views(budgets, today)
+                .await?
+                .into_iter()
+                .map(Budget)
+                .collect(),
+        ))
     }
 
     async fn budget(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Budget>> {
