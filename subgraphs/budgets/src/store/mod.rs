@@ -123,20 +123,8 @@ impl Store {
             .ok_or_else(|| AppError::not_found("budget"))
     }
 
-    /// Also a deleted one (an old alert still names its budget).
-    pub async fn budget_any(
-        &self,
-        user_id: &UserId,
-        id: &BudgetId,
-    ) -> Result<Option<Budget>, AppError> {
-        self.budgets
-            .find_one(doc! { "_id": id.as_str(), "userId": user_id.as_str() })
-            .await?
-            .map(Budget::try_from)
-            .transpose()
-    }
-
-    /// The user's budgets among `ids` (also deleted ones), in one query; absent ids
+    /// The user's budgets among `ids`, also deleted ones (an old alert still names its
+    /// budget), in one query; absent ids
     /// (or someone else's) are not in the answer.
     pub async fn budgets_by_ids(
         &self,
