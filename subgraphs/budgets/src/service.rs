@@ -321,8 +321,7 @@ impl Budgets {
         // The budgets the change can move: of a category it touches (or overall), in a
         // currency it is counted in (the budget's own, or one the rates table converts),
         // for the periods holding its old and new dates — the evaluation's own rules.
-        let categories: Vec<&str> = touched.iter().map(|s| s.category_key.as_str()).collect();
-        let budgets = self.store.budgets_covering(user_id, &categories).await?;
+        let budgets = self.store.budgets(user_id).await?;
         let mut rates: Option<domain::Rates> = None;
         let mut periods: Vec<(&Budget, NaiveDate, NaiveDate)> = Vec::new();
         for budget in &budgets {

@@ -59,6 +59,57 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A database whose commands are recorded in the returned log, to count the round
+    /// trips an operation costs.
+    pub async fn logged(config: &ServiceConfig) -> (TestDb, CommandLog) {
+        let log = CommandLog::default();
+        let sink = log.clone();
+        let db = crate::db::connect_with(&config.mongodb_uri, &config.database, |options| {
+            options.command_event_handler = Some(mongodb::event::EventHandler::callback(
+                move |event: mongodb::event::command::CommandEvent| {
+                    if let mongodb::event::command::CommandEvent::Started(started) = event {
+                        let collection = started
+                            .command
+                            .get_str(&started.command_name)
+                            .unwrap_or_default()
+                            .to_owned();
+                        sink.0
+                            .lock()
+                            .expect("command log")
+                            .push((started.command_name, collection));
+                    }
+                },
+            ));
+        })
+        .await
+        .expect("tests need a MongoDB server: set MONGODB_URI or run `make db-start`");
+        let uri = config.mongodb_uri.clone();
+        (TestDb { db, uri }, log)
+    }
+}
+
+/// The commands a [`TestDb::logged`] database sent: (command name, collection).
+#[derive(Clone, Default)]
+pub struct CommandLog(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl CommandLog {
+    /// How many `command`s (e.g. `find`, `aggregate`) were sent on `collection` since
+    /// the last [`CommandLog::clear`].
+    pub fn count(&self, command: &str, collection: &str) -> usize {
+        self.0
+            .lock()
+            .expect("command log")
+            .iter()
+            .filter(|(c, coll)| c == command && coll == collection)
+            .count()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("command log").clear();
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.db.name().to_string();

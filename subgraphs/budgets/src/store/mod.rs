@@ -140,28 +140,6 @@ impl Store {
             .await?)
     }
 
-    /// The user's live budgets that count spending of any of `category_keys`: those of
-    /// these categories and the overall ones.
-    pub async fn budgets_covering(
-        &self,
-        user_id: &UserId,
-        category_keys: &[&str],
-    ) -> Result<Vec<Budget>, AppError> {
-        all(self
-            .budgets
-            .find(doc! {
-                "userId": user_id.as_str(), "deleted": false,
-                "$or": [
-                    { "categoryKey": { "$in": category_keys } },
-                    { "categoryKey": bson::Bson::Null },
-                ],
-            })
-            .sort(doc! { "createdAt": 1 })
-            .await?
-            .try_collect()
-            .await?)
-    }
-
     pub async fn budgets(&self, user_id: &UserId) -> Result<Vec<Budget>, AppError> {
         all(self
             .budgets
