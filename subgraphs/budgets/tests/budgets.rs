@@ -1033,9 +1033,13 @@ impl Stack {
         assert_eq!(self.post_event(SERVICE_TOKEN, &event).await, 200);
     }
 
-    /// How many `find` commands the budgets service sent on `collection`.
+    /// How many `find` commands the budgets service sent on `collection` to answer
+    /// (the event dispatcher's reads of pending alert events aside).
     fn finds(&self, collection: &str) -> usize {
-        self.budgets_log.count("find", collection)
+        self.budgets_log.count_where("find", collection, |c| {
+            c.get_document("filter")
+                .is_ok_and(|f| !f.contains_key("outboxPending.c"))
+        })
     }
 }
 

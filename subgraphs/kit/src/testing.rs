@@ -69,15 +69,7 @@ impl TestDb {
             options.command_event_handler = Some(mongodb::event::EventHandler::callback(
                 move |event: mongodb::event::command::CommandEvent| {
                     if let mongodb::event::command::CommandEvent::Started(started) = event {
-                        let collection = started
-                            .command
-                            .get_str(&started.command_name)
-                            .unwrap_or_default()
-                            .to_owned();
-                        sink.0
-                            .lock()
-                            .expect("command log")
-                            .push((started.command_name, collection));
+                        sink.0.lock().expect("command log").push(started.command);
                     }
                 },
             ));
@@ -89,19 +81,30 @@ impl TestDb {
     }
 }
 
-/// The commands a [`TestDb::logged`] database sent: (command name, collection).
+/// The commands a [`TestDb::logged`] database sent (their documents, in order).
 #[derive(Clone, Default)]
-pub struct CommandLog(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
+pub struct CommandLog(std::sync::Arc<std::sync::Mutex<Vec<mongodb::bson::Document>>>);
 
 impl CommandLog {
     /// How many `command`s (e.g. `find`, `aggregate`) were sent on `collection` since
     /// the last [`CommandLog::clear`].
     pub fn count(&self, command: &str, collection: &str) -> usize {
+        self.count_where(command, collection, |_| true)
+    }
+
+    /// Like [`CommandLog::count`], only the commands whose document passes `keep` (e.g.
+    /// a `find` by `_id`, apart from a background poll of the same collection).
+    pub fn count_where(
+        &self,
+        command: &str,
+        collection: &str,
+        keep: impl Fn(&mongodb::bson::Document) -> bool,
+    ) -> usize {
         self.0
             .lock()
             .expect("command log")
             .iter()
-            .filter(|(c, coll)| c == command && coll == collection)
+            .filter(|c| c.get_str(command).is_ok_and(|coll| coll == collection) && keep(c))
             .count()
     }
 
