@@ -1,12 +1,14 @@
 //! Budgets, the spending ledger and alerts.
 //!
 //! The ledger holds one entry per expense (its latest version), built from the
-//! expenses subgraph's events. After each event the budgets whose period contains the
-//! expense's old or new date are evaluated: for each threshold reached, one alert is
-//! inserted under the unique key `budget|periodStart|threshold|generation`, so a
-//! crossing alerts exactly once however often (or concurrently) it is evaluated. The
-//! alert document carries its `budget.alert` event for the notifications subgraph in
-//! the same insert.
+//! expenses subgraph's events. After each event the budgets the change can move are
+//! evaluated — of its category or overall, in a currency it counts in (the budget's
+//! own, or one the rates table converts), for the periods holding its old and new
+//! dates — with their spending read in one ledger query. For each threshold reached,
+//! one alert is inserted under the unique key `budget|periodStart|threshold|generation`,
+//! so a crossing alerts exactly once however often (or concurrently) it is evaluated.
+//! The alert document carries its `budget.alert` event for the notifications subgraph
+//! in the same insert.
 //!
 //! Periods are evaluated where the expense falls, so a back-dated expense can raise an
 //! alert for a past period (once, like any other). Amounts in another currency than the

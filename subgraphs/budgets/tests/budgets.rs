@@ -1041,6 +1041,21 @@ impl Stack {
                 .is_ok_and(|f| !f.contains_key("outboxPending.c"))
         })
     }
+
+    /// Asserts that the reads since the log was cleared are at most `ledger`, `alerts`
+    /// and `budgets` on each collection.
+    fn assert_reads_at_most(&self, ledger: usize, alerts: usize, budgets: usize) {
+        let got = (
+            self.finds("ledger"),
+            self.finds("alerts"),
+            self.finds("budgets"),
+        );
+        assert!(
+            got.0 <= ledger && got.1 <= alerts && got.2 <= budgets,
+            "(ledger, alerts, budgets) reads: {got:?}, at most {:?}",
+            (ledger, alerts, budgets)
+        );
+    }
 }
 
 #[tokio::test]
@@ -1086,12 +1101,7 @@ async fn a_page_of_budgets_with_their_alerts_costs_a_bounded_number_of_queries()
     // One read per kind of data asked for, not one per budget or alert (which would be
     // 6 ledger reads for the list, 6 for the alerts' budgets and 6 more for the page of
     // alerts): a little room is left for a batch split across two scheduler ticks.
-    let (ledger, alert_reads, budget_reads) =
-        (s.finds("ledger"), s.finds("alerts"), s.finds("budgets"));
-    assert!(
-        ledger <= 4 && alert_reads <= 3 && budget_reads <= 4,
-        "ledger {ledger}, alerts {alert_reads}, budgets {budget_reads}"
-    );
+    s.assert_reads_at_most(4, 3, 4);
 }
 
 #[tokio::test]
@@ -1172,12 +1182,7 @@ async fn entities_resolve_in_one_batch_in_order_with_other_peoples_and_unknown_i
     );
     // Six budget and four alert representations: a bounded number of reads, not one
     // (plus a ledger read) per representation.
-    let (ledger, alert_reads, budget_reads) =
-        (s.finds("ledger"), s.finds("alerts"), s.finds("budgets"));
-    assert!(
-        ledger <= 2 && alert_reads <= 1 && budget_reads <= 2,
-        "ledger {ledger}, alerts {alert_reads}, budgets {budget_reads}"
-    );
+    s.assert_reads_at_most(2, 1, 2);
 }
 
 #[tokio::test]
