@@ -1100,8 +1100,9 @@ async fn a_page_of_budgets_with_their_alerts_costs_a_bounded_number_of_queries()
     }
     // One read per kind of data asked for, not one per budget or alert (which would be
     // 6 ledger reads for the list, 6 for the alerts' budgets and 6 more for the page of
-    // alerts): a little room is left for a batch split across two scheduler ticks.
-    s.assert_reads_at_most(4, 3, 4);
+    // alerts). Measured: 3 ledger, 2 alerts, 4 budgets reads; room is left for a batch
+    // split in two when the caller's profile is fetched again between resolvers.
+    s.assert_reads_at_most(5, 3, 6);
 }
 
 #[tokio::test]
@@ -1182,7 +1183,8 @@ async fn entities_resolve_in_one_batch_in_order_with_other_peoples_and_unknown_i
     );
     // Six budget and four alert representations: a bounded number of reads, not one
     // (plus a ledger read) per representation.
-    s.assert_reads_at_most(2, 1, 2);
+    // Measured: 2 ledger, 1 alerts, 2 budgets reads (before batching: 5, 4 and 7).
+    s.assert_reads_at_most(3, 2, 3);
 }
 
 #[tokio::test]
