@@ -191,17 +191,25 @@ impl<'a> Execution<'a> {
         })
     }
 
-    /// `send`, with a failed fetch recorded among the response errors.
+    /// `send`, with a failed fetch recorded among the response errors: one error per
+    /// response position the fetch was to fill in (`paths`), or one without a path
+    /// when there is none.
     async fn send_or_record(
         &self,
         subgraph: &str,
         query: &str,
         variables: &Map<String, Value>,
+        paths: Vec<Vec<Value>>,
     ) -> Option<SubgraphResponse> {
         match self.send(subgraph, query, variables).await {
             Ok(response) => Some(response),
             Err(e) => {
-                self.errors.lock().push(e);
+                let mut sink = self.errors.lock();
+                if paths.is_empty() {
+                    sink.push(e);
+                } else {
+                    sink.extend(paths.into_iter().map(|p| e.clone().with_path(p)));
+                }
                 None
             }
         }
@@ -217,8 +225,17 @@ impl<'a> Execution<'a> {
 
     async fn root_fetch(&self, fetch: &FetchNode) {
         let vars = self.variables_for(fetch.variable_usages.as_ref());
+        let paths = response_keys(&fetch.operation.document.operation.selection_set)
+            .into_iter()
+            .map(|key| vec![Value::String(key.to_owned())])
+            .collect();
         let Some(response) = self
-            .send_or_record(&fetch.service_name, &fetch.operation.document_str, &vars)
+            .send_or_record(
+                &fetch.service_name,
+                &fetch.operation.document_str,
+                &vars,
+                paths,
+            )
             .await
         else {
             return;
@@ -280,8 +297,17 @@ impl<'a> Execution<'a> {
         }
         let mut vars = self.variables_for(fetch.variable_usages.as_ref());
         vars.insert("representations".to_owned(), Value::Array(reps));
+        let paths = failure_paths(
+            &targets,
+            &entity_keys(&fetch.operation.document.operation.selection_set, None),
+        );
         let Some(response) = self
-            .send_or_record(&fetch.service_name, &fetch.operation.document_str, &vars)
+            .send_or_record(
+                &fetch.service_name,
+                &fetch.operation.document_str,
+                &vars,
+                paths,
+            )
             .await
         else {
             return;
@@ -315,8 +341,23 @@ impl<'a> Execution<'a> {
         if per_alias.iter().all(Vec::is_empty) {
             return;
         }
+        let selection = &batch.operation.document.operation.selection_set;
+        let paths = batch
+            .entity_batch
+            .aliases
+            .iter()
+            .zip(&per_alias)
+            .flat_map(|(alias, targets)| {
+                failure_paths(targets, &entity_keys(selection, Some(&alias.alias)))
+            })
+            .collect();
         let Some(response) = self
-            .send_or_record(&batch.service_name, &batch.operation.document_str, &vars)
+            .send_or_record(
+                &batch.service_name,
+                &batch.operation.document_str,
+                &vars,
+                paths,
+            )
             .await
         else {
             return;
@@ -571,6 +612,80 @@ pub fn variables_used(
         }
     }
     vars
+}
+
+/// The response keys a fetch's selection fills in at its own level (through inline
+/// fragments; `__typename` aside).
+fn response_keys(selection: &SelectionSet) -> Vec<&str> {
+    let mut keys = Vec::new();
+    for item in &selection.items {
+        match item {
+            SelectionItem::Field(field) => {
+                let key = field.selection_identifier();
+                if field.name != "__typename" && !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            SelectionItem::InlineFragment(fragment) => {
+                for key in response_keys(&fragment.selections) {
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+            }
+            SelectionItem::FragmentSpread(_) => {}
+        }
+    }
+    keys
+}
+
+/// The keys an entity fetch fills in on each entity: those selected under its
+/// `_entities` field (the one answering to `alias` in a batch).
+fn entity_keys<'s>(selection: &'s SelectionSet, alias: Option<&str>) -> Vec<&'s str> {
+    selection
+        .items
+        .iter()
+        .find_map(|item| match item {
+            SelectionItem::Field(field)
+                if field.name == "_entities"
+                    && alias.is_none_or(|a| field.selection_identifier() == a) =>
+            {
+                Some(response_keys(&field.selections))
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Where a failed entity fetch leaves nulls, for its errors' paths: on one entity, each
+/// field it was to fill in; on several, the nearest position holding them all (so the
+/// errors stay as many as the fields selected, not as the entities found).
+fn failure_paths(targets: &[(Vec<PathSeg>, usize)], keys: &[&str]) -> Vec<Vec<Value>> {
+    let Some((first, _)) = targets.first() else {
+        return Vec::new();
+    };
+    let common = targets.iter().fold(first.len(), |n, (path, _)| {
+        first
+            .iter()
+            .zip(path)
+            .take(n)
+            .take_while(|(a, b)| a == b)
+            .count()
+    });
+    if common == 0 {
+        return Vec::new();
+    }
+    let base: Vec<Value> = first[..common].iter().map(PathSeg::to_json).collect();
+    if common < first.len() || targets.iter().any(|(p, _)| p.len() != common) || keys.is_empty() {
+        return vec![base];
+    }
+    keys.iter()
+        .map(|key| {
+            let mut path = base.clone();
+            path.push(Value::String((*key).to_owned()));
+            path
+        })
+        .collect()
 }
 
 fn fetch_error(subgraph: &str, e: &FetchError) -> GraphQLError {

@@ -258,3 +258,99 @@ async fn expenses_drive_budget_alerts_notifications_and_analytics_for_their_owne
         "bob's subscription received alice's alerts"
     );
 }
+
+/// Asserts that every error of `resp` is a `SUBGRAPH_UNAVAILABLE` naming `service`
+/// (`extensions.serviceName`), one at each of `paths` (in any order).
+fn assert_unavailable_at(resp: &Value, service: &str, paths: &[Value]) {
+    let errors = resp["errors"].as_array().expect("errors");
+    for e in errors {
+        assert_eq!(e["extensions"]["serviceName"], service, "{resp:#}");
+        assert_eq!(e["extensions"]["code"], "SUBGRAPH_UNAVAILABLE", "{resp:#}");
+    }
+    let mut got: Vec<&Value> = errors.iter().map(|e| &e["path"]).collect();
+    got.sort_by_key(|p| p.to_string());
+    let mut want: Vec<&Value> = paths.iter().collect();
+    want.sort_by_key(|p| p.to_string());
+    assert_eq!(got, want, "{resp:#}");
+}
+
+/// A router URL on which nothing listens (port 1, outside the ephemeral range).
+const CLOSED: &str = "http://127.0.0.1:1/graphql";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_budgets_down_a_query_joining_users_expenses_and_budgets_loses_only_budgets() {
+    let stack = ProductStack::start_with(|config| {
+        config.subgraphs.get_mut("budgets").unwrap().url = Some(CLOSED.to_owned());
+    })
+    .await;
+    let gql = stack.gql();
+    let alice = stack.register("alice").await;
+    create_expense(&gql, &alice, "12.50", "lunch").await;
+
+    let resp = gql
+        .request(
+            "{ me { username expenses { edges { node { amount user { username } } } } }
+               budgets { id spent }
+               budgetAlerts { id } }",
+            json!({}),
+            Some(&alice.token),
+        )
+        .await;
+    // Users' and expenses' data arrive; only the budgets fields are null.
+    assert_eq!(
+        resp["data"],
+        json!({
+            "me": {
+                "username": "alice",
+                "expenses": { "edges": [
+                    { "node": { "amount": "12.50", "user": { "username": "alice" } } }
+                ] }
+            },
+            "budgets": null,
+            "budgetAlerts": null,
+        }),
+        "{resp:#}"
+    );
+    // The errors name the budgets fetch, with its code and the fields it cost.
+    assert_unavailable_at(
+        &resp,
+        "budgets",
+        &[json!(["budgets"]), json!(["budgetAlerts"])],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_expenses_down_the_user_arrives_and_only_expenses_fields_are_null() {
+    let stack = ProductStack::start_with(|config| {
+        config.subgraphs.get_mut("expenses").unwrap().url = Some(CLOSED.to_owned());
+    })
+    .await;
+    let gql = stack.gql();
+    let alice = stack.register("alice").await;
+
+    // A root field of users (with a field expenses adds to the user) beside root fields
+    // of expenses and notifications.
+    let resp = gql
+        .request(
+            "{ me { username currency expenses { totalCount } }
+               expenseSummary { currency }
+               unreadNotificationCount }",
+            json!({}),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(
+        resp["data"],
+        json!({
+            "me": { "username": "alice", "currency": "USD", "expenses": null },
+            "expenseSummary": null,
+            "unreadNotificationCount": 0,
+        }),
+        "{resp:#}"
+    );
+    assert_unavailable_at(
+        &resp,
+        "expenses",
+        &[json!(["expenseSummary"]), json!(["me", "expenses"])],
+    );
+}

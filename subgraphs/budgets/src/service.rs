@@ -1,12 +1,14 @@
 //! Budgets, the spending ledger and alerts.
 //!
 //! The ledger holds one entry per expense (its latest version), built from the
-//! expenses subgraph's events. After each event the budgets whose period contains the
-//! expense's old or new date are evaluated: for each threshold reached, one alert is
-//! inserted under the unique key `budget|periodStart|threshold|generation`, so a
-//! crossing alerts exactly once however often (or concurrently) it is evaluated. The
-//! alert document carries its `budget.alert` event for the notifications subgraph in
-//! the same insert.
+//! expenses subgraph's events. After each event the budgets the change can move are
+//! evaluated — of its category or overall, in a currency it counts in (the budget's
+//! own, or one the rates table converts), for the periods holding its old and new
+//! dates — with their spending read in one ledger query. For each threshold reached,
+//! one alert is inserted under the unique key `budget|periodStart|threshold|generation`,
+//! so a crossing alerts exactly once however often (or concurrently) it is evaluated.
+//! The alert document carries its `budget.alert` event for the notifications subgraph
+//! in the same insert.
 //!
 //! Periods are evaluated where the expense falls, so a back-dated expense can raise an
 //! alert for a past period (once, like any other). Amounts in another currency than the
@@ -172,8 +174,37 @@ impl Budgets {
         .await
     }
 
+    /// The budgets with their periods containing `today` and what they used in them, in
+    /// the order given: one ledger query however many budgets (see `Store::spendings`).
+    pub async fn views(
+        &self,
+        budgets: Vec<Budget>,
+        today: NaiveDate,
+    ) -> Result<Vec<BudgetView>, AppError> {
+        let periods: Vec<(&Budget, NaiveDate, NaiveDate)> = budgets
+            .iter()
+            .map(|b| {
+                let (start, next) = b.period.range(today);
+                (b, start, next)
+            })
+            .collect();
+        let spendings = self.store.spendings(&periods).await?;
+        Ok(budgets
+            .into_iter()
+            .zip(spendings)
+            .map(|(budget, spending)| {
+                let (start, next) = budget.period.range(today);
+                BudgetView {
+                    budget,
+                    start,
+                    next,
+                    spending,
+                }
+            })
+            .collect())
+    }
+
     /// Creates the alerts due for `budget` in `[start, next)`; returns how many.
-    #[tracing::instrument(skip(self, budget), fields(budget = %budget.id))]
     pub async fn evaluate(
         &self,
         budget: &Budget,
@@ -181,6 +212,18 @@ impl Budgets {
         next: NaiveDate,
     ) -> Result<usize, AppError> {
         let spent = self.store.spending(budget, start, next).await?.spent_minor;
+        self.raise_alerts(budget, start, spent).await
+    }
+
+    /// Creates the alerts due for `budget` in the period from `start` where it used
+    /// `spent` (minor units of its currency); returns how many.
+    #[tracing::instrument(skip(self, budget), fields(budget = %budget.id))]
+    async fn raise_alerts(
+        &self,
+        budget: &Budget,
+        start: NaiveDate,
+        spent: i64,
+    ) -> Result<usize, AppError> {
         let amount_minor = budget.amount.amount_minor();
         let currency = budget.amount.currency();
         let money = |minor: i64| {
@@ -277,17 +320,37 @@ impl Budgets {
         if touched.is_empty() {
             return Ok(());
         }
-        for budget in self.store.budgets(user_id).await? {
-            let mut periods: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+        // The budgets the change can move: of a category it touches (or overall), in a
+        // currency it is counted in (the budget's own, or one the rates table converts),
+        // for the periods holding its old and new dates — the evaluation's own rules.
+        let budgets = self.store.budgets(user_id).await?;
+        let mut rates: Option<domain::Rates> = None;
+        let mut periods: Vec<(&Budget, NaiveDate, NaiveDate)> = Vec::new();
+        for budget in &budgets {
+            let target = budget.amount.currency();
             for s in touched.iter().filter(|s| budget.covers(&s.category_key)) {
-                let p = budget.period.range(s.date);
-                if !periods.contains(&p) {
-                    periods.push(p);
+                if s.currency != target.code() {
+                    let table = match &rates {
+                        Some(t) => t,
+                        None => rates.insert(self.store.rate_table().await?),
+                    };
+                    let counted = Currency::parse(&s.currency).is_ok_and(|from| {
+                        table.0.contains_key(&from) && table.0.contains_key(&target)
+                    });
+                    if !counted {
+                        continue;
+                    }
+                }
+                let (start, next) = budget.period.range(s.date);
+                if !periods.contains(&(budget, start, next)) {
+                    periods.push((budget, start, next));
                 }
             }
-            for (start, next) in periods {
-                self.evaluate(&budget, start, next).await?;
-            }
+        }
+        let spendings = self.store.spendings(&periods).await?;
+        for ((budget, start, _), spending) in periods.iter().zip(spendings) {
+            self.raise_alerts(budget, *start, spending.spent_minor)
+                .await?;
         }
         Ok(())
     }

@@ -1071,3 +1071,61 @@ async fn a_stopped_series_stops_the_moment_the_stop_is_answered() {
     }
     assert!(later < 8_000, "the series ran on: {later}");
 }
+
+#[tokio::test]
+async fn expense_entities_resolve_in_one_query_in_order_with_other_peoples_and_unknown_ids_null() {
+    let s = start().await;
+    let (_, alice) = s.user();
+    let (_, bob) = s.user();
+    let mut mine = Vec::new();
+    for amount in ["1.00", "2.00", "3.00", "4.00"] {
+        let e = s
+            .create(&alice, json!({ "amount": amount, "description": "x" }))
+            .await;
+        mine.push(e["id"].clone());
+    }
+    let theirs = s
+        .create(&bob, json!({ "amount": "9.00", "description": "y" }))
+        .await["id"]
+        .clone();
+    // A deleted one still resolves (its last state) for its owner.
+    let deleted = "mutation($id: ID!) { deleteExpense(id: $id) }";
+    s.gql
+        .ok(deleted, json!({ "id": mine[3] }), Some(&alice))
+        .await;
+
+    let rep = |id: &Value| json!({ "__typename": "Expense", "id": id });
+    let reps = json!([
+        rep(&mine[2]),
+        rep(&theirs),
+        rep(&mine[0]),
+        rep(&json!(contract::ids::ExpenseId::new().to_string())),
+        rep(&json!("not an id")),
+        rep(&mine[3]),
+        rep(&mine[1]),
+    ]);
+    let q =
+        "query($r: [_Any!]!) { _entities(representations: $r) { ... on Expense { id amount } } }";
+    s.log.clear();
+    let data = s.gql.ok(q, json!({ "r": reps }), Some(&alice)).await;
+    let e = |id: &Value, amount: &str| json!({ "id": id, "amount": amount });
+    assert_eq!(
+        data["_entities"],
+        json!([
+            e(&mine[2], "3.00"),
+            null,
+            e(&mine[0], "1.00"),
+            null,
+            null,
+            e(&mine[3], "4.00"),
+            e(&mine[1], "2.00"),
+        ]),
+        "{data:#}"
+    );
+    // Seven representations, one read by id (not one per representation).
+    let by_id = |c: &mongodb::bson::Document| {
+        c.get_document("filter")
+            .is_ok_and(|f| f.contains_key("_id"))
+    };
+    assert_eq!(s.log.count_where("find", "expenses", by_id), 1);
+}

@@ -36,6 +36,16 @@ pub fn redact_uri(uri: &str) -> String {
 
 /// Connects, pings, and returns the service's database.
 pub async fn connect(uri: &str, database: &str) -> Result<Database, ConnectError> {
+    connect_with(uri, database, |_| {}).await
+}
+
+/// [`connect`], with the client's options changed by `tweak` before the client is made
+/// (tests use it to watch the commands sent).
+pub async fn connect_with(
+    uri: &str,
+    database: &str,
+    tweak: impl FnOnce(&mut ClientOptions),
+) -> Result<Database, ConnectError> {
     let fail = |reason: String| ConnectError {
         uri: redact_uri(uri),
         reason,
@@ -50,6 +60,7 @@ pub async fn connect(uri: &str, database: &str) -> Result<Database, ConnectError
         options.connect_timeout = Some(Duration::from_secs(5));
     }
     options.app_name.get_or_insert_with(|| database.to_string());
+    tweak(&mut options);
     let client = Client::with_options(options).map_err(|e| fail(e.to_string()))?;
     let db = client.database(database);
     ping(&db).await.map_err(|e| fail(e.to_string()))?;

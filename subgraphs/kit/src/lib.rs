@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod limits;
+pub mod loader;
 pub mod money;
 pub mod scalars;
 pub mod server;

@@ -59,6 +59,60 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A database whose commands are recorded in the returned log, to count the round
+    /// trips an operation costs.
+    pub async fn logged(config: &ServiceConfig) -> (TestDb, CommandLog) {
+        let log = CommandLog::default();
+        let sink = log.clone();
+        let db = crate::db::connect_with(&config.mongodb_uri, &config.database, |options| {
+            options.command_event_handler = Some(mongodb::event::EventHandler::callback(
+                move |event: mongodb::event::command::CommandEvent| {
+                    if let mongodb::event::command::CommandEvent::Started(started) = event {
+                        sink.0.lock().expect("command log").push(started.command);
+                    }
+                },
+            ));
+        })
+        .await
+        .expect("tests need a MongoDB server: set MONGODB_URI or run `make db-start`");
+        let uri = config.mongodb_uri.clone();
+        (TestDb { db, uri }, log)
+    }
+}
+
+/// The commands a [`TestDb::logged`] database sent (their documents, in order).
+#[derive(Clone, Default)]
+pub struct CommandLog(std::sync::Arc<std::sync::Mutex<Vec<mongodb::bson::Document>>>);
+
+impl CommandLog {
+    /// How many `command`s (e.g. `find`, `aggregate`) were sent on `collection` since
+    /// the last [`CommandLog::clear`].
+    pub fn count(&self, command: &str, collection: &str) -> usize {
+        self.count_where(command, collection, |_| true)
+    }
+
+    /// Like [`CommandLog::count`], only the commands whose document passes `keep` (e.g.
+    /// a `find` by `_id`, apart from a background poll of the same collection).
+    pub fn count_where(
+        &self,
+        command: &str,
+        collection: &str,
+        keep: impl Fn(&mongodb::bson::Document) -> bool,
+    ) -> usize {
+        self.0
+            .lock()
+            .expect("command log")
+            .iter()
+            .filter(|c| c.get_str(command).is_ok_and(|coll| coll == collection) && keep(c))
+            .count()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("command log").clear();
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.db.name().to_string();

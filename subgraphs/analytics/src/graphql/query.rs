@@ -14,6 +14,9 @@ use super::{
 use crate::domain::{self, Totals, Window};
 
 /// The queries of the analytics subgraph.
+// Every field here is a root field: it shares the response's one `data` object with
+// the other subgraphs' root fields, so it is nullable (`Option`), and a failure here
+// costs only this field (see schema/README.md, "Nullability across subgraphs").
 pub struct Query;
 
 /// `YYYY-MM`.
@@ -30,7 +33,7 @@ impl Query {
         ctx: &Context<'_>,
         year: Option<i32>,
         month: Option<i32>,
-    ) -> Result<MonthlySummary> {
+    ) -> Result<Option<MonthlySummary>> {
         let (user, profile) = caller_profile(ctx).await?;
         let today = service(ctx)?.clock.today_in(profile.timezone);
         let year = year.unwrap_or_else(|| today.year());
@@ -43,7 +46,7 @@ impl Query {
             .day_totals(&user, cur, window.start, window.next)
             .await?;
         let t = Totals::of(&rows);
-        Ok(MonthlySummary {
+        Ok(Some(MonthlySummary {
             period: month_label(&window),
             currency: cur.code().to_string(),
             total_spent: money(t.spent_minor, cur)?,
@@ -65,7 +68,7 @@ impl Query {
                     })
                 })
                 .collect::<Result<_, AppError>>()?,
-        })
+        }))
     }
 
     /// Exactly `months` consecutive months ending with the current one (user's
@@ -74,12 +77,12 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 6)] months: i32,
-    ) -> Result<Vec<MonthTrend>> {
+    ) -> Result<Option<Vec<MonthTrend>>> {
         let (user, profile) = caller_profile(ctx).await?;
         let svc = service(ctx)?;
         let windows = domain::trend_months(svc.clock.today_in(profile.timezone), months)?;
         let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         };
         let cur = profile.currency;
         let rows = svc
@@ -98,6 +101,7 @@ impl Query {
                 })
             })
             .collect::<Result<_, AppError>>()
+            .map(Some)
             .map_err(Into::into)
     }
 
@@ -106,7 +110,7 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(default_with = "AnalysisPeriod::Month")] period: AnalysisPeriod,
-    ) -> Result<CategoryAnalysis> {
+    ) -> Result<Option<CategoryAnalysis>> {
         let (user, profile) = caller_profile(ctx).await?;
         let svc = service(ctx)?;
         let window = domain::period_window(period.into(), svc.clock.today_in(profile.timezone));
@@ -117,7 +121,7 @@ impl Query {
             .await?;
         let t = Totals::of(&rows);
         let cats = t.categories_desc();
-        Ok(CategoryAnalysis {
+        Ok(Some(CategoryAnalysis {
             period,
             from: Date(window.start),
             to: Date(window.last()),
@@ -136,7 +140,7 @@ impl Query {
                 })
                 .collect::<Result<_, AppError>>()?,
             total_spent: money(t.spent_minor, cur)?,
-        })
+        }))
     }
 
     /// Spending per calendar day over the last `days` days, today included.
@@ -144,7 +148,7 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 30)] days: i32,
-    ) -> Result<DailyPattern> {
+    ) -> Result<Option<DailyPattern>> {
         let days = domain::validate_days(days)?;
         let (user, profile) = caller_profile(ctx).await?;
         let svc = service(ctx)?;
@@ -156,7 +160,7 @@ impl Query {
             .await?;
         let daily = domain::daily_spending(&rows, window);
         let total: i64 = daily.iter().map(|(_, a)| *a).sum();
-        Ok(DailyPattern {
+        Ok(Some(DailyPattern {
             from: Date(window.start),
             to: Date(window.last()),
             daily: daily
@@ -171,7 +175,7 @@ impl Query {
             average_daily_spending: money(domain::average_minor(total, days), cur)?,
             average_over: "CALENDAR_DAY",
             currency: cur.code().to_string(),
-        })
+        }))
     }
 
     /// The largest expenses (never incomes) of the period, largest first; resolved to
@@ -181,7 +185,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 10)] limit: i32,
         #[graphql(default_with = "AnalysisPeriod::Month")] period: AnalysisPeriod,
-    ) -> Result<Vec<Expense>> {
+    ) -> Result<Option<Vec<Option<Expense>>>> {
         let limit = domain::validate_limit(limit)?;
         let (user, profile) = caller_profile(ctx).await?;
         let svc = service(ctx)?;
@@ -196,11 +200,14 @@ impl Query {
                 .then_with(|| b.date.cmp(&a.date))
                 .then_with(|| a.id.cmp(&b.id))
         });
-        Ok(facts
-            .into_iter()
-            .take(limit as usize)
-            .map(|f| Expense::from(f.id))
-            .collect())
+        // Each item is nullable too: the expenses subgraph resolves it in another fetch.
+        Ok(Some(
+            facts
+                .into_iter()
+                .take(limit as usize)
+                .map(|f| Some(Expense::from(f.id)))
+                .collect(),
+        ))
     }
 
     /// Insights, each only when its minimum data is there (see the `kind`s):
@@ -211,7 +218,7 @@ impl Query {
     /// (from the budgets subgraph, with the caller's token) needs a budget in the
     /// user's currency at least 7 days into its period, with spending, whose pace per
     /// calendar day would use it up before the period ends.
-    async fn insights(&self, ctx: &Context<'_>) -> Result<Vec<Insight>> {
+    async fn insights(&self, ctx: &Context<'_>) -> Result<Option<Vec<Insight>>> {
         let (user, profile) = caller_profile(ctx).await?;
         let svc = service(ctx)?;
         let today = svc.clock.today_in(profile.timezone);
@@ -244,6 +251,7 @@ impl Query {
             .into_iter()
             .map(|i| Insight::new(i, cur))
             .collect::<Result<_, AppError>>()
+            .map(Some)
             .map_err(Into::into)
     }
 }

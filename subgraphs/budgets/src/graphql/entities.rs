@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, Object, Result};
 
-use super::{Budget, BudgetAlert, alert_id, budget_view, service};
+use super::{Budget, BudgetAlert, alert_id, budget_view, loaders};
 
 #[derive(Default)]
 pub struct Entities;
@@ -26,10 +26,6 @@ impl Entities {
         let Some(id) = alert_id(&id) else {
             return Ok(None);
         };
-        Ok(service(ctx)?
-            .store
-            .alert(&user, &id)
-            .await?
-            .map(BudgetAlert))
+        Ok(loaders(ctx)?.alerts.load(&user, id).await?.map(BudgetAlert))
     }
 }

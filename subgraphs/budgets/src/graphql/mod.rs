@@ -3,6 +3,7 @@
 //! Resolvers work on the domain model; client ids and inputs become domain values here.
 
 mod entities;
+mod loaders;
 mod mutation;
 mod query;
 mod types;
@@ -27,8 +28,10 @@ pub struct Query(query::BudgetQueries, entities::Entities);
 pub type BudgetsSchema = Schema<Query, Mutation, EmptySubscription>;
 
 pub fn build_schema(budgets: Budgets, users: UserDirectory) -> BudgetsSchema {
+    let loaders = loaders::Loaders::new(&budgets);
     Schema::build(Query::default(), Mutation, EmptySubscription)
         .enable_federation()
+        .data(loaders)
         .data(budgets)
         .data(users)
         .limit_depth(16)
@@ -50,18 +53,28 @@ fn service<'a>(ctx: &Context<'a>) -> Result<&'a Budgets, AppError> {
     kit::server::context_data(ctx)
 }
 
+fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a loaders::Loaders, AppError> {
+    kit::server::context_data(ctx)
+}
+
+/// The caller's budget `id` (also a deleted one), with its current period, loaded
+/// together with the other budgets asked for at the moment; `None` for an id that
+/// names none of the caller's budgets.
+async fn any_budget_view(ctx: &Context<'_>, id: &BudgetId) -> Result<Option<Budget>, AppError> {
+    let (user, profile) = kit::users::caller_profile(ctx).await?;
+    let today = service(ctx)?.clock.today_in(profile.timezone);
+    let view = loaders(ctx)?.views.load(&user, (id.clone(), today)).await?;
+    Ok(view.map(Budget))
+}
+
 /// The caller's live budget `id`, with its current period; `None` for an id that names
 /// none of the caller's budgets.
 async fn budget_view(ctx: &Context<'_>, id: &ID) -> Result<Option<Budget>, AppError> {
-    let (user, profile) = kit::users::caller_profile(ctx).await?;
-    let s = service(ctx)?;
     let Some(id) = budget_id(id) else {
+        kit::users::caller_profile(ctx).await?;
         return Ok(None);
     };
-    let Some(budget) = s.store.budget(&user, &id).await? else {
-        return Ok(None);
-    };
-    Ok(Some(Budget(
-        s.view(budget, s.clock.today_in(profile.timezone)).await?,
-    )))
+    Ok(any_budget_view(ctx, &id)
+        .await?
+        .filter(|b| !b.0.budget.deleted))
 }

@@ -6,21 +6,27 @@ use contract::ids::BudgetId;
 use super::{Budget, BudgetAlert, budget_view, service};
 
 /// The queries of the budgets subgraph.
+// Every field here is a root field: it shares the response's one `data` object with
+// the other subgraphs' root fields, so it is nullable (`Option`), and a failure here
+// costs only this field (see schema/README.md, "Nullability across subgraphs").
 #[derive(Default)]
 pub struct BudgetQueries;
 
 #[Object]
 impl BudgetQueries {
     /// The caller's budgets with their current period's spending.
-    async fn budgets(&self, ctx: &Context<'_>) -> Result<Vec<Budget>> {
+    async fn budgets(&self, ctx: &Context<'_>) -> Result<Option<Vec<Budget>>> {
         let (user, profile) = kit::users::caller_profile(ctx).await?;
         let s = service(ctx)?;
         let today = s.clock.today_in(profile.timezone);
-        let mut out = Vec::new();
-        for budget in s.store.budgets(&user).await? {
-            out.push(Budget(s.view(budget, today).await?));
-        }
-        Ok(out)
+        let budgets = s.store.budgets(&user).await?;
+        Ok(Some(
+            s.views(budgets, today)
+                .await?
+                .into_iter()
+                .map(Budget)
+                .collect(),
+        ))
     }
 
     async fn budget(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Budget>> {
@@ -32,7 +38,7 @@ impl BudgetQueries {
         &self,
         ctx: &Context<'_>,
         unread_only: Option<bool>,
-    ) -> Result<Vec<BudgetAlert>> {
+    ) -> Result<Option<Vec<BudgetAlert>>> {
         let user = kit::auth::caller_id(ctx)?;
         let s = service(ctx)?;
         let ids: Vec<BudgetId> = s
@@ -46,6 +52,6 @@ impl BudgetQueries {
             .store
             .alerts(&user, &ids, unread_only.unwrap_or(false))
             .await?;
-        Ok(alerts.into_iter().map(BudgetAlert).collect())
+        Ok(Some(alerts.into_iter().map(BudgetAlert).collect()))
     }
 }

@@ -7,7 +7,7 @@ use kit::AppError;
 use kit::money::{Currency, Money};
 use kit::scalars::{Date, Decimal};
 
-use super::service;
+use super::{any_budget_view, loaders};
 use crate::domain::{self, BudgetView, Period, Severity};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -129,10 +129,11 @@ impl Budget {
     /// This budget's alerts, newest first.
     async fn alerts(&self, ctx: &Context<'_>) -> Result<Vec<BudgetAlert>> {
         let b = &self.0.budget;
-        let alerts = service(ctx)?
-            .store
-            .alerts(&b.user_id, std::slice::from_ref(&b.id), false)
-            .await?;
+        let alerts = loaders(ctx)?
+            .alerts_of
+            .load(&b.user_id, b.id.clone())
+            .await?
+            .unwrap_or_default();
         Ok(alerts.into_iter().map(BudgetAlert).collect())
     }
 }
@@ -146,16 +147,9 @@ impl BudgetAlert {
         ID(self.0.id.to_string())
     }
     async fn budget(&self, ctx: &Context<'_>) -> Result<Budget> {
-        let (user, profile) = kit::users::caller_profile(ctx).await?;
-        let s = service(ctx)?;
-        let budget = s
-            .store
-            .budget_any(&user, &self.0.budget_id)
+        Ok(any_budget_view(ctx, &self.0.budget_id)
             .await?
-            .ok_or_else(|| AppError::not_found("budget"))?;
-        Ok(Budget(
-            s.view(budget, s.clock.today_in(profile.timezone)).await?,
-        ))
+            .ok_or_else(|| AppError::not_found("budget"))?)
     }
     async fn threshold(&self) -> i32 {
         self.0.threshold

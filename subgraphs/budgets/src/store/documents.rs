@@ -82,6 +82,8 @@ pub(super) struct LedgerAmount {
     pub id: String,
     pub amount_minor: i64,
     pub currency: String,
+    pub category_key: String,
+    pub day: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -123,17 +123,21 @@ impl Store {
             .ok_or_else(|| AppError::not_found("budget"))
     }
 
-    /// Also a deleted one (an old alert still names its budget).
-    pub async fn budget_any(
+    /// The user's budgets among `ids`, also deleted ones (an old alert still names its
+    /// budget), in one query; absent ids
+    /// (or someone else's) are not in the answer.
+    pub async fn budgets_by_ids(
         &self,
         user_id: &UserId,
-        id: &BudgetId,
-    ) -> Result<Option<Budget>, AppError> {
-        self.budgets
-            .find_one(doc! { "_id": id.as_str(), "userId": user_id.as_str() })
+        ids: &[BudgetId],
+    ) -> Result<Vec<Budget>, AppError> {
+        let ids: Vec<&str> = ids.iter().map(BudgetId::as_str).collect();
+        all(self
+            .budgets
+            .find(doc! { "_id": { "$in": ids }, "userId": user_id.as_str() })
             .await?
-            .map(Budget::try_from)
-            .transpose()
+            .try_collect()
+            .await?)
     }
 
     pub async fn budgets(&self, user_id: &UserId) -> Result<Vec<Budget>, AppError> {
@@ -182,45 +186,91 @@ impl Store {
         start: NaiveDate,
         next: NaiveDate,
     ) -> Result<Spending, AppError> {
-        let mut q = doc! {
-            "userId": budget.user_id.as_str(), "state": "live", "type": "EXPENSE",
-            "day": { "$gte": day_key(start), "$lt": day_key(next) },
-        };
-        if let Some(c) = &budget.category {
-            q.insert("categoryKey", &c.key);
-        }
-        let mut cursor = self
-            .ledger
-            .clone_with_type::<LedgerAmount>()
-            .find(q)
-            .projection(doc! { "amountMinor": 1, "currency": 1 })
-            .await?;
-        // Sum per currency first, then convert each foreign total once.
-        let mut totals: BTreeMap<Currency, (i64, i64)> = BTreeMap::new();
-        while let Some(d) = cursor.try_next().await? {
-            let currency = stored_currency("ledger entry", &d.id, &d.currency)?;
-            let t = totals.entry(currency).or_insert((0, 0));
-            t.0 = t.0.saturating_add(d.amount_minor);
-            t.1 += 1;
-        }
-        let mut s = Spending::default();
-        let target = budget.amount.currency();
-        let mut rates: Option<Rates> = None;
-        for (currency, (minor, count)) in totals {
-            if currency == target {
-                s.spent_minor = s.spent_minor.saturating_add(minor);
+        let mut all = self.spendings(&[(budget, start, next)]).await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// What each budget has used in its `[start, next)`, in the order given: one ledger
+    /// query over the span of the periods whatever the number of budgets (one per user
+    /// when they belong to several), and the rates table at most once.
+    pub async fn spendings(
+        &self,
+        periods: &[(&Budget, NaiveDate, NaiveDate)],
+    ) -> Result<Vec<Spending>, AppError> {
+        // Sum per budget and currency first, then convert each foreign total once.
+        let mut totals: Vec<BTreeMap<Currency, (i64, i64)>> = vec![BTreeMap::new(); periods.len()];
+        let mut users: Vec<&UserId> = periods.iter().map(|(b, _, _)| &b.user_id).collect();
+        users.sort();
+        users.dedup();
+        for user_id in users {
+            let mine: Vec<(usize, &Budget, String, String)> = periods
+                .iter()
+                .enumerate()
+                .filter(|(_, (b, _, _))| &b.user_id == user_id)
+                .map(|(i, (b, start, next))| (i, *b, day_key(*start), day_key(*next)))
+                .collect();
+            let (Some(from), Some(to)) = (
+                mine.iter().map(|m| m.2.as_str()).min(),
+                mine.iter().map(|m| m.3.as_str()).max(),
+            ) else {
                 continue;
-            }
-            let table = match &rates {
-                Some(t) => t,
-                None => rates.insert(self.rate_table().await?),
             };
-            match table.convert(minor, currency, target) {
-                Some(m) => s.spent_minor = s.spent_minor.saturating_add(m),
-                None => s.uncounted += count,
+            let mut q = doc! {
+                "userId": user_id.as_str(), "state": "live", "type": "EXPENSE",
+                "day": { "$gte": from, "$lt": to },
+            };
+            // Only the budgets' categories, unless one of them counts all spending.
+            if mine.iter().all(|m| m.1.category.is_some()) {
+                let keys: Vec<&str> = mine
+                    .iter()
+                    .filter_map(|m| m.1.category.as_ref().map(|c| c.key.as_str()))
+                    .collect();
+                q.insert("categoryKey", doc! { "$in": keys });
+            }
+            let mut cursor = self
+                .ledger
+                .clone_with_type::<LedgerAmount>()
+                .find(q)
+                .projection(doc! { "amountMinor": 1, "currency": 1, "categoryKey": 1, "day": 1 })
+                .await?;
+            while let Some(d) = cursor.try_next().await? {
+                let currency = stored_currency("ledger entry", &d.id, &d.currency)?;
+                for (i, budget, start, next) in &mine {
+                    let day = d.day.as_str();
+                    if !budget.covers(&d.category_key)
+                        || day < start.as_str()
+                        || day >= next.as_str()
+                    {
+                        continue;
+                    }
+                    let t = totals[*i].entry(currency).or_insert((0, 0));
+                    t.0 = t.0.saturating_add(d.amount_minor);
+                    t.1 += 1;
+                }
             }
         }
-        Ok(s)
+        let mut rates: Option<Rates> = None;
+        let mut out = Vec::with_capacity(periods.len());
+        for ((budget, _, _), totals) in periods.iter().zip(totals) {
+            let mut s = Spending::default();
+            let target = budget.amount.currency();
+            for (currency, (minor, count)) in totals {
+                if currency == target {
+                    s.spent_minor = s.spent_minor.saturating_add(minor);
+                    continue;
+                }
+                let table = match &rates {
+                    Some(t) => t,
+                    None => rates.insert(self.rate_table().await?),
+                };
+                match table.convert(minor, currency, target) {
+                    Some(m) => s.spent_minor = s.spent_minor.saturating_add(m),
+                    None => s.uncounted += count,
+                }
+            }
+            out.push(s);
+        }
+        Ok(out)
     }
 
     /// The rates table: units of each currency per USD.
@@ -271,6 +321,23 @@ impl Store {
             .await?
             .map(Alert::try_from)
             .transpose()
+    }
+
+    /// The user's alerts among `ids`, in one query; absent ids (or someone else's) are
+    /// not in the answer.
+    pub async fn alerts_by_ids(
+        &self,
+        user_id: &UserId,
+        ids: &[AlertId],
+    ) -> Result<Vec<Alert>, AppError> {
+        let ids: Vec<&str> = ids.iter().map(AlertId::as_str).collect();
+        all(self
+            .alerts
+            .find(doc! { "_id": { "$in": ids }, "userId": user_id.as_str() })
+            .projection(doc! { "outbox": 0, "outboxPending": 0 })
+            .await?
+            .try_collect()
+            .await?)
     }
 
     pub async fn alerts(

@@ -2,13 +2,19 @@
 //! this subgraph extends with `expenses`.
 
 use async_graphql::{Context, ID, Object, Result};
-use contract::ids::UserId;
+use std::collections::HashMap;
+
+use contract::ids::{ExpenseId, UserId};
 use kit::AppError;
+use kit::loader::{UserBatch, UserLoader};
 
 use super::query::list_expenses;
 use super::types::{Expense, ExpenseConnection, ExpenseFilter};
 
 /// The `User` entity, extended here with the user's expenses.
+// Fields this subgraph adds to another subgraph's entity are resolved by a different
+// fetch than the entity's own fields, so they are nullable (`Option`): this subgraph
+// being down then nulls only them (see schema/README.md).
 pub struct User {
     pub id: UserId,
 }
@@ -26,13 +32,33 @@ impl User {
         filter: Option<ExpenseFilter>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<ExpenseConnection> {
+    ) -> Result<Option<ExpenseConnection>> {
         if kit::auth::caller_id(ctx)? != self.id {
             return Err(AppError::not_found("user").into());
         }
-        Ok(list_expenses(ctx, filter, first, after).await?)
+        Ok(Some(list_expenses(ctx, filter, first, after).await?))
     }
 }
+
+/// The user's expenses by id, deleted ones included: the router's `_entities` with N
+/// `Expense` representations costs one query (see `kit::loader`).
+pub struct ExpensesById(pub crate::service::Expenses);
+
+impl UserBatch for ExpensesById {
+    type Key = ExpenseId;
+    type Value = crate::domain::Expense;
+
+    async fn load(
+        &self,
+        user: &UserId,
+        keys: &[ExpenseId],
+    ) -> Result<HashMap<ExpenseId, crate::domain::Expense>, AppError> {
+        let found = self.0.store.get_many_even_deleted(user, keys).await?;
+        Ok(found.into_iter().map(|e| (e.id.clone(), e)).collect())
+    }
+}
+
+pub type ExpenseLoader = UserLoader<ExpensesById>;
 
 /// The entity resolvers (part of `Query`).
 #[derive(Default)]
@@ -47,11 +73,11 @@ impl EntityQuery {
     #[graphql(entity)]
     async fn find_expense_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Expense>> {
         let user = kit::auth::caller_id(ctx)?;
-        let Ok(id) = contract::ids::ExpenseId::parse(&id) else {
+        let Ok(id) = ExpenseId::parse(&id) else {
             return Ok(None);
         };
-        let svc = kit::server::context_data::<crate::service::Expenses>(ctx)?;
-        Ok(svc.store.get_even_deleted(&user, &id).await?.map(Expense))
+        let loader = kit::server::context_data::<ExpenseLoader>(ctx)?;
+        Ok(loader.load(&user, id).await?.map(Expense))
     }
 
     /// Entity resolution for `User` (to reach `User.expenses`): only the caller.

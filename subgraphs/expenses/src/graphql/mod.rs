@@ -27,8 +27,11 @@ pub struct Query(ExpenseQuery, EntityQuery);
 pub type ExpensesSchema = Schema<Query, Mutation, EmptySubscription>;
 
 pub fn build_schema(expenses: Expenses, users: UserDirectory) -> ExpensesSchema {
+    let loader: entities::ExpenseLoader =
+        kit::loader::loader(entities::ExpensesById(expenses.clone()));
     Schema::build(Query::default(), Mutation, EmptySubscription)
         .enable_federation()
+        .data(loader)
         .data(expenses)
         .data(users)
         .limit_depth(16)

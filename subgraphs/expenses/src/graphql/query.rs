@@ -78,6 +78,9 @@ pub(super) async fn find_expense(ctx: &Context<'_>, id: &ID) -> Result<Option<Ex
     Ok(service(ctx)?.store.get(&user, &id).await?.map(Expense))
 }
 
+// Every field here is a root field: it shares the response's one `data` object with
+// the other subgraphs' root fields, so it is nullable (`Option`), and a failure here
+// costs only this field (see schema/README.md, "Nullability across subgraphs").
 #[derive(Default)]
 pub struct ExpenseQuery;
 
@@ -90,8 +93,8 @@ impl ExpenseQuery {
         filter: Option<ExpenseFilter>,
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
-    ) -> Result<ExpenseConnection> {
-        Ok(list_expenses(ctx, filter, first, after).await?)
+    ) -> Result<Option<ExpenseConnection>> {
+        Ok(Some(list_expenses(ctx, filter, first, after).await?))
     }
 
     async fn expense(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Expense>> {
@@ -105,12 +108,12 @@ impl ExpenseQuery {
         from: Option<Date>,
         to: Option<Date>,
         currency: Option<String>,
-    ) -> Result<ExpenseSummary> {
+    ) -> Result<Option<ExpenseSummary>> {
         let (user, profile) = kit::users::caller_profile(ctx).await?;
         let currency = domain::currency(currency.as_deref(), profile.currency)?;
         let days = DayRange::inclusive(from.map(|d| d.0), to.map(|d| d.0))?;
         let summary = service(ctx)?.store.summary(&user, currency, days).await?;
-        Ok(ExpenseSummary(summary))
+        Ok(Some(ExpenseSummary(summary)))
     }
 
     /// The caller's expenses from `from` to `to` (both inclusive, either open) as CSV,
@@ -123,24 +126,26 @@ impl ExpenseQuery {
         ctx: &Context<'_>,
         from: Option<Date>,
         to: Option<Date>,
-    ) -> Result<ExpensesCsv> {
+    ) -> Result<Option<ExpensesCsv>> {
         let user = kit::auth::caller_id(ctx)?;
         let (csv, rows) = service(ctx)?
             .export_csv(&user, from.map(|d| d.0), to.map(|d| d.0))
             .await?;
-        Ok(ExpensesCsv {
+        Ok(Some(ExpensesCsv {
             csv,
             row_count: count(rows),
-        })
+        }))
     }
 
     /// Built-in categories of both types, then the caller's own.
-    async fn categories(&self, ctx: &Context<'_>) -> Result<Vec<Category>> {
+    async fn categories(&self, ctx: &Context<'_>) -> Result<Option<Vec<Category>>> {
         let user = kit::auth::caller_id(ctx)?;
         let custom = service(ctx)?.store.custom_categories(&user).await?;
-        Ok(domain::all_categories(custom)
-            .into_iter()
-            .map(Category)
-            .collect())
+        Ok(Some(
+            domain::all_categories(custom)
+                .into_iter()
+                .map(Category)
+                .collect(),
+        ))
     }
 }

@@ -149,10 +149,12 @@ impl Expense {
         self.0.updated_at
     }
     /// The owner; other fields are resolved by the users subgraph.
-    async fn user(&self) -> User {
-        User {
+    // Nullable: the users subgraph resolves the rest of it in another fetch, and its
+    // failure must not null the expense (see schema/README.md).
+    async fn user(&self) -> Option<User> {
+        Some(User {
             id: self.0.user_id.clone(),
-        }
+        })
     }
 }
 

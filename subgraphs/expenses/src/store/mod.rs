@@ -261,19 +261,24 @@ impl Store {
         Ok(self.find_owned(user, id).await?.map(|s| s.expense))
     }
 
-    /// The caller's expense `id`, also a deleted one (its last state): what an entity
-    /// reference from a read model that has not yet heard of the deletion resolves to.
-    pub async fn get_even_deleted(
+    /// The user's expenses among `ids`, also deleted ones (their last state): what entity
+    /// references from a read model that has not yet heard of a deletion resolve to. One
+    /// query; ids naming none of them (or someone else's) are not in the answer.
+    pub async fn get_many_even_deleted(
         &self,
         user: &UserId,
-        id: &ExpenseId,
-    ) -> Result<Option<Expense>, AppError> {
-        self.expenses
-            .find_one(doc! { "_id": id.as_str(), "userId": user.as_str() })
+        ids: &[ExpenseId],
+    ) -> Result<Vec<Expense>, AppError> {
+        let ids: Vec<&str> = ids.iter().map(ExpenseId::as_str).collect();
+        let docs: Vec<_> = self
+            .expenses
+            .find(doc! { "_id": { "$in": ids }, "userId": user.as_str() })
             .await?
-            .map(Stored::try_from)
-            .transpose()
-            .map(|s| s.map(|s| s.expense))
+            .try_collect()
+            .await?;
+        docs.into_iter()
+            .map(|d| Stored::try_from(d).map(|s| s.expense))
+            .collect()
     }
 
     /// The caller's live expense `id` with its outbox, for a change; `NOT_FOUND` (also

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use kit::clock::Clock;
 use kit::events::{Consumer, DispatchSettings, Event};
 use kit::testing::{
-    EventSink, FakeUsers, Gql, TEST_SERVICE_TOKEN, TestDb, TestServer, test_config, test_user,
-    wait_until,
+    CommandLog, EventSink, FakeUsers, Gql, TEST_SERVICE_TOKEN, TestDb, TestServer, test_config,
+    test_user, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -19,6 +19,8 @@ pub struct Stack {
     pub server: TestServer,
     pub service: expenses::Service,
     pub db: TestDb,
+    /// The commands the service sent to its database.
+    pub log: CommandLog,
     pub users: FakeUsers,
     pub users_server: TestServer,
     pub sink: EventSink,
@@ -45,7 +47,7 @@ pub fn settings(
 
 pub async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
     let config = test_config(expenses::SERVICE);
-    let db = TestDb::new(&config).await;
+    let (db, log) = TestDb::logged(&config).await;
     let (users, users_server) = FakeUsers::start().await;
     let (sink, sink_server) = EventSink::start(TEST_SERVICE_TOKEN).await;
     let clock = now.map(Clock::fixed).unwrap_or_else(Clock::system);
@@ -68,6 +70,7 @@ pub async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
         server,
         service,
         db,
+        log,
         users,
         users_server,
         sink,

@@ -9,6 +9,9 @@ use super::{
     load_preferences, service,
 };
 
+// Every field here is a root field: it shares the response's one `data` object with
+// the other subgraphs' root fields, so it is nullable (`Option`), and a failure here
+// costs only this field (see schema/README.md, "Nullability across subgraphs").
 #[derive(Default)]
 pub struct NotificationQuery;
 
@@ -21,7 +24,7 @@ impl NotificationQuery {
         unread_only: Option<bool>,
         #[graphql(default = 50)] first: Option<i32>,
         after: Option<String>,
-    ) -> Result<NotificationConnection> {
+    ) -> Result<Option<NotificationConnection>> {
         let user = kit::auth::caller_id(ctx)?;
         let first = first.unwrap_or(50);
         if !(1..=100).contains(&first) {
@@ -42,7 +45,7 @@ impl NotificationQuery {
         let has_next_page = page.len() > first as usize;
         page.truncate(first as usize);
         let total_count = svc.store.count(&user, unread).await?;
-        Ok(NotificationConnection {
+        Ok(Some(NotificationConnection {
             page_info: NotificationPageInfo {
                 has_next_page,
                 end_cursor: page.last().map(|n| n.id.to_string()),
@@ -55,17 +58,22 @@ impl NotificationQuery {
                 })
                 .collect(),
             total_count: i64::try_from(total_count).unwrap_or(i64::MAX),
-        })
+        }))
     }
 
-    async fn unread_notification_count(&self, ctx: &Context<'_>) -> Result<i64> {
+    async fn unread_notification_count(&self, ctx: &Context<'_>) -> Result<Option<i64>> {
         let user = kit::auth::caller_id(ctx)?;
         let n = service(ctx)?.store.count(&user, true).await?;
-        Ok(i64::try_from(n).unwrap_or(i64::MAX))
+        Ok(Some(i64::try_from(n).unwrap_or(i64::MAX)))
     }
 
-    async fn notification_preferences(&self, ctx: &Context<'_>) -> Result<NotificationPreferences> {
+    async fn notification_preferences(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<NotificationPreferences>> {
         let user = kit::auth::caller_id(ctx)?;
-        Ok(NotificationPreferences(load_preferences(ctx, &user).await?))
+        Ok(Some(NotificationPreferences(
+            load_preferences(ctx, &user).await?,
+        )))
     }
 }

@@ -272,8 +272,10 @@ impl NotificationPreferencesInput {
 pub struct BudgetAlertEvent {
     /// The id of the alert's notification: what `budgetAlerts(after:)` resumes from.
     id: ID,
-    alert: BudgetAlert,
-    budget: Budget,
+    // Nullable: the budgets subgraph resolves these in another fetch, and its failure
+    // must not cost the event (see schema/README.md).
+    alert: Option<BudgetAlert>,
+    budget: Option<Budget>,
     notification: Notification,
     category: Option<String>,
     threshold: i64,
@@ -290,12 +292,12 @@ impl BudgetAlertEvent {
         let a = n.alert.clone()?;
         Some(BudgetAlertEvent {
             id: ID(n.id.to_string()),
-            alert: BudgetAlert {
+            alert: Some(BudgetAlert {
                 id: ID(a.alert_id.into_string()),
-            },
-            budget: Budget {
+            }),
+            budget: Some(Budget {
                 id: ID(a.budget_id.into_string()),
-            },
+            }),
             category: a.category,
             threshold: a.threshold,
             percent_used: a.percent_used,

@@ -185,6 +185,9 @@ impl UpdateProfileInput {
     }
 }
 
+// Every root field here is nullable (`Option`): it shares the response's one `data`
+// object with the other subgraphs' root fields, and a failure here must cost only this
+// field (see schema/README.md, "Nullability across subgraphs").
 pub struct Query;
 
 #[Object]
