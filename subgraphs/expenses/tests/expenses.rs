@@ -612,6 +612,38 @@ async fn the_summary_totals_one_currency_by_category_over_inclusive_dates() {
 }
 
 #[tokio::test]
+async fn the_summary_of_the_largest_amounts_is_exact_to_the_last_digit() {
+    let s = start().await;
+    let (_, token) = s.user();
+    for (ty, cat) in [
+        ("EXPENSE", "food"),
+        ("EXPENSE", "food"),
+        ("EXPENSE", "rent"),
+        ("INCOME", "salary"),
+    ] {
+        s.create(
+            &token,
+            json!({ "type": ty, "amount": "9999999999999.99", "category": cat,
+                    "date": "2024-01-10", "description": "x" }),
+        )
+        .await;
+    }
+    let q = r#"{ expenseSummary { totalIncome totalExpenses balance byCategory { type category total count } } }"#;
+    let sum = s.gql.ok(q, json!({}), Some(&token)).await["expenseSummary"].clone();
+    assert_eq!(sum["totalExpenses"], "29999999999999.97");
+    assert_eq!(sum["totalIncome"], "9999999999999.99");
+    assert_eq!(sum["balance"], "-19999999999999.98");
+    assert_eq!(
+        sum["byCategory"],
+        json!([
+            { "type": "EXPENSE", "category": "food", "total": "19999999999999.98", "count": 2 },
+            { "type": "EXPENSE", "category": "rent", "total": "9999999999999.99", "count": 1 },
+            { "type": "INCOME", "category": "salary", "total": "9999999999999.99", "count": 1 },
+        ])
+    );
+}
+
+#[tokio::test]
 async fn a_user_can_add_categories_and_use_them() {
     let s = start().await;
     let (_, token) = s.user();

@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use kit::AppError;
 use kit::db::index;
 use kit::events::Outbox;
-use kit::money::{Currency, Money};
+use kit::money::{Currency, MoneyError, Total};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
 
@@ -114,11 +114,21 @@ fn number(b: Option<&Bson>) -> Result<i64, AppError> {
     match b {
         Some(Bson::Int32(n)) => Ok(i64::from(*n)),
         Some(Bson::Int64(n)) => Ok(*n),
-        Some(Bson::Double(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i64),
         None => Ok(0),
         other => Err(AppError::internal(anyhow::anyhow!(
-            "unexpected sum in aggregation: {other:?}"
+            "unexpected count in aggregation: {other:?}"
         ))),
+    }
+}
+
+/// A `$sum` of stored `amountMinor`s when the database kept it exact: a sum of 64-bit
+/// integers stays an integer unless it overflows, when MongoDB turns it into a double.
+fn exact_sum(b: Option<&Bson>) -> Option<i128> {
+    match b {
+        Some(Bson::Int32(n)) => Some(i128::from(*n)),
+        Some(Bson::Int64(n)) => Some(i128::from(*n)),
+        None => Some(0),
+        _ => None,
     }
 }
 
@@ -313,8 +323,9 @@ impl Store {
                 days,
                 ..ListFilter::default()
             };
+            let matched = filter_document(&filter, user, None);
             let pipeline = [
-                doc! { "$match": filter_document(&filter, user, None) },
+                doc! { "$match": matched.clone() },
                 doc! { "$group": { "_id": "$category", "total": { "$sum": "$amountMinor" }, "count": { "$sum": 1 } } },
             ];
             let mut cursor = self.expenses.aggregate(pipeline).await?;
@@ -331,16 +342,49 @@ impl Store {
                         ));
                     }
                 };
+                let minor = match exact_sum(d.get("total")) {
+                    Some(minor) => minor,
+                    None => {
+                        let mut q = matched.clone();
+                        q.insert("category", &category);
+                        self.sum_exactly(q).await?
+                    }
+                };
                 out.push(CategoryTotal {
                     kind,
                     category,
-                    total: Money::from_minor(number(d.get("total"))?, currency)
-                        .map_err(AppError::internal)?,
+                    total: Total::from_minor(minor, currency),
                     count: number(d.get("count"))?,
                 });
             }
         }
         Summary::new(currency, out)
+    }
+
+    /// The sum of the `amountMinor`s `filter` matches, added up here in 128 bits: for a
+    /// group whose database sum overflowed 64 bits.
+    async fn sum_exactly(&self, filter: Document) -> Result<i128, AppError> {
+        let mut cursor = self
+            .expenses
+            .clone_with_type::<Document>()
+            .find(filter)
+            .projection(doc! { "amountMinor": 1 })
+            .await?;
+        let mut total: i128 = 0;
+        while let Some(d) = cursor.try_next().await? {
+            let minor = match d.get("amountMinor") {
+                Some(Bson::Int64(n)) => i128::from(*n),
+                Some(Bson::Int32(n)) => i128::from(*n),
+                other => {
+                    let id = d.get_str("_id").unwrap_or_default();
+                    return Err(unreadable("expense", id, "amountMinor", other, "not an integer"));
+                }
+            };
+            total = total
+                .checked_add(minor)
+                .ok_or_else(|| AppError::total(MoneyError::TotalOutOfRange))?;
+        }
+        Ok(total)
     }
 
     /// The user's own categories, by key.
