@@ -316,6 +316,44 @@ async fn the_original_example_alerts_at_85_percent_then_critical_at_105() {
 }
 
 #[tokio::test]
+async fn the_largest_amounts_sum_exactly_and_later_expenses_still_count_and_alert() {
+    let s = start().await;
+    let (_, token) = test_user();
+    let overall = s.create_budget(&token, json!({ "amount": "1000" })).await;
+    let food = s
+        .create_budget(&token, json!({ "category": "food", "amount": "100" }))
+        .await;
+    for _ in 0..2 {
+        s.spend(
+            &token,
+            json!({ "amount": "9999999999999.99", "category": "rent", "description": "castle" }),
+        )
+        .await;
+    }
+    let b = s
+        .wait_spent(&token, &overall["id"], "19999999999999.98")
+        .await;
+    assert_eq!(b["remaining"], "-19999999998999.98");
+    assert_eq!(b["percentUsed"], 2_000_000_000_000.0, "rounded to two decimals");
+    assert_eq!(thresholds_of(&b), warning_and_critical());
+
+    // The user's next, small expense is applied like any other: it moves the overall
+    // spending by its exact amount and raises the food budget's alert.
+    s.spend(
+        &token,
+        json!({ "amount": "90", "category": "food", "description": "dinner" }),
+    )
+    .await;
+    s.wait_spent(&token, &overall["id"], "20000000000089.98")
+        .await;
+    let f = s.wait_spent(&token, &food["id"], "90.00").await;
+    assert_eq!(thresholds_of(&f), [(80, "WARNING".to_string())]);
+    s.settled_alert_events(3).await;
+    let parked = kit::testing::dead_letters(&s.budgets.as_ref().unwrap().server).await;
+    assert_eq!(parked["total"], 0, "no event was parked: {parked:#}");
+}
+
+#[tokio::test]
 async fn income_and_other_categories_do_not_count_and_moves_and_deletes_follow_the_expense() {
     let s = start_at(Some(Utc.with_ymd_and_hms(2024, 3, 20, 12, 0, 0).unwrap())).await;
     let (_, token) = test_user();

@@ -196,11 +196,11 @@ impl Store {
             .projection(doc! { "amountMinor": 1, "currency": 1 })
             .await?;
         // Sum per currency first, then convert each foreign total once.
-        let mut totals: BTreeMap<Currency, (i64, i64)> = BTreeMap::new();
+        let mut totals: BTreeMap<Currency, (i128, i64)> = BTreeMap::new();
         while let Some(d) = cursor.try_next().await? {
             let currency = stored_currency("ledger entry", &d.id, &d.currency)?;
             let t = totals.entry(currency).or_insert((0, 0));
-            t.0 = t.0.saturating_add(d.amount_minor);
+            t.0 = t.0.saturating_add(i128::from(d.amount_minor));
             t.1 += 1;
         }
         let mut s = Spending::default();
