@@ -223,9 +223,7 @@ impl Budgets {
                 severity,
                 message: alert.message.clone(),
                 period_start: start,
-                // The message carries the exact figure; the number saturates beyond
-                // 64 bits (more than 9,000 of the largest amounts in one period).
-                spent_minor: i64::try_from(spent).unwrap_or(i64::MAX),
+                spent_minor: Total::from_minor(spent, currency).minor_saturating_i64(),
                 amount_minor,
                 currency: currency.code().to_string(),
             })

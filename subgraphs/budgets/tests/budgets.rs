@@ -334,7 +334,10 @@ async fn the_largest_amounts_sum_exactly_and_later_expenses_still_count_and_aler
         .wait_spent(&token, &overall["id"], "19999999999999.98")
         .await;
     assert_eq!(b["remaining"], "-19999999998999.98");
-    assert_eq!(b["percentUsed"], 2_000_000_000_000.0, "rounded to two decimals");
+    assert_eq!(
+        b["percentUsed"], 2_000_000_000_000.0,
+        "rounded to two decimals"
+    );
     assert_eq!(thresholds_of(&b), warning_and_critical());
 
     // The user's next, small expense is applied like any other: it moves the overall

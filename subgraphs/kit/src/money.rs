@@ -546,6 +546,13 @@ impl Total {
         Ok(Total { minor, ..*self })
     }
 
+    /// The minor units for a record that holds a 64-bit number (an event's figure),
+    /// saturating beyond it (more than 9,000 of the largest amounts): the exact value
+    /// is [`Total::amount_text`].
+    pub fn minor_saturating_i64(&self) -> i64 {
+        i64::try_from(self.minor).unwrap_or(if self.minor < 0 { i64::MIN } else { i64::MAX })
+    }
+
     /// The total as one amount, when it is within the limit of one amount.
     pub fn to_money(&self) -> Result<Money, MoneyError> {
         let minor = i64::try_from(self.minor).map_err(|_| MoneyError::OutOfRange)?;
@@ -788,6 +795,12 @@ mod tests {
             Err(MoneyError::TooManyDecimals { .. })
         ));
         assert_eq!(Total::from_minor(-5, usd).amount_text(), "-0.05");
+        assert_eq!(Total::from_minor(-5, usd).minor_saturating_i64(), -5);
+        assert_eq!(t.minor_saturating_i64(), i64::MAX);
+        assert_eq!(
+            Total::from_minor(i128::MIN, usd).minor_saturating_i64(),
+            i64::MIN
+        );
     }
 
     #[test]

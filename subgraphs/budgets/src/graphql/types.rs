@@ -98,10 +98,7 @@ impl Budget {
     }
     /// EXPENSE spending of the current period in the budget's currency.
     async fn spent(&self) -> Decimal {
-        money(
-            self.0.spending.spent_minor,
-            self.0.budget.amount.currency(),
-        )
+        money(self.0.spending.spent_minor, self.0.budget.amount.currency())
     }
     /// `amount - spent`; negative when over budget.
     async fn remaining(&self) -> Result<Decimal> {

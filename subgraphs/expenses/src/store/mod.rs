@@ -377,7 +377,13 @@ impl Store {
                 Some(Bson::Int32(n)) => i128::from(*n),
                 other => {
                     let id = d.get_str("_id").unwrap_or_default();
-                    return Err(unreadable("expense", id, "amountMinor", other, "not an integer"));
+                    return Err(unreadable(
+                        "expense",
+                        id,
+                        "amountMinor",
+                        other,
+                        "not an integer",
+                    ));
                 }
             };
             total = total
