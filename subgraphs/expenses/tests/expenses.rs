@@ -643,6 +643,70 @@ async fn the_summary_of_the_largest_amounts_is_exact_to_the_last_digit() {
     );
 }
 
+/// A `createExpense` body whose amount is the JSON `amount` exactly as written.
+fn create_body(amount: &str) -> String {
+    format!(
+        r#"{{"query": {}, "variables": {{"input": {{"amount": {amount}, "description": "x"}}}}}}"#,
+        serde_json::to_string(support::CREATE).unwrap()
+    )
+}
+
+#[tokio::test]
+async fn json_numbers_in_variables_are_read_from_their_exact_text() {
+    let s = start().await;
+    let (_, token) = s.user();
+    // Refused, never rounded to 12.35 or read as 1.2345678901234568e24.
+    for (amount, why) in [
+        ("12.34999999999999999999", "at most 2 decimal places"),
+        ("1234567890123456789012345", "out of range"),
+        ("-12.34999999999999999999", "at most 2 decimal places"),
+    ] {
+        let body = s.gql.request_raw(&create_body(amount), Some(&token)).await;
+        assert_eq!(
+            first_error_code(&body),
+            "VALIDATION_FAILED",
+            "{amount}: {body:#}"
+        );
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], "amount",
+            "{body:#}"
+        );
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{amount}: {message}");
+    }
+    assert_eq!(s.stored_count().await, 0, "nothing is stored");
+    // A number an f64 carries as written, and a string, are taken.
+    for amount in ["12.35", "\"12.35\"", "1234567890123.45"] {
+        let body = s.gql.request_raw(&create_body(amount), Some(&token)).await;
+        let want = amount.trim_matches(['"', '\\']);
+        assert_eq!(body["data"]["createExpense"]["amount"], want, "{body:#}");
+    }
+    assert_eq!(s.stored_count().await, 3);
+    // The same policy over GET (a query: the amount filter).
+    let q = "query($f: ExpenseFilter) { expenses(filter: $f) { totalCount } }";
+    let url = reqwest::Url::parse_with_params(
+        &s.gql.url,
+        [
+            ("query", q),
+            (
+                "variables",
+                r#"{"f": {"minAmount": 12.34999999999999999999}}"#,
+            ),
+        ],
+    )
+    .unwrap();
+    let body: Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first_error_code(&body), "VALIDATION_FAILED", "{body:#}");
+}
+
 #[tokio::test]
 async fn a_user_can_add_categories_and_use_them() {
     let s = start().await;
