@@ -643,6 +643,30 @@ async fn the_summary_of_the_largest_amounts_is_exact_to_the_last_digit() {
     );
 }
 
+#[tokio::test]
+async fn a_summary_past_64_bits_is_still_exact() {
+    let s = start().await;
+    let (id, token) = s.user();
+    // The four-decimal currency has the most minor units per amount: 10^17 at the
+    // largest, so 93 of them pass i64::MAX, where a database sum stops being exact.
+    s.users.set(&id, "CLF", "UTC");
+    for _ in 0..93 {
+        s.create(
+            &token,
+            json!({ "amount": "10000000000000", "category": "rent", "date": "2024-01-10", "description": "x" }),
+        )
+        .await;
+    }
+    let q = "{ expenseSummary { currency totalExpenses balance byCategory { total count } } }";
+    let sum = s.gql.ok(q, json!({}), Some(&token)).await["expenseSummary"].clone();
+    assert_eq!(
+        sum,
+        json!({ "currency": "CLF", "totalExpenses": "930000000000000.0000",
+                "balance": "-930000000000000.0000",
+                "byCategory": [{ "total": "930000000000000.0000", "count": 93 }] })
+    );
+}
+
 /// A `createExpense` body whose amount is the JSON `amount` exactly as written.
 fn create_body(amount: &str) -> String {
     format!(

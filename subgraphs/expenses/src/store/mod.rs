@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use kit::AppError;
 use kit::db::index;
 use kit::events::Outbox;
-use kit::money::{Currency, MoneyError, Total};
+use kit::money::{Currency, Total};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
 
@@ -108,28 +108,6 @@ pub fn filter_document(f: &ListFilter, user: &UserId, before: Option<&SortKey>) 
 pub struct Store {
     expenses: Collection<ExpenseDoc>,
     categories: Collection<CategoryDoc>,
-}
-
-fn number(b: Option<&Bson>) -> Result<i64, AppError> {
-    match b {
-        Some(Bson::Int32(n)) => Ok(i64::from(*n)),
-        Some(Bson::Int64(n)) => Ok(*n),
-        None => Ok(0),
-        other => Err(AppError::internal(anyhow::anyhow!(
-            "unexpected count in aggregation: {other:?}"
-        ))),
-    }
-}
-
-/// A `$sum` of stored `amountMinor`s when the database kept it exact: a sum of 64-bit
-/// integers stays an integer unless it overflows, when MongoDB turns it into a double.
-fn exact_sum(b: Option<&Bson>) -> Option<i128> {
-    match b {
-        Some(Bson::Int32(n)) => Some(i128::from(*n)),
-        Some(Bson::Int64(n)) => Some(i128::from(*n)),
-        None => Some(0),
-        _ => None,
-    }
 }
 
 impl Store {
@@ -308,14 +286,18 @@ impl Store {
             .await?)
     }
 
-    /// Sums per (type, category) of one currency within a date range.
+    /// Sums per (type, category) of one currency within a date range, added up here in
+    /// 128 bits: exact for any number of the largest amounts. (A database `$sum` of
+    /// 64-bit integers turns into a double once it overflows.) The documents come in
+    /// one stream of `type`, `category` and `amountMinor`; memory is one entry per
+    /// category.
     pub async fn summary(
         &self,
         user: &UserId,
         currency: Currency,
         days: DayRange,
     ) -> Result<Summary, AppError> {
-        let mut out = Vec::new();
+        let mut totals: HashMap<(TxType, String), (Total, i64)> = HashMap::new();
         for kind in [TxType::Expense, TxType::Income] {
             let filter = ListFilter {
                 kind: Some(kind),
@@ -323,74 +305,48 @@ impl Store {
                 days,
                 ..ListFilter::default()
             };
-            let matched = filter_document(&filter, user, None);
-            let pipeline = [
-                doc! { "$match": matched.clone() },
-                doc! { "$group": { "_id": "$category", "total": { "$sum": "$amountMinor" }, "count": { "$sum": 1 } } },
-            ];
-            let mut cursor = self.expenses.aggregate(pipeline).await?;
+            let mut cursor = self
+                .expenses
+                .clone_with_type::<Document>()
+                .find(filter_document(&filter, user, None))
+                .projection(doc! { "category": 1, "amountMinor": 1 })
+                .await?;
             while let Some(d) = cursor.try_next().await? {
-                let category = match d.get("_id") {
+                let id = d.get_str("_id").unwrap_or_default();
+                let category = match d.get("category") {
                     Some(Bson::String(c)) => c.clone(),
+                    other => return Err(unreadable("expense", id, "category", other, "not text")),
+                };
+                let minor = match d.get("amountMinor") {
+                    Some(Bson::Int64(n)) => i128::from(*n),
+                    Some(Bson::Int32(n)) => i128::from(*n),
                     other => {
                         return Err(unreadable(
-                            "expenses of user",
-                            user.as_str(),
-                            "category",
+                            "expense",
+                            id,
+                            "amountMinor",
                             other,
-                            "not text",
+                            "not an integer",
                         ));
                     }
                 };
-                let minor = match exact_sum(d.get("total")) {
-                    Some(minor) => minor,
-                    None => {
-                        let mut q = matched.clone();
-                        q.insert("category", &category);
-                        self.sum_exactly(q).await?
-                    }
-                };
-                out.push(CategoryTotal {
-                    kind,
-                    category,
-                    total: Total::from_minor(minor, currency),
-                    count: number(d.get("count"))?,
-                });
+                let (total, count) = totals
+                    .entry((kind, category))
+                    .or_insert((Total::zero(currency), 0));
+                *total = total.checked_add_minor(minor).map_err(AppError::total)?;
+                *count += 1;
             }
         }
+        let out = totals
+            .into_iter()
+            .map(|((kind, category), (total, count))| CategoryTotal {
+                kind,
+                category,
+                total,
+                count,
+            })
+            .collect();
         Summary::new(currency, out)
-    }
-
-    /// The sum of the `amountMinor`s `filter` matches, added up here in 128 bits: for a
-    /// group whose database sum overflowed 64 bits.
-    async fn sum_exactly(&self, filter: Document) -> Result<i128, AppError> {
-        let mut cursor = self
-            .expenses
-            .clone_with_type::<Document>()
-            .find(filter)
-            .projection(doc! { "amountMinor": 1 })
-            .await?;
-        let mut total: i128 = 0;
-        while let Some(d) = cursor.try_next().await? {
-            let minor = match d.get("amountMinor") {
-                Some(Bson::Int64(n)) => i128::from(*n),
-                Some(Bson::Int32(n)) => i128::from(*n),
-                other => {
-                    let id = d.get_str("_id").unwrap_or_default();
-                    return Err(unreadable(
-                        "expense",
-                        id,
-                        "amountMinor",
-                        other,
-                        "not an integer",
-                    ));
-                }
-            };
-            total = total
-                .checked_add(minor)
-                .ok_or_else(|| AppError::total(MoneyError::TotalOutOfRange))?;
-        }
-        Ok(total)
     }
 
     /// The user's own categories, by key.
