@@ -706,6 +706,17 @@ async fn json_numbers_in_variables_are_read_from_their_exact_text() {
         assert_eq!(body["data"]["createExpense"]["amount"], want, "{body:#}");
     }
     assert_eq!(s.stored_count().await, 3);
+    // An `Int` given a number beyond it is refused as a string, not rounded.
+    let body = format!(
+        r#"{{"query": {}, "variables": {{"first": 12345678901234567890123}}}}"#,
+        serde_json::to_string(LIST).unwrap()
+    );
+    let body = s.gql.request_raw(&body, Some(&token)).await;
+    assert!(body["data"].is_null(), "{body:#}");
+    assert!(
+        body["errors"][0]["message"].as_str().unwrap().contains("Int"),
+        "{body:#}"
+    );
     // The same policy over GET (a query: the amount filter).
     let q = "query($f: ExpenseFilter) { expenses(filter: $f) { totalCount } }";
     let url = reqwest::Url::parse_with_params(

@@ -204,6 +204,23 @@ mod tests {
     }
 
     #[test]
+    fn a_total_out_of_range_is_its_own_client_error() {
+        let e = AppError::total(MoneyError::TotalOutOfRange);
+        assert_eq!(e.code(), ErrorCode::AmountOutOfRange);
+        assert_eq!(ErrorCode::rest_status(e.code().as_str(), 200), 422);
+        let g: async_graphql::Error = e.into();
+        assert_eq!(
+            g.extensions.unwrap().get("code"),
+            Some(&async_graphql::Value::from("AMOUNT_OUT_OF_RANGE"))
+        );
+        let other = AppError::total(MoneyError::CurrencyMismatch(
+            crate::money::Currency::USD,
+            crate::money::Currency::parse("EUR").unwrap(),
+        ));
+        assert_eq!(other.code(), ErrorCode::Internal);
+    }
+
+    #[test]
     fn validation_errors_name_the_field() {
         let e: async_graphql::Error = AppError::validation("email", "not an email").into();
         let ext = e.extensions.expect("extensions");
