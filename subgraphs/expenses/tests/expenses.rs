@@ -714,31 +714,27 @@ async fn json_numbers_in_variables_are_read_from_their_exact_text() {
     let body = s.gql.request_raw(&body, Some(&token)).await;
     assert!(body["data"].is_null(), "{body:#}");
     assert!(
-        body["errors"][0]["message"].as_str().unwrap().contains("Int"),
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Int"),
         "{body:#}"
     );
     // The same policy over GET (a query: the amount filter).
     let q = "query($f: ExpenseFilter) { expenses(filter: $f) { totalCount } }";
-    let url = reqwest::Url::parse_with_params(
-        &s.gql.url,
-        [
-            ("query", q),
-            (
-                "variables",
-                r#"{"f": {"minAmount": 12.34999999999999999999}}"#,
-            ),
-        ],
-    )
-    .unwrap();
-    let body: Value = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = s
+        .gql
+        .request_get(
+            &[
+                ("query", q),
+                (
+                    "variables",
+                    r#"{"f": {"minAmount": 12.34999999999999999999}}"#,
+                ),
+            ],
+            Some(&token),
+        )
+        .await;
     assert_eq!(first_error_code(&body), "VALIDATION_FAILED", "{body:#}");
 }
 

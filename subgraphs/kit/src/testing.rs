@@ -175,6 +175,17 @@ impl Gql {
         resp.json().await.expect("a JSON response")
     }
 
+    /// `GET` with the given query-string parameters (`query`, `variables` as JSON
+    /// text...) and returns the whole JSON response.
+    pub async fn request_get(&self, params: &[(&str, &str)], token: Option<&str>) -> Value {
+        let mut req = self.http.get(&self.url).query(params);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        resp.json().await.expect("a JSON response")
+    }
+
     /// Sends a query that must succeed; returns `data`.
     pub async fn ok(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
         let body = self.request(query, variables, token).await;
