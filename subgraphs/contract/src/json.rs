@@ -82,6 +82,9 @@ fn survives_f64(literal: &[u8]) -> bool {
     let Some(written) = Canonical::of(text) else {
         return true;
     };
+    if fits_f64_digits(text) {
+        return true;
+    }
     let Ok(number) = serde_json::from_str::<serde_json::Number>(text) else {
         // A valid number the parser cannot hold (beyond the range of an f64).
         return false;
@@ -90,6 +93,21 @@ fn survives_f64(literal: &[u8]) -> bool {
         return true;
     }
     Canonical::of(&number.to_string()).is_some_and(|read| read == written)
+}
+
+/// Whether `text`, a JSON number, is short enough to need no check: without an
+/// exponent, at most 30 characters (so well within the normal range of an f64) and at
+/// most 15 significant digits, which every f64 carries and gives back as written
+/// (integers of up to 18 digits are 64-bit integers, kept as they are).
+fn fits_f64_digits(text: &str) -> bool {
+    if text.len() > 30 || text.contains(['e', 'E']) {
+        return false;
+    }
+    let digits = text.bytes().filter(u8::is_ascii_digit);
+    if !text.contains('.') {
+        return digits.count() <= 18;
+    }
+    digits.skip_while(|b| *b == b'0').count() <= 15
 }
 
 /// A decimal value as `±0.digits × 10^point`, where `digits` are `int` then `frac`
@@ -253,6 +271,29 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&keep_exact_numbers(body)).unwrap();
         assert_eq!(v["variables"]["input"]["amount"], "12.34999999999999999999");
         assert_eq!(v["variables"]["input"]["n"], 3);
+    }
+
+    #[test]
+    fn short_numbers_need_no_check_and_long_ones_are_checked() {
+        for short in [
+            "12.35",
+            "-0.000123456789012345",
+            "123456789012345678",
+            "0.1",
+        ] {
+            assert!(fits_f64_digits(short), "{short}");
+        }
+        for long in [
+            "1234567890123456789",
+            "0.1234567890123456",
+            "1e3",
+            "12.34999999999999999999",
+        ] {
+            assert!(!fits_f64_digits(long), "{long}");
+        }
+        // Checked the long way, 16 or more significant digits can still be exact.
+        assert!(survives_f64(b"0.1234567890123456"));
+        assert!(!survives_f64(b"0.12345678901234567"));
     }
 
     #[test]
