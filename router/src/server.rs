@@ -49,7 +49,8 @@ async fn graphql_post(
                 ..Default::default()
             }
         } else {
-            match serde_json::from_slice(&body) {
+            // Numbers an f64 would round reach the subgraphs as their literal text.
+            match serde_json::from_slice(&contract::json::keep_exact_numbers(&body)) {
                 Ok(r) => r,
                 Err(e) => return bad_request(&format!("Invalid JSON body: {e}"), gql),
             }
@@ -82,7 +83,7 @@ async fn graphql_get(
         match params.get(key) {
             None => Ok(None),
             Some(s) if s.is_empty() => Ok(None),
-            Some(s) => serde_json::from_str(s)
+            Some(s) => serde_json::from_slice(&contract::json::keep_exact_numbers(s.as_bytes()))
                 .map(Some)
                 .map_err(|_| bad_request(&format!("`{key}` is not valid JSON"), gql)),
         }

@@ -362,7 +362,9 @@ async fn next_message(stream: &mut futures::stream::SplitStream<WebSocket>) -> I
     while let Some(Ok(msg)) = stream.next().await {
         match msg {
             Message::Text(t) => {
-                return match serde_json::from_str::<Value>(t.as_str()) {
+                // A subscription's variables keep their digits, as over HTTP.
+                let text = contract::json::keep_exact_numbers(t.as_bytes());
+                return match serde_json::from_slice::<Value>(&text) {
                     Ok(v) if v.get("type").is_some_and(Value::is_string) => Incoming::Message(v),
                     _ => Incoming::Invalid,
                 };

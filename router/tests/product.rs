@@ -354,3 +354,118 @@ async fn with_expenses_down_the_user_arrives_and_only_expenses_fields_are_null()
         &[json!(["expenseSummary"]), json!(["me", "expenses"])],
     );
 }
+
+/// 9,999,999,999,999.99: the largest amount an expense may have in USD.
+const LARGEST: &str = "9999999999999.99";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_total_of_the_largest_amounts_is_exact_through_the_router() {
+    let stack = ProductStack::start().await;
+    let gql = stack.gql();
+    let alice = stack.register("alice").await;
+    gql.ok(
+        "mutation { createBudget(input: { amount: \"1000\" }) { id } }",
+        json!({}),
+        Some(&alice.token),
+    )
+    .await;
+    for _ in 0..2 {
+        create_expense(&gql, &alice, LARGEST, "castle").await;
+    }
+    let reports = "{ expenseSummary { totalExpenses byCategory { total } }
+        monthlySummary { totalSpent averagePerTransaction categoryBreakdown { total } }
+        categoryAnalysis { totalSpent categories { totalSpent average percentage } }
+        dailyPattern(days: 1) { daily { amount } averageDailySpending }
+        spendingTrends(months: 1) { totalSpent }
+        insights { kind }
+        budgets { spent remaining } }";
+    let two = "19999999999999.98";
+    let want = json!({
+        "expenseSummary": { "totalExpenses": two, "byCategory": [{ "total": two }] },
+        "monthlySummary": { "totalSpent": two, "averagePerTransaction": LARGEST,
+                            "categoryBreakdown": [{ "total": two }] },
+        "categoryAnalysis": { "totalSpent": two,
+                              "categories": [{ "totalSpent": two, "average": LARGEST, "percentage": 100.0 }] },
+        "dailyPattern": { "daily": [{ "amount": two }], "averageDailySpending": two },
+        "spendingTrends": [{ "totalSpent": two }],
+        "insights": [],
+        "budgets": [{ "spent": two, "remaining": "-19999999998999.98" }],
+    });
+    let answer = || gql.request(reports, json!({}), Some(&alice.token));
+    let settled = wait_until(WAIT, || async {
+        let r = answer().await;
+        r.get("errors").is_none() && r["data"] == want
+    })
+    .await;
+    assert!(settled, "{:#}", answer().await);
+
+    // The REST shim answers the same totals (not a 502).
+    let http = reqwest::Client::new();
+    for path in [
+        "/api/expenses/summary",
+        "/api/analytics/monthly-summary",
+        "/api/analytics/category-analysis",
+        "/api/budgets",
+    ] {
+        let r = http
+            .get(stack.url(path))
+            .bearer_auth(&alice.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(two), "{path}: {text}");
+    }
+
+    // The next, small expense still moves the budget's spending, to the cent.
+    create_expense(&gql, &alice, "1", "stamp").await;
+    assert!(
+        wait_until(WAIT, || async {
+            budget_spent(&gql, &alice).await == "20000000000000.98"
+        })
+        .await,
+        "the budgets subgraph stopped applying the user's expenses"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_numbers_in_variables_keep_their_digits_through_the_router() {
+    let stack = ProductStack::start().await;
+    let gql = stack.gql();
+    let alice = stack.register("alice").await;
+    let body = |amount: &str| {
+        format!(
+            r#"{{"query": {}, "variables": {{"input": {{"amount": {amount}, "description": "x"}}}}}}"#,
+            serde_json::to_string(CREATE_EXPENSE).unwrap()
+        )
+    };
+    for (amount, why) in [
+        ("12.34999999999999999999", "at most 2 decimal places"),
+        ("1234567890123456789012345", "out of range"),
+    ] {
+        let r = gql.request_raw(&body(amount), Some(&alice.token)).await;
+        let e = &r["errors"][0];
+        assert_eq!(
+            e["extensions"]["code"], "VALIDATION_FAILED",
+            "{amount}: {r:#}"
+        );
+        assert_eq!(e["extensions"]["field"], "amount", "{r:#}");
+        assert!(e["message"].as_str().unwrap().contains(why), "{r:#}");
+    }
+    for amount in ["12.35", r#""12.35""#] {
+        let r = gql.request_raw(&body(amount), Some(&alice.token)).await;
+        assert_eq!(r["data"]["createExpense"]["amount"], "12.35", "{r:#}");
+    }
+    let list = gql
+        .ok(
+            "{ expenses { totalCount edges { node { amount } } } }",
+            json!({}),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(
+        list["expenses"]["totalCount"], 2,
+        "only the exact amounts were stored"
+    );
+}

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use kit::money::{Currency, Money};
+use kit::money::{Currency, Total};
 use serde_json::json;
 
 use crate::domain::BudgetFact;
@@ -56,8 +56,8 @@ impl BudgetsClient {
             }
             let money = |v: &serde_json::Value| {
                 v.as_str()
-                    .and_then(|t| Money::parse(t, currency).ok())
-                    .map(|m| m.amount_minor())
+                    .and_then(|t| Total::parse(t, currency).ok())
+                    .map(|t| t.minor())
             };
             let (Some(amount), Some(spent), Some(start), Some(end)) = (
                 money(&b["amount"]),

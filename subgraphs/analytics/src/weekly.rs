@@ -16,7 +16,7 @@ use contract::ids::UserId;
 use kit::AppError;
 use kit::config::{ConfigError, Vars, var_or};
 use kit::events::{Dispatcher, DomainEvent, Outbox};
-use kit::money::{Currency, Money};
+use kit::money::{Currency, Total};
 
 use crate::domain::{Totals, WeeklyRun, Window};
 use crate::service::Analytics;
@@ -161,11 +161,7 @@ impl Analytics {
         if t.expense_count == 0 {
             return Ok(false);
         }
-        let text = |m: i64| {
-            Money::from_minor(m, cur)
-                .map(|m| format!("{} {}", m.amount_text(), cur.code()))
-                .unwrap_or_default()
-        };
+        let text = |m: i128| Total::from_minor(m, cur).to_string();
         let top = t.categories_desc().into_iter().next();
         let message = match &top {
             Some((c, total, _)) => format!(
@@ -180,10 +176,12 @@ impl Analytics {
             from: window.start,
             to: window.last(),
             currency: cur.code().to_string(),
-            spent_minor: t.spent_minor,
+            spent_minor: Total::from_minor(t.spent_minor, cur).minor_saturating_i64(),
             expense_count: t.expense_count,
             top_category: top.as_ref().map(|c| c.0.clone()),
-            top_category_minor: top.as_ref().map(|c| c.1),
+            top_category_minor: top
+                .as_ref()
+                .map(|c| Total::from_minor(c.1, cur).minor_saturating_i64()),
             message,
         })
         .into_event(user, self.clock.now());

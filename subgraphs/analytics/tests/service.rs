@@ -393,6 +393,79 @@ async fn category_analysis_and_top_expenses_cover_the_current_period_largest_fir
 }
 
 #[tokio::test]
+async fn every_report_of_the_largest_amounts_is_exact_to_the_last_digit() {
+    let s = start_at(at(2024, 3, 15, 12, 0)).await;
+    let (u, token) = test_user();
+    // 9,999,999,999,999.99 USD: the largest amount an expense may have.
+    const MAX: i64 = 999_999_999_999_999;
+    for _ in 0..5 {
+        s.spend(&u, MAX, "food", "2024-03-10").await;
+    }
+    s.spend(&u, MAX, "rent", "2024-03-11").await;
+    s.spend(&u, MAX, "food", "2024-02-10").await;
+    s.created(&u, "INCOME", MAX, "salary", "2024-03-01").await;
+    let q = "{ monthlySummary(year: 2024, month: 3) { totalSpent totalIncome transactionCount averagePerTransaction categoryBreakdown { category total count } } \
+               categoryAnalysis(period: MONTH) { totalSpent topCategory categories { category totalSpent count average percentage } } \
+               dailyPattern(days: 30) { daily { date amount } averageDailySpending } \
+               spendingTrends(months: 2) { month totalSpent totalIncome transactionCount } \
+               insights { kind figures { name value } } }";
+    let d = s.q(&token, q).await;
+    assert_eq!(
+        d["monthlySummary"],
+        json!({ "totalSpent": "59999999999999.94", "totalIncome": "9999999999999.99",
+                "transactionCount": 6, "averagePerTransaction": "9999999999999.99",
+                "categoryBreakdown": [
+                    { "category": "food", "total": "49999999999999.95", "count": 5 },
+                    { "category": "rent", "total": "9999999999999.99", "count": 1 } ] })
+    );
+    assert_eq!(
+        d["categoryAnalysis"],
+        json!({ "totalSpent": "59999999999999.94", "topCategory": "food", "categories": [
+            { "category": "food", "totalSpent": "49999999999999.95", "count": 5,
+              "average": "9999999999999.99", "percentage": 83.33 },
+            { "category": "rent", "totalSpent": "9999999999999.99", "count": 1,
+              "average": "9999999999999.99", "percentage": 16.67 } ] })
+    );
+    let daily = &d["dailyPattern"];
+    let day = |date: &str| {
+        daily["daily"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["date"] == date)
+            .unwrap()["amount"]
+            .clone()
+    };
+    assert_eq!(day("2024-03-10"), "49999999999999.95");
+    assert_eq!(day("2024-03-11"), "9999999999999.99");
+    // 59,999,999,999,999.94 over 30 calendar days, to the cent.
+    assert_eq!(daily["averageDailySpending"], "2000000000000.00");
+    assert_eq!(
+        d["spendingTrends"],
+        json!([
+            { "month": "2024-02", "totalSpent": "9999999999999.99", "totalIncome": "0.00", "transactionCount": 1 },
+            { "month": "2024-03", "totalSpent": "59999999999999.94", "totalIncome": "9999999999999.99", "transactionCount": 6 },
+        ])
+    );
+    let top = d["insights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "TOP_CATEGORY")
+        .unwrap_or_else(|| panic!("{d:#}"));
+    assert_eq!(
+        top["figures"],
+        json!([
+            { "name": "category", "value": "food" },
+            { "name": "categoryTotal", "value": "49999999999999.95" },
+            { "name": "monthTotal", "value": "59999999999999.94" },
+            { "name": "share", "value": "83.33" },
+            { "name": "expenses", "value": "5" },
+        ])
+    );
+}
+
+#[tokio::test]
 async fn weeks_and_years_follow_the_calendar_and_only_the_users_currency_is_added() {
     // Wednesday 2024-03-13; the user keeps their books in EUR.
     let s = start_at(at(2024, 3, 13, 12, 0)).await;

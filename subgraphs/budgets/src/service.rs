@@ -21,7 +21,7 @@ use contract::ids::{AlertId, BudgetId, UserId};
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{Dispatcher, Event, EventHandler, Outbox};
-use kit::money::{Currency, Decimal, Money, positive_amount};
+use kit::money::{Currency, Decimal, Money, Total, positive_amount};
 use kit::users::UserProfile;
 
 use crate::domain::{
@@ -222,17 +222,12 @@ impl Budgets {
         &self,
         budget: &Budget,
         start: NaiveDate,
-        spent: i64,
+        spent: i128,
     ) -> Result<usize, AppError> {
         let amount_minor = budget.amount.amount_minor();
         let currency = budget.amount.currency();
-        let money = |minor: i64| {
-            // Beyond the largest amount the product keeps: this change cannot be
-            // applied as it is (its event is parked, never retried forever).
-            Money::from_minor(minor, currency)
-                .map(|m| m.amount_text())
-                .map_err(|e| AppError::validation("amount", format!("the period's spending: {e}")))
-        };
+        // Exact text at any size: a period's spending may exceed the largest amount.
+        let money = |minor: i128| Total::from_minor(minor, currency).amount_text();
         let percent = domain::percent_used(spent, amount_minor);
         let category = budget.category.as_ref().map(|c| c.name.clone());
         let mut created = 0;
@@ -255,8 +250,8 @@ impl Budgets {
                     category.as_deref(),
                     t,
                     percent,
-                    &money(spent)?,
-                    &money(amount_minor)?,
+                    &money(spent),
+                    &money(i128::from(amount_minor)),
                     currency.code(),
                 ),
                 read_at: None,
@@ -271,7 +266,7 @@ impl Budgets {
                 severity,
                 message: alert.message.clone(),
                 period_start: start,
-                spent_minor: spent,
+                spent_minor: Total::from_minor(spent, currency).minor_saturating_i64(),
                 amount_minor,
                 currency: currency.code().to_string(),
             })

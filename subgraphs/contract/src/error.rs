@@ -79,6 +79,9 @@ error_codes! {
     UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE", 415;
     /// A method the route does not take.
     MethodNotAllowed => "METHOD_NOT_ALLOWED", 405;
+    /// A sum of amounts that cannot be represented exactly (each amount is bounded, so
+    /// only a total can be out of range); nothing was changed.
+    AmountOutOfRange => "AMOUNT_OUT_OF_RANGE", 422;
     /// A subgraph could not be reached.
     SubgraphUnavailable => "SUBGRAPH_UNAVAILABLE", 503;
     /// A subgraph did not answer in time.
@@ -127,6 +130,7 @@ mod tests {
         assert_eq!(ErrorCode::rest_status("INTERNAL", 200), 502);
         assert_eq!(ErrorCode::rest_status("SUBGRAPH_TIMEOUT", 200), 504);
         assert_eq!(ErrorCode::rest_status("SUBGRAPH_UNAVAILABLE", 200), 503);
+        assert_eq!(ErrorCode::rest_status("AMOUNT_OUT_OF_RANGE", 200), 422);
         assert_eq!(ErrorCode::rest_status("WHATEVER", 500), 502);
         assert_eq!(ErrorCode::rest_status("WHATEVER", 422), 422);
         assert_eq!(ErrorCode::rest_status("WHATEVER", 200), 502);

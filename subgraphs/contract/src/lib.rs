@@ -7,6 +7,7 @@
 //! - [`ids`]: typed ids (`UserId`, `ExpenseId`, `BudgetId`, ...);
 //! - [`events`]: the event envelope and the versioned [`events::DomainEvent`] that every
 //!   producer emits and every consumer parses;
+//! - [`json::keep_exact_numbers`]: client JSON read without rounding its numbers;
 //! - [`shutdown::signal`] and [`telemetry::init`].
 //!
 //! It holds no database code and no HTTP routes.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod json;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -612,6 +612,133 @@ async fn the_summary_totals_one_currency_by_category_over_inclusive_dates() {
 }
 
 #[tokio::test]
+async fn the_summary_of_the_largest_amounts_is_exact_to_the_last_digit() {
+    let s = start().await;
+    let (_, token) = s.user();
+    for (ty, cat) in [
+        ("EXPENSE", "food"),
+        ("EXPENSE", "food"),
+        ("EXPENSE", "rent"),
+        ("INCOME", "salary"),
+    ] {
+        s.create(
+            &token,
+            json!({ "type": ty, "amount": "9999999999999.99", "category": cat,
+                    "date": "2024-01-10", "description": "x" }),
+        )
+        .await;
+    }
+    let q = r#"{ expenseSummary { totalIncome totalExpenses balance byCategory { type category total count } } }"#;
+    let sum = s.gql.ok(q, json!({}), Some(&token)).await["expenseSummary"].clone();
+    assert_eq!(sum["totalExpenses"], "29999999999999.97");
+    assert_eq!(sum["totalIncome"], "9999999999999.99");
+    assert_eq!(sum["balance"], "-19999999999999.98");
+    assert_eq!(
+        sum["byCategory"],
+        json!([
+            { "type": "EXPENSE", "category": "food", "total": "19999999999999.98", "count": 2 },
+            { "type": "EXPENSE", "category": "rent", "total": "9999999999999.99", "count": 1 },
+            { "type": "INCOME", "category": "salary", "total": "9999999999999.99", "count": 1 },
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_summary_past_64_bits_is_still_exact() {
+    let s = start().await;
+    let (id, token) = s.user();
+    // The four-decimal currency has the most minor units per amount: 10^17 at the
+    // largest, so 93 of them pass i64::MAX, where a database sum stops being exact.
+    s.users.set(&id, "CLF", "UTC");
+    for _ in 0..93 {
+        s.create(
+            &token,
+            json!({ "amount": "10000000000000", "category": "rent", "date": "2024-01-10", "description": "x" }),
+        )
+        .await;
+    }
+    let q = "{ expenseSummary { currency totalExpenses balance byCategory { total count } } }";
+    let sum = s.gql.ok(q, json!({}), Some(&token)).await["expenseSummary"].clone();
+    assert_eq!(
+        sum,
+        json!({ "currency": "CLF", "totalExpenses": "930000000000000.0000",
+                "balance": "-930000000000000.0000",
+                "byCategory": [{ "total": "930000000000000.0000", "count": 93 }] })
+    );
+}
+
+/// A `createExpense` body whose amount is the JSON `amount` exactly as written.
+fn create_body(amount: &str) -> String {
+    format!(
+        r#"{{"query": {}, "variables": {{"input": {{"amount": {amount}, "description": "x"}}}}}}"#,
+        serde_json::to_string(support::CREATE).unwrap()
+    )
+}
+
+#[tokio::test]
+async fn json_numbers_in_variables_are_read_from_their_exact_text() {
+    let s = start().await;
+    let (_, token) = s.user();
+    // Refused, never rounded to 12.35 or read as 1.2345678901234568e24.
+    for (amount, why) in [
+        ("12.34999999999999999999", "at most 2 decimal places"),
+        ("1234567890123456789012345", "out of range"),
+        ("-12.34999999999999999999", "at most 2 decimal places"),
+    ] {
+        let body = s.gql.request_raw(&create_body(amount), Some(&token)).await;
+        assert_eq!(
+            first_error_code(&body),
+            "VALIDATION_FAILED",
+            "{amount}: {body:#}"
+        );
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], "amount",
+            "{body:#}"
+        );
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{amount}: {message}");
+    }
+    assert_eq!(s.stored_count().await, 0, "nothing is stored");
+    // A number an f64 carries as written, and a string, are taken.
+    for amount in ["12.35", "\"12.35\"", "1234567890123.45"] {
+        let body = s.gql.request_raw(&create_body(amount), Some(&token)).await;
+        let want = amount.trim_matches(['"', '\\']);
+        assert_eq!(body["data"]["createExpense"]["amount"], want, "{body:#}");
+    }
+    assert_eq!(s.stored_count().await, 3);
+    // An `Int` given a number beyond it is refused as a string, not rounded.
+    let body = format!(
+        r#"{{"query": {}, "variables": {{"first": 12345678901234567890123}}}}"#,
+        serde_json::to_string(LIST).unwrap()
+    );
+    let body = s.gql.request_raw(&body, Some(&token)).await;
+    assert!(body["data"].is_null(), "{body:#}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Int"),
+        "{body:#}"
+    );
+    // The same policy over GET (a query: the amount filter).
+    let q = "query($f: ExpenseFilter) { expenses(filter: $f) { totalCount } }";
+    let body = s
+        .gql
+        .request_get(
+            &[
+                ("query", q),
+                (
+                    "variables",
+                    r#"{"f": {"minAmount": 12.34999999999999999999}}"#,
+                ),
+            ],
+            Some(&token),
+        )
+        .await;
+    assert_eq!(first_error_code(&body), "VALIDATION_FAILED", "{body:#}");
+}
+
+#[tokio::test]
 async fn a_user_can_add_categories_and_use_them() {
     let s = start().await;
     let (_, token) = s.user();

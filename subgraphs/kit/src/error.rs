@@ -29,6 +29,8 @@ pub enum AppError {
         message: String,
         retry_after_secs: u64,
     },
+    /// A total of amounts that cannot be represented exactly (`AMOUNT_OUT_OF_RANGE`).
+    OutOfRange(String),
     Internal(anyhow::Error),
 }
 
@@ -72,6 +74,17 @@ impl AppError {
         AppError::validation(field, e.to_string())
     }
 
+    /// A money error of a computed total (no input field is at fault): a total beyond
+    /// what can be represented is `AMOUNT_OUT_OF_RANGE`, anything else is ours.
+    pub fn total(e: MoneyError) -> Self {
+        match e {
+            MoneyError::OutOfRange | MoneyError::TotalOutOfRange => {
+                AppError::OutOfRange(e.to_string())
+            }
+            other => AppError::internal(other),
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             AppError::Unauthenticated(_) => ErrorCode::Unauthenticated,
@@ -80,6 +93,7 @@ impl AppError {
             AppError::Validation { .. } => ErrorCode::ValidationFailed,
             AppError::Conflict { .. } => ErrorCode::Conflict,
             AppError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppError::OutOfRange(_) => ErrorCode::AmountOutOfRange,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -87,7 +101,9 @@ impl AppError {
     /// The message a client may see.
     pub fn public_message(&self) -> String {
         match self {
-            AppError::Unauthenticated(m) | AppError::Forbidden(m) => m.clone(),
+            AppError::Unauthenticated(m) | AppError::Forbidden(m) | AppError::OutOfRange(m) => {
+                m.clone()
+            }
             AppError::NotFound(what) => format!("{what} not found"),
             AppError::Validation { message, .. }
             | AppError::Conflict { message, .. }
@@ -194,6 +210,23 @@ mod tests {
             ext.get("code"),
             Some(&async_graphql::Value::from("INTERNAL"))
         );
+    }
+
+    #[test]
+    fn a_total_out_of_range_is_its_own_client_error() {
+        let e = AppError::total(MoneyError::TotalOutOfRange);
+        assert_eq!(e.code(), ErrorCode::AmountOutOfRange);
+        assert_eq!(ErrorCode::rest_status(e.code().as_str(), 200), 422);
+        let g: async_graphql::Error = e.into();
+        assert_eq!(
+            g.extensions.unwrap().get("code"),
+            Some(&async_graphql::Value::from("AMOUNT_OUT_OF_RANGE"))
+        );
+        let other = AppError::total(MoneyError::CurrencyMismatch(
+            crate::money::Currency::USD,
+            crate::money::Currency::parse("EUR").unwrap(),
+        ));
+        assert_eq!(other.code(), ErrorCode::Internal);
     }
 
     #[test]

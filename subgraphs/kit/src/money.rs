@@ -3,6 +3,10 @@
 //! Never floats. Text is parsed digit by digit; a value is rejected when it has more
 //! decimals than its currency allows, an exponent, a sign in the wrong place, or a
 //! magnitude beyond ±10^13 major units.
+//!
+//! A sum of amounts is a [`Total`]: `i128` minor units, exact for any number of
+//! amounts the product can hold (at the largest amount, 10^17 minor units in a
+//! four-decimal currency, it takes more than 10^21 of them to reach its limit).
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,6 +27,8 @@ pub enum MoneyError {
     TooManyDecimals { currency: Currency, allowed: u32 },
     #[error("amount is out of range (at most 10^13 in absolute value)")]
     OutOfRange,
+    #[error("the total is too large to be represented exactly")]
+    TotalOutOfRange,
     #[error("unknown currency code {0:?} (expected an ISO 4217 code such as USD)")]
     UnknownCurrency(String),
     #[error("cannot combine {0} with {1}")]
@@ -470,6 +476,114 @@ impl Money {
     }
 }
 
+/// A sum of amounts of one currency, exact at any size the product reaches: `i128` minor
+/// units. Unlike [`Money`] it is not limited to the largest amount of one expense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Total {
+    minor: i128,
+    currency: Currency,
+}
+
+impl Total {
+    pub fn zero(currency: Currency) -> Self {
+        Total { minor: 0, currency }
+    }
+
+    pub fn from_minor(minor: i128, currency: Currency) -> Self {
+        Total { minor, currency }
+    }
+
+    /// Parses exact decimal text in `currency` (the currency's decimals at most).
+    pub fn parse(text: &str, currency: Currency) -> Result<Self, MoneyError> {
+        let value = Decimal::parse(text)?;
+        let allowed = currency.exponent();
+        if value.scale() > allowed {
+            return Err(MoneyError::TooManyDecimals { currency, allowed });
+        }
+        let minor = value
+            .mantissa()
+            .checked_mul(10_i128.pow(allowed - value.scale()))
+            .ok_or(MoneyError::TotalOutOfRange)?;
+        Ok(Total { minor, currency })
+    }
+
+    pub fn minor(&self) -> i128 {
+        self.minor
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// Adds minor units of this total's currency.
+    pub fn checked_add_minor(&self, minor: i128) -> Result<Total, MoneyError> {
+        let minor = self
+            .minor
+            .checked_add(minor)
+            .ok_or(MoneyError::TotalOutOfRange)?;
+        Ok(Total { minor, ..*self })
+    }
+
+    pub fn checked_add(&self, other: &Total) -> Result<Total, MoneyError> {
+        if self.currency != other.currency {
+            return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
+        }
+        self.checked_add_minor(other.minor)
+    }
+
+    pub fn checked_add_money(&self, m: &Money) -> Result<Total, MoneyError> {
+        self.checked_add(&Total::from(*m))
+    }
+
+    pub fn checked_sub(&self, other: &Total) -> Result<Total, MoneyError> {
+        if self.currency != other.currency {
+            return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
+        }
+        let minor = self
+            .minor
+            .checked_sub(other.minor)
+            .ok_or(MoneyError::TotalOutOfRange)?;
+        Ok(Total { minor, ..*self })
+    }
+
+    /// The minor units for a record that holds a 64-bit number (an event's figure),
+    /// saturating beyond it (more than 9,000 of the largest amounts): the exact value
+    /// is [`Total::amount_text`].
+    pub fn minor_saturating_i64(&self) -> i64 {
+        i64::try_from(self.minor).unwrap_or(if self.minor < 0 { i64::MIN } else { i64::MAX })
+    }
+
+    /// The total as one amount, when it is within the limit of one amount.
+    pub fn to_money(&self) -> Result<Money, MoneyError> {
+        let minor = i64::try_from(self.minor).map_err(|_| MoneyError::OutOfRange)?;
+        Money::from_minor(minor, self.currency)
+    }
+
+    pub fn to_decimal(&self) -> Decimal {
+        Decimal::new(self.minor, self.currency.exponent())
+    }
+
+    /// The total as text with the currency's number of decimals, every digit exact.
+    pub fn amount_text(&self) -> String {
+        Decimal::format_minor(self.minor, self.currency.exponent())
+    }
+}
+
+impl From<Money> for Total {
+    fn from(m: Money) -> Self {
+        Total {
+            minor: i128::from(m.amount_minor),
+            currency: m.currency,
+        }
+    }
+}
+
+impl fmt::Display for Total {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.amount_text(), self.currency)
+    }
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.amount_text(), self.currency)
@@ -633,6 +747,60 @@ mod tests {
         assert_eq!(Money::parse("007.10", usd).unwrap().amount_text(), "7.10");
         assert_eq!(Money::zero(usd).amount_text(), "0.00");
         assert_eq!(Money::parse("12.34", usd).unwrap().to_string(), "12.34 USD");
+    }
+
+    #[test]
+    fn totals_of_the_largest_amounts_are_exact() {
+        let usd = cur("USD");
+        let max = Money::parse("9999999999999.99", usd).unwrap();
+        let mut t = Total::zero(usd);
+        for _ in 0..3 {
+            t = t.checked_add_money(&max).unwrap();
+        }
+        assert_eq!(t.amount_text(), "29999999999999.97");
+        assert_eq!(t.to_decimal().to_string(), "29999999999999.97");
+        assert_eq!(t.to_string(), "29999999999999.97 USD");
+        // Beyond one amount's limit, so not a `Money`.
+        assert_eq!(t.to_money(), Err(MoneyError::OutOfRange));
+        assert_eq!(Total::from(max).to_money(), Ok(max));
+        // Far past i64: a million of the largest amounts in the four-decimal currency.
+        let clf = cur("CLF");
+        let big = Money::parse("10000000000000", clf).unwrap();
+        let mut t = Total::zero(clf);
+        for _ in 0..1_000_000 {
+            t = t.checked_add_money(&big).unwrap();
+        }
+        assert_eq!(t.amount_text(), "10000000000000000000.0000");
+        assert_eq!(Total::parse("10000000000000000000", clf), Ok(t));
+        let back = t.checked_sub(&Total::from(big)).unwrap();
+        assert_eq!(back.amount_text(), "9999990000000000000.0000");
+    }
+
+    #[test]
+    fn totals_refuse_what_they_cannot_hold() {
+        let usd = cur("USD");
+        let t = Total::from_minor(i128::MAX, usd);
+        assert_eq!(t.checked_add_minor(1), Err(MoneyError::TotalOutOfRange));
+        assert_eq!(
+            Total::from_minor(i128::MIN, usd).checked_sub(&Total::from_minor(1, usd)),
+            Err(MoneyError::TotalOutOfRange)
+        );
+        let eur = Total::zero(cur("EUR"));
+        assert!(matches!(
+            t.checked_add(&eur),
+            Err(MoneyError::CurrencyMismatch(_, _))
+        ));
+        assert!(matches!(
+            Total::parse("1.234", usd),
+            Err(MoneyError::TooManyDecimals { .. })
+        ));
+        assert_eq!(Total::from_minor(-5, usd).amount_text(), "-0.05");
+        assert_eq!(Total::from_minor(-5, usd).minor_saturating_i64(), -5);
+        assert_eq!(t.minor_saturating_i64(), i64::MAX);
+        assert_eq!(
+            Total::from_minor(i128::MIN, usd).minor_saturating_i64(),
+            i64::MIN
+        );
     }
 
     #[test]

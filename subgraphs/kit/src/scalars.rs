@@ -35,6 +35,12 @@ impl From<money::Money> for Decimal {
     }
 }
 
+impl From<money::Total> for Decimal {
+    fn from(t: money::Total) -> Self {
+        Decimal(t.to_decimal())
+    }
+}
+
 /// A calendar date, `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date(pub NaiveDate);

@@ -166,6 +166,8 @@ async fn graphql_post<E: Executor>(
             "send the GraphQL request as application/json",
         );
     }
+    // Numbers an f64 would round reach the scalars as their literal text.
+    let body = contract::json::keep_exact_numbers(&body);
     let gql_request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -225,7 +227,9 @@ async fn graphql_get<E: Executor>(
         (params.extensions, "extensions"),
     ] {
         let Some(text) = text else { continue };
-        match serde_json::from_str::<serde_json::Value>(&text) {
+        match serde_json::from_slice::<serde_json::Value>(&contract::json::keep_exact_numbers(
+            text.as_bytes(),
+        )) {
             Ok(v @ serde_json::Value::Object(_)) if what == "variables" => {
                 gql_request = gql_request.variables(async_graphql::Variables::from_json(v));
             }

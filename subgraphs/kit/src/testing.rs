@@ -214,6 +214,32 @@ impl Gql {
         resp.json().await.expect("a JSON response")
     }
 
+    /// Sends a request body as written (numbers a `serde_json::Value` cannot hold
+    /// exactly, such as `12.34999999999999999999`) and returns the whole JSON response.
+    pub async fn request_raw(&self, body: &str, token: Option<&str>) -> Value {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        resp.json().await.expect("a JSON response")
+    }
+
+    /// `GET` with the given query-string parameters (`query`, `variables` as JSON
+    /// text...) and returns the whole JSON response.
+    pub async fn request_get(&self, params: &[(&str, &str)], token: Option<&str>) -> Value {
+        let mut req = self.http.get(&self.url).query(params);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        resp.json().await.expect("a JSON response")
+    }
+
     /// Sends a query that must succeed; returns `data`.
     pub async fn ok(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
         let body = self.request(query, variables, token).await;

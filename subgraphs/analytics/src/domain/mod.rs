@@ -149,22 +149,23 @@ pub fn validate_limit(limit: i32) -> Result<i64, AppError> {
     within("limit", limit, 1, MAX_TOP_EXPENSES).map(i64::from)
 }
 
-/// `total / n` rounded to the nearest minor unit (halves away from zero); 0 when n = 0.
-pub fn average_minor(total: i64, n: i64) -> i64 {
-    if n == 0 {
+/// `total / n` rounded to the nearest minor unit (halves away from zero); 0 when n is
+/// not positive. Exact for any total (sums are 128-bit, see `kit::money::Total`).
+pub fn average_minor(total: i128, n: i128) -> i128 {
+    if n <= 0 {
         return 0;
     }
-    let (t, n) = (i128::from(total), i128::from(n));
-    let q = (2 * t.abs() + n) / (2 * n);
-    let q = if t < 0 { -q } else { q };
-    i64::try_from(q).unwrap_or(i64::MAX)
+    let (t, n) = (total.unsigned_abs(), n.unsigned_abs());
+    // `r < n`, so `2 * r` cannot overflow.
+    let (q, r) = (t / n, t % n);
+    let q = if 2 * r >= n { q + 1 } else { q };
+    let q = i128::try_from(q).unwrap_or(i128::MAX);
+    if total < 0 { -q } else { q }
 }
 
-/// Percentage `part / whole`, rounded to two decimals.
-pub fn percentage(part: i64, whole: i64) -> f64 {
-    if whole == 0 {
-        return 0.0;
-    }
+/// Percentage `part / whole` of a positive `whole` (0 otherwise), rounded to two
+/// decimals; for display, so it saturates rather than overflow on sums no one reaches.
+pub fn percentage(part: i128, whole: i128) -> f64 {
     let basis_points = average_minor(part.saturating_mul(10_000), whole);
     basis_points as f64 / 100.0
 }
@@ -172,12 +173,12 @@ pub fn percentage(part: i64, whole: i64) -> f64 {
 /// Totals of a set of rows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
-    pub spent_minor: i64,
+    pub spent_minor: i128,
     pub expense_count: i64,
-    pub income_minor: i64,
+    pub income_minor: i128,
     pub income_count: i64,
     /// Expense totals per category: (total, count).
-    pub by_category: BTreeMap<String, (i64, i64)>,
+    pub by_category: BTreeMap<String, (i128, i64)>,
 }
 
 impl Totals {
@@ -202,8 +203,8 @@ impl Totals {
     }
 
     /// Categories by total spent, largest first (ties by name).
-    pub fn categories_desc(&self) -> Vec<(String, i64, i64)> {
-        let mut v: Vec<(String, i64, i64)> = self
+    pub fn categories_desc(&self) -> Vec<(String, i128, i64)> {
+        let mut v: Vec<(String, i128, i64)> = self
             .by_category
             .iter()
             .map(|(c, (t, n))| (c.clone(), *t, *n))
@@ -214,8 +215,8 @@ impl Totals {
 }
 
 /// Expense spending per calendar day of `window`, every day present (zero included).
-pub fn daily_spending(rows: &[DayTotal], window: Window) -> Vec<(NaiveDate, i64)> {
-    let mut per_day: BTreeMap<NaiveDate, i64> = BTreeMap::new();
+pub fn daily_spending(rows: &[DayTotal], window: Window) -> Vec<(NaiveDate, i128)> {
+    let mut per_day: BTreeMap<NaiveDate, i128> = BTreeMap::new();
     let mut d = window.start;
     while d < window.next {
         per_day.insert(d, 0);
@@ -240,7 +241,9 @@ pub fn median(values: &mut [i64]) -> Option<i64> {
     if values.len() % 2 == 1 {
         Some(values[mid])
     } else {
-        Some(average_minor(values[mid - 1] + values[mid], 2))
+        let sum = i128::from(values[mid - 1]) + i128::from(values[mid]);
+        // The mean of two amounts lies between them, so it is an amount too.
+        Some(i64::try_from(average_minor(sum, 2)).unwrap_or(values[mid]))
     }
 }
 
@@ -251,8 +254,8 @@ pub const PACE_MIN_DAYS: i64 = 7;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BudgetFact {
     pub category: Option<String>,
-    pub amount_minor: i64,
-    pub spent_minor: i64,
+    pub amount_minor: i128,
+    pub spent_minor: i128,
     pub period_start: NaiveDate,
     /// Inclusive.
     pub period_end: NaiveDate,
@@ -264,7 +267,7 @@ pub struct BudgetFact {
 pub fn budget_pace(
     today: NaiveDate,
     budgets: &[BudgetFact],
-    money: &dyn Fn(i64) -> String,
+    money: &dyn Fn(i128) -> String,
 ) -> Vec<Insight> {
     let mut out = Vec::new();
     for b in budgets {
@@ -279,9 +282,8 @@ pub fn budget_pace(
         }
         // The day the running total reaches the amount at the average pace so far:
         // ceil(amount * elapsed / spent) days after the start, counting the start.
-        let days = (i128::from(b.amount_minor) * i128::from(elapsed) + i128::from(b.spent_minor)
-            - 1)
-            / i128::from(b.spent_minor);
+        let days = (b.amount_minor.saturating_mul(i128::from(elapsed)) + b.spent_minor - 1)
+            / b.spent_minor;
         let Ok(days) = i64::try_from(days) else {
             continue;
         };
@@ -290,7 +292,7 @@ pub fn budget_pace(
             continue;
         }
         let name = b.category.as_deref().unwrap_or("overall");
-        let pace = average_minor(b.spent_minor, elapsed);
+        let pace = average_minor(b.spent_minor, i128::from(elapsed));
         out.push(Insight {
             kind: InsightKind::BudgetPace,
             title: format!("Your {name} budget is running fast"),
@@ -330,7 +332,7 @@ pub enum Severity {
 /// A figure behind an insight: money in minor units, a percentage, a count or a date.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Figure {
-    Money(i64),
+    Money(i128),
     Percent(f64),
     Count(i64),
     Text(String),
@@ -378,7 +380,7 @@ pub struct InsightInput<'a> {
     /// Expenses of the last `LARGE_EXPENSE_WINDOW_DAYS` days.
     pub recent: &'a [ExpenseFact],
     /// Formats minor units as money text in the user's currency.
-    pub money: &'a dyn Fn(i64) -> String,
+    pub money: &'a dyn Fn(i128) -> String,
 }
 
 pub fn insights(input: &InsightInput<'_>) -> Vec<Insight> {
@@ -500,13 +502,14 @@ fn large_expenses(input: &InsightInput<'_>, out: &mut Vec<Insight>) {
     }
     found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
     for (_, e, med) in found.into_iter().take(3) {
-        let ratio = percentage(e.amount_minor, med) / 100.0;
+        let (amount, med) = (i128::from(e.amount_minor), i128::from(med));
+        let ratio = percentage(amount, med) / 100.0;
         out.push(Insight {
             kind: InsightKind::LargeExpense,
             title: format!("Unusually large {} expense", e.category),
             message: format!(
                 "{} on {} is {ratio:.1}x your median {} expense of the last {LARGE_EXPENSE_WINDOW_DAYS} days ({}).",
-                (input.money)(e.amount_minor),
+                (input.money)(amount),
                 e.date,
                 e.category,
                 (input.money)(med)
@@ -514,7 +517,7 @@ fn large_expenses(input: &InsightInput<'_>, out: &mut Vec<Insight>) {
             severity: Severity::Warning,
             figures: vec![
                 ("category", Figure::Text(e.category.clone())),
-                ("amount", Figure::Money(e.amount_minor)),
+                ("amount", Figure::Money(amount)),
                 ("median", Figure::Money(med)),
                 ("date", Figure::Text(e.date.to_string())),
             ],
@@ -534,7 +537,7 @@ fn weekend_vs_weekday(input: &InsightInput<'_>, out: &mut Vec<Insight>) {
     if count < WEEKPART_MIN_EXPENSES {
         return;
     }
-    let (mut weekend, mut weekday) = (0_i64, 0_i64);
+    let (mut weekend, mut weekday) = (0_i128, 0_i128);
     let (mut weekend_days, mut weekday_days) = (0_i64, 0_i64);
     let mut d = window.start;
     while d < window.next {
@@ -552,8 +555,8 @@ fn weekend_vs_weekday(input: &InsightInput<'_>, out: &mut Vec<Insight>) {
             weekday += r.total_minor;
         }
     }
-    let weekend_avg = average_minor(weekend, weekend_days);
-    let weekday_avg = average_minor(weekday, weekday_days);
+    let weekend_avg = average_minor(weekend, i128::from(weekend_days));
+    let weekday_avg = average_minor(weekday, i128::from(weekday_days));
     let (higher, ratio) = if weekend_avg >= weekday_avg {
         (
             "weekends",
@@ -613,6 +616,20 @@ mod tests {
         assert_eq!(average_minor(-1001, 2), -501);
         assert_eq!(average_minor(5, 0), 0);
         assert_eq!(percentage(1, 3), 33.33);
+        assert_eq!(percentage(1, 0), 0.0);
+    }
+
+    #[test]
+    fn averages_and_shares_of_the_largest_sums_are_exact_and_never_overflow() {
+        let max = 999_999_999_999_999_i128; // 9,999,999,999,999.99 in cents
+        assert_eq!(average_minor(3 * max, 3), max);
+        assert_eq!(average_minor(2 * max + 1, 2), max + 1);
+        assert_eq!(average_minor(i128::MAX, 1), i128::MAX);
+        assert_eq!(average_minor(i128::MIN + 1, 1), i128::MIN + 1);
+        assert_eq!(average_minor(i128::MAX, 2), i128::MAX / 2 + 1);
+        assert_eq!(percentage(2 * max, 3 * max), 66.67);
+        assert!(percentage(i128::MAX, 1).is_finite());
+        assert_eq!(median(&mut [i64::MAX, i64::MAX - 1]), Some(i64::MAX));
     }
 
     #[test]
@@ -631,7 +648,7 @@ mod tests {
             period_start: d("2024-11-01"),
             period_end: d("2024-11-30"),
         };
-        let money = |m: i64| m.to_string();
+        let money = |m: i128| m.to_string();
         // 100.00 in 10 days: 10.00 a day, 300.00 is reached on day 30... not before the end.
         let i = budget_pace(d("2024-11-10"), std::slice::from_ref(&b), &money);
         assert_eq!(i.len(), 1);

@@ -56,8 +56,8 @@ pub struct DayTotal {
     pub date: NaiveDate,
     pub kind: TxKind,
     pub category: String,
-    /// Minor units of the currency the rows were read for.
-    pub total_minor: i64,
+    /// Minor units of the currency the rows were read for: an exact 128-bit sum.
+    pub total_minor: i128,
     pub count: i64,
 }
 

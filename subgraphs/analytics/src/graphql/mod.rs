@@ -8,7 +8,7 @@ mod types;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Schema};
 use contract::ids::UserId;
 use kit::AppError;
-use kit::money::{Currency, Money};
+use kit::money::{Currency, Total};
 use kit::scalars::Decimal;
 use kit::users::{UserDirectory, UserProfile};
 
@@ -51,18 +51,12 @@ fn service<'a>(ctx: &Context<'a>) -> Result<&'a Analytics, AppError> {
     kit::server::context_data(ctx)
 }
 
-/// Minor units of `currency` (a total may exceed what an amount holds: INTERNAL).
-fn money(minor: i64, currency: Currency) -> Result<Decimal, AppError> {
-    Money::from_minor(minor, currency)
-        .map(Decimal::from)
-        .map_err(AppError::internal)
+/// Minor units of `currency`, exact at any size (a total may exceed one amount's limit).
+fn money(minor: i128, currency: Currency) -> Decimal {
+    Total::from_minor(minor, currency).into()
 }
 
-/// Formats minor units as money text, for insight messages.
-fn money_text(currency: Currency) -> impl Fn(i64) -> String {
-    move |minor| {
-        Money::from_minor(minor, currency)
-            .map(|m| format!("{} {}", m.amount_text(), currency.code()))
-            .unwrap_or_else(|_| format!("{minor} (minor units) {}", currency.code()))
-    }
+/// Formats minor units as money text (`"12.30 USD"`), for insight messages.
+fn money_text(currency: Currency) -> impl Fn(i128) -> String {
+    move |minor| Total::from_minor(minor, currency).to_string()
 }

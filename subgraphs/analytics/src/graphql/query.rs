@@ -49,21 +49,21 @@ impl Query {
         Ok(Some(MonthlySummary {
             period: month_label(&window),
             currency: cur.code().to_string(),
-            total_spent: money(t.spent_minor, cur)?,
-            total_income: money(t.income_minor, cur)?,
+            total_spent: money(t.spent_minor, cur),
+            total_income: money(t.income_minor, cur),
             transaction_count: t.expense_count,
             income_count: t.income_count,
             average_per_transaction: money(
-                domain::average_minor(t.spent_minor, t.expense_count),
+                domain::average_minor(t.spent_minor, i128::from(t.expense_count)),
                 cur,
-            )?,
+            ),
             category_breakdown: t
                 .categories_desc()
                 .into_iter()
                 .map(|(category, total, count)| {
                     Ok(CategoryTotal {
                         category,
-                        total: money(total, cur)?,
+                        total: money(total, cur),
                         count,
                     })
                 })
@@ -95,8 +95,8 @@ impl Query {
                 let t = Totals::of(rows.iter().filter(|r| w.contains(r.date)));
                 Ok(MonthTrend {
                     month: month_label(w),
-                    total_spent: money(t.spent_minor, cur)?,
-                    total_income: money(t.income_minor, cur)?,
+                    total_spent: money(t.spent_minor, cur),
+                    total_income: money(t.income_minor, cur),
                     transaction_count: t.expense_count,
                 })
             })
@@ -132,14 +132,14 @@ impl Query {
                 .map(|(category, total, count)| {
                     Ok(CategoryStat {
                         category,
-                        total_spent: money(total, cur)?,
+                        total_spent: money(total, cur),
                         count,
-                        average: money(domain::average_minor(total, count), cur)?,
+                        average: money(domain::average_minor(total, i128::from(count)), cur),
                         percentage: domain::percentage(total, t.spent_minor),
                     })
                 })
                 .collect::<Result<_, AppError>>()?,
-            total_spent: money(t.spent_minor, cur)?,
+            total_spent: money(t.spent_minor, cur),
         }))
     }
 
@@ -159,7 +159,7 @@ impl Query {
             .day_totals(&user, cur, window.start, window.next)
             .await?;
         let daily = domain::daily_spending(&rows, window);
-        let total: i64 = daily.iter().map(|(_, a)| *a).sum();
+        let total: i128 = daily.iter().map(|(_, a)| *a).sum();
         Ok(Some(DailyPattern {
             from: Date(window.start),
             to: Date(window.last()),
@@ -168,11 +168,11 @@ impl Query {
                 .map(|(date, a)| {
                     Ok(DailyAmount {
                         date: Date(date),
-                        amount: money(a, cur)?,
+                        amount: money(a, cur),
                     })
                 })
                 .collect::<Result<_, AppError>>()?,
-            average_daily_spending: money(domain::average_minor(total, days), cur)?,
+            average_daily_spending: money(domain::average_minor(total, i128::from(days)), cur),
             average_over: "CALENDAR_DAY",
             currency: cur.code().to_string(),
         }))

@@ -161,7 +161,7 @@ impl Insight {
             .into_iter()
             .map(|(name, f)| {
                 let value = match f {
-                    Figure::Money(m) => money(m, currency)?.0.to_string(),
+                    Figure::Money(m) => money(m, currency).0.to_string(),
                     Figure::Percent(p) => format!("{p}"),
                     Figure::Count(n) => n.to_string(),
                     Figure::Text(t) => t,

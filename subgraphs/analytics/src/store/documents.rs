@@ -75,8 +75,46 @@ pub struct DailyDoc {
     pub currency: String,
     pub category: String,
     pub category_key: String,
-    pub total_minor: i64,
+    /// An exact sum: a 64-bit integer, or its decimal text beyond 64 bits.
+    #[serde(with = "stored_total")]
+    pub total_minor: i128,
     pub count: i64,
+}
+
+/// A 128-bit sum of minor units as BSON holds it: an `Int64` whenever it fits (every
+/// real row), its decimal digits as a string beyond (more than 9,000 of the largest
+/// amounts on one day); never a double.
+mod stored_total {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+        match i64::try_from(*v) {
+            Ok(n) => s.serialize_i64(n),
+            Err(_) => s.serialize_str(&v.to_string()),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        struct Total;
+        impl Visitor<'_> for Total {
+            type Value = i128;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer or its decimal digits")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<i128, E> {
+                Ok(i128::from(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<i128, E> {
+                Ok(i128::from(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<i128, E> {
+                v.parse()
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(Total)
+    }
 }
 
 /// A user's timezone and currency as last seen (for the weekly job, which runs without
@@ -323,6 +361,41 @@ mod tests {
         };
         let p = UserProfile::try_from(profile.clone()).unwrap();
         assert_eq!(ProfileDoc::new(&UserId::from_trusted(USER), &p), profile);
+    }
+
+    #[test]
+    fn row_totals_are_stored_as_integers_and_beyond_64_bits_as_exact_digits() {
+        for (total, stored) in [
+            (1250_i128, bson::Bson::Int64(1250)),
+            (
+                i128::from(i64::MAX) + 1,
+                bson::Bson::String("9223372036854775808".into()),
+            ),
+            (
+                -(10_i128.pow(30)),
+                bson::Bson::String(format!("-1{}", "0".repeat(30))),
+            ),
+        ] {
+            let row = DailyDoc {
+                total_minor: total,
+                ..daily_doc()
+            };
+            let doc = bson::to_document(&row).unwrap();
+            assert_eq!(doc.get("totalMinor"), Some(&stored));
+            let back: DailyDoc = bson::from_document(doc).unwrap();
+            assert_eq!(back, row);
+        }
+        // A row written as a 32-bit integer reads back too; a double never does.
+        let mut doc = bson::to_document(&daily_doc()).unwrap();
+        doc.insert("totalMinor", 7_i32);
+        assert_eq!(
+            bson::from_document::<DailyDoc>(doc.clone())
+                .unwrap()
+                .total_minor,
+            7
+        );
+        doc.insert("totalMinor", 7.5_f64);
+        assert!(bson::from_document::<DailyDoc>(doc).is_err());
     }
 
     #[test]

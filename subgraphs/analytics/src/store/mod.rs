@@ -17,7 +17,7 @@ use kit::AppError;
 use kit::db::index;
 use kit::error::is_duplicate_key;
 use kit::events::{Event, Outbox};
-use kit::money::Currency;
+use kit::money::{Currency, MoneyError};
 use kit::users::UserProfile;
 use mongodb::bson::{Bson, doc};
 use mongodb::{Collection, Database};
@@ -121,9 +121,11 @@ impl Store {
                 "deleted": false,
             })
             .await?;
-        let (mut total, mut count, mut category) = (0_i64, 0_i64, String::new());
+        let (mut total, mut count, mut category) = (0_i128, 0_i64, String::new());
         while let Some(e) = cursor.try_next().await? {
-            total = total.saturating_add(e.amount_minor);
+            total = total
+                .checked_add(i128::from(e.amount_minor))
+                .ok_or_else(|| AppError::total(MoneyError::TotalOutOfRange))?;
             count += 1;
             category = e.category;
         }

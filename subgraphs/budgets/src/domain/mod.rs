@@ -82,17 +82,19 @@ pub fn thresholds(input: Option<&[i32]>) -> Result<Vec<i32>, AppError> {
 }
 
 /// True when `spent` has reached `threshold` percent of `amount` (exact integers).
-pub fn crossed(spent_minor: i64, amount_minor: i64, threshold: i32) -> bool {
-    i128::from(spent_minor) * 100 >= i128::from(threshold) * i128::from(amount_minor)
+pub fn crossed(spent_minor: i128, amount_minor: i64, threshold: i32) -> bool {
+    spent_minor.saturating_mul(100) >= i128::from(threshold) * i128::from(amount_minor)
 }
 
 /// Percentage used, rounded to 2 decimals (for display only; decisions use `crossed`).
-pub fn percent_used(spent_minor: i64, amount_minor: i64) -> f64 {
+pub fn percent_used(spent_minor: i128, amount_minor: i64) -> f64 {
     if amount_minor <= 0 {
         return 0.0;
     }
     // Basis points computed exactly, then shown as a float.
-    let bp = (i128::from(spent_minor) * 10_000 + i128::from(amount_minor) / 2)
+    let bp = spent_minor
+        .saturating_mul(10_000)
+        .saturating_add(i128::from(amount_minor) / 2)
         / i128::from(amount_minor);
     bp as f64 / 100.0
 }
@@ -197,14 +199,14 @@ pub const SEED_RATES: &[(&str, &str)] = &[
 /// rates per USD, exactly in integers, rounding half away from zero once at the end.
 /// `None` on overflow or a zero rate.
 pub fn convert(
-    minor: i64,
+    minor: i128,
     from_exponent: u32,
     from_rate: kit::money::Decimal,
     to_exponent: u32,
     to_rate: kit::money::Decimal,
-) -> Option<i64> {
+) -> Option<i128> {
     // value_to = minor * (m_t / 10^s_t) * 10^e_t / ((m_f / 10^s_f) * 10^e_f)
-    let num = i128::from(minor)
+    let num = minor
         .checked_mul(to_rate.mantissa())?
         .checked_mul(10_i128.checked_pow(to_exponent + from_rate.scale())?)?;
     let den = from_rate
@@ -220,7 +222,7 @@ pub fn convert(
     } else {
         q
     };
-    i64::try_from(rounded).ok()
+    Some(rounded)
 }
 
 #[cfg(test)]
@@ -243,5 +245,11 @@ mod conversion_tests {
         // 0.01 USD in JPY is 1.5 yen: rounds to 2.
         assert_eq!(convert(1, 2, dec("1"), 0, dec("150")), Some(2));
         assert_eq!(convert(1, 2, dec("0"), 0, dec("150")), None);
+        // Totals beyond 64 bits convert exactly too.
+        assert_eq!(
+            convert(3 * 999_999_999_999_999, 2, dec("1"), 0, dec("150")),
+            Some(4_499_999_999_999_996)
+        );
+        assert_eq!(convert(i128::MAX, 2, dec("1"), 0, dec("150")), None);
     }
 }

@@ -95,8 +95,8 @@ impl Budget {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Spending {
     /// Minor units of the budget's currency (other currencies converted with the rates
-    /// table). A plain sum: it may exceed what `Money` holds, which the caller reports.
-    pub spent_minor: i64,
+    /// table). An exact sum in 128 bits: it may exceed the largest single amount.
+    pub spent_minor: i128,
     /// Matching expenses in a currency without a rate: not counted, never guessed.
     pub uncounted: i64,
 }
@@ -154,7 +154,7 @@ pub struct Rates(pub HashMap<Currency, Decimal>);
 impl Rates {
     /// `minor` units of `from` in minor units of `to`; `None` without a rate for one of
     /// them (never guessed) or on overflow.
-    pub fn convert(&self, minor: i64, from: Currency, to: Currency) -> Option<i64> {
+    pub fn convert(&self, minor: i128, from: Currency, to: Currency) -> Option<i128> {
         super::convert(
             minor,
             from.exponent(),

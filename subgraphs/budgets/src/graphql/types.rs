@@ -4,7 +4,7 @@
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Days, Utc};
 use kit::AppError;
-use kit::money::{Currency, Money};
+use kit::money::{Currency, MoneyError, Total};
 use kit::scalars::{Date, Decimal};
 
 use super::{any_budget_view, loaders};
@@ -55,11 +55,9 @@ impl From<Severity> for AlertSeverity {
 /// A spending limit per category (or overall) and period.
 pub struct Budget(pub BudgetView);
 
-/// Minor units of `currency` (a sum may exceed what an amount holds: INTERNAL).
-fn money(minor: i64, currency: Currency) -> Result<Decimal, AppError> {
-    Ok(Money::from_minor(minor, currency)
-        .map_err(AppError::internal)?
-        .into())
+/// Minor units of `currency`, exact at any size (a sum may exceed one amount's limit).
+fn money(minor: i128, currency: Currency) -> Decimal {
+    Total::from_minor(minor, currency).into()
 }
 
 #[Object]
@@ -99,21 +97,16 @@ impl Budget {
         )
     }
     /// EXPENSE spending of the current period in the budget's currency.
-    async fn spent(&self) -> Result<Decimal> {
-        Ok(money(
-            self.0.spending.spent_minor,
-            self.0.budget.amount.currency(),
-        )?)
+    async fn spent(&self) -> Decimal {
+        money(self.0.spending.spent_minor, self.0.budget.amount.currency())
     }
     /// `amount - spent`; negative when over budget.
     async fn remaining(&self) -> Result<Decimal> {
         let amount = self.0.budget.amount;
-        Ok(money(
-            amount
-                .amount_minor()
-                .saturating_sub(self.0.spending.spent_minor),
-            amount.currency(),
-        )?)
+        let remaining = i128::from(amount.amount_minor())
+            .checked_sub(self.0.spending.spent_minor)
+            .ok_or_else(|| AppError::total(MoneyError::TotalOutOfRange))?;
+        Ok(money(remaining, amount.currency()))
     }
     async fn percent_used(&self) -> f64 {
         domain::percent_used(

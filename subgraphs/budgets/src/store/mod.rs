@@ -198,7 +198,7 @@ impl Store {
         periods: &[(&Budget, NaiveDate, NaiveDate)],
     ) -> Result<Vec<Spending>, AppError> {
         // Sum per budget and currency first, then convert each foreign total once.
-        let mut totals: Vec<BTreeMap<Currency, (i64, i64)>> = vec![BTreeMap::new(); periods.len()];
+        let mut totals: Vec<BTreeMap<Currency, (i128, i64)>> = vec![BTreeMap::new(); periods.len()];
         let mut users: Vec<&UserId> = periods.iter().map(|(b, _, _)| &b.user_id).collect();
         users.sort();
         users.dedup();
@@ -244,7 +244,7 @@ impl Store {
                         continue;
                     }
                     let t = totals[*i].entry(currency).or_insert((0, 0));
-                    t.0 = t.0.saturating_add(d.amount_minor);
+                    t.0 = t.0.saturating_add(i128::from(d.amount_minor));
                     t.1 += 1;
                 }
             }

@@ -4,7 +4,7 @@
 use chrono::{Days, NaiveDate};
 use contract::ids::{ExpenseId, is_valid_id};
 use kit::AppError;
-use kit::money::{Currency, Money};
+use kit::money::{Currency, Money, Total};
 
 use super::TxType;
 
@@ -103,7 +103,7 @@ pub struct ListFilter {
 pub struct CategoryTotal {
     pub kind: TxType,
     pub category: String,
-    pub total: Money,
+    pub total: Total,
     pub count: i64,
 }
 
@@ -111,9 +111,9 @@ pub struct CategoryTotal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub currency: Currency,
-    pub total_income: Money,
-    pub total_expenses: Money,
-    pub balance: Money,
+    pub total_income: Total,
+    pub total_expenses: Total,
+    pub balance: Total,
     /// By type (expenses first), then largest total first, then category name.
     pub by_category: Vec<CategoryTotal>,
 }
@@ -126,29 +126,28 @@ impl Summary {
         by_category.sort_by(|a, b| {
             (
                 a.kind.as_str(),
-                std::cmp::Reverse(a.total.amount_minor()),
+                std::cmp::Reverse(a.total.minor()),
                 a.category.as_str(),
             )
                 .cmp(&(
                     b.kind.as_str(),
-                    std::cmp::Reverse(b.total.amount_minor()),
+                    std::cmp::Reverse(b.total.minor()),
                     b.category.as_str(),
                 ))
         });
-        let sum = |kind: TxType| -> i64 {
+        let sum = |kind: TxType| {
             by_category
                 .iter()
                 .filter(|t| t.kind == kind)
-                .map(|t| t.total.amount_minor())
-                .sum()
+                .try_fold(Total::zero(currency), |sum, t| sum.checked_add(&t.total))
+                .map_err(AppError::total)
         };
-        let (income, spent) = (sum(TxType::Income), sum(TxType::Expense));
-        let money = |minor: i64| Money::from_minor(minor, currency).map_err(AppError::internal);
+        let (income, spent) = (sum(TxType::Income)?, sum(TxType::Expense)?);
         Ok(Summary {
             currency,
-            total_income: money(income)?,
-            total_expenses: money(spent)?,
-            balance: money(income - spent)?,
+            total_income: income,
+            total_expenses: spent,
+            balance: income.checked_sub(&spent).map_err(AppError::total)?,
             by_category,
         })
     }

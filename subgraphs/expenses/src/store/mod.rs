@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use kit::AppError;
 use kit::db::index;
 use kit::events::Outbox;
-use kit::money::{Currency, Money};
+use kit::money::{Currency, Total};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
 
@@ -108,18 +108,6 @@ pub fn filter_document(f: &ListFilter, user: &UserId, before: Option<&SortKey>) 
 pub struct Store {
     expenses: Collection<ExpenseDoc>,
     categories: Collection<CategoryDoc>,
-}
-
-fn number(b: Option<&Bson>) -> Result<i64, AppError> {
-    match b {
-        Some(Bson::Int32(n)) => Ok(i64::from(*n)),
-        Some(Bson::Int64(n)) => Ok(*n),
-        Some(Bson::Double(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i64),
-        None => Ok(0),
-        other => Err(AppError::internal(anyhow::anyhow!(
-            "unexpected sum in aggregation: {other:?}"
-        ))),
-    }
 }
 
 /// What [`Store::record_occurrence`] did.
@@ -338,14 +326,18 @@ impl Store {
             .await?)
     }
 
-    /// Sums per (type, category) of one currency within a date range.
+    /// Sums per (type, category) of one currency within a date range, added up here in
+    /// 128 bits: exact for any number of the largest amounts. (A database `$sum` of
+    /// 64-bit integers turns into a double once it overflows.) The documents come in
+    /// one stream of `type`, `category` and `amountMinor`; memory is one entry per
+    /// category.
     pub async fn summary(
         &self,
         user: &UserId,
         currency: Currency,
         days: DayRange,
     ) -> Result<Summary, AppError> {
-        let mut out = Vec::new();
+        let mut totals: HashMap<(TxType, String), (Total, i64)> = HashMap::new();
         for kind in [TxType::Expense, TxType::Income] {
             let filter = ListFilter {
                 kind: Some(kind),
@@ -353,33 +345,47 @@ impl Store {
                 days,
                 ..ListFilter::default()
             };
-            let pipeline = [
-                doc! { "$match": filter_document(&filter, user, None) },
-                doc! { "$group": { "_id": "$category", "total": { "$sum": "$amountMinor" }, "count": { "$sum": 1 } } },
-            ];
-            let mut cursor = self.expenses.aggregate(pipeline).await?;
+            let mut cursor = self
+                .expenses
+                .clone_with_type::<Document>()
+                .find(filter_document(&filter, user, None))
+                .projection(doc! { "category": 1, "amountMinor": 1 })
+                .await?;
             while let Some(d) = cursor.try_next().await? {
-                let category = match d.get("_id") {
+                let id = d.get_str("_id").unwrap_or_default();
+                let category = match d.get("category") {
                     Some(Bson::String(c)) => c.clone(),
+                    other => return Err(unreadable("expense", id, "category", other, "not text")),
+                };
+                let minor = match d.get("amountMinor") {
+                    Some(Bson::Int64(n)) => i128::from(*n),
+                    Some(Bson::Int32(n)) => i128::from(*n),
                     other => {
                         return Err(unreadable(
-                            "expenses of user",
-                            user.as_str(),
-                            "category",
+                            "expense",
+                            id,
+                            "amountMinor",
                             other,
-                            "not text",
+                            "not an integer",
                         ));
                     }
                 };
-                out.push(CategoryTotal {
-                    kind,
-                    category,
-                    total: Money::from_minor(number(d.get("total"))?, currency)
-                        .map_err(AppError::internal)?,
-                    count: number(d.get("count"))?,
-                });
+                let (total, count) = totals
+                    .entry((kind, category))
+                    .or_insert((Total::zero(currency), 0));
+                *total = total.checked_add_minor(minor).map_err(AppError::total)?;
+                *count += 1;
             }
         }
+        let out = totals
+            .into_iter()
+            .map(|((kind, category), (total, count))| CategoryTotal {
+                kind,
+                category,
+                total,
+                count,
+            })
+            .collect();
         Summary::new(currency, out)
     }
 
