@@ -40,7 +40,7 @@
 //! (service credential only); a re-driven event is applied at most once. Only an
 //! `INTERNAL` failure (the database is down, say) answers 503, and the producer retries.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +54,13 @@ pub use dispatch::{DispatchSettings, Dispatcher, consumers_from_vars};
 
 /// Header carrying the service credential on internal endpoints.
 pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
-/// Path of every consumer's event endpoint.
+/// Path of every consumer's event endpoint (one event per request).
 pub const EVENTS_PATH: &str = "/internal/events";
+/// Path of every consumer's batch endpoint: a JSON array of one user's events, applied
+/// in order, answered per event.
+pub const EVENTS_BATCH_PATH: &str = "/internal/events/batch";
+/// Most events a consumer takes in one batch request.
+pub const MAX_BATCH_EVENTS: usize = 500;
 
 /// One consumer that has not yet acknowledged one event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -80,6 +85,21 @@ pub struct Outbox {
     /// (which would re-deliver an old event after a newer one).
     #[serde(default)]
     pub outbox_rev: i64,
+    /// Per consumer, the oldest event of this document it has not acknowledged (absent
+    /// when it has none): what the dispatcher's per-user queries sort and bound on.
+    /// Always derived from `outbox_pending` (see [`next_pending`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outbox_next: BTreeMap<String, String>,
+}
+
+/// The oldest event id in `pending` waiting for `consumer` (event ids are UUIDv7 text, so
+/// the smallest is the oldest).
+pub fn next_pending<'a>(pending: &'a [Pending], consumer: &str) -> Option<&'a str> {
+    pending
+        .iter()
+        .filter(|p| p.c == consumer)
+        .map(|p| p.e.as_str())
+        .min()
 }
 
 impl Outbox {
@@ -90,7 +110,9 @@ impl Outbox {
         o
     }
 
-    /// Adds an event for every consumer, and drops events everyone acknowledged.
+    /// Adds an event for every consumer, and drops events everyone acknowledged. The
+    /// revision moves on, so an acknowledgement computed from the document as it was
+    /// before this write is refused and recomputed (see the dispatcher).
     pub fn push(&mut self, event: Event, consumers: &[String]) {
         self.prune();
         for c in consumers {
@@ -100,6 +122,20 @@ impl Outbox {
             });
         }
         self.outbox.push(event);
+        self.outbox_rev += 1;
+        self.outbox_next = self
+            .outbox_pending
+            .iter()
+            .map(|p| p.c.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter_map(|c| {
+                Some((
+                    c.to_string(),
+                    next_pending(&self.outbox_pending, c)?.to_string(),
+                ))
+            })
+            .collect();
     }
 
     /// Removes events that no consumer is waiting for.
