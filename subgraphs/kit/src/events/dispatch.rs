@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use super::{
-    Consumer, EVENTS_BATCH_PATH, EVENTS_PATH, Event, MAX_BATCH_EVENTS, Outbox, Pending,
+    Consumer, EVENTS_BATCH_PATH, EVENTS_PATH, Event, MAX_BATCH_EVENTS, Outbox,
     SERVICE_TOKEN_HEADER, next_pending, parse_consumers,
 };
 use crate::config::{ConfigError, Secret, Vars, var_or};
@@ -555,24 +555,21 @@ impl Dispatcher {
         ids: &HashSet<&str>,
     ) -> anyhow::Result<()> {
         let coll = self.collection(d.coll);
-        let field = next_field(consumer);
         for _ in 0..ACK_TRIES {
-            let has_event = |p: &Pending| d.outbox.outbox.iter().any(|e| e.id.as_str() == p.e);
-            let (gone, kept): (Vec<&Pending>, Vec<&Pending>) = d
-                .outbox
-                .outbox_pending
-                .iter()
-                .filter(|p| p.c == consumer)
-                .partition(|p| ids.contains(p.e.as_str()) || !has_event(p));
-            let gone: Vec<&str> = gone.iter().map(|p| p.e.as_str()).collect();
-            let kept: Vec<Pending> = kept.into_iter().cloned().collect();
-            let mut update = doc! {
-                "$pull": { "outboxPending": { "c": consumer, "e": { "$in": &gone } } },
+            // The whole array is written (under the revision check) rather than pulled
+            // from: one form every server applies the same together with `outboxNext`.
+            let events: HashSet<&str> = d.outbox.outbox.iter().map(|e| e.id.as_str()).collect();
+            let mut outbox = d.outbox.clone();
+            outbox.outbox_pending.retain(|p| {
+                p.c != consumer || (!ids.contains(p.e.as_str()) && events.contains(p.e.as_str()))
+            });
+            outbox.refresh_next();
+            let update = doc! {
+                "$set": {
+                    "outboxPending": bson::to_bson(&outbox.outbox_pending)?,
+                    "outboxNext": bson::to_bson(&outbox.outbox_next)?,
+                },
                 "$inc": { "outboxRev": 1_i64 },
-            };
-            match next_pending(&kept, consumer) {
-                Some(next) => update.insert("$set", doc! { &field: next }),
-                None => update.insert("$unset", doc! { &field: "" }),
             };
             let filter = match d.rev {
                 Some(rev) => doc! { "_id": &d.id, "outboxRev": rev },

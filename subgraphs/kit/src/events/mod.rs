@@ -123,11 +123,13 @@ impl Outbox {
         }
         self.outbox.push(event);
         self.outbox_rev += 1;
-        self.outbox_next = self
-            .outbox_pending
-            .iter()
-            .map(|p| p.c.as_str())
-            .collect::<HashSet<_>>()
+        self.refresh_next();
+    }
+
+    /// Derives `outbox_next` from `outbox_pending`.
+    pub fn refresh_next(&mut self) {
+        let consumers: HashSet<&str> = self.outbox_pending.iter().map(|p| p.c.as_str()).collect();
+        self.outbox_next = consumers
             .into_iter()
             .filter_map(|c| {
                 Some((
