@@ -518,10 +518,10 @@ impl Dispatcher {
             }
             if full {
                 more = true;
-                if let Some(last) = docs[first..].last().and_then(|d| d.key(consumer)) {
-                    if bound.as_deref().is_none_or(|b| last < b) {
-                        bound = Some(last.to_string());
-                    }
+                if let Some(last) = docs[first..].last().and_then(|d| d.key(consumer))
+                    && bound.as_deref().is_none_or(|b| last < b)
+                {
+                    bound = Some(last.to_string());
                 }
             }
         }
