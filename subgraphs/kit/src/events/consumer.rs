@@ -1,9 +1,10 @@
 //! The consumer side: `POST /internal/events`, the idempotency record, and the one
 //! poison-event policy (dead letters, their metrics, listing and re-driving).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -30,6 +31,8 @@ use crate::error::{AppError, is_duplicate_key};
 pub const DEAD_LETTERS: &str = "dead_letters";
 /// Most bytes of an unreadable body kept in its dead letter.
 const MAX_KEPT_BODY: usize = 64 * 1024;
+/// How long one batch request may keep taking events (the one under way is finished).
+const BATCH_TIME: Duration = Duration::from_secs(2);
 /// How long a re-drive holds a dead letter before another may take it.
 const REDRIVE_LEASE: Duration = Duration::from_secs(60);
 
@@ -205,13 +208,23 @@ impl<H: EventHandler> ConsumerState<H> {
     /// Reads, de-duplicates and applies one event; never parks or records a failure
     /// itself (the callers decide where the outcome goes).
     async fn process(&self, event: &Event) -> Outcome {
-        match self
-            .processed
-            .find_one(doc! { "_id": event.id.as_str() })
-            .await
-        {
-            Ok(Some(_)) => return Outcome::Duplicate,
-            Ok(None) => {}
+        self.process_known(event, None).await
+    }
+
+    /// `process`, with the ids already recorded among a batch's events looked up before
+    /// (`None`: look this one up).
+    async fn process_known(&self, event: &Event, recorded: Option<&HashSet<String>>) -> Outcome {
+        let seen = match recorded {
+            Some(ids) => Ok(ids.contains(event.id.as_str())),
+            None => self
+                .processed
+                .find_one(doc! { "_id": event.id.as_str() })
+                .await
+                .map(|d| d.is_some()),
+        };
+        match seen {
+            Ok(true) => return Outcome::Duplicate,
+            Ok(false) => {}
             Err(e) => return Outcome::Retry(e.into()),
         }
         let domain = match DomainEvent::from_event(event) {
@@ -307,7 +320,11 @@ enum Taken {
 impl<H: EventHandler> ConsumerState<H> {
     /// Takes one event as sent: not even an envelope, it is kept whole (up to a limit)
     /// under an id of its own; an event is de-duplicated and applied, or parked.
-    async fn take(&self, body: &[u8]) -> Result<Taken, AppError> {
+    async fn take(
+        &self,
+        body: &[u8],
+        recorded: Option<&HashSet<String>>,
+    ) -> Result<Taken, AppError> {
         let event: Event = match serde_json::from_slice(body) {
             Ok(e) => e,
             Err(e) => {
@@ -325,7 +342,7 @@ impl<H: EventHandler> ConsumerState<H> {
                 return Ok(Taken::Parked("not an event; parked".to_string()));
             }
         };
-        let outcome = self.process(&event).await;
+        let outcome = self.process_known(&event, recorded).await;
         self.metrics
             .received
             .with_label_values(&[outcome.label()])
@@ -353,7 +370,7 @@ async fn receive<H: EventHandler>(
     if !has_service_token(&headers, &state.token) {
         return unauthenticated();
     }
-    match state.take(&body).await {
+    match state.take(&body, None).await {
         Ok(Taken::Applied) => plain(StatusCode::OK, "OK", "processed"),
         Ok(Taken::Duplicate) => plain(StatusCode::OK, "DUPLICATE", "already processed"),
         Ok(Taken::Parked(message)) => plain(StatusCode::OK, "PARKED", &message),
@@ -366,6 +383,8 @@ async fn receive<H: EventHandler>(
 /// Answers `{"results": [{"id", "outcome"}]}`, one entry per event taken (`APPLIED`,
 /// `DUPLICATE`, `PARKED`); a passing failure ends the batch with a `RETRY` entry, and
 /// the events after it are not looked at (the producer sends them again, in order).
+/// After `BATCH_TIME` no further event is begun: the answer is shorter than the batch,
+/// without a `RETRY`, and the producer sends the rest next.
 async fn receive_batch<H: EventHandler>(
     State(state): State<Arc<ConsumerState<H>>>,
     headers: HeaderMap,
@@ -391,16 +410,42 @@ async fn receive_batch<H: EventHandler>(
             );
         }
     };
+    // One query for the ids already recorded, instead of one per event.
+    let ids: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i.get("id").and_then(Value::as_str))
+        .collect();
+    let recorded: HashSet<String> = match state
+        .processed
+        .find(doc! { "_id": { "$in": &ids } })
+        .projection(doc! { "_id": 1 })
+        .await
+    {
+        Ok(cursor) => match cursor.try_collect::<Vec<Document>>().await {
+            Ok(docs) => docs
+                .iter()
+                .filter_map(|d| d.get_str("_id").ok().map(str::to_string))
+                .collect(),
+            Err(e) => return retry(&e.into()),
+        },
+        Err(e) => return retry(&e.into()),
+    };
+    let deadline = Instant::now() + BATCH_TIME;
     let mut results = Vec::with_capacity(items.len());
     for item in items {
+        if !results.is_empty() && Instant::now() >= deadline {
+            // The rest is left for the producer's next request: no stream holds a
+            // consumer (or its producer's turn) for long.
+            break;
+        }
         let id = item.get("id").and_then(Value::as_str).map(str::to_string);
         let text = serde_json::to_vec(&item).unwrap_or_default();
-        let outcome = match state.take(&text).await {
+        let outcome = match state.take(&text, Some(&recorded)).await {
             Ok(Taken::Applied) => "APPLIED",
             Ok(Taken::Duplicate) => "DUPLICATE",
             Ok(Taken::Parked(_)) => "PARKED",
             Err(e) => {
-                let _ = retry(&e);
+                let _ = retry(&e); // logs the cause
                 results.push(json!({ "id": id, "outcome": "RETRY" }));
                 break;
             }

@@ -200,7 +200,7 @@ struct Sent {
     /// How many events, from the first, it acknowledged (applied, already applied or
     /// parked).
     acked: usize,
-    /// It did not acknowledge them all: retry the rest later.
+    /// It refused one (or could not be reached): retry the rest after a backoff.
     failed: bool,
 }
 
@@ -645,7 +645,7 @@ impl Dispatcher {
             return Ok(false);
         }
         self.release(&key, None).await?;
-        Ok(more)
+        Ok(more || sent.acked < batch.len())
     }
 
     /// Posts `events` (one user's, oldest first) to the consumer: as one batch, or one
@@ -660,33 +660,36 @@ impl Dispatcher {
                     self.inner.single[ci].store(true, Ordering::Relaxed);
                 }
                 Ok(resp) if resp.status().is_success() => {
-                    let acked = match resp.json::<BatchAnswer>().await {
-                        Ok(answer) => answer
-                            .results
-                            .iter()
-                            .zip(events)
-                            .take_while(|(r, e)| {
-                                r.id.as_deref() == Some(e.id.as_str())
-                                    && matches!(
-                                        r.outcome.as_str(),
-                                        "APPLIED" | "DUPLICATE" | "PARKED"
-                                    )
-                            })
-                            .count(),
+                    let (acked, answered) = match resp.json::<BatchAnswer>().await {
+                        Ok(answer) => (
+                            answer
+                                .results
+                                .iter()
+                                .zip(events)
+                                .take_while(|(r, e)| {
+                                    r.id.as_deref() == Some(e.id.as_str())
+                                        && matches!(
+                                            r.outcome.as_str(),
+                                            "APPLIED" | "DUPLICATE" | "PARKED"
+                                        )
+                                })
+                                .count(),
+                            answer.results.len(),
+                        ),
                         Err(e) => {
                             tracing::warn!(consumer = %consumer.name, error = %e,
                                 "unreadable batch answer; will retry");
-                            0
+                            (0, 1)
                         }
                     };
-                    if acked < events.len() {
+                    // Every answered event taken, but not all sent: the consumer's time
+                    // for one request ran out; the rest goes next, without backoff.
+                    let failed = acked < answered || acked == 0;
+                    if failed {
                         tracing::warn!(consumer = %consumer.name, acked, sent = events.len(),
-                            "consumer took part of a batch; will retry the rest");
+                            "consumer did not take every event of a batch; will retry the rest");
                     }
-                    return Sent {
-                        acked,
-                        failed: acked < events.len(),
-                    };
+                    return Sent { acked, failed };
                 }
                 other => {
                     Self::refused(consumer, other);
