@@ -742,3 +742,27 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_and_stream_limits_are_bounded() {
+        let s = DispatchSettings::from_vars(&[("EVENT_BATCH_MAX", "500"), ("EVENT_STREAMS", "1")])
+            .unwrap();
+        assert_eq!((s.batch, s.streams), (500, 1));
+        let d = DispatchSettings::from_vars(&[("X", "")]).unwrap();
+        assert_eq!((d.batch, d.streams), (100, 8));
+        for (name, value) in [
+            ("EVENT_BATCH_MAX", "0"),
+            ("EVENT_BATCH_MAX", "501"),
+            ("EVENT_STREAMS", "0"),
+            ("EVENT_STREAMS", "65"),
+            ("EVENT_STREAMS", "many"),
+        ] {
+            let e = DispatchSettings::from_vars(&[(name, value)]).unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+        }
+    }
+}
