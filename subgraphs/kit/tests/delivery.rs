@@ -12,7 +12,6 @@ use kit::events::{
 };
 use kit::testing::{TestDb, TestServer, test_config, wait_until};
 use mongodb::bson::{self, Document, doc};
-use serde_json::json;
 
 const PRODUCER: &str = "things";
 const CONSUMER: &str = "recorder";
@@ -83,14 +82,7 @@ async fn setup(settings: DispatchSettings) -> Setup {
 }
 
 fn event(user: &str) -> Event {
-    Event::new(
-        "weekly.summary",
-        user,
-        chrono::Utc::now(),
-        json!({ "week": "2026-W48", "from": "2026-11-23", "to": "2026-11-29", "currency": "USD",
-            "spentMinor": 100, "expenseCount": 1, "topCategory": null, "topCategoryMinor": null,
-            "message": "You spent 1.00 USD this week." }),
-    )
+    kit::testing::weekly_summary_event(user)
 }
 
 /// A producer document of `user` carrying `outbox`, as a producer writes it.

@@ -56,14 +56,7 @@ async fn start() -> (TestServer, TestDb) {
 }
 
 fn weekly_summary(user: &str) -> Event {
-    Event::new(
-        "weekly.summary",
-        user,
-        chrono::Utc::now(),
-        json!({ "week": "2026-W48", "from": "2026-11-23", "to": "2026-11-29", "currency": "USD",
-            "spentMinor": 100, "expenseCount": 1, "topCategory": null, "topCategoryMinor": null,
-            "message": "You spent 1.00 USD this week." }),
-    )
+    kit::testing::weekly_summary_event(user)
 }
 
 async fn applied(db: &TestDb) -> u64 {
