@@ -141,6 +141,8 @@ struct DispatcherInner {
 /// One delivery stream: a consumer (by index) and a user.
 type Stream = (usize, String);
 
+/// Most bytes of events in one batch request (a consumer takes bodies up to 2 MiB).
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// How many times an acknowledgement is recomputed when the document keeps changing.
 const ACK_TRIES: usize = 8;
 
@@ -344,6 +346,8 @@ impl Dispatcher {
         let mut running: HashMap<tokio::task::Id, Stream> = HashMap::new();
         let mut tasks: JoinSet<anyhow::Result<bool>> = JoinSet::new();
         let mut look = true;
+        let mut idle = tokio::time::interval(self.inner.settings.poll);
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if look {
                 look = false;
@@ -388,7 +392,7 @@ impl Dispatcher {
                     }
                 }
                 _ = self.inner.wake.notified() => look = true,
-                _ = tokio::time::sleep(self.inner.settings.poll) => look = true,
+                _ = idle.tick() => look = true,
             }
         }
     }
@@ -537,8 +541,19 @@ impl Dispatcher {
             }
         }
         events.sort_by(|a, b| a.0.id.as_str().cmp(b.0.id.as_str()));
-        if events.len() > limit {
-            events.truncate(limit);
+        // At most `batch` events and `MAX_BATCH_BYTES` of them (at least one).
+        let mut bytes = 0;
+        let fit = events
+            .iter()
+            .take(limit)
+            .take_while(|(e, _)| {
+                bytes += serde_json::to_vec(e).map(|v| v.len()).unwrap_or(0);
+                bytes <= MAX_BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        if events.len() > fit {
+            events.truncate(fit);
             more = true;
         }
         Ok((events, docs, more))
