@@ -327,6 +327,19 @@ where
     }
 }
 
+/// A readable `weekly.summary` event of `user` (any consumer can read it; what it makes of
+/// it is its handler's business).
+pub fn weekly_summary_event(user: &str) -> crate::events::Event {
+    crate::events::Event::new(
+        "weekly.summary",
+        user,
+        chrono::Utc::now(),
+        json!({ "week": "2026-W48", "from": "2026-11-23", "to": "2026-11-29", "currency": "USD",
+            "spentMinor": 100, "expenseCount": 1, "topCategory": null, "topCategoryMinor": null,
+            "message": "You spent 1.00 USD this week." }),
+    )
+}
+
 /// Posts `event` to `server`'s `/internal/events` with `token` as the service
 /// credential; returns the status.
 pub async fn post_event(

@@ -4,6 +4,7 @@
 //! a re-drive after the cause is fixed applies the event exactly once, however many
 //! re-drives race.
 
+use futures::TryStreamExt;
 use kit::AppError;
 use kit::events::{DomainEvent, Event, EventHandler};
 use kit::testing::{
@@ -14,13 +15,19 @@ use mongodb::bson::{Document, doc};
 use serde_json::json;
 
 /// Applies an event by recording it, once the database holds a `switches/ready`
-/// document; while `switches/down` exists it fails as if the database were down.
+/// document; while `switches/down` (or `switches/down-<user>` for that user's events)
+/// exists it fails as if the database were down.
 struct Recorder(Database);
 
 impl EventHandler for Recorder {
     async fn handle(&self, envelope: &Event, _event: DomainEvent) -> Result<(), AppError> {
         let switches = self.0.collection::<Document>("switches");
-        if switches.find_one(doc! { "_id": "down" }).await?.is_some() {
+        let user_down = format!("down-{}", envelope.user_id.as_str());
+        if switches
+            .find_one(doc! { "_id": { "$in": ["down", user_down] } })
+            .await?
+            .is_some()
+        {
             return Err(AppError::internal(anyhow::anyhow!("the store is down")));
         }
         if switches.find_one(doc! { "_id": "ready" }).await?.is_none() {
@@ -49,14 +56,7 @@ async fn start() -> (TestServer, TestDb) {
 }
 
 fn weekly_summary(user: &str) -> Event {
-    Event::new(
-        "weekly.summary",
-        user,
-        chrono::Utc::now(),
-        json!({ "week": "2026-W48", "from": "2026-11-23", "to": "2026-11-29", "currency": "USD",
-            "spentMinor": 100, "expenseCount": 1, "topCategory": null, "topCategoryMinor": null,
-            "message": "You spent 1.00 USD this week." }),
-    )
+    kit::testing::weekly_summary_event(user)
 }
 
 async fn applied(db: &TestDb) -> u64 {
@@ -166,4 +166,116 @@ async fn dead_letters_and_re_drives_take_only_the_service_credential() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+async fn post_batch(server: &TestServer, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(server.url(kit::events::EVENTS_BATCH_PATH))
+        .header(kit::events::SERVICE_TOKEN_HEADER, TEST_SERVICE_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+fn outcomes(answer: &serde_json::Value) -> Vec<(String, String)> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or("").to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_is_applied_in_order_once_per_event_and_answered_per_event() {
+    let (server, db) = start().await;
+    switch(&db, "ready", true).await;
+    switch(&db, "down-flaky", true).await;
+    let first = weekly_summary("u3");
+    let flaky = weekly_summary("flaky");
+    let last = weekly_summary("u3");
+    let mut unknown = weekly_summary("u3");
+    unknown.kind = "no.such.type".into();
+    let batch = json!([first, unknown, flaky, last]);
+    let id = |e: &Event| e.id.to_string();
+    let out = |o: &str| o.to_string();
+    // A passing failure ends the batch: what came before it is taken, what follows is
+    // not looked at.
+    let (status, answer) = post_batch(&server, &batch).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        outcomes(&answer),
+        vec![
+            (id(&first), out("APPLIED")),
+            (id(&unknown), out("PARKED")),
+            (id(&flaky), out("RETRY")),
+        ]
+    );
+    assert_eq!(applied(&db).await, 1);
+    assert_eq!(dead_letters(&server).await["total"], 1);
+    // Sent again once the cause is gone: each event applied once.
+    switch(&db, "down-flaky", false).await;
+    let (_, answer) = post_batch(&server, &batch).await;
+    assert_eq!(
+        outcomes(&answer),
+        vec![
+            (id(&first), out("DUPLICATE")),
+            (id(&unknown), out("PARKED")),
+            (id(&flaky), out("APPLIED")),
+            (id(&last), out("APPLIED")),
+        ]
+    );
+    assert_eq!(applied(&db).await, 3);
+    let order: Vec<String> = db
+        .db
+        .collection::<Document>("applied")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.get_str("event").unwrap().to_string())
+        .collect();
+    assert_eq!(order, vec![id(&first), id(&flaky), id(&last)]);
+    // An empty batch takes nothing; a single event keeps its own endpoint.
+    let (status, answer) = post_batch(&server, &json!([])).await;
+    assert_eq!((status, outcomes(&answer).len()), (200, 0));
+    assert_eq!(post_event(&server, TEST_SERVICE_TOKEN, &last).await, 200);
+    assert_eq!(applied(&db).await, 3);
+}
+
+#[tokio::test]
+async fn a_batch_that_is_not_an_array_or_too_long_is_refused_and_changes_nothing() {
+    let (server, db) = start().await;
+    switch(&db, "ready", true).await;
+    let too_many: Vec<Event> = (0..=kit::events::MAX_BATCH_EVENTS)
+        .map(|_| weekly_summary("u4"))
+        .collect();
+    for body in [
+        json!({ "events": [] }),
+        json!(weekly_summary("u4")),
+        json!(too_many),
+    ] {
+        let (status, answer) = post_batch(&server, &body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["code"], "VALIDATION_FAILED");
+    }
+    let r = reqwest::Client::new()
+        .post(server.url(kit::events::EVENTS_BATCH_PATH))
+        .json(&json!([weekly_summary("u4")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(applied(&db).await, 0);
+    assert_eq!(dead_letters(&server).await["total"], 0);
 }

@@ -1,9 +1,10 @@
 //! The consumer side: `POST /internal/events`, the idempotency record, and the one
 //! poison-event policy (dead letters, their metrics, listing and re-driving).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,7 +20,10 @@ use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DomainEvent, EVENTS_PATH, Event, EventError, SERVICE_TOKEN_HEADER};
+use super::{
+    DomainEvent, EVENTS_BATCH_PATH, EVENTS_PATH, Event, EventError, MAX_BATCH_EVENTS,
+    SERVICE_TOKEN_HEADER,
+};
 use crate::config::Secret;
 use crate::error::{AppError, is_duplicate_key};
 
@@ -27,6 +31,8 @@ use crate::error::{AppError, is_duplicate_key};
 pub const DEAD_LETTERS: &str = "dead_letters";
 /// Most bytes of an unreadable body kept in its dead letter.
 const MAX_KEPT_BODY: usize = 64 * 1024;
+/// How long one batch request may keep taking events (the one under way is finished).
+const BATCH_TIME: Duration = Duration::from_secs(2);
 /// How long a re-drive holds a dead letter before another may take it.
 const REDRIVE_LEASE: Duration = Duration::from_secs(60);
 
@@ -138,7 +144,7 @@ pub async fn ensure_consumer_indexes(db: &Database) -> Result<(), AppError> {
     Ok(())
 }
 
-/// `POST /internal/events`, `GET /internal/dead-letters`,
+/// `POST /internal/events`, `POST /internal/events/batch`, `GET /internal/dead-letters`,
 /// `POST /internal/dead-letters/{id}/redrive` (service credential only) and `GET /metrics`.
 pub fn consumer_router<H: EventHandler>(
     name: &str,
@@ -156,6 +162,7 @@ pub fn consumer_router<H: EventHandler>(
     });
     Ok(Router::new()
         .route(EVENTS_PATH, post(receive::<H>))
+        .route(EVENTS_BATCH_PATH, post(receive_batch::<H>))
         .route("/internal/dead-letters", get(list_dead_letters::<H>))
         .route("/internal/dead-letters/{id}/redrive", post(redrive::<H>))
         .route("/metrics", get(render_metrics::<H>))
@@ -201,13 +208,23 @@ impl<H: EventHandler> ConsumerState<H> {
     /// Reads, de-duplicates and applies one event; never parks or records a failure
     /// itself (the callers decide where the outcome goes).
     async fn process(&self, event: &Event) -> Outcome {
-        match self
-            .processed
-            .find_one(doc! { "_id": event.id.as_str() })
-            .await
-        {
-            Ok(Some(_)) => return Outcome::Duplicate,
-            Ok(None) => {}
+        self.process_known(event, None).await
+    }
+
+    /// `process`, with the ids already recorded among a batch's events looked up before
+    /// (`None`: look this one up).
+    async fn process_known(&self, event: &Event, recorded: Option<&HashSet<String>>) -> Outcome {
+        let seen = match recorded {
+            Some(ids) => Ok(ids.contains(event.id.as_str())),
+            None => self
+                .processed
+                .find_one(doc! { "_id": event.id.as_str() })
+                .await
+                .map(|d| d.is_some()),
+        };
+        match seen {
+            Ok(true) => return Outcome::Duplicate,
+            Ok(false) => {}
             Err(e) => return Outcome::Retry(e.into()),
         }
         let domain = match DomainEvent::from_event(event) {
@@ -291,6 +308,60 @@ impl<H: EventHandler> ConsumerState<H> {
     }
 }
 
+/// What the consumer made of one event it was sent (a refusal to take it at all is an
+/// `Err`: the producer sends it again later).
+enum Taken {
+    Applied,
+    Duplicate,
+    /// Parked, with the answer's message.
+    Parked(String),
+}
+
+impl<H: EventHandler> ConsumerState<H> {
+    /// Takes one event as sent: not even an envelope, it is kept whole (up to a limit)
+    /// under an id of its own; an event is de-duplicated and applied, or parked.
+    async fn take(
+        &self,
+        body: &[u8],
+        recorded: Option<&HashSet<String>>,
+    ) -> Result<Taken, AppError> {
+        let event: Event = match serde_json::from_slice(body) {
+            Ok(e) => e,
+            Err(e) => {
+                let text = String::from_utf8_lossy(&body[..body.len().min(MAX_KEPT_BODY)]);
+                let id = crate::ids::new_id();
+                self.metrics.received.with_label_values(&["parked"]).inc();
+                self.park(
+                    &id,
+                    &text,
+                    None,
+                    "unreadable",
+                    &format!("not an event: {e}"),
+                )
+                .await?;
+                return Ok(Taken::Parked("not an event; parked".to_string()));
+            }
+        };
+        let outcome = self.process_known(&event, recorded).await;
+        self.metrics
+            .received
+            .with_label_values(&[outcome.label()])
+            .inc();
+        match outcome {
+            Outcome::Applied => Ok(Taken::Applied),
+            Outcome::Duplicate => Ok(Taken::Duplicate),
+            Outcome::Parked { reason, detail } => {
+                let text = String::from_utf8_lossy(body);
+                self.park(event.id.as_str(), &text, Some(&event), reason, &detail)
+                    .await?;
+                Ok(Taken::Parked(detail))
+            }
+            Outcome::Retry(e) => Err(e),
+        }
+    }
+}
+
+/// `POST /internal/events`: one event.
 async fn receive<H: EventHandler>(
     State(state): State<Arc<ConsumerState<H>>>,
     headers: HeaderMap,
@@ -299,49 +370,89 @@ async fn receive<H: EventHandler>(
     if !has_service_token(&headers, &state.token) {
         return unauthenticated();
     }
-    let event: Event = match serde_json::from_slice(&body) {
-        Ok(e) => e,
-        Err(e) => {
-            // Not even an envelope: kept whole (up to a limit) under an id of its own.
-            let text = String::from_utf8_lossy(&body[..body.len().min(MAX_KEPT_BODY)]);
-            let id = crate::ids::new_id();
-            let parked = state
-                .park(
-                    &id,
-                    &text,
-                    None,
-                    "unreadable",
-                    &format!("not an event: {e}"),
-                )
-                .await;
-            state.metrics.received.with_label_values(&["parked"]).inc();
-            return match parked {
-                Ok(()) => plain(StatusCode::OK, "PARKED", "not an event; parked"),
-                Err(e) => retry(&e),
-            };
+    match state.take(&body, None).await {
+        Ok(Taken::Applied) => plain(StatusCode::OK, "OK", "processed"),
+        Ok(Taken::Duplicate) => plain(StatusCode::OK, "DUPLICATE", "already processed"),
+        Ok(Taken::Parked(message)) => plain(StatusCode::OK, "PARKED", &message),
+        Err(e) => retry(&e),
+    }
+}
+
+/// `POST /internal/events/batch`: a JSON array of at most `MAX_BATCH_EVENTS` events (one
+/// user's, oldest first), each taken as `POST /internal/events` takes one, in order.
+/// Answers `{"results": [{"id", "outcome"}]}`, one entry per event taken (`APPLIED`,
+/// `DUPLICATE`, `PARKED`); a passing failure ends the batch with a `RETRY` entry, and
+/// the events after it are not looked at (the producer sends them again, in order).
+/// After `BATCH_TIME` no further event is begun: the answer is shorter than the batch,
+/// without a `RETRY`, and the producer sends the rest next.
+async fn receive_batch<H: EventHandler>(
+    State(state): State<Arc<ConsumerState<H>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !has_service_token(&headers, &state.token) {
+        return unauthenticated();
+    }
+    let items = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) if items.len() <= MAX_BATCH_EVENTS => items,
+        Ok(Value::Array(_)) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_FAILED",
+                &format!("a batch holds at most {MAX_BATCH_EVENTS} events"),
+            );
+        }
+        _ => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_FAILED",
+                "a batch is a JSON array of events",
+            );
         }
     };
-    let outcome = state.process(&event).await;
-    state
-        .metrics
-        .received
-        .with_label_values(&[outcome.label()])
-        .inc();
-    match outcome {
-        Outcome::Applied => plain(StatusCode::OK, "OK", "processed"),
-        Outcome::Duplicate => plain(StatusCode::OK, "DUPLICATE", "already processed"),
-        Outcome::Parked { reason, detail } => {
-            let text = String::from_utf8_lossy(&body);
-            match state
-                .park(event.id.as_str(), &text, Some(&event), reason, &detail)
-                .await
-            {
-                Ok(()) => plain(StatusCode::OK, "PARKED", &detail),
-                Err(e) => retry(&e),
-            }
+    // One query for the ids already recorded, instead of one per event.
+    let ids: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i.get("id").and_then(Value::as_str))
+        .collect();
+    let recorded: HashSet<String> = match state
+        .processed
+        .find(doc! { "_id": { "$in": &ids } })
+        .projection(doc! { "_id": 1 })
+        .await
+    {
+        Ok(cursor) => match cursor.try_collect::<Vec<Document>>().await {
+            Ok(docs) => docs
+                .iter()
+                .filter_map(|d| d.get_str("_id").ok().map(str::to_string))
+                .collect(),
+            Err(e) => return retry(&e.into()),
+        },
+        Err(e) => return retry(&e.into()),
+    };
+    let deadline = Instant::now() + BATCH_TIME;
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        if !results.is_empty() && Instant::now() >= deadline {
+            // The rest is left for the producer's next request: no stream holds a
+            // consumer (or its producer's turn) for long.
+            break;
         }
-        Outcome::Retry(e) => retry(&e),
+        let id = item.get("id").and_then(Value::as_str).map(str::to_string);
+        let text = serde_json::to_vec(&item).unwrap_or_default();
+        let outcome = match state.take(&text, Some(&recorded)).await {
+            Ok(Taken::Applied) => "APPLIED",
+            Ok(Taken::Duplicate) => "DUPLICATE",
+            Ok(Taken::Parked(_)) => "PARKED",
+            Err(e) => {
+                let _ = retry(&e); // logs the cause
+                results.push(json!({ "id": id, "outcome": "RETRY" }));
+                break;
+            }
+        };
+        results.push(json!({ "id": id, "outcome": outcome }));
     }
+    axum::Json(json!({ "results": results })).into_response()
 }
 
 /// 503: the producer keeps the event and sends it again later.

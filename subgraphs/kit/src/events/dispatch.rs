@@ -1,18 +1,24 @@
 //! The dispatcher: delivers the outboxes of a producer's collections to its consumers,
-//! at least once, in order per user (see the module above).
+//! at least once, in order per user, one bounded batch per (consumer, user) stream at a
+//! time, streams served side by side and in turn (see the module above).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
-use mongodb::bson::{self, Document, doc};
+use futures::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 
-use super::{Consumer, EVENTS_PATH, Event, Outbox, SERVICE_TOKEN_HEADER, parse_consumers};
+use super::{
+    Consumer, EVENTS_BATCH_PATH, EVENTS_PATH, Event, MAX_BATCH_EVENTS, Outbox,
+    SERVICE_TOKEN_HEADER, next_pending, parse_consumers,
+};
 use crate::config::{ConfigError, Secret, Vars, var_or};
 use crate::error::{AppError, is_duplicate_key};
 
@@ -29,8 +35,15 @@ pub struct DispatchSettings {
     /// `EVENT_LEASE_MS` (default 30000): how long a claim on a user's stream lasts
     /// without renewal (an instance that dies mid-delivery is replaced after this).
     pub lease: Duration,
-    /// `EVENT_HTTP_TIMEOUT_MS` (default 10000).
+    /// `EVENT_HTTP_TIMEOUT_MS` (default 10000): timeout of one delivery request (one
+    /// batch).
     pub http_timeout: Duration,
+    /// `EVENT_BATCH_MAX` (default 100, at most 500): most events of one user sent to a
+    /// consumer in one request; a stream with more waits for its next turn.
+    pub batch: usize,
+    /// `EVENT_STREAMS` (default 8, 1 to 64): (consumer, user) streams delivered at the
+    /// same time by one instance.
+    pub streams: usize,
 }
 
 impl DispatchSettings {
@@ -41,11 +54,21 @@ impl DispatchSettings {
         "EVENT_RETRY_MAX_MS",
         "EVENT_LEASE_MS",
         "EVENT_HTTP_TIMEOUT_MS",
+        "EVENT_BATCH_MAX",
+        "EVENT_STREAMS",
     ];
 
     pub fn from_vars(vars: &(impl Vars + ?Sized)) -> Result<Self, ConfigError> {
         let ms = |name: &str, default: u64| -> Result<Duration, ConfigError> {
             Ok(Duration::from_millis(var_or(vars, name, default)?))
+        };
+        let count = |name: &str, default: usize, max: usize| -> Result<usize, ConfigError> {
+            let n: usize = var_or(vars, name, default)?;
+            if (1..=max).contains(&n) {
+                Ok(n)
+            } else {
+                Err(ConfigError::new(name, format!("must be from 1 to {max}")))
+            }
         };
         Ok(DispatchSettings {
             poll: ms("EVENT_POLL_MS", 1000)?,
@@ -53,6 +76,8 @@ impl DispatchSettings {
             retry_max: ms("EVENT_RETRY_MAX_MS", 300_000)?,
             lease: ms("EVENT_LEASE_MS", 30_000)?,
             http_timeout: ms("EVENT_HTTP_TIMEOUT_MS", 10_000)?,
+            batch: count("EVENT_BATCH_MAX", 100, MAX_BATCH_EVENTS)?,
+            streams: count("EVENT_STREAMS", 8, 64)?,
         })
     }
 
@@ -64,6 +89,8 @@ impl DispatchSettings {
             retry_max: Duration::from_millis(400),
             lease: Duration::from_secs(5),
             http_timeout: Duration::from_secs(5),
+            batch: 100,
+            streams: 8,
         }
     }
 }
@@ -101,6 +128,9 @@ struct DispatcherInner {
     db: Database,
     collections: Vec<String>,
     consumers: Vec<Consumer>,
+    /// Per consumer: it answered 404 on the batch endpoint (an older consumer), so its
+    /// events go one per request.
+    single: Vec<AtomicBool>,
     token: Secret,
     http: reqwest::Client,
     settings: DispatchSettings,
@@ -108,12 +138,83 @@ struct DispatcherInner {
     wake: Notify,
 }
 
+/// One delivery stream: a consumer (by index) and a user.
+type Stream = (usize, String);
+
+/// Most bytes of events in one batch request (a consumer takes bodies up to 2 MiB).
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// How many times an acknowledgement is recomputed when the document keeps changing.
+const ACK_TRIES: usize = 8;
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The field holding a document's oldest event pending for `consumer`.
+fn next_field(consumer: &str) -> String {
+    format!("outboxNext.{consumer}")
+}
+
+/// A producer document as the dispatcher reads it.
+struct Loaded {
+    /// Index into the dispatcher's collections.
+    coll: usize,
+    id: Bson,
+    /// `outboxRev` as read (`None`: the field is absent).
+    rev: Option<i64>,
+    outbox: Outbox,
+}
+
+impl Loaded {
+    fn read(coll: usize, d: Document) -> anyhow::Result<Loaded> {
+        let id = d.get("_id").cloned().unwrap_or(Bson::Null);
+        let rev = match d.get("outboxRev") {
+            Some(Bson::Int64(n)) => Some(*n),
+            Some(Bson::Int32(n)) => Some(i64::from(*n)),
+            Some(Bson::Double(n)) => Some(*n as i64),
+            _ => None,
+        };
+        let outbox: Outbox = bson::from_document(d)?;
+        Ok(Loaded {
+            coll,
+            id,
+            rev,
+            outbox,
+        })
+    }
+
+    /// The stored `outboxNext` of `consumer` (what the query sorted on).
+    fn key(&self, consumer: &str) -> Option<&str> {
+        self.outbox.outbox_next.get(consumer).map(String::as_str)
+    }
+}
+
+fn projection() -> Document {
+    doc! { "outbox": 1, "outboxPending": 1, "outboxNext": 1, "outboxRev": 1 }
+}
+
+/// What a consumer made of a batch.
+struct Sent {
+    /// How many events, from the first, it acknowledged (applied, already applied or
+    /// parked).
+    acked: usize,
+    /// It refused one (or could not be reached): retry the rest after a backoff.
+    failed: bool,
+}
+
+#[derive(Deserialize)]
+struct BatchAnswer {
+    results: Vec<BatchResult>,
+}
+
+#[derive(Deserialize)]
+struct BatchResult {
+    id: Option<String>,
+    outcome: String,
 }
 
 impl Dispatcher {
@@ -132,6 +233,7 @@ impl Dispatcher {
             inner: Arc::new(DispatcherInner {
                 db,
                 collections: collections.iter().map(|c| c.to_string()).collect(),
+                single: consumers.iter().map(|_| AtomicBool::new(false)).collect(),
                 consumers,
                 token,
                 http,
@@ -168,68 +270,155 @@ impl Dispatcher {
         self.inner.wake.notify_one();
     }
 
-    /// Indexes the dispatcher's queries need on a producer collection.
+    fn collection(&self, i: usize) -> Collection<Document> {
+        self.inner
+            .db
+            .collection::<Document>(&self.inner.collections[i])
+    }
+
+    /// Indexes the dispatcher's queries need on a producer collection: per consumer, the
+    /// users' pending documents by their oldest pending event (only documents with one
+    /// are in it, so delivered history costs nothing); and documents written before
+    /// `outboxNext` existed get it.
     pub async fn ensure_indexes(&self) -> Result<(), AppError> {
-        for name in &self.inner.collections {
-            self.inner
-                .db
-                .collection::<Document>(name)
-                .create_index(
+        for (i, name) in self.inner.collections.iter().enumerate() {
+            let coll = self.collection(i);
+            coll.create_index(
+                IndexModel::builder()
+                    .keys(doc! { "outboxPending.c": 1, "userId": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name("outbox_pending".to_string())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await?;
+            for consumer in &self.inner.consumers {
+                let field = next_field(&consumer.name);
+                coll.create_index(
                     IndexModel::builder()
-                        .keys(doc! { "outboxPending.c": 1, "userId": 1 })
+                        .keys(doc! { "userId": 1, &field: 1 })
                         .options(
                             IndexOptions::builder()
-                                .name("outbox_pending".to_string())
+                                .name(format!("outbox_next_{}", consumer.name))
+                                .partial_filter_expression(doc! { &field: { "$exists": true } })
                                 .build(),
                         )
                         .build(),
                 )
                 .await?;
+                self.backfill(i, &consumer.name)
+                    .await
+                    .map_err(|e| AppError::internal(e.context(format!("outbox of {name}"))))?;
+            }
         }
         Ok(())
     }
 
-    /// Runs delivery rounds until the task is aborted.
-    pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = this.round().await {
-                    tracing::warn!(error = %format!("{e:#}"), "event delivery round failed");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(this.inner.settings.poll) => {},
-                    _ = this.inner.wake.notified() => {},
-                }
-            }
-        })
+    /// Gives `outboxNext` to documents with events pending for `consumer` that lack it.
+    async fn backfill(&self, coll: usize, consumer: &str) -> anyhow::Result<()> {
+        let mut cursor = self
+            .collection(coll)
+            .find(doc! { "outboxPending.c": consumer, next_field(consumer): { "$exists": false } })
+            .projection(projection())
+            .await?;
+        while let Some(d) = cursor.try_next().await? {
+            let loaded = Loaded::read(coll, d)?;
+            self.acknowledge(loaded, consumer, &HashSet::new()).await?;
+        }
+        Ok(())
     }
 
-    /// One delivery round over every consumer and user with pending events.
-    pub async fn round(&self) -> anyhow::Result<()> {
-        for consumer in &self.inner.consumers {
+    /// Runs delivery until the task is aborted: every (consumer, user) stream with
+    /// pending events gets one batch at a time, at most `streams` at once, in turn (a
+    /// stream with more goes to the back of the line); new streams are looked for after
+    /// each batch that left more, on a local write, and every poll interval.
+    pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.run().await })
+    }
+
+    async fn run(&self) {
+        // A fair (first come, first served) semaphore: the line of waiting streams.
+        let permits = Arc::new(Semaphore::new(self.inner.settings.streams));
+        let mut active: HashSet<Stream> = HashSet::new();
+        let mut running: HashMap<tokio::task::Id, Stream> = HashMap::new();
+        let mut tasks: JoinSet<anyhow::Result<bool>> = JoinSet::new();
+        let mut look = true;
+        let mut idle = tokio::time::interval(self.inner.settings.poll);
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if look {
+                look = false;
+                match self.streams().await {
+                    Ok(streams) => {
+                        for stream in streams {
+                            if !active.insert(stream.clone()) {
+                                continue;
+                            }
+                            let this = self.clone();
+                            let permits = permits.clone();
+                            let (consumer, user) = stream.clone();
+                            let handle = tasks.spawn(async move {
+                                let _permit = permits.acquire_owned().await?;
+                                this.deliver_batch(consumer, &user).await
+                            });
+                            running.insert(handle.id(), stream);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot look for pending events")
+                    }
+                }
+            }
+            tokio::select! {
+                Some(done) = tasks.join_next_with_id() => {
+                    let (id, result) = match done {
+                        Ok((id, r)) => (id, r),
+                        Err(e) => (e.id(), Err(anyhow::anyhow!("delivery task failed: {e}"))),
+                    };
+                    let stream = running.remove(&id);
+                    if let Some(s) = &stream {
+                        active.remove(s);
+                    }
+                    match result {
+                        Ok(more) => look |= more,
+                        Err(e) => {
+                            let (consumer, user) = stream.unwrap_or_default();
+                            tracing::warn!(consumer = %self.inner.consumers.get(consumer).map(|c| c.name.as_str()).unwrap_or(""),
+                                user = %user, error = %format!("{e:#}"), "event delivery failed");
+                        }
+                    }
+                }
+                _ = self.inner.wake.notified() => look = true,
+                _ = idle.tick() => look = true,
+            }
+        }
+    }
+
+    /// Every (consumer, user) with pending events (from the partial indexes).
+    async fn streams(&self) -> anyhow::Result<Vec<Stream>> {
+        let mut out: Vec<Stream> = Vec::new();
+        for (ci, consumer) in self.inner.consumers.iter().enumerate() {
             let mut users: HashSet<String> = HashSet::new();
-            for name in &self.inner.collections {
-                let coll = self.inner.db.collection::<Document>(name);
-                for u in coll
-                    .distinct("userId", doc! { "outboxPending.c": &consumer.name })
+            for i in 0..self.inner.collections.len() {
+                for u in self
+                    .collection(i)
+                    .distinct(
+                        "userId",
+                        doc! { next_field(&consumer.name): { "$exists": true } },
+                    )
                     .await?
                 {
-                    if let bson::Bson::String(s) = u {
+                    if let Bson::String(s) = u {
                         users.insert(s);
                     }
                 }
             }
-            futures::stream::iter(users)
-                .for_each_concurrent(8, |user| async move {
-                    if let Err(e) = self.deliver_user(consumer, &user).await {
-                        tracing::warn!(consumer = %consumer.name, user = %user,
-                            error = %format!("{e:#}"), "event delivery failed");
-                    }
-                })
-                .await;
+            out.extend(users.into_iter().map(|u| (ci, u)));
         }
-        Ok(())
+        Ok(out)
     }
 
     fn leases(&self) -> Collection<LeaseDoc> {
@@ -299,98 +488,296 @@ impl Dispatcher {
         Ok(())
     }
 
-    async fn renew(&self, key: &str) -> Result<bool, AppError> {
-        let r = self
-            .leases()
-            .update_one(
-                doc! { "_id": key, "owner": &self.inner.owner },
-                doc! { "$set": { "leaseUntil": now_ms() + millis(self.inner.settings.lease) } },
-            )
-            .await?;
-        Ok(r.matched_count == 1)
+    /// The oldest pending events of `user` for `consumer`, at most one batch, oldest
+    /// first, with the documents they are in; and whether more are pending.
+    ///
+    /// Per collection it reads at most `batch` documents in `outboxNext` order. A
+    /// document not read has no pending event older than the last one read's
+    /// `outboxNext`, so only events up to that bound are sure to come before every event
+    /// not read; later ones wait for the next batch.
+    async fn oldest(
+        &self,
+        consumer: &str,
+        user: &str,
+    ) -> anyhow::Result<(Vec<(Event, usize)>, Vec<Loaded>, bool)> {
+        let limit = self.inner.settings.batch;
+        let field = next_field(consumer);
+        let mut docs: Vec<Loaded> = Vec::new();
+        let mut bound: Option<String> = None;
+        let mut more = false;
+        for i in 0..self.inner.collections.len() {
+            let read: Vec<Document> = self
+                .collection(i)
+                .find(doc! { "userId": user, &field: { "$exists": true } })
+                .sort(doc! { &field: 1 })
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .projection(projection())
+                .await?
+                .try_collect()
+                .await?;
+            let full = read.len() >= limit;
+            let first = docs.len();
+            for d in read {
+                docs.push(Loaded::read(i, d)?);
+            }
+            if full {
+                more = true;
+                if let Some(last) = docs[first..].last().and_then(|d| d.key(consumer))
+                    && bound.as_deref().is_none_or(|b| last < b)
+                {
+                    bound = Some(last.to_string());
+                }
+            }
+        }
+        let mut events: Vec<(Event, usize)> = Vec::new();
+        for (di, d) in docs.iter().enumerate() {
+            for p in d.outbox.outbox_pending.iter().filter(|p| p.c == consumer) {
+                if bound.as_deref().is_some_and(|b| p.e.as_str() > b) {
+                    continue;
+                }
+                if let Some(ev) = d.outbox.outbox.iter().find(|e| e.id.as_str() == p.e) {
+                    events.push((ev.clone(), di));
+                }
+            }
+        }
+        events.sort_by(|a, b| a.0.id.as_str().cmp(b.0.id.as_str()));
+        // At most `batch` events and `MAX_BATCH_BYTES` of them (at least one).
+        let mut bytes = 0;
+        let fit = events
+            .iter()
+            .take(limit)
+            .take_while(|(e, _)| {
+                bytes += serde_json::to_vec(e).map(|v| v.len()).unwrap_or(0);
+                bytes <= MAX_BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        if events.len() > fit {
+            events.truncate(fit);
+            more = true;
+        }
+        Ok((events, docs, more))
     }
 
-    async fn deliver_user(&self, consumer: &Consumer, user: &str) -> anyhow::Result<()> {
+    /// Records that `consumer` acknowledged the events `ids` of a document: their
+    /// entries go, its `outboxNext` moves to its next pending event (entries without
+    /// their event go too), and the revision moves on. Refused when the document changed
+    /// since it was read (a producer added an event): read again and recomputed.
+    async fn acknowledge(
+        &self,
+        mut d: Loaded,
+        consumer: &str,
+        ids: &HashSet<&str>,
+    ) -> anyhow::Result<()> {
+        let coll = self.collection(d.coll);
+        for _ in 0..ACK_TRIES {
+            // The whole array is written (under the revision check) rather than pulled
+            // from: one form every server applies the same together with `outboxNext`.
+            let events: HashSet<&str> = d.outbox.outbox.iter().map(|e| e.id.as_str()).collect();
+            let mut outbox = d.outbox.clone();
+            outbox.outbox_pending.retain(|p| {
+                p.c != consumer || (!ids.contains(p.e.as_str()) && events.contains(p.e.as_str()))
+            });
+            outbox.refresh_next();
+            let update = doc! {
+                "$set": {
+                    "outboxPending": bson::to_bson(&outbox.outbox_pending)?,
+                    "outboxNext": bson::to_bson(&outbox.outbox_next)?,
+                },
+                "$inc": { "outboxRev": 1_i64 },
+            };
+            let filter = match d.rev {
+                Some(rev) => doc! { "_id": &d.id, "outboxRev": rev },
+                None => doc! { "_id": &d.id, "outboxRev": { "$exists": false } },
+            };
+            if coll.update_one(filter, update).await?.matched_count == 1 {
+                return Ok(());
+            }
+            match coll
+                .find_one(doc! { "_id": &d.id })
+                .projection(projection())
+                .await?
+            {
+                Some(fresh) => d = Loaded::read(d.coll, fresh)?,
+                None => return Ok(()),
+            }
+        }
+        anyhow::bail!("the document kept changing; its acknowledgement waits for the next batch")
+    }
+
+    /// Delivers the next batch of one stream; true when it has more pending.
+    async fn deliver_batch(&self, ci: usize, user: &str) -> anyhow::Result<bool> {
+        let consumer = &self.inner.consumers[ci];
         let key = format!("{}|{}", consumer.name, user);
         let Some(attempts) = self.claim(&key).await? else {
-            return Ok(());
+            return Ok(false);
         };
-        // Every pending event of this user for this consumer, oldest first.
-        let mut pending: BTreeMap<String, (String, String, Event)> = BTreeMap::new();
-        for name in &self.inner.collections {
-            let coll = self.inner.db.collection::<Document>(name);
-            let mut cursor = coll
-                .find(doc! { "userId": user, "outboxPending.c": &consumer.name })
-                .projection(doc! { "outbox": 1, "outboxPending": 1 })
-                .await?;
-            while let Some(d) = cursor.try_next().await? {
-                let doc_id = d.get_str("_id").unwrap_or_default().to_string();
-                let outbox: Outbox = bson::from_document(d)?;
-                for p in outbox
-                    .outbox_pending
-                    .iter()
-                    .filter(|p| p.c == consumer.name)
-                {
-                    if let Some(ev) = outbox.outbox.iter().find(|e| e.id.as_str() == p.e) {
-                        pending.insert(
-                            ev.id.to_string(),
-                            (name.clone(), doc_id.clone(), ev.clone()),
-                        );
-                    } else {
-                        // An entry without its event cannot be delivered; drop the entry.
-                        coll.update_one(
-                            doc! { "_id": &doc_id },
-                            doc! { "$pull": { "outboxPending": { "c": &consumer.name, "e": &p.e } } },
-                        )
-                        .await?;
-                    }
-                }
+        let (events, docs, more) = match self.oldest(&consumer.name, user).await {
+            Ok(found) => found,
+            Err(e) => {
+                self.release(&key, Some(attempts)).await?;
+                return Err(e);
+            }
+        };
+        // Documents whose `outboxNext` is stale or whose entries lost their event are
+        // put right (nothing of theirs is in the batch, or it would be delivered).
+        let (mut to_ack, mut to_fix): (Vec<Loaded>, Vec<Loaded>) = (Vec::new(), Vec::new());
+        let in_batch: HashSet<usize> = events.iter().map(|(_, di)| *di).collect();
+        for (di, d) in docs.into_iter().enumerate() {
+            if in_batch.contains(&di) {
+                to_ack.push(d);
+            } else if d.key(&consumer.name)
+                != next_pending(&d.outbox.outbox_pending, &consumer.name)
+                || d.outbox.outbox_pending.iter().any(|p| {
+                    p.c == consumer.name && !d.outbox.outbox.iter().any(|e| e.id.as_str() == p.e)
+                })
+            {
+                to_fix.push(d);
             }
         }
-        let url = format!("{}{}", consumer.url, EVENTS_PATH);
-        for (event_id, (coll, doc_id, event)) in pending {
-            let sent = self
-                .inner
-                .http
-                .post(&url)
-                .header(SERVICE_TOKEN_HEADER, self.inner.token.expose())
-                .json(&event)
-                .send()
-                .await;
-            let ok = match sent {
-                Ok(resp) if resp.status().is_success() => true,
-                Ok(resp) => {
-                    tracing::warn!(consumer = %consumer.name, event = %event_id,
-                        status = resp.status().as_u16(), "consumer refused event; will retry");
-                    false
-                }
-                Err(e) => {
-                    tracing::info!(consumer = %consumer.name, event = %event_id,
-                        error = %e, "consumer unreachable; will retry");
-                    false
-                }
-            };
-            if !ok {
-                self.release(&key, Some(attempts)).await?;
-                return Ok(());
+        for d in to_fix {
+            self.acknowledge(d, &consumer.name, &HashSet::new()).await?;
+        }
+        if events.is_empty() {
+            self.release(&key, None).await?;
+            return Ok(false);
+        }
+        let batch: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
+        let sent = self.send(ci, &batch).await;
+        // What the consumer took is acknowledged, document by document.
+        let taken: HashSet<&str> = batch[..sent.acked].iter().map(|e| e.id.as_str()).collect();
+        for d in to_ack {
+            if d.outbox
+                .outbox_pending
+                .iter()
+                .any(|p| p.c == consumer.name && taken.contains(p.e.as_str()))
+            {
+                self.acknowledge(d, &consumer.name, &taken).await?;
             }
-            self.inner
-                .db
-                .collection::<Document>(&coll)
-                .update_one(
-                    doc! { "_id": &doc_id },
-                    doc! {
-                        "$pull": { "outboxPending": { "c": &consumer.name, "e": &event_id } },
-                        "$inc": { "outboxRev": 1 },
-                    },
-                )
-                .await?;
-            if !self.renew(&key).await? {
-                // Lost the lease (took too long): another instance carries on.
-                return Ok(());
-            }
+        }
+        if sent.failed {
+            self.release(&key, Some(attempts)).await?;
+            return Ok(false);
         }
         self.release(&key, None).await?;
-        Ok(())
+        Ok(more || sent.acked < batch.len())
+    }
+
+    /// Posts `events` (one user's, oldest first) to the consumer: as one batch, or one
+    /// by one to a consumer without the batch endpoint.
+    async fn send(&self, ci: usize, events: &[&Event]) -> Sent {
+        let consumer = &self.inner.consumers[ci];
+        if !self.inner.single[ci].load(Ordering::Relaxed) {
+            match self.post(consumer, EVENTS_BATCH_PATH, &events).await {
+                Ok(resp) if resp.status() == reqwest::StatusCode::NOT_FOUND => {
+                    tracing::info!(consumer = %consumer.name,
+                        "consumer has no batch endpoint; sending one event per request");
+                    self.inner.single[ci].store(true, Ordering::Relaxed);
+                }
+                Ok(resp) if resp.status().is_success() => {
+                    let (acked, answered) = match resp.json::<BatchAnswer>().await {
+                        Ok(answer) => (
+                            answer
+                                .results
+                                .iter()
+                                .zip(events)
+                                .take_while(|(r, e)| {
+                                    r.id.as_deref() == Some(e.id.as_str())
+                                        && matches!(
+                                            r.outcome.as_str(),
+                                            "APPLIED" | "DUPLICATE" | "PARKED"
+                                        )
+                                })
+                                .count(),
+                            answer.results.len(),
+                        ),
+                        Err(e) => {
+                            tracing::warn!(consumer = %consumer.name, error = %e,
+                                "unreadable batch answer; will retry");
+                            (0, 1)
+                        }
+                    };
+                    // Every answered event taken, but not all sent: the consumer's time
+                    // for one request ran out; the rest goes next, without backoff.
+                    let failed = acked < answered || acked == 0;
+                    if failed {
+                        tracing::warn!(consumer = %consumer.name, acked, sent = events.len(),
+                            "consumer did not take every event of a batch; will retry the rest");
+                    }
+                    return Sent { acked, failed };
+                }
+                other => {
+                    Self::refused(consumer, other);
+                    return Sent {
+                        acked: 0,
+                        failed: true,
+                    };
+                }
+            }
+        }
+        for (i, event) in events.iter().enumerate() {
+            match self.post(consumer, EVENTS_PATH, event).await {
+                Ok(resp) if resp.status().is_success() => {}
+                other => {
+                    Self::refused(consumer, other);
+                    return Sent {
+                        acked: i,
+                        failed: true,
+                    };
+                }
+            }
+        }
+        Sent {
+            acked: events.len(),
+            failed: false,
+        }
+    }
+
+    async fn post(
+        &self,
+        consumer: &Consumer,
+        path: &str,
+        body: &impl Serialize,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.inner
+            .http
+            .post(format!("{}{}", consumer.url, path))
+            .header(SERVICE_TOKEN_HEADER, self.inner.token.expose())
+            .json(body)
+            .send()
+            .await
+    }
+
+    fn refused(consumer: &Consumer, answer: reqwest::Result<reqwest::Response>) {
+        match answer {
+            Ok(resp) => tracing::warn!(consumer = %consumer.name,
+                status = resp.status().as_u16(), "consumer refused events; will retry"),
+            Err(e) => tracing::info!(consumer = %consumer.name, error = %e,
+                "consumer unreachable; will retry"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_and_stream_limits_are_bounded() {
+        let s = DispatchSettings::from_vars(&[("EVENT_BATCH_MAX", "500"), ("EVENT_STREAMS", "1")])
+            .unwrap();
+        assert_eq!((s.batch, s.streams), (500, 1));
+        let d = DispatchSettings::from_vars(&[("X", "")]).unwrap();
+        assert_eq!((d.batch, d.streams), (100, 8));
+        for (name, value) in [
+            ("EVENT_BATCH_MAX", "0"),
+            ("EVENT_BATCH_MAX", "501"),
+            ("EVENT_STREAMS", "0"),
+            ("EVENT_STREAMS", "65"),
+            ("EVENT_STREAMS", "many"),
+        ] {
+            let e = DispatchSettings::from_vars(&[(name, value)]).unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+        }
     }
 }
