@@ -9,17 +9,21 @@
 #        cargo clippy --workspace --all-targets -- -D warnings
 #        cargo test --doc --workspace
 #        the test suite (cargo nextest run --workspace --no-fail-fast, or without
-#          cargo-nextest cargo test --workspace --no-fail-fast) once per local server:
-#          on a throwaway SecantusDB, then on a throwaway nx-27017, each started on a free
-#          port for its run and stopped again on every exit (success, failure, Ctrl-C);
-#          with MONGODB_URI set, once, on that server instead
+#          cargo-nextest cargo test --workspace --no-fail-fast) once per local server in
+#          TEST_SERVERS (default: nx-27017 only, see below), each on a throwaway server
+#          started on a free port for its run and stopped again on every exit (success,
+#          failure, Ctrl-C); with MONGODB_URI set, once, on that server instead
 #        scripts/api-fuzz.sh: schemathesis against the REST shim's OpenAPI document on a
-#          local stack (set SKIP_API_FUZZ=1 to leave it out of a local run)
+#          local stack on the first of TEST_SERVERS (set SKIP_API_FUZZ=1 to leave it out)
+#
+# TEST_SERVERS="secantus nx" runs the suite on SecantusDB too. It is not the default yet:
+# on SecantusDB 0.7.0b3 (a single-threaded server) the 10,000-row CSV tests and the
+# recurring backfill test, running side by side, hold it at 100% CPU for minutes.
 #   3. prints a summary (each server's test counts) and exits non-zero if any step failed.
 #
 # Environment:
 #   MONGODB_URI       run the test suite once on this server instead of the local ones
-#   TEST_SERVERS      the local servers, in order (default "secantus nx")
+#   TEST_SERVERS      the local servers, in order (default "nx"; "secantus nx" for both)
 #   CARGO             cargo command (default: cargo); e.g. CARGO=true to dry-run the script
 #   CARGO_TERM_COLOR  kept if set; otherwise "never" under CI or when stdout is not a
 #                     terminal, "auto" else
@@ -168,7 +172,7 @@ suite_on() {
 if [[ -n "${MONGODB_URI:-}" ]]; then
     suite_on given
 else
-    for server in ${TEST_SERVERS:-secantus nx}; do
+    for server in ${TEST_SERVERS:-nx}; do
         say "starting a throwaway ${server}"
         # localdb.sh prints the URI on its last line of stdout.
         uri="$(scripts/localdb.sh start --server "$server" --throwaway | tail -n 1)"
@@ -189,7 +193,8 @@ fi
 if [[ -n "${SKIP_API_FUZZ:-}" ]]; then
     say "api-fuzz: skipped (SKIP_API_FUZZ is set)"
 else
-    step api-fuzz bash scripts/api-fuzz.sh
+    servers=(${TEST_SERVERS:-nx})
+    step api-fuzz env LOCALDB_SERVER="${servers[0]}" bash scripts/api-fuzz.sh
 fi
 
 say "test suite per server"

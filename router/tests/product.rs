@@ -277,14 +277,20 @@ fn assert_unavailable_at(resp: &Value, service: &str, paths: &[Value]) {
 /// A router URL on which nothing listens (port 1, outside the ephemeral range).
 const CLOSED: &str = "http://127.0.0.1:1/graphql";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn with_budgets_down_a_query_joining_users_expenses_and_budgets_loses_only_budgets() {
+/// The product with the router pointing subgraph `down` at [`CLOSED`], and alice.
+async fn with_down(down: &str) -> (ProductStack, Gql, Session) {
     let stack = ProductStack::start_with(|config| {
-        config.subgraphs.get_mut("budgets").unwrap().url = Some(CLOSED.to_owned());
+        config.subgraphs.get_mut(down).unwrap().url = Some(CLOSED.to_owned());
     })
     .await;
     let gql = stack.gql();
     let alice = stack.register("alice").await;
+    (stack, gql, alice)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_budgets_down_a_query_joining_users_expenses_and_budgets_loses_only_budgets() {
+    let (stack, gql, alice) = with_down("budgets").await;
     create_expense(&gql, &alice, "12.50", "lunch").await;
 
     let resp = gql
@@ -321,12 +327,7 @@ async fn with_budgets_down_a_query_joining_users_expenses_and_budgets_loses_only
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_expenses_down_the_user_arrives_and_only_expenses_fields_are_null() {
-    let stack = ProductStack::start_with(|config| {
-        config.subgraphs.get_mut("expenses").unwrap().url = Some(CLOSED.to_owned());
-    })
-    .await;
-    let gql = stack.gql();
-    let alice = stack.register("alice").await;
+    let (stack, gql, alice) = with_down("expenses").await;
 
     // A root field of users (with a field expenses adds to the user) beside root fields
     // of expenses and notifications.

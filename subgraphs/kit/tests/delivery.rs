@@ -230,36 +230,3 @@ async fn events_spread_over_documents_arrive_in_order_across_small_batches() {
     );
     assert_eq!(s.recorder.of("u").last(), Some(&late.id.to_string()));
 }
-
-#[tokio::test]
-async fn a_write_by_another_instance_wakes_the_dispatcher_where_the_database_has_change_streams() {
-    // Polling a minute apart: only a change stream can bring the event within seconds.
-    let mut settings = DispatchSettings::fast();
-    settings.poll = Duration::from_secs(60);
-    let mut s = setup(settings).await;
-    if !kit::changes::replicated(&s.producer.db).await {
-        // A standalone server (nx-27017): the local wake-up and the poll remain, as the
-        // other tests show.
-        return;
-    }
-    s._task.push(s.dispatcher.spawn());
-    // The dispatcher's first look happens at start; let it go idle.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // Another instance's write: straight into the collection, without this
-    // dispatcher's local wake-up.
-    let e = event("b");
-    let id = e.id.to_string();
-    s.producer
-        .db
-        .collection::<Document>(PRODUCER)
-        .insert_one(document("b", &Outbox::with(e, &consumers())))
-        .await
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(10), || async {
-            s.recorder.of("b") == vec![id.clone()]
-        })
-        .await,
-        "the event waited for the poll"
-    );
-}

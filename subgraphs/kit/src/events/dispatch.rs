@@ -217,17 +217,6 @@ struct BatchResult {
     outcome: String,
 }
 
-/// Change-stream followers of a running dispatcher, stopped with it.
-struct Followers(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for Followers {
-    fn drop(&mut self) {
-        for handle in &self.0 {
-            handle.abort();
-        }
-    }
-}
-
 impl Dispatcher {
     pub fn new(
         db: Database,
@@ -351,9 +340,6 @@ impl Dispatcher {
     }
 
     async fn run(&self) {
-        // Where the database has change streams, any instance's write of an event wakes
-        // every instance's dispatcher at once (not at its next poll).
-        let _followers = self.follow_writes().await;
         // A fair (first come, first served) semaphore: the line of waiting streams.
         let permits = Arc::new(Semaphore::new(self.inner.settings.streams));
         let mut active: HashSet<Stream> = HashSet::new();
@@ -409,40 +395,6 @@ impl Dispatcher {
                 _ = idle.tick() => look = true,
             }
         }
-    }
-
-    /// On a replica set, one change-stream follower per producer collection that wakes
-    /// this dispatcher whenever a document is written with events pending (a producer
-    /// inserts or replaces its documents; the dispatcher's own acknowledgements are
-    /// updates and wake nothing). The followers stop when the returned guard drops.
-    /// Elsewhere nothing: the local wake-up and the idle poll remain.
-    async fn follow_writes(&self) -> Followers {
-        if self.inner.consumers.is_empty() || !crate::changes::replicated(&self.inner.db).await {
-            return Followers(Vec::new());
-        }
-        let pipeline = vec![
-            doc! { "$match": {
-                "operationType": { "$in": ["insert", "replace"] },
-                "fullDocument.outboxPending.0": { "$exists": true },
-            } },
-            doc! { "$project": { "operationType": 1 } },
-        ];
-        let handles = (0..self.inner.collections.len())
-            .map(|i| {
-                let this = self.clone();
-                let coll = self.collection(i);
-                let pipeline = pipeline.clone();
-                tokio::spawn(async move {
-                    let retry = this.inner.settings.poll;
-                    crate::changes::follow(coll, pipeline, retry, |_| {
-                        this.wake();
-                        true
-                    })
-                    .await
-                })
-            })
-            .collect();
-        Followers(handles)
     }
 
     /// Every (consumer, user) with pending events (from the partial indexes).
