@@ -290,7 +290,7 @@ async fn with_down(down: &str) -> (ProductStack, Gql, Session) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_budgets_down_a_query_joining_users_expenses_and_budgets_loses_only_budgets() {
-    let (stack, gql, alice) = with_down("budgets").await;
+    let (_stack, gql, alice) = with_down("budgets").await;
     create_expense(&gql, &alice, "12.50", "lunch").await;
 
     let resp = gql
@@ -327,7 +327,7 @@ async fn with_budgets_down_a_query_joining_users_expenses_and_budgets_loses_only
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_expenses_down_the_user_arrives_and_only_expenses_fields_are_null() {
-    let (stack, gql, alice) = with_down("expenses").await;
+    let (_stack, gql, alice) = with_down("expenses").await;
 
     // A root field of users (with a field expenses adds to the user) beside root fields
     // of expenses and notifications.
