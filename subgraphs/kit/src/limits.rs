@@ -42,6 +42,9 @@ impl Default for InputLimits {
 pub struct Shape {
     pub nesting: usize,
     pub aliases: usize,
+    /// Names (identifiers outside strings and comments): every field selected, at the
+    /// root or not, is one, so no operation has more root fields than this.
+    pub names: usize,
 }
 
 /// Measures a GraphQL document's bracket nesting and alias count, skipping strings,
@@ -86,6 +89,14 @@ pub fn shape(text: &str) -> Shape {
                 }
             }
             b':' if parens == 0 => out.aliases += 1,
+            b'_' | b'a'..=b'z' | b'A'..=b'Z' => {
+                out.names += 1;
+                while i + 1 < bytes.len()
+                    && matches!(bytes[i + 1], b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+            }
             _ => {}
         }
         i += 1;
@@ -101,6 +112,9 @@ impl InputLimits {
             ("nesting", s.nesting, self.max_nesting)
         } else if s.aliases > self.max_aliases {
             ("aliases", s.aliases, self.max_aliases)
+        } else if s.names <= self.max_root_fields {
+            // Too few names for too many root fields: no need to parse.
+            return None;
         } else {
             match root_fields(text) {
                 Some(n) if n > self.max_root_fields => ("root fields", n, self.max_root_fields),
@@ -221,7 +235,9 @@ mod tests {
             s,
             Shape {
                 nesting: 3,
-                aliases: 2
+                aliases: 2,
+                // query a Int x me f a y id: not the string's or the comment's words.
+                names: 9,
             }
         );
         let deep = format!("{{ f(a: {}{}) }}", "[".repeat(2000), "]".repeat(2000));
@@ -231,7 +247,8 @@ mod tests {
             shape(block),
             Shape {
                 nesting: 2,
-                aliases: 0
+                aliases: 0,
+                names: 2,
             }
         );
     }
