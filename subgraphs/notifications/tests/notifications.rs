@@ -641,6 +641,20 @@ async fn ws_start(ws: &mut Ws, id: &str, start: &str, query: &str) {
     ws.send(Message::text(msg.to_string())).await.unwrap();
 }
 
+/// After `connection_ack`, subscribes (graphql-transport-ws) to `notificationAdded` and
+/// gives the subscription a moment to attach.
+async fn follow_notifications(ws: &mut Ws) {
+    assert_eq!(next_json(ws).await.unwrap()["type"], "connection_ack");
+    ws_start(
+        ws,
+        "1",
+        "subscribe",
+        "subscription { notificationAdded { type message } }",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 async fn next_json(ws: &mut Ws) -> Option<Value> {
     loop {
         match tokio::time::timeout(WAIT, ws.next()).await.ok()?? {
@@ -779,15 +793,7 @@ async fn a_notification_made_on_one_instance_reaches_a_subscriber_of_another() {
         json!({ "token": token }),
     )
     .await;
-    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "connection_ack");
-    ws_start(
-        &mut ws,
-        "1",
-        "subscribe",
-        "subscription { notificationAdded { type message } }",
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    follow_notifications(&mut ws).await;
     assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
     let got = next_json(&mut ws).await.unwrap();
     assert_eq!(
@@ -882,16 +888,7 @@ async fn the_feed_follows_a_change_stream_where_the_database_has_one() {
     assert_eq!(mode, kit::changes::Follow::ChangeStream);
     let (u, token) = test_user();
     let mut ws = ws_connect(&s, "graphql-transport-ws", Some(&token)).await;
-    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "connection_ack");
-    ws_start(
-        &mut ws,
-        "1",
-        "subscribe",
-        "subscription { notificationAdded { type message } }",
-    )
-    .await;
-    // The stream opens as the service starts; give the subscription a moment to attach.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    follow_notifications(&mut ws).await;
     for percent in [80, 100] {
         assert_eq!(s.post(&alert_event(&u, percent)).await, 200);
         let got = next_json(&mut ws)
