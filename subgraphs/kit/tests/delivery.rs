@@ -230,3 +230,30 @@ async fn events_spread_over_documents_arrive_in_order_across_small_batches() {
     );
     assert_eq!(s.recorder.of("u").last(), Some(&late.id.to_string()));
 }
+
+#[tokio::test]
+async fn more_users_than_the_line_holds_all_get_their_events() {
+    // One permit: at most 32 streams wait in line; 100 users have an event each.
+    let mut settings = DispatchSettings::fast();
+    settings.streams = 1;
+    let mut s = setup(settings).await;
+    let users: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+    let docs: Vec<Document> = users
+        .iter()
+        .map(|u| document(u, &Outbox::with(event(u), &consumers())))
+        .collect();
+    s.producer
+        .db
+        .collection::<Document>(PRODUCER)
+        .insert_many(docs)
+        .await
+        .unwrap();
+    s._task.push(s.dispatcher.spawn());
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            users.iter().all(|u| s.recorder.of(u).len() == 1)
+        })
+        .await,
+        "some users' events were left waiting"
+    );
+}

@@ -217,6 +217,9 @@ struct BatchResult {
     outcome: String,
 }
 
+/// Streams that may wait in line per delivery permit (`EVENT_STREAMS`).
+const STREAMS_WAITING_PER_PERMIT: usize = 32;
+
 impl Dispatcher {
     pub fn new(
         db: Database,
@@ -346,6 +349,10 @@ impl Dispatcher {
         let mut running: HashMap<tokio::task::Id, Stream> = HashMap::new();
         let mut tasks: JoinSet<anyhow::Result<bool>> = JoinSet::new();
         let mut look = true;
+        // One task per stream in the line, and at most this many: however many users
+        // have events pending, memory stays bounded.
+        let waiting_cap = self.inner.settings.streams * STREAMS_WAITING_PER_PERMIT;
+        let mut capped = false;
         let mut idle = tokio::time::interval(self.inner.settings.poll);
         idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -354,6 +361,11 @@ impl Dispatcher {
                 match self.streams().await {
                     Ok(streams) => {
                         for stream in streams {
+                            if active.len() >= waiting_cap {
+                                // The rest are found again when a place frees up.
+                                capped = true;
+                                break;
+                            }
                             if !active.insert(stream.clone()) {
                                 continue;
                             }
@@ -381,6 +393,10 @@ impl Dispatcher {
                     let stream = running.remove(&id);
                     if let Some(s) = &stream {
                         active.remove(s);
+                    }
+                    if capped {
+                        capped = false;
+                        look = true;
                     }
                     match result {
                         Ok(more) => look |= more,
