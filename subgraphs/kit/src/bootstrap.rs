@@ -190,7 +190,8 @@ impl App {
             settings.consumers.clone(),
             self.config.service_token.clone(),
             settings.dispatch.clone(),
-        );
+        )
+        .for_instance(&settings.service.instance);
         dispatcher.ensure_indexes().await?;
         self.background.push(dispatcher.spawn());
         Ok(dispatcher)

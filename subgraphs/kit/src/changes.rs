@@ -3,14 +3,17 @@
 //! polling where it does not (a standalone server, nx-27017).
 //!
 //! Every instance that follows a collection opens a stream of its own, so each sees every
-//! insert, whichever instance made it. A stream that breaks (a network error, a primary
+//! change, whichever instance made it. A stream that breaks (a network error, a primary
 //! that steps down) is reopened after the last event it delivered (its resume token), so
-//! nothing is missed or repeated in between.
+//! nothing is missed or repeated in between. A follower with a stored [`Position`] also
+//! keeps that token in the database (collection `change_positions`, one document per
+//! follower and instance): a restarted instance resumes where it stopped, and is told
+//! when it cannot ([`Seen::Restarted`]: the server no longer has that history).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::{Collection, Database};
 use serde::de::DeserializeOwned;
@@ -48,16 +51,99 @@ pub async fn replicated(db: &Database) -> bool {
     }
 }
 
-/// Calls `each` with every document inserted into `coll` from now on, in commit order,
-/// until `each` returns `false` (see [`follow`]).
-pub async fn follow_inserts<T, F>(coll: Collection<Document>, retry: Duration, mut each: F)
-where
+/// What a follower is told.
+#[derive(Debug)]
+pub enum Seen {
+    /// A change, in commit order.
+    Change(Box<ChangeStreamEvent<Document>>),
+    /// The stream (re)started with no continuity with anything before it: the first
+    /// start without a stored position, or a stored position the server no longer has
+    /// history for. Changes made before it may not be seen; look for them another way.
+    Restarted,
+}
+
+/// Where one follower of one instance stands, stored so a restart resumes there.
+#[derive(Debug, Clone)]
+pub struct Position {
+    coll: Collection<Document>,
+    key: String,
+}
+
+/// How often at most a follower's position is written while changes keep coming.
+const SAVE_EVERY: Duration = Duration::from_millis(250);
+
+impl Position {
+    /// The position of follower `name` on instance `instance`, kept in `db`.
+    pub fn new(db: &Database, name: &str, instance: &str) -> Position {
+        Position {
+            coll: db.collection(POSITIONS),
+            key: format!("{name}@{instance}"),
+        }
+    }
+
+    async fn load(&self) -> Option<ResumeToken> {
+        match self.coll.find_one(doc! { "_id": &self.key }).await {
+            Ok(Some(d)) => d
+                .get("token")
+                .cloned()
+                .and_then(|t| mongodb::bson::from_bson::<ResumeToken>(t).ok()),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(position = %self.key, error = %e, "cannot read a stored change-stream position");
+                None
+            }
+        }
+    }
+
+    async fn save(&self, token: &ResumeToken) {
+        let token = match mongodb::bson::to_bson(token) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        let r = self
+            .coll
+            .update_one(
+                doc! { "_id": &self.key },
+                doc! { "$set": { "token": token, "at": DateTime::now() } },
+            )
+            .upsert(true)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(position = %self.key, error = %e, "cannot store a change-stream position");
+        }
+    }
+
+    /// The stored token, as stored (for tests and diagnostics).
+    pub async fn stored(&self) -> Option<Bson> {
+        self.coll
+            .find_one(doc! { "_id": &self.key })
+            .await
+            .ok()
+            .flatten()
+            .and_then(|d| d.get("token").cloned())
+    }
+}
+
+/// The collection of stored positions.
+pub const POSITIONS: &str = "change_positions";
+
+/// Calls `each` with every document inserted into `coll` from now on (or from `position`),
+/// in commit order, until `each` returns `false` (see [`follow`]).
+pub async fn follow_inserts<T, F>(
+    coll: Collection<Document>,
+    position: Option<Position>,
+    retry: Duration,
+    mut each: F,
+) where
     T: DeserializeOwned,
     F: FnMut(Result<T, AppError>) -> bool,
 {
     let name = coll.name().to_string();
     let only_inserts = vec![doc! { "$match": { "operationType": "insert" } }];
-    follow(coll, only_inserts, retry, |event| {
+    follow(coll, only_inserts, position, retry, |seen| {
+        let Seen::Change(event) = seen else {
+            return true;
+        };
         let Some(document) = event.full_document else {
             return true;
         };
@@ -70,18 +156,28 @@ where
     .await
 }
 
-/// Calls `each` with every change of `coll` that passes `pipeline`, from now on, in
-/// commit order, until `each` returns `false`; reopens a broken stream after its last
-/// event, waiting `retry` between failed attempts. Returns only when `each` asks to stop.
+/// Calls `each` with every change of `coll` that passes `pipeline`, in commit order,
+/// until `each` returns `false`: from the stored `position` if there is one the server
+/// still has history for, else from now (after telling `each` [`Seen::Restarted`]).
+/// Reopens a broken stream after its last event, waiting `retry` between failed
+/// attempts, and keeps `position` up to date (at most every 250 ms while changes come,
+/// and when the stream breaks or `each` stops). Returns only when `each` asks to stop.
 pub async fn follow<F>(
     coll: Collection<Document>,
     pipeline: Vec<Document>,
+    position: Option<Position>,
     retry: Duration,
     mut each: F,
 ) where
-    F: FnMut(ChangeStreamEvent<Document>) -> bool,
+    F: FnMut(Seen) -> bool,
 {
-    let mut resume: Option<ResumeToken> = None;
+    let mut resume: Option<ResumeToken> = match &position {
+        Some(p) => p.load().await,
+        None => None,
+    };
+    let mut fresh = resume.is_none();
+    let mut saved_at = Instant::now();
+    let mut unsaved = false;
     loop {
         let opened = coll
             .watch()
@@ -90,17 +186,62 @@ pub async fn follow<F>(
             .await;
         let mut stream = match opened {
             Ok(s) => s,
+            Err(e) if resume.is_some() && history_lost(&e) => {
+                tracing::warn!(collection = coll.name(), error = %e,
+                    "the stored change-stream position is gone; following from now");
+                resume = None;
+                fresh = true;
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(collection = coll.name(), error = %e, "cannot open a change stream; retrying");
                 tokio::time::sleep(retry).await;
                 continue;
             }
         };
-        while let Some(next) = stream.next().await {
+        if fresh {
+            fresh = false;
+            // Stored at once, so a restart before the first change still resumes here.
+            if let (Some(p), Some(token)) = (&position, stream.resume_token()) {
+                p.save(&token).await;
+            }
+            if !each(Seen::Restarted) {
+                return;
+            }
+        }
+        loop {
+            // While a change is not yet stored, wait for the next one only so long: a
+            // quiet stream stores its last change (`ChangeStream::next` may be dropped
+            // and called again: the request in flight stays with the stream).
+            let next = if unsaved {
+                match tokio::time::timeout(SAVE_EVERY, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        if let (Some(p), Some(token)) = (&position, &resume) {
+                            p.save(token).await;
+                            saved_at = Instant::now();
+                        }
+                        unsaved = false;
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            let Some(next) = next else { break };
             match next {
                 Ok(event) => {
                     resume = Some(event.id.clone());
-                    if !each(event) {
+                    unsaved = true;
+                    let go_on = each(Seen::Change(Box::new(event)));
+                    if let (Some(p), Some(token)) = (&position, &resume)
+                        && (!go_on || saved_at.elapsed() >= SAVE_EVERY)
+                    {
+                        p.save(token).await;
+                        saved_at = Instant::now();
+                        unsaved = false;
+                    }
+                    if !go_on {
                         return;
                     }
                 }
@@ -115,4 +256,11 @@ pub async fn follow<F>(
         }
         tokio::time::sleep(retry).await;
     }
+}
+
+/// Whether opening a stream failed because the server has no history at the resume
+/// token (it fell off the oplog, or the token is not one of this server's).
+fn history_lost(e: &mongodb::error::Error) -> bool {
+    // ChangeStreamHistoryLost (286), ChangeStreamFatalError (280), InvalidResumeToken (260).
+    matches!(crate::error::server_code(e), Some(286 | 280 | 260))
 }

@@ -141,6 +141,11 @@ pub struct ServiceConfig {
     pub log_format: LogFormat,
     /// `MAX_BODY_BYTES` (default 1 MiB).
     pub max_body_bytes: usize,
+    /// `INSTANCE_ID` (default: `HOSTNAME`, else the service name): this instance's name
+    /// for what it keeps of its own in the database, its change-stream positions. Each
+    /// instance of a service needs its own, kept across restarts (a container's host
+    /// name is).
+    pub instance: String,
 }
 
 pub use contract::telemetry::LogFormat;
@@ -156,6 +161,8 @@ pub const SERVICE_VARS: &[&str] = &[
     "LOG_LEVEL",
     "LOG_FORMAT",
     "MAX_BODY_BYTES",
+    "INSTANCE_ID",
+    "HOSTNAME",
 ];
 
 /// Shortest JWT secret accepted (HS256 wants at least 256 bits).
@@ -192,6 +199,10 @@ impl ServiceConfig {
             log_level: var_or(vars, "LOG_LEVEL", "info".to_string())?,
             log_format: var_or(vars, "LOG_FORMAT", LogFormat::Text)?,
             max_body_bytes: var_or(vars, "MAX_BODY_BYTES", 1024 * 1024)?,
+            instance: vars
+                .get("INSTANCE_ID")
+                .or_else(|| vars.get("HOSTNAME"))
+                .unwrap_or_else(|| service.to_string()),
         })
     }
 

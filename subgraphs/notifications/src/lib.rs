@@ -71,6 +71,7 @@ fn parts(settings: &Settings, db: &Database) -> service::Notifications {
         webhooks: settings.webhooks.clone(),
         http,
         feed,
+        instance: settings.service.instance.clone(),
     }
 }
 

@@ -112,6 +112,8 @@ pub struct Notifications {
     pub webhooks: crate::channels::WebhookPolicy,
     /// New notifications, as seen by this instance's tail.
     pub feed: broadcast::Sender<Arc<Notification>>,
+    /// This instance's name (`INSTANCE_ID`): its change-stream position is its own.
+    pub instance: String,
 }
 
 /// What a new notification says; `source_key` makes it once-only.
@@ -391,7 +393,7 @@ impl Notifications {
                 kit::changes::Follow::ChangeStream => {
                     tracing::info!("the notification feed follows a change stream");
                     this.store
-                        .follow_inserts(this.settings.tail_poll, |n| {
+                        .follow_inserts(&this.instance, this.settings.tail_poll, |n| {
                             this.publish(n);
                             true
                         })

@@ -136,6 +136,13 @@ struct DispatcherInner {
     settings: DispatchSettings,
     owner: String,
     wake: Notify,
+    /// This instance's name: its change-stream positions are its own.
+    instance: String,
+    /// Streams seen on the change streams, on their way to the delivery loop.
+    hints: tokio::sync::mpsc::Sender<Stream>,
+    hints_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Stream>>>,
+    /// Writes are followed on change streams: a local write needs no wake-up.
+    followed: AtomicBool,
 }
 
 /// One delivery stream: a consumer (by index) and a user.
@@ -220,6 +227,15 @@ struct BatchResult {
 /// Streams that may wait in line per delivery permit (`EVENT_STREAMS`).
 const STREAMS_WAITING_PER_PERMIT: usize = 32;
 
+/// Streams seen on change streams that may wait to be put in line; past that, the
+/// next look finds them.
+const HINTS_BUFFER: usize = 1024;
+
+/// The look for streams with pending events (it reads every pending document on a
+/// server without covered `distinct`) waits, after one that took `d`, at least
+/// `LOOK_SPACING × d` before the next: looking takes at most a fifth of the time.
+const LOOK_SPACING: u32 = 4;
+
 impl Dispatcher {
     pub fn new(
         db: Database,
@@ -232,6 +248,7 @@ impl Dispatcher {
             .timeout(settings.http_timeout)
             .build()
             .unwrap_or_default();
+        let (hints, hints_rx) = tokio::sync::mpsc::channel(HINTS_BUFFER);
         Dispatcher {
             inner: Arc::new(DispatcherInner {
                 db,
@@ -243,8 +260,21 @@ impl Dispatcher {
                 settings,
                 owner: crate::ids::new_id(),
                 wake: Notify::new(),
+                instance: "main".to_string(),
+                hints,
+                hints_rx: std::sync::Mutex::new(Some(hints_rx)),
+                followed: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Names this instance (`INSTANCE_ID`), for its stored change-stream positions.
+    /// Only before the dispatcher is shared or started.
+    pub fn for_instance(mut self, instance: &str) -> Dispatcher {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.instance = instance.to_string();
+        }
+        self
     }
 
     /// A dispatcher with no collections and no consumers, never started: for a schema
@@ -268,9 +298,12 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Asks for a delivery round now (after a local write).
+    /// Asks for a delivery round now (after a local write). Where writes are followed
+    /// on change streams this is not needed: the write is seen there, with its stream.
     pub fn wake(&self) {
-        self.inner.wake.notify_one();
+        if !self.inner.followed.load(Ordering::Relaxed) {
+            self.inner.wake.notify_one();
+        }
     }
 
     fn collection(&self, i: usize) -> Collection<Document> {
@@ -311,6 +344,22 @@ impl Dispatcher {
                         .build(),
                 )
                 .await?;
+                // Which users have anything pending: a sparse index holds only the
+                // documents with the field, so finding them reads those alone (a
+                // server that serves `$exists` only from a sparse single-field index,
+                // as SecantusDB does, would otherwise scan the whole collection).
+                coll.create_index(
+                    IndexModel::builder()
+                        .keys(doc! { &field: 1 })
+                        .options(
+                            IndexOptions::builder()
+                                .name(format!("outbox_waiting_{}", consumer.name))
+                                .sparse(true)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .await?;
                 self.backfill(i, &consumer.name)
                     .await
                     .map_err(|e| AppError::internal(e.context(format!("outbox of {name}"))))?;
@@ -335,20 +384,39 @@ impl Dispatcher {
 
     /// Runs delivery until the task is aborted: every (consumer, user) stream with
     /// pending events gets one batch at a time, at most `streams` at once, in turn (a
-    /// stream with more goes to the back of the line); new streams are looked for after
-    /// each batch that left more, on a local write, and every poll interval.
+    /// stream with more goes to the back of the line); new streams are looked for on a
+    /// wake-up (a local write, or another instance's seen on a change stream), when the
+    /// line has room again after being full, and every poll interval.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move { this.run().await })
     }
 
     async fn run(&self) {
+        // Where the server has change streams, every instance follows the producer
+        // collections: a write by any instance puts its stream in line at once.
+        let Some(mut hints) = self.inner.hints_rx.lock().ok().and_then(|mut h| h.take()) else {
+            tracing::error!("this dispatcher runs already; not started again");
+            return;
+        };
+        let mut followers: JoinSet<()> = JoinSet::new();
+        if !self.inner.collections.is_empty()
+            && !self.inner.consumers.is_empty()
+            && crate::changes::replicated(&self.inner.db).await
+        {
+            self.inner.followed.store(true, Ordering::Relaxed);
+            for i in 0..self.inner.collections.len() {
+                let this = self.clone();
+                followers.spawn(async move { this.follow(i).await });
+            }
+        }
         // A fair (first come, first served) semaphore: the line of waiting streams.
         let permits = Arc::new(Semaphore::new(self.inner.settings.streams));
         let mut active: HashSet<Stream> = HashSet::new();
         let mut running: HashMap<tokio::task::Id, Stream> = HashMap::new();
         let mut tasks: JoinSet<anyhow::Result<bool>> = JoinSet::new();
         let mut look = true;
+        let mut next_look = tokio::time::Instant::now();
         // One task per stream in the line, and at most this many: however many users
         // have events pending, memory stays bounded.
         let waiting_cap = self.inner.settings.streams * STREAMS_WAITING_PER_PERMIT;
@@ -356,8 +424,9 @@ impl Dispatcher {
         let mut idle = tokio::time::interval(self.inner.settings.poll);
         idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if look {
+            if look && tokio::time::Instant::now() >= next_look {
                 look = false;
+                let started = tokio::time::Instant::now();
                 match self.streams().await {
                     Ok(streams) => {
                         for stream in streams {
@@ -366,23 +435,14 @@ impl Dispatcher {
                                 capped = true;
                                 break;
                             }
-                            if !active.insert(stream.clone()) {
-                                continue;
-                            }
-                            let this = self.clone();
-                            let permits = permits.clone();
-                            let (consumer, user) = stream.clone();
-                            let handle = tasks.spawn(async move {
-                                let _permit = permits.acquire_owned().await?;
-                                this.deliver_batch(consumer, &user).await
-                            });
-                            running.insert(handle.id(), stream);
+                            self.enqueue(stream, &permits, &mut active, &mut running, &mut tasks);
                         }
                     }
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "cannot look for pending events")
                     }
                 }
+                next_look = tokio::time::Instant::now() + started.elapsed() * LOOK_SPACING;
             }
             tokio::select! {
                 Some(done) = tasks.join_next_with_id() => {
@@ -399,7 +459,15 @@ impl Dispatcher {
                         look = true;
                     }
                     match result {
-                        Ok(more) => look |= more,
+                        // A stream with more goes straight to the back of the line: no
+                        // query for it (looking for every stream again after each batch
+                        // would read every pending document each time).
+                        Ok(true) => {
+                            if let Some(s) = stream {
+                                self.enqueue(s, &permits, &mut active, &mut running, &mut tasks);
+                            }
+                        }
+                        Ok(false) => {}
                         Err(e) => {
                             let (consumer, user) = stream.unwrap_or_default();
                             tracing::warn!(consumer = %self.inner.consumers.get(consumer).map(|c| c.name.as_str()).unwrap_or(""),
@@ -407,10 +475,89 @@ impl Dispatcher {
                         }
                     }
                 }
+                Some(stream) = hints.recv() => {
+                    if active.len() >= waiting_cap {
+                        capped = true;
+                    } else {
+                        self.enqueue(stream, &permits, &mut active, &mut running, &mut tasks);
+                    }
+                }
                 _ = self.inner.wake.notified() => look = true,
                 _ = idle.tick() => look = true,
+                _ = tokio::time::sleep_until(next_look), if look => {}
             }
         }
+    }
+
+    /// Follows the writes of producer collection `coll` on a change stream (from this
+    /// instance's stored position) and hands each written document's pending streams to
+    /// the delivery loop; the dispatcher's own acknowledgements (updates) are not
+    /// followed. When the stream cannot continue from where it was, a look finds what
+    /// it missed.
+    async fn follow(&self, coll: usize) {
+        let name = &self.inner.collections[coll];
+        let position = crate::changes::Position::new(
+            &self.inner.db,
+            &format!("outbox.{name}"),
+            &self.inner.instance,
+        );
+        let pipeline = vec![
+            doc! { "$match": { "operationType": { "$in": ["insert", "replace"] } } },
+            doc! { "$project": { "fullDocument.userId": 1, "fullDocument.outboxNext": 1 } },
+        ];
+        crate::changes::follow(
+            self.collection(coll),
+            pipeline,
+            Some(position),
+            self.inner.settings.poll,
+            |seen| {
+                match seen {
+                    crate::changes::Seen::Restarted => self.inner.wake.notify_one(),
+                    crate::changes::Seen::Change(event) => {
+                        let Some(d) = event.full_document else {
+                            return true;
+                        };
+                        let (Ok(user), Ok(next)) =
+                            (d.get_str("userId"), d.get_document("outboxNext"))
+                        else {
+                            return true;
+                        };
+                        for (ci, consumer) in self.inner.consumers.iter().enumerate() {
+                            if next.contains_key(&consumer.name)
+                                && self.inner.hints.try_send((ci, user.to_string())).is_err()
+                            {
+                                // The delivery loop is behind: its next look finds it.
+                                self.inner.wake.notify_one();
+                            }
+                        }
+                    }
+                }
+                true
+            },
+        )
+        .await
+    }
+
+    /// Puts `stream` in the line for a delivery permit (one task), unless it is there.
+    fn enqueue(
+        &self,
+        stream: Stream,
+        permits: &Arc<Semaphore>,
+        active: &mut HashSet<Stream>,
+        running: &mut HashMap<tokio::task::Id, Stream>,
+        tasks: &mut JoinSet<anyhow::Result<bool>>,
+    ) {
+        if !active.insert(stream.clone()) {
+            return;
+        }
+        let this = self.clone();
+        let permits = permits.clone();
+        let (consumer, user) = stream.clone();
+        let handle = tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            this.deliver_batch(consumer, &user).await
+        });
+        running.insert(handle.id(), stream);
     }
 
     /// Every (consumer, user) with pending events (from the partial indexes).
@@ -448,13 +595,9 @@ impl Dispatcher {
         let r = self
             .leases()
             .update_one(
-                // An explicit `$and`: the local server evaluates a field beside `$or`
-                // wrongly in some cases; this form means the same on MongoDB.
-                doc! { "$and": [
-                    { "_id": key },
-                    { "retryAt": { "$lte": now } },
-                    { "$or": [ { "leaseUntil": { "$lt": now } }, { "owner": &self.inner.owner } ] },
-                ] },
+                // A lease is free once it has expired (a release sets it to 0). The
+                // filter is plain fields, so it is served by `_id` on every server.
+                doc! { "_id": key, "retryAt": { "$lte": now }, "leaseUntil": { "$lt": now } },
                 doc! {
                     "$set": { "owner": &self.inner.owner, "leaseUntil": until },
                     "$setOnInsert": { "retryAt": 0_i64, "attempts": 0_i64 },

@@ -26,9 +26,10 @@
 //!   semaphore). So a user with a large backlog holds at most one slot for one batch at a
 //!   time, and another user's event waits for at most one batch of each stream ahead of
 //!   it, never for a backlog to drain. There is no pass that must finish before new
-//!   streams are looked at: a local write, every finished batch that left more, and the
-//!   poll interval (`EVENT_POLL_MS`, the only sleep, when nothing else happens) all look
-//!   again. A backlog drains at the pace of the databases and the consumer.
+//!   streams are looked at: a local write, a write of another instance (seen on a change
+//!   stream where the server has them), and the poll interval (`EVENT_POLL_MS`, the
+//!   only sleep, when nothing else happens) all look again. A stream whose batch left
+//!   more goes back in line without a query. A backlog drains at the pace of the databases and the consumer.
 //! - One batch: the stream's lease is claimed (`outbox_leases`, `_id =
 //!   "<consumer>|<user>"`, a conditional upsert: a held lease makes the upsert hit the
 //!   unique `_id` and fail), so only one instance delivers a user's events at a time.

@@ -290,14 +290,17 @@ impl Store {
     }
 
     /// Calls `each` with every notification inserted from now on, as it commits (a change
-    /// stream; see [`kit::changes`]), until `each` returns `false`.
+    /// stream; see [`kit::changes`]), until `each` returns `false`. A restarted
+    /// `instance` resumes after the last notification it saw.
     pub async fn follow_inserts(
         &self,
+        instance: &str,
         retry: std::time::Duration,
         mut each: impl FnMut(Result<Notification, AppError>) -> bool,
     ) {
         let coll = self.db.collection(NOTIFICATIONS);
-        kit::changes::follow_inserts::<NotificationDoc, _>(coll, retry, |doc| {
+        let position = kit::changes::Position::new(&self.db, "notifications.feed", instance);
+        kit::changes::follow_inserts::<NotificationDoc, _>(coll, Some(position), retry, |doc| {
             each(doc.and_then(Notification::try_from))
         })
         .await
