@@ -261,6 +261,8 @@ pub async fn follow<F>(
 /// Whether opening a stream failed because the server has no history at the resume
 /// token (it fell off the oplog, or the token is not one of this server's).
 fn history_lost(e: &mongodb::error::Error) -> bool {
-    // ChangeStreamHistoryLost (286), ChangeStreamFatalError (280), InvalidResumeToken (260).
-    matches!(crate::error::server_code(e), Some(286 | 280 | 260))
+    // ChangeStreamHistoryLost (286), ChangeStreamFatalError (280), InvalidResumeToken
+    // (260), or a token that does not parse (FailedToParse, 9: a stored token of another
+    // server or version).
+    matches!(crate::error::server_code(e), Some(286 | 280 | 260 | 9))
 }

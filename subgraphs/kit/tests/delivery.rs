@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kit::AppError;
+use kit::config::Secret;
 use kit::events::{
     Consumer, DispatchSettings, Dispatcher, DomainEvent, Event, EventHandler, Outbox,
 };
@@ -256,4 +257,75 @@ async fn more_users_than_the_line_holds_all_get_their_events() {
         .await,
         "some users' events were left waiting"
     );
+}
+
+/// A second dispatcher over the same producer and consumer: another instance.
+fn another_instance(s: &Setup, settings: DispatchSettings, instance: &str) -> Dispatcher {
+    Dispatcher::new(
+        s.producer.db.clone(),
+        &[PRODUCER],
+        vec![Consumer {
+            name: CONSUMER.into(),
+            url: s._consumer.url(""),
+        }],
+        Secret::new(kit::testing::TEST_SERVICE_TOKEN),
+        settings,
+    )
+    .for_instance(instance)
+}
+
+#[tokio::test]
+async fn every_instance_sees_writes_made_by_any_other_on_a_change_stream() {
+    // Looking for pending events a minute apart: only a change stream brings a write
+    // that woke no dispatcher to one within the wait.
+    let mut settings = DispatchSettings::fast();
+    settings.poll = Duration::from_secs(60);
+    let mut s = setup(settings.clone()).await;
+    if kit::changes::follow_mode(&s.producer.db).await == kit::changes::Follow::Polling {
+        // A standalone server (nx-27017): dispatchers poll, as the tests above show.
+        return;
+    }
+    for instance in ["a", "b"] {
+        let d = another_instance(&s, settings.clone(), instance);
+        s._task.push(d.spawn());
+    }
+    // The dispatchers' first look has found nothing; now writes that wake no one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let users: Vec<String> = (0..5).map(|i| format!("w{i}")).collect();
+    for u in &users {
+        s.producer
+            .db
+            .collection::<Document>(PRODUCER)
+            .insert_one(document(u, &Outbox::with(event(u), &consumers())))
+            .await
+            .unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            users.iter().all(|u| s.recorder.of(u).len() == 1)
+        })
+        .await,
+        "writes no dispatcher was told of were not delivered"
+    );
+    // Each instance keeps its own position, so a restart resumes where it stopped.
+    let positions = s
+        .producer
+        .db
+        .collection::<Document>(kit::changes::POSITIONS);
+    for instance in ["a", "b"] {
+        let key = format!("outbox.{PRODUCER}@{instance}");
+        assert!(
+            positions
+                .find_one(doc! { "_id": &key })
+                .await
+                .unwrap()
+                .is_some(),
+            "no stored position {key}"
+        );
+    }
+    // Delivered once, though both instances saw every write.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for u in &users {
+        assert_eq!(s.recorder.of(u).len(), 1, "{u}");
+    }
 }

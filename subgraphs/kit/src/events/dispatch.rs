@@ -503,7 +503,7 @@ impl Dispatcher {
         );
         let pipeline = vec![
             doc! { "$match": { "operationType": { "$in": ["insert", "replace"] } } },
-            doc! { "$project": { "fullDocument.userId": 1, "fullDocument.outboxNext": 1 } },
+            doc! { "$project": { "operationType": 1, "fullDocument.userId": 1, "fullDocument.outboxNext": 1 } },
         ];
         crate::changes::follow(
             self.collection(coll),
