@@ -147,6 +147,7 @@ struct Stack {
     gql: Gql,
     server: TestServer,
     service: notifications::Service,
+    settings: notifications::Settings,
     _db: TestDb,
     users: FakeUsers,
     _users_server: TestServer,
@@ -181,6 +182,7 @@ async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
         gql: Gql::new(server.url("/graphql")),
         server,
         service,
+        settings: s,
         _db: db,
         users,
         _users_server: users_server,
@@ -218,6 +220,18 @@ fn alert_data(e: &Event) -> contract::events::BudgetAlertRaised {
 const LIST: &str = "query($first: Int, $after: String, $unread: Boolean) { notifications(first: $first, after: $after, unreadOnly: $unread) { edges { cursor node { id type title message priority channels read deliveries { channel status attempts reason } } } pageInfo { hasNextPage endCursor } totalCount } unreadNotificationCount }";
 
 impl Stack {
+    /// Another instance of the service, named `instance`, over the same database.
+    async fn another_instance(&self, instance: &str) -> (notifications::Service, TestServer) {
+        let mut s = self.settings.clone();
+        s.service.instance = instance.to_string();
+        let service =
+            kit::bootstrap::start::<notifications::service::Notifications>(&s, self._db.db.clone())
+                .await
+                .unwrap();
+        let server = TestServer::start(service.router.clone()).await;
+        (service, server)
+    }
+
     async fn post(&self, event: &Event) -> u16 {
         post_event(&self.server, TEST_SERVICE_TOKEN, event)
             .await
@@ -898,6 +912,99 @@ async fn the_feed_follows_a_change_stream_where_the_database_has_one() {
             got["payload"]["data"]["notificationAdded"]["message"],
             format!("food budget at {percent}%"),
             "{got}"
+        );
+    }
+}
+
+/// The next budget alert's message and notification id on a `budgetAlerts` subscription.
+async fn next_alert(ws: &mut Ws) -> (String, String) {
+    let got = next_json(ws).await.expect("an alert came");
+    let alert = &got["payload"]["data"]["budgetAlerts"];
+    assert!(alert.is_object(), "{got}");
+    (
+        alert["message"].as_str().unwrap().to_string(),
+        alert["notification"]["id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Subscribes `ws` (graphql-transport-ws, acknowledged) to `budgetAlerts` after `after`.
+async fn follow_alerts(ws: &mut Ws, after: Option<&str>) {
+    assert_eq!(next_json(ws).await.unwrap()["type"], "connection_ack");
+    let msg = json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription($after: ID) { budgetAlerts(after: $after) { message notification { id } } }",
+        "variables": { "after": after },
+    } });
+    ws.send(Message::text(msg.to_string())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn every_instance_gives_its_clients_every_alert_and_a_restarted_one_resumes() {
+    // Where the database has change streams, the feeds poll a minute apart: only the
+    // change streams can bring the alerts within the wait. Elsewhere they poll quickly.
+    let probe = TestDb::new(&test_config(notifications::SERVICE)).await;
+    let streams = kit::changes::follow_mode(&probe.db).await == kit::changes::Follow::ChangeStream;
+    let s = start_with(|st| {
+        st.service.instance = "a".into();
+        if streams {
+            st.delivery.tail_poll = Duration::from_secs(60);
+        }
+    })
+    .await;
+    let (b, b_server) = s.another_instance("b").await;
+    let (u, token) = test_user();
+    let payload = json!({ "Authorization": format!("Bearer {token}") });
+    let mut on_a = ws_connect_to(&s.server, "graphql-transport-ws", payload.clone()).await;
+    follow_alerts(&mut on_a, None).await;
+    let mut on_b = ws_connect_to(&b_server, "graphql-transport-ws", payload.clone()).await;
+    follow_alerts(&mut on_b, None).await;
+
+    // Events reach one instance or the other; every client sees every alert, once.
+    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
+    assert_eq!(
+        post_event(&b_server, TEST_SERVICE_TOKEN, &alert_event(&u, 100))
+            .await
+            .as_u16(),
+        200
+    );
+    let mut last_on_b = String::new();
+    for ws in [&mut on_a, &mut on_b] {
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let (message, id) = next_alert(ws).await;
+            got.push(message);
+            last_on_b = id;
+        }
+        assert_eq!(got, ["food budget at 80%", "food budget at 100%"]);
+    }
+
+    // Instance b stops; an alert comes meanwhile (through a).
+    drop(on_b);
+    drop(b_server);
+    drop(b);
+    assert_eq!(s.post(&alert_event(&u, 120)).await, 200);
+    assert_eq!(next_alert(&mut on_a).await.0, "food budget at 120%");
+    if streams {
+        let stored = kit::changes::Position::new(&s._db.db, "notifications.feed", "b")
+            .stored()
+            .await;
+        assert!(stored.is_some(), "instance b stored where its feed stands");
+    }
+
+    // b restarts under the same name; its client comes back with the last alert it saw
+    // and gets the one it missed, then the next live one, each once.
+    let (_b, b_server) = s.another_instance("b").await;
+    let mut on_b = ws_connect_to(&b_server, "graphql-transport-ws", payload).await;
+    follow_alerts(&mut on_b, Some(&last_on_b)).await;
+    assert_eq!(next_alert(&mut on_b).await.0, "food budget at 120%");
+    assert_eq!(s.post(&alert_event(&u, 150)).await, 200);
+    assert_eq!(next_alert(&mut on_b).await.0, "food budget at 150%");
+    assert_eq!(next_alert(&mut on_a).await.0, "food budget at 150%");
+    for ws in [&mut on_a, &mut on_b] {
+        let more = tokio::time::timeout(Duration::from_millis(700), next_json(ws)).await;
+        assert!(
+            !matches!(more, Ok(Some(ref v)) if v["type"] == "next"),
+            "an alert came twice: {more:?}"
         );
     }
 }
