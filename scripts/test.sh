@@ -10,20 +10,20 @@
 #        cargo test --doc --workspace
 #        the test suite (cargo nextest run --workspace --no-fail-fast, or without
 #          cargo-nextest cargo test --workspace --no-fail-fast) once per local server in
-#          TEST_SERVERS (default: nx-27017 only, see below), each on a throwaway server
+#          TEST_SERVERS (default: SecantusDB, then nx-27017), each on a throwaway server
 #          started on a free port for its run and stopped again on every exit (success,
 #          failure, Ctrl-C); with MONGODB_URI set, once, on that server instead
 #        scripts/api-fuzz.sh: schemathesis against the REST shim's OpenAPI document on a
 #          local stack on the first of TEST_SERVERS (set SKIP_API_FUZZ=1 to leave it out)
 #
-# TEST_SERVERS="secantus nx" runs the suite on SecantusDB too. It is not the default yet:
-# on SecantusDB 0.7.0b3 (a single-threaded server) the 10,000-row CSV tests and the
-# recurring backfill test, running side by side, hold it at 100% CPU for minutes.
 #   3. prints a summary (each server's test counts) and exits non-zero if any step failed.
+#
+# SecantusDB is a replica set (change streams, transactions): the suite takes those paths
+# there; nx-27017 is a standalone server: the polling fallbacks are taken there.
 #
 # Environment:
 #   MONGODB_URI       run the test suite once on this server instead of the local ones
-#   TEST_SERVERS      the local servers, in order (default "nx"; "secantus nx" for both)
+#   TEST_SERVERS      the local servers, in order (default "secantus nx")
 #   CARGO             cargo command (default: cargo); e.g. CARGO=true to dry-run the script
 #   CARGO_TERM_COLOR  kept if set; otherwise "never" under CI or when stdout is not a
 #                     terminal, "auto" else
@@ -172,7 +172,7 @@ suite_on() {
 if [[ -n "${MONGODB_URI:-}" ]]; then
     suite_on given
 else
-    for server in ${TEST_SERVERS:-nx}; do
+    for server in ${TEST_SERVERS:-secantus nx}; do
         say "starting a throwaway ${server}"
         # localdb.sh prints the URI on its last line of stdout.
         uri="$(scripts/localdb.sh start --server "$server" --throwaway | tail -n 1)"
@@ -182,7 +182,11 @@ else
         DB_NAME="$server"
         [[ "$server" == nx ]] && DB_NAME=nx-27017
         export MONGODB_URI="$uri"
+        # The server and its files go when the run ends: no test database is dropped
+        # one by one (see kit::testing::KEEP_DATABASES).
+        export TEST_KEEP_DATABASES=1
         suite_on "$server"
+        unset TEST_KEEP_DATABASES
         rc=0
         [[ "${FAILED[*]}" == *"tests on ${server}"* ]] && rc=1
         stop_db "$rc"
@@ -193,7 +197,7 @@ fi
 if [[ -n "${SKIP_API_FUZZ:-}" ]]; then
     say "api-fuzz: skipped (SKIP_API_FUZZ is set)"
 else
-    servers=(${TEST_SERVERS:-nx})
+    servers=(${TEST_SERVERS:-secantus nx})
     step api-fuzz env LOCALDB_SERVER="${servers[0]}" bash scripts/api-fuzz.sh
 fi
 

@@ -277,7 +277,7 @@ impl Budgets {
             }
         }
         if created > 0 {
-            self.dispatcher.wake();
+            self.dispatcher.wake_user(budget.user_id.as_str());
         }
         Ok(created)
     }

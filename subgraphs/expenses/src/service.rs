@@ -196,7 +196,7 @@ impl Expenses {
             .insert(&expense, self.created_outbox(&expense, now))
             .await?
         {
-            self.dispatcher.wake();
+            self.dispatcher.wake_user(expense.user_id.as_str());
             return Ok(expense);
         }
         // Lost a race for the same key with a concurrent request.
@@ -299,7 +299,7 @@ impl Expenses {
         );
         let written = self.store.replace(read, &after, outbox).await?;
         if written {
-            self.dispatcher.wake();
+            self.dispatcher.wake_user(after.user_id.as_str());
         }
         Ok(written.then_some(after))
     }
@@ -636,7 +636,7 @@ impl Expenses {
         let written = new.len();
         let created = self.store.insert_new(new).await?;
         if created > 0 {
-            self.dispatcher.wake();
+            self.dispatcher.wake_user(user_id.as_str());
         }
         Ok(Ok(ImportReport {
             rows: rows.len(),

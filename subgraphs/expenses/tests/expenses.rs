@@ -1164,10 +1164,11 @@ async fn a_stopped_series_stops_the_moment_the_stop_is_answered() {
                     "recurrence": { "frequency": "DAILY" } }),
         )
         .await;
-    // Stop it in the middle of its backfill, while the scheduler is writing.
+    // Stop it in the middle of its backfill (past its first pass of 50), while the
+    // scheduler is writing.
     assert!(
-        wait_until(Duration::from_secs(10), || async {
-            s.search_count(&token, "stopme").await > 120
+        wait_until(Duration::from_secs(60), || async {
+            s.search_count(&token, "stopme").await > 60
         })
         .await
     );

@@ -113,8 +113,17 @@ impl CommandLog {
     }
 }
 
+/// Set (`TEST_KEEP_DATABASES=1`, as `make test` does for its throwaway servers): test
+/// databases are left for the server's own removal rather than dropped one by one.
+/// SecantusDB drops a database key by key under its global lock, so dropping the
+/// databases of the 10,000-row tests held every other test up for minutes.
+pub const KEEP_DATABASES: &str = "TEST_KEEP_DATABASES";
+
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if std::env::var_os(KEEP_DATABASES).is_some_and(|v| !v.is_empty()) {
+            return;
+        }
         let name = self.db.name().to_string();
         let uri = self.uri.clone();
         // Drop the database from a fresh runtime on its own thread: the test's runtime

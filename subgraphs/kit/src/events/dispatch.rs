@@ -298,7 +298,22 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Asks for a delivery round now (after a local write). Where writes are followed
+    /// Puts `user`'s streams in line now (after a local write of that user's events):
+    /// no look over every pending document is needed.
+    pub fn wake_user(&self, user: &str) {
+        for ci in 0..self.inner.consumers.len() {
+            self.hint((ci, user.to_string()));
+        }
+    }
+
+    /// Hands a stream to the delivery loop; when it is behind, its next look finds it.
+    fn hint(&self, stream: Stream) {
+        if self.inner.hints.try_send(stream).is_err() {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Asks for a delivery round now (after local writes of several users). Where writes are followed
     /// on change streams this is not needed: the write is seen there, with its stream.
     pub fn wake(&self) {
         if !self.inner.followed.load(Ordering::Relaxed) {
@@ -523,11 +538,8 @@ impl Dispatcher {
                             return true;
                         };
                         for (ci, consumer) in self.inner.consumers.iter().enumerate() {
-                            if next.contains_key(&consumer.name)
-                                && self.inner.hints.try_send((ci, user.to_string())).is_err()
-                            {
-                                // The delivery loop is behind: its next look finds it.
-                                self.inner.wake.notify_one();
+                            if next.contains_key(&consumer.name) {
+                                self.hint((ci, user.to_string()));
                             }
                         }
                     }
