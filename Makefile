@@ -10,7 +10,7 @@ export CARGO
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
 
-test: ## fmt check, clippy, the tests on a throwaway nx-27017 (TEST_SERVERS="secantus nx" for both; or once on MONGODB_URI), schemathesis
+test: ## fmt check, clippy, the tests on a throwaway SecantusDB then a throwaway nx-27017 (TEST_SERVERS; or once on MONGODB_URI), schemathesis
 	@bash scripts/test.sh
 
 run: ## build and run the five subgraphs and the router (local SecantusDB unless MONGODB_URI is set)
