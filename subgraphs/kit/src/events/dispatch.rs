@@ -601,7 +601,8 @@ impl Dispatcher {
     }
 
     /// Claims the (consumer, user) stream: free or expired lease, retry time reached.
-    async fn claim(&self, key: &str) -> Result<Option<i64>, AppError> {
+    /// One write; how many attempts failed before is read only when another fails.
+    async fn claim(&self, key: &str) -> Result<bool, AppError> {
         let now = now_ms();
         let until = now + millis(self.inner.settings.lease);
         let r = self
@@ -618,26 +619,25 @@ impl Dispatcher {
             .upsert(true)
             .await;
         match r {
-            Ok(r) if r.matched_count == 1 || r.upserted_id.is_some() => {
+            Ok(r) => Ok(r.matched_count == 1 || r.upserted_id.is_some()),
+            // Someone holds the lease (or must wait): the upsert collided with `_id`.
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives the stream's lease back: delivered (`retry` false), or failed, with the
+    /// next attempt after a backoff that doubles with each failure in a row.
+    async fn release(&self, key: &str, retry: bool) -> Result<(), AppError> {
+        let set = match retry {
+            false => doc! { "leaseUntil": 0_i64, "attempts": 0_i64, "retryAt": 0_i64 },
+            true => {
                 let attempts = self
                     .leases()
                     .find_one(doc! { "_id": key })
                     .await?
                     .map(|l| l.attempts)
                     .unwrap_or(0);
-                Ok(Some(attempts))
-            }
-            Ok(_) => Ok(None),
-            // Someone holds the lease (or must wait): the upsert collided with `_id`.
-            Err(e) if is_duplicate_key(&e) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn release(&self, key: &str, retry: Option<i64>) -> Result<(), AppError> {
-        let set = match retry {
-            None => doc! { "leaseUntil": 0_i64, "attempts": 0_i64, "retryAt": 0_i64 },
-            Some(attempts) => {
                 let factor = 1_u32
                     .checked_shl(attempts.clamp(0, 20) as u32)
                     .unwrap_or(u32::MAX);
@@ -780,13 +780,13 @@ impl Dispatcher {
     async fn deliver_batch(&self, ci: usize, user: &str) -> anyhow::Result<bool> {
         let consumer = &self.inner.consumers[ci];
         let key = format!("{}|{}", consumer.name, user);
-        let Some(attempts) = self.claim(&key).await? else {
+        if !self.claim(&key).await? {
             return Ok(false);
-        };
+        }
         let (events, docs, more) = match self.oldest(&consumer.name, user).await {
             Ok(found) => found,
             Err(e) => {
-                self.release(&key, Some(attempts)).await?;
+                self.release(&key, true).await?;
                 return Err(e);
             }
         };
@@ -810,7 +810,7 @@ impl Dispatcher {
             self.acknowledge(d, &consumer.name, &HashSet::new()).await?;
         }
         if events.is_empty() {
-            self.release(&key, None).await?;
+            self.release(&key, false).await?;
             return Ok(false);
         }
         let batch: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
@@ -827,10 +827,10 @@ impl Dispatcher {
             }
         }
         if sent.failed {
-            self.release(&key, Some(attempts)).await?;
+            self.release(&key, true).await?;
             return Ok(false);
         }
-        self.release(&key, None).await?;
+        self.release(&key, false).await?;
         Ok(more || sent.acked < batch.len())
     }
 
