@@ -10,6 +10,9 @@
 //! Environment:
 //! - `BENCH_DURATION` (seconds, default 10), `BENCH_CONNECTIONS` (default 50)
 //! - `ROUTER_BIN` (default `target/release/router`)
+//! - `BENCH_HIVE_ROUTER`: path of a Hive Router binary (`hive_router`, crate
+//!   `hive-router`; it reads `SUPERGRAPH_FILE_PATH`, `HOST`, `PORT`, `LOG_LEVEL`)
+//!   to compare against, with the single-subgraph overhead through it too
 //! - `BENCH_HIVE_GATEWAY`: path of a `hive-gateway` executable (npm
 //!   `@graphql-hive/gateway`, Node >= 22) to compare against
 //! - `BENCH_ROUTER_BINS`: comma-separated router binaries taking the same
@@ -496,6 +499,11 @@ async fn main() {
     let (cmd, url) = router_cmd(&router_bin, &supergraph);
     rows.push(bench_gateway("router (ours)", cmd, &url, &expected, connections, seconds).await);
 
+    let hive_router = std::env::var("BENCH_HIVE_ROUTER").ok();
+    if let Some(bin) = &hive_router {
+        let (cmd, url) = hive_router_cmd(bin, &supergraph);
+        rows.push(bench_gateway("hive-router", cmd, &url, &expected, connections, seconds).await);
+    }
     if let Ok(hive) = std::env::var("BENCH_HIVE_GATEWAY") {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}/graphql");
@@ -528,11 +536,13 @@ async fn main() {
     let ours = &rows[0];
     for other in rows.iter().skip(1) {
         println!(
-            "ours vs {}: {:.2}x RPS, p99 {:.2} ms vs {:.2} ms",
+            "ours vs {}: {:.2}x RPS, p99 {:.2} ms vs {:.2} ms, RSS {:.1} MB vs {:.1} MB",
             other.name,
             ours.wrk.rps / other.wrk.rps,
             ours.wrk.p99_ms,
-            other.wrk.p99_ms
+            other.wrk.p99_ms,
+            ours.rss_mb,
+            other.rss_mb
         );
     }
 
@@ -570,4 +580,33 @@ async fn main() {
             (through.p99_ms / direct.p99_ms - 1.0) * 100.0
         );
     }
+    if let Some(bin) = &hive_router {
+        let (cmd, url) = hive_router_cmd(bin, &supergraph);
+        let _hive = spawn_quiet(cmd, "hive-router");
+        wait_ready(&url).await;
+        let body = direct_body.clone();
+        let through =
+            tokio::task::spawn_blocking(move || run_wrk(&url, &body, connections, seconds))
+                .await
+                .expect("wrk task");
+        println!(
+            "  through hive-router: {:.0} RPS p50 {:.2} ms p99 {:.2} ms; added latency p50 {:+.1}%, p99 {:+.1}%",
+            through.rps,
+            through.p50_ms,
+            through.p99_ms,
+            (through.p50_ms / direct.p50_ms - 1.0) * 100.0,
+            (through.p99_ms / direct.p99_ms - 1.0) * 100.0
+        );
+    }
+}
+
+/// Hive Router on a free loopback port: it is configured by environment variables.
+fn hive_router_cmd(bin: &str, supergraph: &Path) -> (Command, String) {
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.env("SUPERGRAPH_FILE_PATH", supergraph)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("LOG_LEVEL", "error");
+    (cmd, format!("http://127.0.0.1:{port}/graphql"))
 }

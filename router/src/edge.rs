@@ -42,7 +42,7 @@ fn json_response(status: StatusCode, gql: bool, body: Vec<u8>) -> Response {
     resp
 }
 
-fn request_error_response(err: &RequestError, gql: bool) -> Response {
+pub(crate) fn request_error_response(err: &RequestError, gql: bool) -> Response {
     let status = if err.method_not_allowed {
         StatusCode::METHOD_NOT_ALLOWED
     } else if !err.client_error {
@@ -86,7 +86,7 @@ fn request_context(headers: &HeaderMap, is_get: bool) -> RequestContext {
 }
 
 pub(crate) async fn run_request(
-    state: &AppState,
+    state: &Arc<AppState>,
     mut request: GraphQLRequest,
     headers: &HeaderMap,
     method: Method,
@@ -137,7 +137,7 @@ pub(crate) async fn run_request(
 /// headers, answering as for `Accept: application/graphql-response+json` so the
 /// HTTP status tells the failure class. Used by the REST shim.
 pub async fn execute_operation(
-    state: &AppState,
+    state: &Arc<AppState>,
     request: GraphQLRequest,
     headers: &HeaderMap,
     client_ip: std::net::IpAddr,
@@ -355,7 +355,7 @@ fn refusal_response(refusal: Refusal, gql: bool) -> Response {
 }
 
 async fn run_request_inner(
-    state: &AppState,
+    state: &Arc<AppState>,
     request: &mut GraphQLRequest,
     headers: &HeaderMap,
     ctx: RequestContext,
@@ -385,15 +385,23 @@ async fn run_request_inner(
     if let Err(refusal) = admit(state, &caller, request) {
         return refusal_response(refusal, gql);
     }
+    let (mode, json_ok) = crate::stream::negotiate(headers);
+    if mode != crate::stream::Mode::Json {
+        let auth = auth_header.map(str::to_owned);
+        return crate::stream::respond(
+            state,
+            request,
+            ctx,
+            caller,
+            auth.as_deref(),
+            mode,
+            json_ok,
+            gql,
+        )
+        .await;
+    }
     match state.pipeline.execute(request, &ctx).await {
-        Ok(done) => {
-            for e in &done.errors {
-                m.errors
-                    .with_label_values(&[e.code().unwrap_or("SUBGRAPH_ERROR")])
-                    .inc();
-            }
-            json_response(StatusCode::OK, gql, done.body)
-        }
+        Ok(done) => executed_response(state, done, gql),
         Err(err) => {
             for e in &err.errors {
                 m.errors
@@ -403,4 +411,20 @@ async fn run_request_inner(
             request_error_response(&err, gql)
         }
     }
+}
+
+/// The JSON response of an executed operation (its errors counted).
+pub(crate) fn executed_response(
+    state: &AppState,
+    done: crate::pipeline::Executed,
+    gql: bool,
+) -> Response {
+    for e in &done.errors {
+        state
+            .metrics
+            .errors
+            .with_label_values(&[e.code().unwrap_or("SUBGRAPH_ERROR")])
+            .inc();
+    }
+    json_response(StatusCode::OK, gql, done.body)
 }

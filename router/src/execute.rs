@@ -3,7 +3,6 @@
 //! and input/output rewrites. Results are merged into one data tree; the projection
 //! step then shapes the client's response from it.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,20 +20,29 @@ use crate::error::{GraphQLError, codes};
 use crate::subgraph::{FetchError, ForwardHeaders, SubgraphClient};
 use crate::supergraph::Supergraph;
 
-/// One step of a path into the data tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathSeg {
-    Key(String),
+/// One step of a path into the data tree (keys borrowed from the query plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathSeg<'p> {
+    Key(&'p str),
     Index(usize),
 }
 
-impl PathSeg {
+impl PathSeg<'_> {
     pub fn to_json(&self) -> Value {
         match self {
-            PathSeg::Key(k) => Value::String(k.clone()),
+            PathSeg::Key(k) => Value::String((*k).to_owned()),
             PathSeg::Index(i) => Value::from(*i),
         }
     }
+}
+
+/// Entity representations of one fetch, deduplicated and already written as a JSON
+/// array (they are sent as they are), and for every entity position its response path
+/// and the index of its representation.
+struct Representations<'p> {
+    json: Vec<u8>,
+    count: usize,
+    targets: Vec<(Vec<PathSeg<'p>>, usize)>,
 }
 
 #[derive(Deserialize)]
@@ -169,9 +177,14 @@ impl<'a> Execution<'a> {
         subgraph: &str,
         query: &str,
         variables: &Map<String, Value>,
+        raw: &[(&str, &[u8])],
     ) -> Result<SubgraphResponse, GraphQLError> {
-        let body = serde_json::to_vec(&SubgraphBody { query, variables })
-            .expect("JSON values always serialize");
+        let body = if raw.is_empty() {
+            serde_json::to_vec(&SubgraphBody { query, variables })
+                .expect("JSON values always serialize")
+        } else {
+            body_with_raw(query, variables, raw)
+        };
         tracing::trace!(subgraph, body = %String::from_utf8_lossy(&body), "subgraph request");
         let started = Instant::now();
         let result = self
@@ -199,11 +212,14 @@ impl<'a> Execution<'a> {
         subgraph: &str,
         query: &str,
         variables: &Map<String, Value>,
-        paths: Vec<Vec<Value>>,
+        raw: &[(&str, &[u8])],
+        paths: impl FnOnce() -> Vec<Vec<Value>>,
     ) -> Option<SubgraphResponse> {
-        match self.send(subgraph, query, variables).await {
+        match self.send(subgraph, query, variables, raw).await {
             Ok(response) => Some(response),
             Err(e) => {
+                // Only a failure needs the positions; they are not built otherwise.
+                let paths = paths();
                 let mut sink = self.errors.lock();
                 if paths.is_empty() {
                     sink.push(e);
@@ -225,15 +241,18 @@ impl<'a> Execution<'a> {
 
     async fn root_fetch(&self, fetch: &FetchNode) {
         let vars = self.variables_for(fetch.variable_usages.as_ref());
-        let paths = response_keys(&fetch.operation.document.operation.selection_set)
-            .into_iter()
-            .map(|key| vec![Value::String(key.to_owned())])
-            .collect();
+        let paths = || {
+            response_keys(&fetch.operation.document.operation.selection_set)
+                .into_iter()
+                .map(|key| vec![Value::String(key.to_owned())])
+                .collect()
+        };
         let Some(response) = self
             .send_or_record(
                 &fetch.service_name,
                 &fetch.operation.document_str,
                 &vars,
+                &[],
                 paths,
             )
             .await
@@ -252,60 +271,94 @@ impl<'a> Execution<'a> {
     }
 
     /// Walks `path` from the root and, for each entity object found, builds its
-    /// representation from `requires`. Returns the unique representations and, for
-    /// every entity position, its response path and the index of its representation.
-    fn collect_representations(
+    /// representation from `requires`: each distinct one once, written as JSON.
+    fn collect_representations<'p>(
         &self,
-        paths: &[&[FlattenNodePathSegment]],
+        paths: &[&'p [FlattenNodePathSegment]],
         requires: &SelectionSet,
         input_rewrites: Option<&Vec<FetchRewrite>>,
-    ) -> (Vec<Value>, Vec<(Vec<PathSeg>, usize)>) {
+    ) -> Representations<'p> {
         let data = self.data.lock();
-        let mut reps: Vec<Value> = Vec::new();
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut targets: Vec<(Vec<PathSeg>, usize)> = Vec::new();
+        let mut json = vec![b'['];
+        let mut count = 0;
+        let mut seen: rustc_hash::FxHashMap<Box<[u8]>, usize> = Default::default();
+        let mut one = Vec::new();
+        let mut targets: Vec<(Vec<PathSeg<'p>>, usize)> = Vec::new();
         let mut cur = Vec::new();
         for path in paths {
             walk_entities(&data, path, &mut cur, &mut |obj, p| {
                 let typename = obj.get("__typename").and_then(Value::as_str);
-                let mut rep = Map::new();
-                // Entities whose type matches no fragment of `requires` are not fetched.
-                if !self.project_requires(obj, typename, requires, &mut rep) || rep.is_empty() {
-                    return;
+                one.clear();
+                // Written straight as JSON when nothing rewrites it; otherwise (or when
+                // fragments select one key twice) through a JSON value.
+                let direct = if input_rewrites.is_none_or(Vec::is_empty) {
+                    self.write_requires(obj, typename, requires, &mut one)
+                } else {
+                    None
+                };
+                match direct {
+                    Some(true) => {}
+                    // Entities whose type matches no fragment of `requires` are not fetched.
+                    Some(false) => return,
+                    None => {
+                        let mut rep = Map::new();
+                        if !self.project_requires(obj, typename, requires, &mut rep)
+                            || rep.is_empty()
+                        {
+                            return;
+                        }
+                        let mut rep = Value::Object(rep);
+                        self.apply_rewrites(&mut rep, input_rewrites);
+                        one.clear();
+                        serde_json::to_writer(&mut one, &rep)
+                            .expect("JSON values always serialize");
+                    }
                 }
-                let mut rep = Value::Object(rep);
-                self.apply_rewrites(&mut rep, input_rewrites);
-                let key = rep.to_string();
-                let idx = *seen.entry(key).or_insert_with(|| {
-                    reps.push(rep);
-                    reps.len() - 1
-                });
+                let idx = match seen.get(one.as_slice()) {
+                    Some(idx) => *idx,
+                    None => {
+                        if count > 0 {
+                            json.push(b',');
+                        }
+                        json.extend_from_slice(&one);
+                        seen.insert(one.as_slice().into(), count);
+                        count += 1;
+                        count - 1
+                    }
+                };
                 targets.push((p.to_vec(), idx));
             });
         }
-        (reps, targets)
+        json.push(b']');
+        Representations {
+            json,
+            count,
+            targets,
+        }
     }
 
     async fn entity_fetch(&self, path: &[FlattenNodePathSegment], fetch: &FetchNode) {
         let Some(requires) = fetch.requires.as_ref() else {
             return self.root_fetch(fetch).await;
         };
-        let (reps, targets) =
-            self.collect_representations(&[path], requires, fetch.input_rewrites.as_ref());
-        if reps.is_empty() {
+        let reps = self.collect_representations(&[path], requires, fetch.input_rewrites.as_ref());
+        if reps.count == 0 {
             return;
         }
-        let mut vars = self.variables_for(fetch.variable_usages.as_ref());
-        vars.insert("representations".to_owned(), Value::Array(reps));
-        let paths = failure_paths(
-            &targets,
-            &entity_keys(&fetch.operation.document.operation.selection_set, None),
-        );
+        let targets = reps.targets;
+        let vars = self.variables_for(fetch.variable_usages.as_ref());
+        let paths = || {
+            failure_paths(
+                &targets,
+                &entity_keys(&fetch.operation.document.operation.selection_set, None),
+            )
+        };
         let Some(response) = self
             .send_or_record(
                 &fetch.service_name,
                 &fetch.operation.document_str,
                 &vars,
+                &[("representations", &reps.json)],
                 paths,
             )
             .await
@@ -322,40 +375,53 @@ impl<'a> Execution<'a> {
     }
 
     async fn batch_fetch(&self, batch: &BatchFetchNode) {
-        let mut vars = self.variables_for(batch.variable_usages.as_ref());
+        let vars = self.variables_for(batch.variable_usages.as_ref());
         let mut per_alias = Vec::with_capacity(batch.entity_batch.aliases.len());
+        let mut raws = Vec::with_capacity(batch.entity_batch.aliases.len());
         for alias in &batch.entity_batch.aliases {
             let paths: Vec<&[FlattenNodePathSegment]> =
                 alias.merge_paths.iter().map(|p| p.as_slice()).collect();
-            let (reps, targets) = self.collect_representations(
+            let reps = self.collect_representations(
                 &paths,
                 &alias.requires,
                 alias.input_rewrites.as_ref(),
             );
-            vars.insert(
-                alias.representations_variable_name.clone(),
-                Value::Array(reps),
-            );
-            per_alias.push(targets);
+            raws.push(reps.json);
+            per_alias.push(reps.targets);
         }
+        let raw: Vec<(&str, &[u8])> = batch
+            .entity_batch
+            .aliases
+            .iter()
+            .zip(&raws)
+            .map(|(alias, json)| {
+                (
+                    alias.representations_variable_name.as_str(),
+                    json.as_slice(),
+                )
+            })
+            .collect();
         if per_alias.iter().all(Vec::is_empty) {
             return;
         }
         let selection = &batch.operation.document.operation.selection_set;
-        let paths = batch
-            .entity_batch
-            .aliases
-            .iter()
-            .zip(&per_alias)
-            .flat_map(|(alias, targets)| {
-                failure_paths(targets, &entity_keys(selection, Some(&alias.alias)))
-            })
-            .collect();
+        let paths = || {
+            batch
+                .entity_batch
+                .aliases
+                .iter()
+                .zip(&per_alias)
+                .flat_map(|(alias, targets)| {
+                    failure_paths(targets, &entity_keys(selection, Some(&alias.alias)))
+                })
+                .collect()
+        };
         let Some(response) = self
             .send_or_record(
                 &batch.service_name,
                 &batch.operation.document_str,
                 &vars,
+                &raw,
                 paths,
             )
             .await
@@ -407,16 +473,30 @@ impl<'a> Execution<'a> {
         for entity in entities.iter_mut() {
             self.apply_rewrites(entity, output_rewrites);
         }
+        // How many positions each entity still fills: the last one takes it, the
+        // others get a copy.
+        let mut uses = vec![0usize; entities.len()];
+        for (_, idx) in targets {
+            if let Some(n) = uses.get_mut(*idx) {
+                *n += 1;
+            }
+        }
         let mut data = self.data.lock();
         for (path, idx) in targets {
-            let Some(entity) = entities.get(*idx) else {
+            let Some(entity) = entities.get_mut(*idx) else {
                 continue;
             };
             if !entity.is_object() {
                 continue;
             }
+            uses[*idx] -= 1;
+            let entity = if uses[*idx] == 0 {
+                entity.take()
+            } else {
+                entity.clone()
+            };
             if let Some(target) = navigate_mut(&mut data, path) {
-                deep_merge(target, entity.clone());
+                deep_merge(target, entity);
             }
         }
     }
@@ -464,6 +544,131 @@ impl<'a> Execution<'a> {
                         .interface_members(n)
                         .is_some_and(|m| m.contains(typename))
             })
+    }
+
+    /// [`Self::project_requires`] written straight into `out` as a JSON object:
+    /// `Some(false)` when a required field is missing or nothing applies (the entity is
+    /// not fetched), `None` when a key is selected twice at one level (the caller
+    /// merges through a JSON value instead).
+    fn write_requires(
+        &self,
+        obj: &Map<String, Value>,
+        typename: Option<&str>,
+        selection: &SelectionSet,
+        out: &mut Vec<u8>,
+    ) -> Option<bool> {
+        let start = out.len();
+        out.push(b'{');
+        let mut keys: Vec<&str> = Vec::new();
+        let ok = self.write_requires_fields(obj, typename, selection, out, &mut keys)?;
+        if !ok || keys.is_empty() {
+            out.truncate(start);
+            return Some(false);
+        }
+        out.push(b'}');
+        Some(true)
+    }
+
+    fn write_requires_fields<'s>(
+        &self,
+        obj: &Map<String, Value>,
+        typename: Option<&str>,
+        selection: &'s SelectionSet,
+        out: &mut Vec<u8>,
+        keys: &mut Vec<&'s str>,
+    ) -> Option<bool> {
+        for item in &selection.items {
+            match item {
+                SelectionItem::Field(field) => {
+                    let key = field.selection_identifier();
+                    let Some(value) = obj.get(field.name.as_str()).or_else(|| obj.get(key)) else {
+                        return Some(false);
+                    };
+                    if keys.contains(&key) {
+                        return None;
+                    }
+                    if !keys.is_empty() {
+                        out.push(b',');
+                    }
+                    keys.push(key);
+                    serde_json::to_writer(&mut *out, key).expect("a string always serializes");
+                    out.push(b':');
+                    if field.selections.is_empty() {
+                        serde_json::to_writer(&mut *out, value)
+                            .expect("JSON values always serialize");
+                    } else if !self.write_requires_value(value, &field.selections, out)? {
+                        return Some(false);
+                    }
+                }
+                SelectionItem::InlineFragment(fragment) => {
+                    if self.fragment_applies(typename, &fragment.type_condition)
+                        && !self.write_requires_fields(
+                            obj,
+                            typename,
+                            &fragment.selections,
+                            out,
+                            keys,
+                        )?
+                    {
+                        return Some(false);
+                    }
+                }
+                SelectionItem::FragmentSpread(_) => {}
+            }
+        }
+        Some(true)
+    }
+
+    fn write_requires_value(
+        &self,
+        value: &Value,
+        selection: &SelectionSet,
+        out: &mut Vec<u8>,
+    ) -> Option<bool> {
+        match value {
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    if !self.write_requires_value(item, selection, out)? {
+                        return Some(false);
+                    }
+                }
+                out.push(b']');
+                Some(true)
+            }
+            Value::Object(obj) => {
+                let typename = obj.get("__typename").and_then(Value::as_str);
+                out.push(b'{');
+                let mut keys = Vec::new();
+                let ok = self.write_requires_fields(obj, typename, selection, out, &mut keys)?;
+                out.push(b'}');
+                Some(ok)
+            }
+            other => {
+                serde_json::to_writer(&mut *out, other).expect("JSON values always serialize");
+                Some(true)
+            }
+        }
+    }
+
+    /// Whether an inline fragment of `requires` applies to an entity of `typename`.
+    fn fragment_applies(&self, typename: Option<&str>, condition: &str) -> bool {
+        match typename {
+            Some(t) => {
+                t == condition
+                    || self.supergraph.schema.type_applies(t, condition)
+                    || self
+                        .supergraph
+                        .planner
+                        .supergraph
+                        .interface_members(condition)
+                        .is_some_and(|m| m.contains(t))
+            }
+            None => true,
+        }
     }
 
     /// Copies the fields selected by `requires` from an entity into its representation.
@@ -693,13 +898,13 @@ fn fetch_error(subgraph: &str, e: &FetchError) -> GraphQLError {
 }
 
 /// Called for every entity object found along a flatten path, with its path.
-type EntityVisitor<'a> = dyn FnMut(&Map<String, Value>, &[PathSeg]) + 'a;
+type EntityVisitor<'a, 'p> = dyn FnMut(&Map<String, Value>, &[PathSeg<'p>]) + 'a;
 
-fn walk_entities(
+fn walk_entities<'p>(
     value: &Value,
-    path: &[FlattenNodePathSegment],
-    cur: &mut Vec<PathSeg>,
-    f: &mut EntityVisitor<'_>,
+    path: &'p [FlattenNodePathSegment],
+    cur: &mut Vec<PathSeg<'p>>,
+    f: &mut EntityVisitor<'_, 'p>,
 ) {
     match path.split_first() {
         None => match value {
@@ -716,7 +921,7 @@ fn walk_entities(
         Some((seg, rest)) => match seg {
             FlattenNodePathSegment::Field(name) => {
                 if let Some(child) = value.get(name.as_str()) {
-                    cur.push(PathSeg::Key(name.clone()));
+                    cur.push(PathSeg::Key(name.as_str()));
                     walk_entities(child, rest, cur, f);
                     cur.pop();
                 }
@@ -746,11 +951,40 @@ fn walk_entities(
 fn navigate_mut<'v>(mut value: &'v mut Value, path: &[PathSeg]) -> Option<&'v mut Value> {
     for seg in path {
         value = match seg {
-            PathSeg::Key(k) => value.get_mut(k.as_str())?,
+            PathSeg::Key(k) => value.get_mut(*k)?,
             PathSeg::Index(i) => value.get_mut(*i)?,
         };
     }
     Some(value)
+}
+
+/// `{"query": ..., "variables": {...}}` with `raw` variables written as they are
+/// (already JSON) after the others.
+fn body_with_raw(query: &str, variables: &Map<String, Value>, raw: &[(&str, &[u8])]) -> Vec<u8> {
+    let size = query.len() + raw.iter().map(|(_, r)| r.len() + 32).sum::<usize>() + 64;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"{\"query\":");
+    serde_json::to_writer(&mut out, query).expect("a string always serializes");
+    out.extend_from_slice(b",\"variables\":{");
+    let mut first = true;
+    for (name, value) in variables {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name).expect("a string always serializes");
+        out.push(b':');
+        serde_json::to_writer(&mut out, value).expect("JSON values always serialize");
+    }
+    for (name, json) in raw {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name).expect("a string always serializes");
+        out.push(b':');
+        out.extend_from_slice(json);
+    }
+    out.extend_from_slice(b"}}");
+    out
 }
 
 /// Merges `source` into `target`: objects field by field, lists of equal length item by

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod coerce;
 pub mod compose;
 pub mod config;
+pub mod defer;
 pub mod edge;
 pub mod error;
 pub mod execute;
@@ -22,7 +23,9 @@ pub mod rest;
 pub mod schema;
 pub mod server;
 pub mod state;
+pub mod stream;
 pub mod subgraph;
+pub mod subscription;
 pub mod supergraph;
 pub mod ws;
 
@@ -98,6 +101,23 @@ pub async fn build_state_with(
         auth,
         metrics,
         extras,
+    });
+    // Plan the REST shim's operations now, on a blocking thread: no REST call waits
+    // for planning, and no async worker plans.
+    let pipeline = state.pipeline.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let ops = rest::ops::all();
+        let planned = ops
+            .iter()
+            .filter(|op| pipeline.prepare(op, None).is_ok())
+            .count();
+        tracing::info!(
+            planned,
+            operations = ops.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "REST operations planned"
+        );
     });
     // Forget idle rate-limit buckets so memory does not grow with distinct clients.
     let weak = Arc::downgrade(&state);

@@ -66,6 +66,17 @@ pub struct Prepared {
     pub root_type: String,
     pub plan: Option<Arc<QueryPlan>>,
     pub has_introspection: bool,
+    /// A query with deferred fragments: what its incremental delivery needs.
+    pub defer: Option<Arc<Deferral>>,
+}
+
+/// The incremental delivery of a query with `@defer`.
+pub struct Deferral {
+    /// The operation without its deferred fragments: the initial payload.
+    pub initial: Prepared,
+    pub fragments: Vec<crate::defer::DeferredFragment>,
+    /// Variables of `@defer(if: $v)`: when one is false nothing is deferred.
+    pub if_variables: Vec<String>,
 }
 
 impl Prepared {
@@ -277,14 +288,7 @@ impl Pipeline {
     ) -> Result<Prepared, RequestError> {
         let sg = &self.supergraph;
         let doc = self.parse(query)?;
-        let fragments: HashMap<String, FragmentDefinition> = doc
-            .definitions
-            .iter()
-            .filter_map(|d| match d {
-                Definition::Fragment(f) => Some((f.name.clone(), f.clone())),
-                Definition::Operation(_) => None,
-            })
-            .collect();
+        let fragments = fragment_map(&doc);
         // Limits first, in one linear walk of every operation and fragment: a document
         // built to be expensive (a fragment bomb) is refused before validation, whose
         // rules would expand it.
@@ -382,26 +386,12 @@ impl Pipeline {
 
         // Introspection root fields are answered by the router: strip them before planning.
         let mut planning_doc = doc.clone();
-        let mut has_introspection = false;
-        let mut needs_plan = false;
-        if let Some(Definition::Operation(op)) = planning_doc.definitions.get_mut(op_index) {
-            let selection = match op {
-                OperationDefinition::SelectionSet(s) => s,
-                OperationDefinition::Query(q) => &mut q.selection_set,
-                OperationDefinition::Mutation(m) => &mut m.selection_set,
-                OperationDefinition::Subscription(s) => &mut s.selection_set,
-            };
-            if kind == OpKind::Query {
-                selection.items.retain(|item| match item {
-                    Selection::Field(f) if f.name == "__schema" || f.name == "__type" => {
-                        has_introspection = true;
-                        false
-                    }
-                    _ => true,
-                });
-            }
-            needs_plan = selection_needs_plan(selection, &doc);
+        let deferring = crate::defer::may_defer(query);
+        if deferring {
+            crate::defer::strip_directives(&mut planning_doc);
         }
+        let (has_introspection, needs_plan) =
+            strip_introspection(&mut planning_doc, op_index, kind);
         if has_introspection && !self.options.introspection {
             return Err(RequestError::client(vec![GraphQLError::with_code(
                 "GraphQL introspection is not allowed by the router.",
@@ -413,6 +403,12 @@ impl Pipeline {
         } else {
             None
         };
+        let defer = if deferring && kind == OpKind::Query {
+            self.deferral(&doc, op_index, kind, &root_type, op_name(op))?
+                .map(Arc::new)
+        } else {
+            None
+        };
         Ok(Prepared {
             doc,
             fragments,
@@ -421,7 +417,60 @@ impl Pipeline {
             root_type,
             plan,
             has_introspection,
+            defer,
         })
+    }
+
+    /// The initial part of a query with deferred fragments, or `None` when nothing in
+    /// it is deferred.
+    fn deferral(
+        &self,
+        doc: &Document,
+        op_index: usize,
+        kind: OpKind,
+        root_type: &str,
+        name: Option<&str>,
+    ) -> Result<Option<Deferral>, RequestError> {
+        let Some(Definition::Operation(op)) = doc.definitions.get(op_index) else {
+            return Ok(None);
+        };
+        let mut fragments = Vec::new();
+        let mut if_variables = Vec::new();
+        crate::defer::collect(
+            doc,
+            op_parts(op).1,
+            &mut Vec::new(),
+            &mut fragments,
+            &mut if_variables,
+            0,
+        );
+        if fragments.is_empty() {
+            return Ok(None);
+        }
+        let initial_doc = crate::defer::without_deferred(doc, false);
+        let mut planning_doc = crate::defer::without_deferred(doc, true);
+        let (has_introspection, needs_plan) =
+            strip_introspection(&mut planning_doc, op_index, kind);
+        let plan = if needs_plan {
+            Some(self.plan(&planning_doc, name)?)
+        } else {
+            None
+        };
+        let initial_fragments = fragment_map(&initial_doc);
+        Ok(Some(Deferral {
+            initial: Prepared {
+                doc: initial_doc,
+                fragments: initial_fragments,
+                op_index,
+                kind,
+                root_type: root_type.to_owned(),
+                plan,
+                has_introspection,
+                defer: None,
+            },
+            fragments,
+            if_variables,
+        }))
     }
 
     fn plan(&self, doc: &Document, name: Option<&str>) -> Result<Arc<QueryPlan>, RequestError> {
@@ -456,12 +505,38 @@ impl Pipeline {
         Ok(plan)
     }
 
-    /// Runs a GraphQL request end to end.
+    /// Runs a GraphQL request end to end (not subscriptions: they need a stream).
     pub async fn execute(
         self: &Arc<Self>,
         request: &GraphQLRequest,
         ctx: &RequestContext,
     ) -> Result<Executed, RequestError> {
+        let (prepared, variables) = self.prepare_request(request, ctx).await?;
+        if prepared.kind == OpKind::Subscription {
+            return Err(RequestError::client(vec![GraphQLError::with_code(
+                "Subscriptions are served over WebSocket on /graphql, or over HTTP with \
+                 `Accept: text/event-stream` or `multipart/mixed; subscriptionSpec=\"1.0\"`.",
+                codes::BAD_REQUEST,
+            )]));
+        }
+        Ok(self
+            .run_prepared(
+                &prepared,
+                &variables,
+                ctx.headers.clone(),
+                Value::Object(Map::new()),
+            )
+            .await)
+    }
+
+    /// Prepares a request's operation (cached) and coerces its variables: everything
+    /// before execution. Mutations over GET are refused here (subscriptions over GET
+    /// are read-only: an `EventSource` sends them).
+    pub async fn prepare_request(
+        self: &Arc<Self>,
+        request: &GraphQLRequest,
+        ctx: &RequestContext,
+    ) -> Result<(Arc<Prepared>, Map<String, Value>), RequestError> {
         let Some(query) = request.query.as_deref().filter(|q| !q.trim().is_empty()) else {
             return Err(RequestError::client(vec![GraphQLError::with_code(
                 "Must provide query string.",
@@ -471,7 +546,7 @@ impl Pipeline {
         let prepared = self
             .prepare_off_thread(query, request.operation_name.as_deref())
             .await?;
-        if ctx.is_get && prepared.kind != OpKind::Query {
+        if ctx.is_get && prepared.kind == OpKind::Mutation {
             return Err(RequestError {
                 errors: vec![GraphQLError::with_code(
                     format!(
@@ -483,12 +558,6 @@ impl Pipeline {
                 client_error: true,
                 method_not_allowed: true,
             });
-        }
-        if prepared.kind == OpKind::Subscription {
-            return Err(RequestError::client(vec![GraphQLError::with_code(
-                "Subscriptions are served over WebSocket on /graphql.",
-                codes::BAD_REQUEST,
-            )]));
         }
         let variables = match &request.variables {
             None | Some(Value::Null) => None,
@@ -503,14 +572,7 @@ impl Pipeline {
         let (var_defs, _) = prepared.operation();
         let variables = coerce_variables(var_defs, variables, &self.supergraph.schema)
             .map_err(RequestError::client)?;
-        Ok(self
-            .run_prepared(
-                &prepared,
-                &variables,
-                ctx.headers.clone(),
-                Value::Object(Map::new()),
-            )
-            .await)
+        Ok((prepared, variables))
     }
 
     /// Executes a prepared operation; `initial` seeds the data tree (subscription events).
@@ -583,6 +645,44 @@ impl Pipeline {
         let body = response_body(Some(&data_json), &errors);
         Executed { body, errors }
     }
+}
+
+fn fragment_map(doc: &Document) -> HashMap<String, FragmentDefinition> {
+    doc.definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Fragment(f) => Some((f.name.clone(), f.clone())),
+            Definition::Operation(_) => None,
+        })
+        .collect()
+}
+
+/// Takes the introspection root fields (answered by the router) out of the operation
+/// at `op_index`. Returns whether it had some, and whether what is left needs a plan.
+fn strip_introspection(doc: &mut Document, op_index: usize, kind: OpKind) -> (bool, bool) {
+    let mut has_introspection = false;
+    if let Some(Definition::Operation(op)) = doc.definitions.get_mut(op_index) {
+        let selection = match op {
+            OperationDefinition::SelectionSet(s) => s,
+            OperationDefinition::Query(q) => &mut q.selection_set,
+            OperationDefinition::Mutation(m) => &mut m.selection_set,
+            OperationDefinition::Subscription(s) => &mut s.selection_set,
+        };
+        if kind == OpKind::Query {
+            selection.items.retain(|item| match item {
+                Selection::Field(f) if f.name == "__schema" || f.name == "__type" => {
+                    has_introspection = true;
+                    false
+                }
+                _ => true,
+            });
+        }
+    }
+    let needs_plan = match doc.definitions.get(op_index) {
+        Some(Definition::Operation(op)) => selection_needs_plan(op_parts(op).1, doc),
+        _ => false,
+    };
+    (has_introspection, needs_plan)
 }
 
 /// Whether the (introspection-stripped) root selection needs subgraph data at all.

@@ -6,6 +6,7 @@
 //! the buffer to the nearest nullable position.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use graphql_tools::static_graphql::query::{
     Directive, Field, FragmentDefinition, Selection, SelectionSet, TypeCondition, Value as QValue,
@@ -39,6 +40,17 @@ pub struct Projector<'a> {
     errors: Vec<GraphQLError>,
     out: Vec<u8>,
     path: Vec<PathElem<'a>>,
+    /// The fields collected for a (runtime type, merged fields) pair, computed once per
+    /// response rather than once per object of a list. Keyed by the addresses of the
+    /// type name and of the field list, which the groups held here keep alive.
+    memo: rustc_hash::FxHashMap<(usize, usize, usize), Rc<Collected<'a>>>,
+}
+
+/// The fields of a selection that apply to one type, grouped by response key, with
+/// each group's field type (`None` for a field the schema does not know).
+struct Collected<'a> {
+    groups: Groups<'a>,
+    types: Vec<Option<&'a Type>>,
 }
 
 /// Evaluates @skip / @include on a selection.
@@ -110,6 +122,7 @@ impl<'a> Projector<'a> {
             errors: Vec::new(),
             out: Vec::with_capacity(1024),
             path: Vec::new(),
+            memo: Default::default(),
         }
     }
 
@@ -123,9 +136,10 @@ impl<'a> Projector<'a> {
     ) -> (Vec<u8>, Vec<GraphQLError>) {
         let mut groups = Vec::new();
         self.collect_fields(root_type, selection, &mut Vec::new(), &mut groups);
+        let collected = self.with_types(root_type, groups);
         let empty = Map::new();
         let obj = data.as_object().unwrap_or(&empty);
-        if self.complete_object(root_type, &groups, obj).is_err() {
+        if self.complete_object(root_type, &collected, obj).is_err() {
             self.out.clear();
             self.out.extend_from_slice(b"null");
         }
@@ -181,27 +195,71 @@ impl<'a> Projector<'a> {
         }
     }
 
+    /// The fields of `fields`' selections that apply to `type_name`, grouped by response
+    /// key (memoised for the response).
+    fn groups_for(&mut self, type_name: &'a str, fields: &[&'a Field]) -> Rc<Collected<'a>> {
+        let key = (
+            type_name.as_ptr() as usize,
+            fields.as_ptr() as usize,
+            fields.len(),
+        );
+        if let Some(groups) = self.memo.get(&key) {
+            return groups.clone();
+        }
+        let mut groups = Vec::new();
+        let mut visited = Vec::new();
+        for f in fields {
+            self.collect_fields(type_name, &f.selection_set, &mut visited, &mut groups);
+        }
+        let collected = Rc::new(self.with_types(type_name, groups));
+        self.memo.insert(key, collected.clone());
+        collected
+    }
+
+    fn with_types(&self, type_name: &str, groups: Groups<'a>) -> Collected<'a> {
+        let schema: &'a SchemaIndex = self.schema;
+        let types = groups
+            .iter()
+            .map(|(_, fields)| schema.field_type(type_name, &fields[0].name))
+            .collect();
+        Collected { groups, types }
+    }
+
     fn write_str(&mut self, s: &str) {
         serde_json::to_writer(&mut self.out, s).expect("writing to a Vec cannot fail");
+    }
+
+    /// A GraphQL name (a response key, a type name): `[_A-Za-z][_0-9A-Za-z]*`, which
+    /// JSON never escapes.
+    fn write_name(&mut self, s: &str) {
+        if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            self.out.push(b'"');
+            self.out.extend_from_slice(s.as_bytes());
+            self.out.push(b'"');
+        } else {
+            self.write_str(s);
+        }
     }
 
     fn complete_object(
         &mut self,
         type_name: &'a str,
-        groups: &Groups<'a>,
+        collected: &Collected<'a>,
         obj: &Map<String, Value>,
     ) -> Result<(), Propagate> {
         self.out.push(b'{');
-        for (i, (key, fields)) in groups.iter().enumerate() {
+        for (i, ((key, fields), field_type)) in
+            collected.groups.iter().zip(&collected.types).enumerate()
+        {
             if i > 0 {
                 self.out.push(b',');
             }
-            self.write_str(key);
+            self.write_name(key);
             self.out.push(b':');
             let field = fields[0];
             match field.name.as_str() {
                 "__typename" => {
-                    self.write_str(type_name);
+                    self.write_name(type_name);
                     continue;
                 }
                 "__schema" if type_name == self.schema.query_type => {
@@ -215,7 +273,7 @@ impl<'a> Projector<'a> {
                 }
                 _ => {}
             }
-            let Some(field_type) = self.schema.field_type(type_name, &field.name) else {
+            let Some(field_type) = *field_type else {
                 self.out.extend_from_slice(b"null");
                 continue;
             };
@@ -342,16 +400,7 @@ impl<'a> Projector<'a> {
                                 }
                             }
                         };
-                        let mut groups = Vec::new();
-                        let mut visited = Vec::new();
-                        for f in fields {
-                            self.collect_fields(
-                                runtime,
-                                &f.selection_set,
-                                &mut visited,
-                                &mut groups,
-                            );
-                        }
+                        let groups = self.groups_for(runtime, fields);
                         self.complete_object(runtime, &groups, obj)
                     }
                     TypeKind::InputObject => {

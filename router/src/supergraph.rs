@@ -66,7 +66,7 @@ impl Supergraph {
         })
         .map_err(|_| SupergraphError::Planner("planner panicked on this supergraph".into()))?
         .map_err(|e| SupergraphError::Planner(e.to_string()))?;
-        let api_schema = planner.consumer_schema.document.clone();
+        let api_schema = with_defer(&planner.consumer_schema.document);
         let schema = SchemaIndex::new(&api_schema);
         let mut subgraphs: Vec<(String, String)> = planner
             .supergraph
@@ -100,4 +100,25 @@ impl Supergraph {
         self.planner
             .plan_from_normalized_operation(operation, Default::default(), &token)
     }
+}
+
+/// The API schema with `@defer` declared (the router delivers it incrementally), unless
+/// the supergraph already declares it.
+fn with_defer(api: &Arc<SchemaDocument>) -> Arc<SchemaDocument> {
+    use graphql_tools::static_graphql::schema::Definition;
+    let declared = api
+        .definitions
+        .iter()
+        .any(|d| matches!(d, Definition::DirectiveDefinition(dd) if dd.name == "defer"));
+    if declared {
+        return api.clone();
+    }
+    let defer = graphql_tools::parser::parse_schema::<String>(
+        "directive @defer(label: String, if: Boolean! = true) on FRAGMENT_SPREAD | INLINE_FRAGMENT",
+    )
+    .expect("the @defer declaration parses")
+    .into_static();
+    let mut doc = (**api).clone();
+    doc.definitions.extend(defer.definitions);
+    Arc::new(doc)
 }

@@ -133,3 +133,44 @@ async fn an_alert_made_while_the_client_was_away_arrives_once_when_it_resumes() 
     );
     assert_eq!(ws.recv(Duration::from_secs(2)).await, None, "nothing twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_budget_alert_arrives_over_server_sent_events() {
+    let stack = ProductStack::start().await;
+    let gql = stack.gql();
+    let alice = stack.register("ssealice").await;
+    gql.ok(
+        "mutation { createBudget(input: { category: \"food\", amount: \"100\" }) { id } }",
+        json!({}),
+        Some(&alice.token),
+    )
+    .await;
+    let mut sse = support::streams::open(
+        &stack.router_url(),
+        "text/event-stream",
+        Some(&alice.token),
+        "subscription { budgetAlerts { threshold severity budget { category } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(sse.status, 200);
+    // Give the router time to open the subscription on the notifications subgraph.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gql.ok(
+        "mutation { createExpense(input: { amount: \"85\", category: \"food\", description: \"feast\" }) { id } }",
+        json!({}),
+        Some(&alice.token),
+    )
+    .await;
+    let (event, data) = sse
+        .next_event(Duration::from_secs(30))
+        .await
+        .expect("the alert arrives as an SSE event");
+    assert_eq!(event, "next");
+    let data: serde_json::Value = serde_json::from_str(&data).expect("JSON");
+    assert_eq!(
+        data["data"]["budgetAlerts"],
+        json!({"threshold": 80, "severity": "WARNING", "budget": {"category": "food"}}),
+        "{data}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Subscriptions through the router: real async-graphql subgraphs, real websockets.
 
 mod common;
+#[path = "support/streams.rs"]
+mod streams;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -762,4 +764,292 @@ async fn an_operation_that_falls_behind_resumes_from_its_cursor_and_misses_nothi
     }
     let expected: Vec<String> = (0..300).map(|i| format!("m{i}")).collect();
     assert_eq!(got, expected, "in order, once each");
+}
+
+// ---- subscriptions over HTTP: Server-Sent Events and multipart -------------------
+
+const SSE: &str = "text/event-stream";
+const APOLLO_MULTIPART: &str = "multipart/mixed;subscriptionSpec=\"1.0\", application/json";
+
+/// Publishes for `user` until the stream shows an event (the upstream subscription
+/// may not be registered yet); returns the event's data.
+async fn publish_until_event(
+    notif: &NotificationsSubgraph,
+    s: &mut streams::HttpStream,
+    user: &str,
+    message: &str,
+) -> (String, Value) {
+    for _ in 0..50 {
+        notif.bus.publish(user, message);
+        if let Some((event, data)) = s.next_event(Duration::from_millis(100)).await {
+            return (event, serde_json::from_str(&data).expect("JSON data"));
+        }
+    }
+    panic!("no SSE event for {user}");
+}
+
+async fn publish_until_part(
+    notif: &NotificationsSubgraph,
+    s: &mut streams::HttpStream,
+    user: &str,
+    message: &str,
+) -> Value {
+    for _ in 0..50 {
+        notif.bus.publish(user, message);
+        if let Some(part) = s.next_payload(Duration::from_millis(100)).await {
+            return part;
+        }
+    }
+    panic!("no multipart part for {user}");
+}
+
+#[tokio::test]
+async fn a_subscription_over_sse_gets_each_event_with_fields_from_other_subgraphs() {
+    let (stack, notif) = start().await;
+    let ada = token("1");
+    let mut s = streams::open(&stack.router_url, SSE, Some(&ada), SUBSCRIPTION, json!({})).await;
+    assert_eq!(s.status, 200);
+    assert!(
+        s.content_type.starts_with("text/event-stream"),
+        "{}",
+        s.content_type
+    );
+    let (event, data) = publish_until_event(&notif, &mut s, "1", "over sse").await;
+    assert_eq!(event, "next");
+    assert_eq!(
+        data,
+        json!({"data": {"notificationAdded": {"message": "over sse",
+            "user": {"id": "1", "name": "Ada Lovelace"}}}})
+    );
+    // Another user's events never reach this stream.
+    notif.bus.publish("2", "not for ada");
+    notif.bus.publish("1", "second");
+    let (_, data) = s
+        .next_event(Duration::from_secs(5))
+        .await
+        .expect("next event");
+    let message =
+        serde_json::from_str::<Value>(&data).unwrap()["data"]["notificationAdded"]["message"]
+            .clone();
+    assert!(message == "second" || message == "over sse", "{message}");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_an_sse_stream_ends_its_upstream_subscription() {
+    let (stack, notif) = start().await;
+    let mut s = streams::open(
+        &stack.router_url,
+        SSE,
+        Some(&token("1")),
+        SUBSCRIPTION,
+        json!({}),
+    )
+    .await;
+    publish_until_event(&notif, &mut s, "1", "hello").await;
+    assert_eq!(notif.connections.load(Ordering::SeqCst), 1);
+    drop(s);
+    // The router notices the closed stream and closes its upstream socket.
+    for _ in 0..100 {
+        if notif.bus.live.receiver_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the upstream subscription outlived the client");
+}
+
+#[tokio::test]
+async fn a_multipart_subscription_gets_payload_parts_and_heartbeats() {
+    let (stack, notif) = start().await;
+    let mut s = streams::open(
+        &stack.router_url,
+        APOLLO_MULTIPART,
+        Some(&token("2")),
+        SUBSCRIPTION,
+        json!({}),
+    )
+    .await;
+    assert_eq!(s.status, 200);
+    assert!(
+        s.content_type.contains("subscriptionSpec=\"1.0\""),
+        "{}",
+        s.content_type
+    );
+    let part = publish_until_part(&notif, &mut s, "2", "multipart").await;
+    assert_eq!(
+        part,
+        json!({"payload": {"data": {"notificationAdded": {"message": "multipart",
+            "user": {"id": "2", "name": "Alan Turing"}}}}})
+    );
+    // Idle: a heartbeat `{}` within the heartbeat interval.
+    let beat = s
+        .next_part(Duration::from_secs(8))
+        .await
+        .expect("heartbeat");
+    assert!(
+        beat == json!({}) || beat["payload"]["data"].is_object(),
+        "{beat}"
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_over_incremental_multipart_has_next_on_every_part() {
+    let (stack, notif) = start().await;
+    let mut s = streams::open(
+        &stack.router_url,
+        "multipart/mixed",
+        Some(&token("1")),
+        SUBSCRIPTION,
+        json!({}),
+    )
+    .await;
+    let part = publish_until_part(&notif, &mut s, "1", "incremental").await;
+    assert_eq!(part["hasNext"], true, "{part}");
+    assert_eq!(part["data"]["notificationAdded"]["message"], "incremental");
+}
+
+#[tokio::test]
+async fn http_subscriptions_pass_the_same_token_check_rate_limit_and_safelist() {
+    // An invalid token: 401 before any stream opens.
+    let (stack, _notif) = start_with(|c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.per_second = 1;
+        c.rate_limit.burst = 1;
+    })
+    .await;
+    let s = streams::open(
+        &stack.router_url,
+        SSE,
+        Some("not-a-token"),
+        SUBSCRIPTION,
+        json!({}),
+    )
+    .await;
+    assert_eq!(s.status, 401);
+    // The bucket is shared with every other door: the second request is refused.
+    let first = streams::open(
+        &stack.router_url,
+        SSE,
+        Some(&token("1")),
+        SUBSCRIPTION,
+        json!({}),
+    )
+    .await;
+    assert_eq!(first.status, 200);
+    let second = streams::open(
+        &stack.router_url,
+        APOLLO_MULTIPART,
+        Some(&token("1")),
+        SUBSCRIPTION,
+        json!({}),
+    )
+    .await;
+    assert_eq!(second.status, 429);
+
+    use sha2::Digest;
+    let dir = std::env::temp_dir().join(format!("safelist-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let manifest = dir.join("manifest.json");
+    let hash = hex::encode(sha2::Sha256::digest(SUBSCRIPTION.as_bytes()));
+    std::fs::write(
+        &manifest,
+        json!({"operations": {hash: SUBSCRIPTION}}).to_string(),
+    )
+    .expect("manifest");
+    let (stack, notif) = start_with(|c| {
+        c.persisted_queries.safelist_path = Some(manifest.clone());
+        c.persisted_queries.safelist_enforce = true;
+    })
+    .await;
+    let other = "subscription { notificationAdded { message } }";
+    let mut refused =
+        streams::open(&stack.router_url, SSE, Some(&token("1")), other, json!({})).await;
+    let body = refused.rest(Duration::from_secs(5)).await;
+    assert!(body.contains("OPERATION_NOT_IN_SAFELIST"), "{body}");
+    let mut s = streams::open(
+        &stack.router_url,
+        SSE,
+        Some(&token("1")),
+        SUBSCRIPTION,
+        json!({}),
+    )
+    .await;
+    let (event, _) = publish_until_event(&notif, &mut s, "1", "allowed").await;
+    assert_eq!(event, "next");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn an_sse_subscription_ends_with_unauthenticated_when_its_token_expires() {
+    let (stack, _notif) = start().await;
+    let mut s = streams::open(
+        &stack.router_url,
+        SSE,
+        Some(&token_for("1", 2)),
+        SUBSCRIPTION,
+        json!({}),
+    )
+    .await;
+    assert_eq!(s.status, 200);
+    let (event, data) = s
+        .next_event(Duration::from_secs(8))
+        .await
+        .expect("an event at expiry");
+    assert_eq!(event, "next");
+    assert!(data.contains("UNAUTHENTICATED"), "{data}");
+    assert_eq!(
+        s.next_event(Duration::from_secs(2))
+            .await
+            .expect("complete")
+            .0,
+        "complete"
+    );
+}
+
+#[tokio::test]
+async fn queries_and_bad_requests_over_sse_are_next_events_then_complete() {
+    let (stack, _notif) = start().await;
+    let mut s = streams::open(&stack.router_url, SSE, None, "{ ping }", json!({})).await;
+    let (event, data) = s.next_event(Duration::from_secs(5)).await.expect("result");
+    assert_eq!(
+        (event.as_str(), data.as_str()),
+        ("next", r#"{"data":{"ping":true}}"#)
+    );
+    assert_eq!(
+        s.next_event(Duration::from_secs(5)).await.expect("end").0,
+        "complete"
+    );
+    for bad in [
+        "subscription { nope }",
+        "{",
+        "subscription($a: ID!) { notificationAdded(after: $a) { id } }",
+    ] {
+        let mut s = streams::open(&stack.router_url, SSE, None, bad, json!({})).await;
+        assert_eq!(s.status, 200, "{bad}");
+        let (event, data) = s
+            .next_event(Duration::from_secs(5))
+            .await
+            .expect("error event");
+        assert_eq!(event, "next", "{bad}");
+        let v: Value = serde_json::from_str(&data).expect("JSON");
+        assert!(
+            v["errors"][0]["extensions"]["code"].is_string(),
+            "{bad}: {v}"
+        );
+        assert_eq!(
+            s.next_event(Duration::from_secs(5)).await.expect("end").0,
+            "complete"
+        );
+    }
+    // Over JSON only, a subscription is refused with a pointer to the streams.
+    let (status, v) =
+        common::post_json(&stack.router_url, json!({"query": SUBSCRIPTION}), &[]).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("text/event-stream"),
+        "{v}"
+    );
 }

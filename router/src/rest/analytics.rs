@@ -14,7 +14,8 @@ use utoipa::ToSchema;
 use super::call::{Authed, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::enum_value;
-use super::shapes::{Amount, EXPENSE_FIELDS, Expense};
+use super::ops;
+use super::shapes::{Amount, Expense};
 use super::{int_param, query_params, schemas};
 use crate::state::AppState;
 
@@ -212,9 +213,7 @@ pub async fn monthly_summary(
     let params = query_params(params)?;
     let year = int_param(&params, "year", 1970, 9999)?;
     let month = int_param(&params, "month", 1, 12)?;
-    let q = "query($year: Int, $month: Int) { monthlySummary(year: $year, month: $month) { \
-             period currency totalSpent totalIncome transactionCount incomeCount averagePerTransaction \
-             categoryBreakdown { category total } } }";
+    let q: &str = &ops::MONTHLY_SUMMARY;
     let mut data = run(&state, &caller, q, json!({"year": year, "month": month})).await?;
     let s: GqlMonthlySummary = field(&mut data, "monthlySummary")?;
     Ok(Json(MonthlySummary {
@@ -244,7 +243,7 @@ pub async fn trends(
 ) -> Result<Json<Vec<MonthTrend>>, ApiError> {
     let params = query_params(params)?;
     let months = int_param(&params, "months", 1, MAX_TREND_MONTHS)?.unwrap_or(6);
-    let q = "query($months: Int!) { spendingTrends(months: $months) { month totalSpent totalIncome transactionCount } }";
+    let q: &str = &ops::SPENDING_TRENDS;
     let mut data = run(&state, &caller, q, json!({"months": months})).await?;
     Ok(Json(field(&mut data, "spendingTrends")?))
 }
@@ -271,9 +270,7 @@ pub async fn category_analysis(
 ) -> Result<Json<CategoryAnalysis>, ApiError> {
     let params = query_params(params)?;
     let period = period_param(&params)?;
-    let q = "query($period: AnalysisPeriod!) { categoryAnalysis(period: $period) { \
-             period from to currency totalSpent topCategory \
-             categories { category totalSpent count average percentage } } }";
+    let q: &str = &ops::CATEGORY_ANALYSIS;
     let mut data = run(&state, &caller, q, json!({"period": period})).await?;
     let a: GqlCategoryAnalysis = field(&mut data, "categoryAnalysis")?;
     Ok(Json(CategoryAnalysis {
@@ -308,7 +305,7 @@ pub async fn daily_pattern(
 ) -> Result<Json<DailyPattern>, ApiError> {
     let params = query_params(params)?;
     let days = int_param(&params, "days", 1, MAX_PATTERN_DAYS)?.unwrap_or(30);
-    let q = "query($days: Int!) { dailyPattern(days: $days) { from to currency averageDailySpending daily { date amount } } }";
+    let q: &str = &ops::DAILY_PATTERN;
     let mut data = run(&state, &caller, q, json!({"days": days})).await?;
     let p: GqlDailyPattern = field(&mut data, "dailyPattern")?;
     Ok(Json(DailyPattern {
@@ -335,13 +332,11 @@ pub async fn top_expenses(
     let params = query_params(params)?;
     let limit = int_param(&params, "limit", 1, MAX_TOP_EXPENSES)?.unwrap_or(10);
     let period = period_param(&params)?;
-    let q = format!(
-        "query($limit: Int!, $period: AnalysisPeriod!) {{ topExpenses(limit: $limit, period: $period) {{ {EXPENSE_FIELDS} }} }}"
-    );
+    let q: &str = &ops::TOP_EXPENSES;
     let mut data = run(
         &state,
         &caller,
-        &q,
+        q,
         json!({"limit": limit, "period": period}),
     )
     .await?;
@@ -371,8 +366,7 @@ pub async fn insights(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
 ) -> Result<Json<Insights>, ApiError> {
-    let q = "{ insights { kind title message severity figures { name value } } \
-             month: categoryAnalysis(period: MONTH) { from totalSpent categories { count } } }";
+    let q: &str = &ops::INSIGHTS;
     let mut data = run(&state, &caller, q, json!({})).await?;
     let list: Vec<GqlInsight> = field(&mut data, "insights")?;
     let month: GqlMonth = field(&mut data, "month")?;

@@ -13,7 +13,8 @@ use serde_json::{Map, Value, json};
 use super::call::{Authed, PathId, delete_by_id, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::Body;
-use super::shapes::{ALERT_FIELDS, AlertList, BUDGET_FIELDS, Budget, BudgetAlert, MessageResponse};
+use super::ops;
+use super::shapes::{AlertList, Budget, BudgetAlert, MessageResponse};
 use super::{body_bytes, bool_param, query_params, schemas};
 use crate::state::AppState;
 
@@ -64,8 +65,8 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
 ) -> Result<Json<Vec<Budget>>, ApiError> {
-    let q = format!("query {{ budgets {{ {BUDGET_FIELDS} }} }}");
-    let mut data = run(&state, &caller, &q, json!({})).await?;
+    let q: &str = &ops::BUDGETS;
+    let mut data = run(&state, &caller, q, json!({})).await?;
     let budgets: Vec<Budget> = field(&mut data, "budgets")?;
     Ok(Json(
         budgets.into_iter().map(Budget::with_legacy_id).collect(),
@@ -87,10 +88,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Budget>), ApiError> {
     let body = Body::parse(&headers, &body_bytes(body)?)?;
     let input = budget_input(&body, true)?;
-    let q = format!(
-        "mutation($input: CreateBudgetInput!) {{ createBudget(input: $input) {{ {BUDGET_FIELDS} }} }}"
-    );
-    let mut data = run(&state, &caller, &q, json!({"input": input})).await?;
+    let q: &str = &ops::CREATE_BUDGET;
+    let mut data = run(&state, &caller, q, json!({"input": input})).await?;
     let b: Budget = field(&mut data, "createBudget")?;
     Ok((StatusCode::CREATED, Json(b.with_legacy_id())))
 }
@@ -109,10 +108,8 @@ pub async fn update(
 ) -> Result<Json<Budget>, ApiError> {
     let body = Body::parse(&headers, &body_bytes(body)?)?;
     let input = budget_input(&body, false)?;
-    let q = format!(
-        "mutation($id: ID!, $input: UpdateBudgetInput!) {{ updateBudget(id: $id, input: $input) {{ {BUDGET_FIELDS} }} }}"
-    );
-    let mut data = run(&state, &caller, &q, json!({"id": id, "input": input})).await?;
+    let q: &str = &ops::UPDATE_BUDGET;
+    let mut data = run(&state, &caller, q, json!({"id": id, "input": input})).await?;
     let b: Budget = field(&mut data, "updateBudget")?;
     Ok(Json(b.with_legacy_id()))
 }
@@ -142,10 +139,8 @@ pub async fn alerts(
 ) -> Result<Json<AlertList>, ApiError> {
     let params = query_params(params)?;
     let unread = bool_param(&params, "unreadOnly")?;
-    let q = format!(
-        "query($unread: Boolean) {{ budgetAlerts(unreadOnly: $unread) {{ {ALERT_FIELDS} }} }}"
-    );
-    let mut data = run(&state, &caller, &q, json!({"unread": unread})).await?;
+    let q: &str = &ops::BUDGET_ALERTS;
+    let mut data = run(&state, &caller, q, json!({"unread": unread})).await?;
     let alerts: Vec<BudgetAlert> = field(&mut data, "budgetAlerts")?;
     Ok(Json(AlertList {
         alerts: alerts.into_iter().map(BudgetAlert::normalised).collect(),
@@ -161,8 +156,8 @@ pub async fn alert_read(
     Authed(caller): Authed,
     PathId(id): PathId,
 ) -> Result<Json<BudgetAlert>, ApiError> {
-    let q = format!("mutation($id: ID!) {{ markBudgetAlertRead(id: $id) {{ {ALERT_FIELDS} }} }}");
-    let mut data = run(&state, &caller, &q, json!({"id": id})).await?;
+    let q: &str = &ops::MARK_ALERT_READ;
+    let mut data = run(&state, &caller, q, json!({"id": id})).await?;
     let a: BudgetAlert = field(&mut data, "markBudgetAlertRead")?;
     Ok(Json(a.normalised()))
 }

@@ -124,7 +124,7 @@ fn unverified_subject(token: &str) -> Option<String> {
 
 /// Executes `query` with `variables`; returns `data` or the first error.
 pub async fn run(
-    state: &AppState,
+    state: &std::sync::Arc<AppState>,
     caller: &Caller,
     query: &str,
     variables: Value,
@@ -185,13 +185,13 @@ pub fn field<T: DeserializeOwned>(data: &mut Value, field: &str) -> Result<T, Ap
 /// Runs `mutation($id: ID!) { <field>(id: $id) }` (a delete answering a Boolean) and
 /// answers `{message: "<What> deleted successfully"}`, or 404 when nothing was deleted.
 pub async fn delete_by_id(
-    state: &AppState,
+    state: &std::sync::Arc<AppState>,
     caller: &Caller,
     mutation_field: &str,
     id: String,
     what: &str,
 ) -> Result<axum::Json<super::shapes::MessageResponse>, ApiError> {
-    let q = format!("mutation($id: ID!) {{ {mutation_field}(id: $id) }}");
+    let q = super::ops::delete(mutation_field);
     let mut data = run(state, caller, &q, serde_json::json!({ "id": id })).await?;
     if field::<bool>(&mut data, mutation_field)? {
         Ok(axum::Json(super::shapes::MessageResponse {

@@ -16,9 +16,10 @@ use serde_json::{Map, Value, json};
 use super::call::{Authed, PathId, delete_by_id, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::{Body, date, enum_value};
+use super::ops;
 use super::shapes::{
-    Amount, CategorySummary, CategoryTotal, Connection, EXPENSE_FIELDS, Expense, ExpenseList,
-    MessageResponse, Totals,
+    Amount, CategorySummary, CategoryTotal, Connection, Expense, ExpenseList, MessageResponse,
+    Totals,
 };
 use super::{body_bytes, int_param, query_params, schemas};
 use crate::state::AppState;
@@ -79,13 +80,9 @@ pub async fn list(
     }
     let first = int_param(&params, "limit", 1, 100)?.unwrap_or(20);
     let after = params.get("cursor").filter(|s| !s.is_empty());
-    let q = format!(
-        "query($filter: ExpenseFilter, $first: Int, $after: String, $from: Date, $to: Date) {{ \
-         expenses(filter: $filter, first: $first, after: $after) {{ edges {{ node {{ {EXPENSE_FIELDS} }} }} pageInfo {{ hasNextPage endCursor }} }} \
-         expenseSummary(from: $from, to: $to) {{ totalIncome totalExpenses balance }} }}"
-    );
+    let q: &str = &ops::EXPENSES;
     let vars = json!({"filter": filter, "first": first, "after": after, "from": from, "to": to});
-    let mut data = run(&state, &caller, &q, vars).await?;
+    let mut data = run(&state, &caller, q, vars).await?;
     let conn: Connection<Expense> = field(&mut data, "expenses")?;
     let totals: GqlTotals = field(&mut data, "expenseSummary")?;
     let (expenses, next_cursor) = conn.into_page();
@@ -161,10 +158,8 @@ pub async fn create(
         ),
         None => None,
     };
-    let q = format!(
-        "mutation($input: CreateExpenseInput!, $key: String) {{ createExpense(input: $input, idempotencyKey: $key) {{ {EXPENSE_FIELDS} }} }}"
-    );
-    let mut data = run(&state, &caller, &q, json!({"input": input, "key": key})).await?;
+    let q: &str = &ops::CREATE_EXPENSE;
+    let mut data = run(&state, &caller, q, json!({"input": input, "key": key})).await?;
     let e: Expense = field(&mut data, "createExpense")?;
     Ok((StatusCode::CREATED, Json(e.with_legacy_id())))
 }
@@ -178,8 +173,8 @@ pub async fn get_one(
     Authed(caller): Authed,
     PathId(id): PathId,
 ) -> Result<Json<Expense>, ApiError> {
-    let q = format!("query($id: ID!) {{ expense(id: $id) {{ {EXPENSE_FIELDS} }} }}");
-    let mut data = run(&state, &caller, &q, json!({"id": id})).await?;
+    let q: &str = &ops::EXPENSE;
+    let mut data = run(&state, &caller, q, json!({"id": id})).await?;
     let e: Option<Expense> = field(&mut data, "expense")?;
     e.map(|e| Json(e.with_legacy_id()))
         .ok_or_else(|| ApiError::not_found("Expense not found"))
@@ -198,10 +193,8 @@ pub async fn update(
 ) -> Result<Json<Expense>, ApiError> {
     let body = Body::parse(&headers, &body_bytes(body)?)?;
     let input = expense_input(&body, false)?;
-    let q = format!(
-        "mutation($id: ID!, $input: UpdateExpenseInput!) {{ updateExpense(id: $id, input: $input) {{ {EXPENSE_FIELDS} }} }}"
-    );
-    let mut data = run(&state, &caller, &q, json!({"id": id, "input": input})).await?;
+    let q: &str = &ops::UPDATE_EXPENSE;
+    let mut data = run(&state, &caller, q, json!({"id": id, "input": input})).await?;
     let e: Expense = field(&mut data, "updateExpense")?;
     Ok(Json(e.with_legacy_id()))
 }
@@ -238,7 +231,7 @@ pub async fn summary(
 ) -> Result<Json<CategorySummary>, ApiError> {
     let params = query_params(params)?;
     let (from, to) = range(&params)?;
-    let q = "query($from: Date, $to: Date) { expenseSummary(from: $from, to: $to) { totalIncome totalExpenses balance byCategory { category total count } } }";
+    let q: &str = &ops::EXPENSE_SUMMARY;
     let mut data = run(&state, &caller, q, json!({"from": from, "to": to})).await?;
     let s: GqlSummary = field(&mut data, "expenseSummary")?;
     Ok(Json(CategorySummary {
@@ -272,7 +265,7 @@ pub async fn export_csv(
 ) -> Result<Response, ApiError> {
     let params = query_params(params)?;
     let (from, to) = range(&params)?;
-    let q = "query($from: Date, $to: Date) { exportExpensesCsv(from: $from, to: $to) { csv } }";
+    let q: &str = &ops::EXPORT_CSV;
     let mut data = run(&state, &caller, q, json!({"from": from, "to": to})).await?;
     #[derive(Deserialize)]
     struct Csv {
@@ -325,8 +318,7 @@ pub async fn import_csv(
     let bytes = body_bytes(body)?;
     let text = String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::invalid("body", "must be UTF-8 text"))?;
-    let q =
-        "mutation($csv: String!) { importExpensesCsv(csv: $csv) { rows created alreadyPresent } }";
+    let q: &str = &ops::IMPORT_CSV;
     let mut data = run(&state, &caller, q, json!({"csv": text})).await?;
     Ok(Json(field(&mut data, "importExpensesCsv")?))
 }

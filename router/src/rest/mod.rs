@@ -11,6 +11,7 @@ pub mod error;
 pub mod expenses;
 pub mod input;
 pub mod notifications;
+pub mod ops;
 pub mod shapes;
 pub mod users;
 

@@ -12,12 +12,14 @@ use utoipa::ToSchema;
 
 use super::call::{Authed, PathId, delete_by_id, field, run};
 use super::error::{ApiError, ErrorBody};
+use super::ops;
 use super::shapes::{Connection, MessageResponse};
 use super::{bool_param, int_param, query_params};
 use crate::state::AppState;
 
 /// The GraphQL selection that fills [`Notification`].
-const NOTIFICATION_FIELDS: &str = "id type title message priority channels read createdAt";
+pub(super) const NOTIFICATION_FIELDS: &str =
+    "id type title message priority channels read createdAt";
 
 /// A notification: the GraphQL field names plus `_id` (= `id`) for legacy clients.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -106,13 +108,9 @@ pub async fn list(
     let first = int_param(&params, "limit", 1, 100)?.unwrap_or(50);
     let unread = bool_param(&params, "unreadOnly")?;
     let after = params.get("cursor").filter(|s| !s.is_empty());
-    let q = format!(
-        "query($unread: Boolean, $first: Int, $after: String) {{ \
-         notifications(unreadOnly: $unread, first: $first, after: $after) {{ totalCount edges {{ node {{ {NOTIFICATION_FIELDS} }} }} pageInfo {{ hasNextPage endCursor }} }} \
-         unreadNotificationCount }}"
-    );
+    let q: &str = &ops::NOTIFICATIONS;
     let vars = json!({"unread": unread, "first": first, "after": after});
-    let mut data = run(&state, &caller, &q, vars).await?;
+    let mut data = run(&state, &caller, q, vars).await?;
     let list: GqlList = field(&mut data, "notifications")?;
     let unread_count: i64 = field(&mut data, "unreadNotificationCount")?;
     let (notifications, next_cursor) = list.page.into_page();
@@ -136,10 +134,8 @@ pub async fn mark_read(
     Authed(caller): Authed,
     PathId(id): PathId,
 ) -> Result<Json<NotificationRead>, ApiError> {
-    let q = format!(
-        "mutation($id: ID!) {{ markNotificationRead(id: $id) {{ {NOTIFICATION_FIELDS} }} }}"
-    );
-    let mut data = run(&state, &caller, &q, json!({"id": id})).await?;
+    let q: &str = &ops::MARK_NOTIFICATION_READ;
+    let mut data = run(&state, &caller, q, json!({"id": id})).await?;
     let n: Notification = field(&mut data, "markNotificationRead")?;
     Ok(Json(NotificationRead {
         message: "Notification marked as read".into(),
@@ -154,7 +150,7 @@ pub async fn mark_all_read(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
 ) -> Result<Json<AllRead>, ApiError> {
-    let q = "mutation { markAllNotificationsRead }";
+    let q: &str = &ops::MARK_ALL_READ;
     let mut data = run(&state, &caller, q, json!({})).await?;
     let updated_count: i64 = field(&mut data, "markAllNotificationsRead")?;
     Ok(Json(AllRead {

@@ -13,7 +13,8 @@ use serde_json::{Map, Value, json};
 use super::call::{Anonymous, Authed, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::Body;
-use super::shapes::{AuthResponse, PROFILE_FIELDS, Profile, ProfileUpdated, UserSummary};
+use super::ops;
+use super::shapes::{AuthResponse, Profile, ProfileUpdated, UserSummary};
 use super::{body_bytes, schemas};
 use crate::state::AppState;
 
@@ -35,7 +36,8 @@ struct PayloadUser {
     first_name: Option<String>,
 }
 
-const AUTH_FIELDS: &str = "accessToken refreshToken user { id username email currency firstName }";
+pub(super) const AUTH_FIELDS: &str =
+    "accessToken refreshToken user { id username email currency firstName }";
 
 fn auth_response(message: &str, p: Payload, with_first_name: bool) -> AuthResponse {
     AuthResponse {
@@ -75,10 +77,8 @@ pub async fn register(
         &["currency", "firstName", "lastName", "timezone"],
         &mut input,
     )?;
-    let q = format!(
-        "mutation($input: RegisterInput!) {{ register(input: $input) {{ {AUTH_FIELDS} }} }}"
-    );
-    let mut data = run(&state, &caller, &q, json!({ "input": input })).await?;
+    let q: &str = &ops::REGISTER;
+    let mut data = run(&state, &caller, q, json!({ "input": input })).await?;
     let p: Payload = field(&mut data, "register")?;
     Ok((
         StatusCode::CREATED,
@@ -99,13 +99,11 @@ pub async fn login(
     let body = Body::parse(&headers, &body_bytes(body)?)?;
     let email = body.required_string("email")?;
     let password = body.required_string("password")?;
-    let q = format!(
-        "mutation($email: String!, $password: String!) {{ login(email: $email, password: $password) {{ {AUTH_FIELDS} }} }}"
-    );
+    let q: &str = &ops::LOGIN;
     let mut data = run(
         &state,
         &caller,
-        &q,
+        q,
         json!({ "email": email, "password": password }),
     )
     .await?;
@@ -120,8 +118,8 @@ pub async fn get_profile(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
 ) -> Result<Json<Profile>, ApiError> {
-    let q = format!("query {{ me {{ {PROFILE_FIELDS} }} }}");
-    let mut data = run(&state, &caller, &q, json!({})).await?;
+    let q: &str = &ops::PROFILE;
+    let mut data = run(&state, &caller, q, json!({})).await?;
     let me: Option<Profile> = field(&mut data, "me")?;
     me.map(Json)
         .ok_or_else(|| ApiError::unauthenticated("Authentication required"))
@@ -148,10 +146,8 @@ pub async fn update_profile(
     } else if body.is_null("monthlyIncome") {
         input.insert("monthlyIncome".into(), Value::Null);
     }
-    let q = format!(
-        "mutation($input: UpdateProfileInput!) {{ updateProfile(input: $input) {{ {PROFILE_FIELDS} }} }}"
-    );
-    let mut data = run(&state, &caller, &q, json!({ "input": input })).await?;
+    let q: &str = &ops::UPDATE_PROFILE;
+    let mut data = run(&state, &caller, q, json!({ "input": input })).await?;
     let profile: Profile = field(&mut data, "updateProfile")?;
     Ok(Json(ProfileUpdated {
         message: "Profile updated successfully".into(),

@@ -3,3 +3,4 @@
 
 pub mod rest;
 pub mod stack;
+pub mod streams;
