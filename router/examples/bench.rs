@@ -326,6 +326,33 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Starts a gateway, loads it with the single-subgraph query and prints its figures and
+/// the latency it adds over calling the subgraph directly.
+async fn overhead(
+    label: &str,
+    cmd: Command,
+    url: String,
+    body: &str,
+    connections: u32,
+    seconds: u32,
+    direct: &Wrk,
+) {
+    let _gateway = spawn_quiet(cmd, label);
+    wait_ready(&url).await;
+    let body = body.to_string();
+    let through = tokio::task::spawn_blocking(move || run_wrk(&url, &body, connections, seconds))
+        .await
+        .expect("wrk task");
+    println!(
+        "  through {label}: {:.0} RPS p50 {:.2} ms p99 {:.2} ms; added latency p50 {:+.1}%, p99 {:+.1}%",
+        through.rps,
+        through.p50_ms,
+        through.p99_ms,
+        (through.p50_ms / direct.p50_ms - 1.0) * 100.0,
+        (through.p99_ms / direct.p99_ms - 1.0) * 100.0
+    );
+}
+
 async fn wait_ready(url: &str) {
     let client = reqwest::Client::new();
     for _ in 0..300 {
@@ -564,39 +591,30 @@ async fn main() {
     for dedupe in ["true", "false"] {
         let (mut cmd, url) = router_cmd(&router_bin, &supergraph);
         cmd.env("ROUTER_DEDUPE", dedupe);
-        let _router = spawn_quiet(cmd, "router");
-        wait_ready(&url).await;
-        let body = direct_body.clone();
-        let through =
-            tokio::task::spawn_blocking(move || run_wrk(&url, &body, connections, seconds))
-                .await
-                .expect("wrk task");
-        println!(
-            "  through router (dedupe={dedupe}): {:.0} RPS p50 {:.2} ms p99 {:.2} ms; added latency p50 {:+.1}%, p99 {:+.1}%",
-            through.rps,
-            through.p50_ms,
-            through.p99_ms,
-            (through.p50_ms / direct.p50_ms - 1.0) * 100.0,
-            (through.p99_ms / direct.p99_ms - 1.0) * 100.0
-        );
+        let label = format!("router (dedupe={dedupe})");
+        overhead(
+            &label,
+            cmd,
+            url,
+            &direct_body,
+            connections,
+            seconds,
+            &direct,
+        )
+        .await;
     }
     if let Some(bin) = &hive_router {
         let (cmd, url) = hive_router_cmd(bin, &supergraph);
-        let _hive = spawn_quiet(cmd, "hive-router");
-        wait_ready(&url).await;
-        let body = direct_body.clone();
-        let through =
-            tokio::task::spawn_blocking(move || run_wrk(&url, &body, connections, seconds))
-                .await
-                .expect("wrk task");
-        println!(
-            "  through hive-router: {:.0} RPS p50 {:.2} ms p99 {:.2} ms; added latency p50 {:+.1}%, p99 {:+.1}%",
-            through.rps,
-            through.p50_ms,
-            through.p99_ms,
-            (through.p50_ms / direct.p50_ms - 1.0) * 100.0,
-            (through.p99_ms / direct.p99_ms - 1.0) * 100.0
-        );
+        overhead(
+            "hive-router",
+            cmd,
+            url,
+            &direct_body,
+            connections,
+            seconds,
+            &direct,
+        )
+        .await;
     }
 }
 
