@@ -82,17 +82,9 @@ impl Position {
     }
 
     async fn load(&self) -> Option<ResumeToken> {
-        match self.coll.find_one(doc! { "_id": &self.key }).await {
-            Ok(Some(d)) => d
-                .get("token")
-                .cloned()
-                .and_then(|t| mongodb::bson::from_bson::<ResumeToken>(t).ok()),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(position = %self.key, error = %e, "cannot read a stored change-stream position");
-                None
-            }
-        }
+        self.stored()
+            .await
+            .and_then(|t| mongodb::bson::from_bson::<ResumeToken>(t).ok())
     }
 
     async fn save(&self, token: &ResumeToken) {
@@ -113,14 +105,16 @@ impl Position {
         }
     }
 
-    /// The stored token, as stored (for tests and diagnostics).
+    /// The stored token, as stored (for tests and diagnostics); none when it cannot be
+    /// read (said in the log).
     pub async fn stored(&self) -> Option<Bson> {
-        self.coll
-            .find_one(doc! { "_id": &self.key })
-            .await
-            .ok()
-            .flatten()
-            .and_then(|d| d.get("token").cloned())
+        match self.coll.find_one(doc! { "_id": &self.key }).await {
+            Ok(d) => d.and_then(|d| d.get("token").cloned()),
+            Err(e) => {
+                tracing::warn!(position = %self.key, error = %e, "cannot read a stored change-stream position");
+                None
+            }
+        }
     }
 }
 
