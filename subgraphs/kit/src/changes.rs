@@ -69,8 +69,13 @@ pub struct Position {
     key: String,
 }
 
-/// How often at most a follower's position is written while changes keep coming.
-const SAVE_EVERY: Duration = Duration::from_millis(250);
+/// A follower's position is written once its stream has been quiet this long after a
+/// change: never in the middle of a burst of writes, whose latency it would add to.
+const SAVE_WHEN_QUIET: Duration = Duration::from_millis(250);
+
+/// ... or, while changes keep coming without such a pause, this long after the first
+/// change not yet written.
+const SAVE_WHILE_BUSY: Duration = Duration::from_secs(2);
 
 impl Position {
     /// The position of follower `name` on instance `instance`, kept in `db`.
@@ -154,8 +159,9 @@ pub async fn follow_inserts<T, F>(
 /// until `each` returns `false`: from the stored `position` if there is one the server
 /// still has history for, else from now (after telling `each` [`Seen::Restarted`]).
 /// Reopens a broken stream after its last event, waiting `retry` between failed
-/// attempts, and keeps `position` up to date (at most every 250 ms while changes come,
-/// and when the stream breaks or `each` stops). Returns only when `each` asks to stop.
+/// attempts, and keeps `position` up to date (once the stream has been quiet for 250 ms
+/// after a change, every 2 s while changes keep coming, and when `each` stops). Returns
+/// only when `each` asks to stop.
 pub async fn follow<F>(
     coll: Collection<Document>,
     pipeline: Vec<Document>,
@@ -170,8 +176,8 @@ pub async fn follow<F>(
         None => None,
     };
     let mut fresh = resume.is_none();
-    let mut saved_at = Instant::now();
-    let mut unsaved = false;
+    // When the oldest change not yet stored was seen.
+    let mut unsaved: Option<Instant> = None;
     loop {
         let opened = coll
             .watch()
@@ -205,37 +211,33 @@ pub async fn follow<F>(
         }
         loop {
             // While a change is not yet stored, wait for the next one only so long: a
-            // quiet stream stores its last change (`ChangeStream::next` may be dropped
-            // and called again: the request in flight stays with the stream).
-            let next = if unsaved {
-                match tokio::time::timeout(SAVE_EVERY, stream.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        if let (Some(p), Some(token)) = (&position, &resume) {
-                            p.save(token).await;
-                            saved_at = Instant::now();
+            // stream gone quiet stores its last change (`ChangeStream::next` may be
+            // dropped and called again: the request in flight stays with the stream).
+            let next = match unsaved {
+                Some(since) if position.is_some() => {
+                    let wait = SAVE_WHEN_QUIET.min(SAVE_WHILE_BUSY.saturating_sub(since.elapsed()));
+                    match tokio::time::timeout(wait, stream.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            if let (Some(p), Some(token)) = (&position, &resume) {
+                                p.save(token).await;
+                            }
+                            unsaved = None;
+                            continue;
                         }
-                        unsaved = false;
-                        continue;
                     }
                 }
-            } else {
-                stream.next().await
+                _ => stream.next().await,
             };
             let Some(next) = next else { break };
             match next {
                 Ok(event) => {
                     resume = Some(event.id.clone());
-                    unsaved = true;
-                    let go_on = each(Seen::Change(Box::new(event)));
-                    if let (Some(p), Some(token)) = (&position, &resume)
-                        && (!go_on || saved_at.elapsed() >= SAVE_EVERY)
-                    {
-                        p.save(token).await;
-                        saved_at = Instant::now();
-                        unsaved = false;
-                    }
-                    if !go_on {
+                    unsaved.get_or_insert_with(Instant::now);
+                    if !each(Seen::Change(Box::new(event))) {
+                        if let (Some(p), Some(token)) = (&position, &resume) {
+                            p.save(token).await;
+                        }
                         return;
                     }
                 }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
@@ -143,6 +143,43 @@ struct DispatcherInner {
     hints_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Stream>>>,
     /// Writes are followed on change streams: a local write needs no wake-up.
     followed: AtomicBool,
+    /// Leases this instance holds after delivering their stream, kept [`LINGER`] for
+    /// the stream's next batch: a user's next event is delivered without a claim, and
+    /// the lease is given back when the stream has gone quiet, not in the middle of the
+    /// writes the delivery causes.
+    kept: std::sync::Mutex<HashMap<Stream, Kept>>,
+}
+
+/// A lease this instance holds with nothing being delivered on it.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    /// Its `leaseUntil` (epoch milliseconds).
+    until: i64,
+    /// When its last delivery ended.
+    since: Instant,
+}
+
+/// How long a delivered stream's lease is kept for its next batch (see `kept`). A
+/// stopped instance leaves its kept leases to expire (`EVENT_LEASE_MS`), as it leaves
+/// those of the batches it was delivering.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// A lease claimed for one batch.
+#[derive(Debug, Clone, Copy)]
+struct Claimed {
+    /// Its `leaseUntil` (epoch milliseconds).
+    until: i64,
+    /// It was kept from the stream's last (successful) delivery.
+    kept: bool,
+}
+
+/// What a task of the delivery loop does for its stream.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    /// Deliver the next batch.
+    Deliver,
+    /// Give back a kept lease that has lingered.
+    GiveBack,
 }
 
 /// One delivery stream: a consumer (by index) and a user.
@@ -264,6 +301,7 @@ impl Dispatcher {
                 hints,
                 hints_rx: std::sync::Mutex::new(Some(hints_rx)),
                 followed: AtomicBool::new(false),
+                kept: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -428,6 +466,9 @@ impl Dispatcher {
         // A fair (first come, first served) semaphore: the line of waiting streams.
         let permits = Arc::new(Semaphore::new(self.inner.settings.streams));
         let mut active: HashSet<Stream> = HashSet::new();
+        // Streams woken while a task of theirs ran (its batch may have been read before
+        // the write): put in line again when it ends, whatever it found.
+        let mut again: HashSet<Stream> = HashSet::new();
         let mut running: HashMap<tokio::task::Id, Stream> = HashMap::new();
         let mut tasks: JoinSet<anyhow::Result<bool>> = JoinSet::new();
         let mut look = true;
@@ -438,6 +479,8 @@ impl Dispatcher {
         let mut capped = false;
         let mut idle = tokio::time::interval(self.inner.settings.poll);
         idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut linger = tokio::time::interval(LINGER);
+        linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if look && tokio::time::Instant::now() >= next_look {
                 look = false;
@@ -450,7 +493,15 @@ impl Dispatcher {
                                 capped = true;
                                 break;
                             }
-                            self.enqueue(stream, &permits, &mut active, &mut running, &mut tasks);
+                            self.enqueue(
+                                stream,
+                                Job::Deliver,
+                                &permits,
+                                &mut active,
+                                &mut running,
+                                &mut tasks,
+                                &mut again,
+                            );
                         }
                     }
                     Err(e) => {
@@ -466,8 +517,10 @@ impl Dispatcher {
                         Err(e) => (e.id(), Err(anyhow::anyhow!("delivery task failed: {e}"))),
                     };
                     let stream = running.remove(&id);
+                    let mut woken = false;
                     if let Some(s) = &stream {
                         active.remove(s);
+                        woken = again.remove(s);
                     }
                     if capped {
                         capped = false;
@@ -477,13 +530,16 @@ impl Dispatcher {
                         // A stream with more goes straight to the back of the line: no
                         // query for it (looking for every stream again after each batch
                         // would read every pending document each time).
-                        Ok(true) => {
+                        Ok(more) if more || woken => {
                             if let Some(s) = stream {
-                                self.enqueue(s, &permits, &mut active, &mut running, &mut tasks);
+                                self.enqueue(s, Job::Deliver, &permits, &mut active, &mut running, &mut tasks, &mut again);
                             }
                         }
-                        Ok(false) => {}
+                        Ok(_) => {}
                         Err(e) => {
+                            if woken && let Some(s) = stream.clone() {
+                                self.enqueue(s, Job::Deliver, &permits, &mut active, &mut running, &mut tasks, &mut again);
+                            }
                             let (consumer, user) = stream.unwrap_or_default();
                             tracing::warn!(consumer = %self.inner.consumers.get(consumer).map(|c| c.name.as_str()).unwrap_or(""),
                                 user = %user, error = %format!("{e:#}"), "event delivery failed");
@@ -494,11 +550,16 @@ impl Dispatcher {
                     if active.len() >= waiting_cap {
                         capped = true;
                     } else {
-                        self.enqueue(stream, &permits, &mut active, &mut running, &mut tasks);
+                        self.enqueue(stream, Job::Deliver, &permits, &mut active, &mut running, &mut tasks, &mut again);
                     }
                 }
                 _ = self.inner.wake.notified() => look = true,
                 _ = idle.tick() => look = true,
+                _ = linger.tick() => {
+                    for stream in self.lingered(&active) {
+                        self.enqueue(stream, Job::GiveBack, &permits, &mut active, &mut running, &mut tasks, &mut again);
+                    }
+                }
                 _ = tokio::time::sleep_until(next_look), if look => {}
             }
         }
@@ -550,26 +611,75 @@ impl Dispatcher {
         .await
     }
 
-    /// Puts `stream` in the line for a delivery permit (one task), unless it is there.
+    /// Puts `stream` in the line for a delivery permit (one task), unless a task of its
+    /// own is there already; then that one is followed by another (`again`).
+    #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &self,
         stream: Stream,
+        job: Job,
         permits: &Arc<Semaphore>,
         active: &mut HashSet<Stream>,
         running: &mut HashMap<tokio::task::Id, Stream>,
         tasks: &mut JoinSet<anyhow::Result<bool>>,
+        again: &mut HashSet<Stream>,
     ) {
         if !active.insert(stream.clone()) {
+            if matches!(job, Job::Deliver) {
+                again.insert(stream);
+            }
             return;
         }
         let this = self.clone();
         let permits = permits.clone();
         let (consumer, user) = stream.clone();
         let handle = tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await?;
-            this.deliver_batch(consumer, &user).await
+            match job {
+                Job::Deliver => {
+                    let _permit = permits.acquire_owned().await?;
+                    this.deliver_batch(consumer, &user).await
+                }
+                Job::GiveBack => {
+                    this.give_back(&(consumer, user)).await?;
+                    Ok(false)
+                }
+            }
         });
         running.insert(handle.id(), stream);
+    }
+
+    /// The kept leases that have lingered with no task of their stream in line.
+    fn lingered(&self, active: &HashSet<Stream>) -> Vec<Stream> {
+        let Ok(kept) = self.inner.kept.lock() else {
+            return Vec::new();
+        };
+        kept.iter()
+            .filter(|(s, k)| k.since.elapsed() >= LINGER && !active.contains(*s))
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// The lease of `stream` kept by this instance, forgotten (it is about to be used or
+    /// given back).
+    fn take_kept(&self, stream: &Stream) -> Option<Kept> {
+        self.inner
+            .kept
+            .lock()
+            .ok()
+            .and_then(|mut k| k.remove(stream))
+    }
+
+    fn lease_key(&self, (consumer, user): &Stream) -> String {
+        format!("{}|{}", self.inner.consumers[*consumer].name, user)
+    }
+
+    /// Gives back a kept lease that lingered: free for any instance, and its failure
+    /// count reset (its last delivery succeeded).
+    async fn give_back(&self, stream: &Stream) -> Result<(), AppError> {
+        if self.take_kept(stream).is_some() {
+            self.release(&self.lease_key(stream), false, true).await?;
+        }
+        Ok(())
     }
 
     /// Every (consumer, user) with pending events (from the partial indexes).
@@ -600,11 +710,35 @@ impl Dispatcher {
         self.inner.db.collection("outbox_leases")
     }
 
-    /// Claims the (consumer, user) stream: free or expired lease, retry time reached.
-    /// One write; how many attempts failed before is read only when another fails.
-    async fn claim(&self, key: &str) -> Result<bool, AppError> {
+    /// Claims `stream` (whose lease is `key`): a lease this instance kept with at least
+    /// half its time left is used as it is (no write), one with less is extended;
+    /// otherwise a free or expired lease whose retry time is reached is taken. One write
+    /// at most; how many attempts failed before is read only when another fails.
+    /// Returns the lease: its end, and whether it was kept (the stream's last delivery
+    /// succeeded, so no failure is counted in it); `None` when another instance holds it
+    /// (or the stream must wait for its retry).
+    async fn claim(&self, stream: &Stream, key: &str) -> Result<Option<Claimed>, AppError> {
         let now = now_ms();
-        let until = now + millis(self.inner.settings.lease);
+        let lease = millis(self.inner.settings.lease);
+        let until = now + lease;
+        if let Some(kept) = self.take_kept(stream) {
+            if kept.until - now > lease / 2 {
+                return Ok(Some(Claimed {
+                    until: kept.until,
+                    kept: true,
+                }));
+            }
+            let extended = self
+                .leases()
+                .update_one(
+                    doc! { "_id": key, "owner": &self.inner.owner, "leaseUntil": { "$gt": now } },
+                    doc! { "$set": { "leaseUntil": until } },
+                )
+                .await?;
+            if extended.matched_count == 1 {
+                return Ok(Some(Claimed { until, kept: true }));
+            }
+        }
         let r = self
             .leases()
             .update_one(
@@ -619,25 +753,43 @@ impl Dispatcher {
             .upsert(true)
             .await;
         match r {
-            Ok(r) => Ok(r.matched_count == 1 || r.upserted_id.is_some()),
+            Ok(r) => Ok((r.matched_count == 1 || r.upserted_id.is_some())
+                .then_some(Claimed { until, kept: false })),
             // Someone holds the lease (or must wait): the upsert collided with `_id`.
-            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) if is_duplicate_key(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
+    /// Keeps the lease of a stream just delivered (ending `until`) for its next batch.
+    fn keep(&self, stream: Stream, until: i64) {
+        if let Ok(mut kept) = self.inner.kept.lock() {
+            kept.insert(
+                stream,
+                Kept {
+                    until,
+                    since: Instant::now(),
+                },
+            );
+        }
+    }
+
     /// Gives the stream's lease back: delivered (`retry` false), or failed, with the
-    /// next attempt after a backoff that doubles with each failure in a row.
-    async fn release(&self, key: &str, retry: bool) -> Result<(), AppError> {
+    /// next attempt after a backoff that doubles with each failure in a row (`kept`: the
+    /// lease was kept after a success, so this failure is the first).
+    async fn release(&self, key: &str, retry: bool, kept: bool) -> Result<(), AppError> {
         let set = match retry {
             false => doc! { "leaseUntil": 0_i64, "attempts": 0_i64, "retryAt": 0_i64 },
             true => {
-                let attempts = self
-                    .leases()
-                    .find_one(doc! { "_id": key })
-                    .await?
-                    .map(|l| l.attempts)
-                    .unwrap_or(0);
+                let attempts = match kept {
+                    true => 0,
+                    false => self
+                        .leases()
+                        .find_one(doc! { "_id": key })
+                        .await?
+                        .map(|l| l.attempts)
+                        .unwrap_or(0),
+                };
                 let factor = 1_u32
                     .checked_shl(attempts.clamp(0, 20) as u32)
                     .unwrap_or(u32::MAX);
@@ -779,14 +931,15 @@ impl Dispatcher {
     /// Delivers the next batch of one stream; true when it has more pending.
     async fn deliver_batch(&self, ci: usize, user: &str) -> anyhow::Result<bool> {
         let consumer = &self.inner.consumers[ci];
-        let key = format!("{}|{}", consumer.name, user);
-        if !self.claim(&key).await? {
+        let stream: Stream = (ci, user.to_string());
+        let key = self.lease_key(&stream);
+        let Some(lease) = self.claim(&stream, &key).await? else {
             return Ok(false);
-        }
+        };
         let (events, docs, more) = match self.oldest(&consumer.name, user).await {
             Ok(found) => found,
             Err(e) => {
-                self.release(&key, true).await?;
+                self.release(&key, true, lease.kept).await?;
                 return Err(e);
             }
         };
@@ -810,7 +963,7 @@ impl Dispatcher {
             self.acknowledge(d, &consumer.name, &HashSet::new()).await?;
         }
         if events.is_empty() {
-            self.release(&key, false).await?;
+            self.keep(stream, lease.until);
             return Ok(false);
         }
         let batch: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
@@ -827,10 +980,10 @@ impl Dispatcher {
             }
         }
         if sent.failed {
-            self.release(&key, true).await?;
+            self.release(&key, true, lease.kept).await?;
             return Ok(false);
         }
-        self.release(&key, false).await?;
+        self.keep(stream, lease.until);
         Ok(more || sent.acked < batch.len())
     }
 
