@@ -5,7 +5,7 @@ CARGO ?= cargo
 export CARGO
 
 .DEFAULT_GOAL := help
-.PHONY: help test run api-fuzz fmt lint schema db-install db-start db-stop db-status
+.PHONY: help test run run-check api-fuzz fmt lint schema db-install db-start db-stop db-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
@@ -15,6 +15,9 @@ test: ## fmt check, clippy, the tests on a throwaway SecantusDB then a throwaway
 
 run: ## build and run the five subgraphs and the router (local SecantusDB unless MONGODB_URI is set)
 	@bash scripts/run.sh
+
+run-check: ## check `make run`: the stack on free ports, the walkthrough's alert email in its mailbox
+	@bash scripts/run-check.sh
 
 api-fuzz: ## schemathesis against the REST shim's OpenAPI document, on a throwaway stack
 	@bash scripts/api-fuzz.sh

@@ -11,7 +11,10 @@
 #      others are (scripts/lib.sh: USERS_URL, BUDGETS_URL, EVENT_CONSUMERS; the router
 #      gets .run/run-router.toml with each subgraph's URL unless ROUTER_CONFIG is set),
 #      its output prefixed with its name;
-#   4. runs until Ctrl-C / SIGTERM or until one of them exits, then stops them all:
+#   4. unless SMTP_HOST is set (or MAILBOX=off), installs and starts the local mailbox
+#      (scripts/mailbox.sh: MailDev; its web page on :1080) and points the notifications
+#      service's SMTP settings at it;
+#   5. runs until Ctrl-C / SIGTERM or until one of them exits, then stops them all:
 #      SIGTERM, up to RUN_STOP_TIMEOUT seconds (default 10), then SIGKILL; a second
 #      Ctrl-C kills at once. The local database is stopped too if this script started it
 #      (one that was already running, e.g. from `make db-start`, is left running).
@@ -23,6 +26,10 @@
 #   USERS_PORT EXPENSES_PORT BUDGETS_PORT ANALYTICS_PORT NOTIFICATIONS_PORT ROUTER_PORT
 #                  override the default ports (the links between the services follow)
 #   LOCALDB_PORT   port of the local server (default 27017)
+#   SMTP_HOST      send email through this server; unset: through the local mailbox
+#   MAILBOX        "off": no local mailbox
+#   MAILBOX_SMTP_PORT MAILBOX_WEB_PORT
+#                  the local mailbox's ports (default 1025 and 1080, on 127.0.0.1)
 #   CARGO          cargo command (default: cargo)
 #   CARGO_TARGET_DIR  honoured when looking for the built binaries (default: target)
 
@@ -59,6 +66,13 @@ if [[ -f "$SUPERGRAPH" ]]; then
     SERVICES+=("router:${ROUTER_PORT:-3000}")
 else
     say "note: ${SUPERGRAPH} does not exist (run 'make schema'); not starting the router"
+fi
+
+MAILBOX_SMTP_PORT="${MAILBOX_SMTP_PORT:-1025}"
+MAILBOX_WEB_PORT="${MAILBOX_WEB_PORT:-1080}"
+MAILBOX_PORTS=()
+if [[ -z "${SMTP_HOST:-}" && "${MAILBOX:-on}" != off ]]; then
+    MAILBOX_PORTS=("mailbox_smtp:${MAILBOX_SMTP_PORT}" "mailbox_web:${MAILBOX_WEB_PORT}")
 fi
 
 # ------------------------------------------------------------------ children & shutdown
@@ -151,7 +165,7 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 check_ports() {
     local entry name port
-    for entry in "${SERVICES[@]}"; do
+    for entry in "${SERVICES[@]}" "${MAILBOX_PORTS[@]}"; do
         name="${entry%%:*}"
         port="${entry##*:}"
         [[ "$port" =~ ^[0-9]+$ ]] || die "invalid port '${port}' for ${name}"
@@ -160,6 +174,21 @@ check_ports() {
         fi
     done
 }
+
+# ----------------------------------------------------------------------------- mailbox
+
+# Email goes to the local mailbox (scripts/mailbox.sh: MailDev) unless SMTP_HOST names a
+# server of the caller's, or MAILBOX=off.
+MAILBOX_BIN=""
+if [[ -z "${SMTP_HOST:-}" && "${MAILBOX:-on}" != off ]]; then
+    if scripts/mailbox.sh install && MAILBOX_BIN="$(scripts/mailbox.sh bin)"; then
+        export SMTP_HOST=127.0.0.1 SMTP_PORT="$MAILBOX_SMTP_PORT" SMTP_TLS=none
+        export SMTP_USERNAME="" SMTP_PASSWORD=""
+    else
+        MAILBOX_BIN=""
+        say "WARNING: the local mailbox could not be installed; email deliveries will fail (set SMTP_HOST to use another server)"
+    fi
+fi
 
 # ---------------------------------------------------------------------------- database
 
@@ -202,24 +231,32 @@ for entry in "${SERVICES[@]}"; do
     ((${#name} > width)) && width=${#name}
 done
 
-start_service() {
-    local name="$1" port="$2" color="$3" label
+# start_child NAME COLOR COMMAND...: runs COMMAND in the background, its output prefixed
+# with NAME, and watches it with the services.
+start_child() {
+    local name="$1" color="$2" label
+    shift 2
     printf -v label '%-*s | ' "$width" "$name"
     if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then
         label=$'\e['"${color}m${label}"$'\e[0m'
     fi
+    (
+        trap - INT QUIT TERM
+        exec "$@"
+    ) </dev/null > >(prefix_lines "$label") 2>&1 &
+    NAMES+=("$name")
+    PIDS+=("$!")
+}
+
+start_service() {
+    local name="$1" port="$2" color="$3"
     local links=()
     if [[ "$name" == router ]]; then
         links=("ROUTER_CONFIG=${ROUTER_CONFIG:-${ROUTER_TOML}}")
     else
         mapfile -t links < <(stack_links "$name")
     fi
-    (
-        trap - INT QUIT TERM
-        exec env PORT="$port" "${links[@]}" "${BIN_DIR}/${name}"
-    ) </dev/null > >(prefix_lines "$label") 2>&1 &
-    NAMES+=("$name")
-    PIDS+=("$!")
+    start_child "$name" "$color" env PORT="$port" "${links[@]}" "${BIN_DIR}/${name}"
     say "started ${name} on :${port} (pid $!)"
 }
 
@@ -232,6 +269,12 @@ done
 ROUTER_TOML="${ROOT}/.run/run-router.toml"
 mkdir -p "${ROOT}/.run"
 stack_router_config >"$ROUTER_TOML"
+
+if [[ -n "$MAILBOX_BIN" ]]; then
+    start_child mailbox 90 "$MAILBOX_BIN" --ip 127.0.0.1 --smtp "$MAILBOX_SMTP_PORT" \
+        --web "$MAILBOX_WEB_PORT" --mail-directory "${ROOT}/.run/mailbox"
+    say "started the mailbox (pid $!): read the product's email on http://127.0.0.1:${MAILBOX_WEB_PORT}/"
+fi
 
 i=0
 for entry in "${SERVICES[@]}"; do
