@@ -1835,3 +1835,28 @@ async fn quiet_hours_hold_sms_and_push_too() {
     assert_eq!(s.sms.to("+14155550103").len(), 1, "only the code was sent");
     assert_eq!(push.calls.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn clients_subscribe_with_the_configured_vapid_key_or_one_development_key_for_all_instances()
+{
+    let public_key = |gql: Gql| async move {
+        gql.ok("{ webPushPublicKey }", json!({}), None).await["webPushPublicKey"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Without a key: one development key, the same on every instance over the database.
+    let s = start().await;
+    let (_b, b_server) = s.another_instance("b").await;
+    let dev = public_key(s.gql.clone()).await;
+    assert_eq!(public_key(Gql::new(b_server.url("/graphql"))).await, dev);
+
+    let private = notifications::channels::push::Vapid::generate();
+    let expected = notifications::channels::push::Vapid::new(&private, "mailto:ops@example.com")
+        .unwrap()
+        .public_key()
+        .to_string();
+    let s = start_with(|st| st.push.private_key = Some(kit::config::Secret::new(private))).await;
+    assert_eq!(public_key(s.gql.clone()).await, expected);
+    assert_ne!(expected, dev);
+}

@@ -81,6 +81,12 @@ impl SmtpSettings {
     }
 }
 
+/// The value of variable `name`, `None` when unset or empty (as a compose file's
+/// `${NAME:-}` leaves it).
+pub fn set(vars: &(impl Vars + ?Sized), name: &str) -> Option<String> {
+    vars.get(name).filter(|v| !v.trim().is_empty())
+}
+
 /// Why a send failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {

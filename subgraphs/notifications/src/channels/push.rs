@@ -13,7 +13,7 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::EncodePrivateKey;
 use serde::Serialize;
 
-use super::{Failure, OutboundPolicy};
+use super::{Failure, OutboundPolicy, set};
 use crate::domain::{PushDevice, push};
 
 /// How long a VAPID JWT is valid (RFC 8292 allows at most 24 hours).
@@ -39,7 +39,7 @@ impl PushSettings {
         &["VAPID_PRIVATE_KEY", "VAPID_SUBJECT", "PUSH_ALLOW_HOSTS"];
 
     pub fn from_vars(vars: &(impl Vars + ?Sized)) -> Result<Self, ConfigError> {
-        let private_key = vars.get("VAPID_PRIVATE_KEY").map(Secret::new);
+        let private_key = set(vars, "VAPID_PRIVATE_KEY").map(Secret::new);
         if let Some(key) = &private_key {
             Vapid::new(key.expose(), "mailto:check@localhost")
                 .map_err(|e| ConfigError::new("VAPID_PRIVATE_KEY", e))?;

@@ -4,7 +4,7 @@
 
 use kit::config::{ConfigError, Secret, Vars, var_or};
 
-use super::Failure;
+use super::{Failure, set};
 use crate::domain::phone;
 
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ impl SmsSettings {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => return Err(ConfigError::new("SMS_API_URL", "not an http(s) URL")),
         }
-        let account_sid = vars.get("SMS_ACCOUNT_SID");
+        let account_sid = set(vars, "SMS_ACCOUNT_SID");
         if account_sid
             .as_deref()
             .is_some_and(|sid| sid.is_empty() || !sid.bytes().all(|b| b.is_ascii_alphanumeric()))
@@ -46,8 +46,8 @@ impl SmsSettings {
         Ok(SmsSettings {
             api_url: api_url.trim_end_matches('/').to_string(),
             account_sid,
-            auth_token: vars.get("SMS_AUTH_TOKEN").map(Secret::new),
-            from: vars.get("SMS_FROM"),
+            auth_token: set(vars, "SMS_AUTH_TOKEN").map(Secret::new),
+            from: set(vars, "SMS_FROM"),
         })
     }
 
