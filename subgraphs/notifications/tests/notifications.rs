@@ -1337,8 +1337,8 @@ async fn an_exceeded_budget_is_pushed_encrypted_and_vapid_signed_to_each_device(
         ids.push(r["data"]["registerPushSubscription"]["id"].clone());
     }
     // A warning (BUDGET_ALERT) does not go to PUSH by default; an exceeded budget does.
-    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
-    assert_eq!(s.post(&alert_event(&u, 100)).await, 200);
+    s.alert(&u, 80).await;
+    s.alert(&u, 100).await;
     assert!(wait_until(WAIT, || async { push.pushed().len() == 2 }).await);
     assert!(
         push.refused.lock().unwrap().is_empty(),
@@ -1394,7 +1394,7 @@ async fn a_device_whose_push_service_answers_gone_is_removed() {
         assert!(r["errors"].is_null(), "{r}");
     }
     push.statuses.lock().unwrap().insert("gone".into(), 410);
-    assert_eq!(s.post(&alert_event(&u, 100)).await, 200);
+    s.alert(&u, 100).await;
     let statuses = || async {
         let ds = s.first_deliveries(&token).await;
         let mut got: Vec<(String, i64, String)> = ds
@@ -1572,6 +1572,11 @@ impl Stack {
             .ok(CONFIRM_PHONE, json!({ "c": code }), Some(token))
             .await;
         assert_eq!(r["confirmPhoneNumber"]["phoneNumber"], number);
+        self.sms_on(token).await;
+    }
+
+    /// Switches SMS on, which must be taken.
+    async fn sms_on(&self, token: &str) {
         let r = self
             .prefs(
                 token,
@@ -1579,6 +1584,11 @@ impl Stack {
             )
             .await;
         assert!(r["errors"].is_null(), "{r}");
+    }
+
+    /// Posts a budget alert event at `threshold` for `user`, which must be taken.
+    async fn alert(&self, user: &str, threshold: i64) {
+        assert_eq!(self.post(&alert_event(user, threshold)).await, 200);
     }
 }
 
@@ -1665,17 +1675,11 @@ async fn sms_needs_a_number_verified_by_code_and_then_carries_exceeded_budgets()
             .await,
         "VALIDATION_FAILED"
     );
-    let r = s
-        .prefs(
-            &token,
-            json!({ "channels": [{ "channel": "SMS", "enabled": true }] }),
-        )
-        .await;
-    assert!(r["errors"].is_null(), "{r}");
+    s.sms_on(&token).await;
 
     // A warning does not go to SMS by default; an exceeded budget does.
-    assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
-    assert_eq!(s.post(&alert_event(&u, 100)).await, 200);
+    s.alert(&u, 80).await;
+    s.alert(&u, 100).await;
     s.wait_deliveries(
         &token,
         json!([{ "channel": "SMS", "status": "SENT", "attempts": 1, "reason": null }]),
@@ -1788,7 +1792,7 @@ async fn a_code_the_provider_refuses_keeps_nothing_and_sms_refusals_give_up_at_o
 
     // Two 5xx, then taken: retried.
     s.sms.script(number, &[503, 500]);
-    assert_eq!(s.post(&alert_event(&u, 100)).await, 200);
+    s.alert(&u, 100).await;
     s.wait_deliveries(
         &token,
         json!([{ "channel": "SMS", "status": "SENT", "attempts": 3, "reason": null }]),
@@ -1796,7 +1800,7 @@ async fn a_code_the_provider_refuses_keeps_nothing_and_sms_refusals_give_up_at_o
     .await;
     // A 4xx (the number refused): given up at once, with the provider's answer.
     s.sms.script(number, &[400]);
-    assert_eq!(s.post(&alert_event(&u, 120)).await, 200);
+    s.alert(&u, 120).await;
     assert!(
         wait_until(WAIT, || async {
             s.first_deliveries(&token).await[0]["status"] == "FAILED"
@@ -1817,7 +1821,7 @@ async fn quiet_hours_hold_sms_and_push_too() {
     let r = s.register_push(&token, push.subscribe("quiet")).await;
     assert!(r["errors"].is_null(), "{r}");
     s.prefs(&token, json!({ "quietHours": quiet_now() })).await;
-    assert_eq!(s.post(&alert_event(&u, 100)).await, 200);
+    s.alert(&u, 100).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let d = s.first_deliveries(&token).await;
     let statuses: Vec<(&str, &str)> = d
