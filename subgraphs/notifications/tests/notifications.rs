@@ -1575,6 +1575,21 @@ impl Stack {
         self.sms_on(token).await;
     }
 
+    /// Confirms `code`, which must be refused (`VALIDATION_FAILED` on `code`); the
+    /// refusal's message.
+    async fn code_refused(&self, token: &str, code: &str) -> String {
+        let r = self
+            .gql
+            .request(CONFIRM_PHONE, json!({ "c": code }), Some(token))
+            .await;
+        assert_eq!(
+            r["errors"][0]["extensions"]["code"], "VALIDATION_FAILED",
+            "{r}"
+        );
+        assert_eq!(r["errors"][0]["extensions"]["field"], "code", "{r}");
+        r["errors"][0]["message"].as_str().unwrap().to_string()
+    }
+
     /// Switches SMS on, which must be taken.
     async fn sms_on(&self, token: &str) {
         let r = self
@@ -1647,34 +1662,15 @@ async fn sms_needs_a_number_verified_by_code_and_then_carries_exceeded_budgets()
     );
     assert_eq!(s.sms.to(number).len(), 1);
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    let r = s
-        .gql
-        .request(CONFIRM_PHONE, json!({ "c": wrong }), Some(&token))
-        .await;
-    assert_eq!(
-        r["errors"][0]["extensions"]["code"], "VALIDATION_FAILED",
-        "{r}"
-    );
-    assert_eq!(r["errors"][0]["extensions"]["field"], "code");
-    assert!(
-        r["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("4 tries left"),
-        "{r}"
-    );
+    let m = s.code_refused(&token, wrong).await;
+    assert!(m.contains("4 tries left"), "{m}");
     let r = s
         .gql
         .ok(CONFIRM_PHONE, json!({ "c": code }), Some(&token))
         .await;
     assert_eq!(r["confirmPhoneNumber"]["phoneNumber"], number);
     // The code is used up.
-    assert_eq!(
-        s.gql
-            .error_code(CONFIRM_PHONE, json!({ "c": code }), Some(&token))
-            .await,
-        "VALIDATION_FAILED"
-    );
+    s.code_refused(&token, &code).await;
     s.sms_on(&token).await;
 
     // A warning does not go to SMS by default; an exceeded budget does.
@@ -1720,24 +1716,10 @@ async fn verification_codes_expire_and_allow_five_tries() {
     let code = last_code(&s, number);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
-        assert_eq!(
-            s.gql
-                .error_code(CONFIRM_PHONE, json!({ "c": wrong }), Some(&token))
-                .await,
-            "VALIDATION_FAILED"
-        );
+        s.code_refused(&token, wrong).await;
     }
-    let r = s
-        .gql
-        .request(CONFIRM_PHONE, json!({ "c": code }), Some(&token))
-        .await;
-    assert!(
-        r["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("too many wrong codes"),
-        "{r}"
-    );
+    let m = s.code_refused(&token, &code).await;
+    assert!(m.contains("too many wrong codes"), "{m}");
 
     // A new code (after the throttle), confirmed too late.
     s.service.clock.set(now + chrono::Duration::seconds(31));
@@ -1746,17 +1728,8 @@ async fn verification_codes_expire_and_allow_five_tries() {
         .await;
     let code = last_code(&s, number);
     s.service.clock.set(now + chrono::Duration::minutes(12));
-    let r = s
-        .gql
-        .request(CONFIRM_PHONE, json!({ "c": code }), Some(&token))
-        .await;
-    assert!(
-        r["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("expired"),
-        "{r}"
-    );
+    let m = s.code_refused(&token, &code).await;
+    assert!(m.contains("expired"), "{m}");
     let p = s
         .gql
         .ok(
@@ -1782,12 +1755,8 @@ async fn a_code_the_provider_refuses_keeps_nothing_and_sms_refusals_give_up_at_o
         "DELIVERY_FAILED"
     );
     // Nothing pending: no code to confirm, and asking again is not throttled.
-    assert_eq!(
-        s.gql
-            .error_code(CONFIRM_PHONE, json!({ "c": "123456" }), Some(&token))
-            .await,
-        "VALIDATION_FAILED"
-    );
+    let m = s.code_refused(&token, "123456").await;
+    assert!(m.contains("no code is waiting"), "{m}");
     s.verify_phone(&token, number).await;
 
     // Two 5xx, then taken: retried.
