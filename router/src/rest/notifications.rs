@@ -35,7 +35,7 @@ pub struct Notification {
     pub message: String,
     /// `LOW`, `MEDIUM` or `HIGH`.
     pub priority: String,
-    /// `IN_APP`, `EMAIL`, `WEBHOOK`, `WEBSOCKET`.
+    /// `IN_APP`, `EMAIL`, `WEBHOOK`, `WEBSOCKET`, `SMS`, `PUSH`.
     pub channels: Vec<String>,
     pub read: bool,
     pub created_at: String,

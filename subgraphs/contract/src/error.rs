@@ -82,6 +82,14 @@ error_codes! {
     /// A sum of amounts that cannot be represented exactly (each amount is bounded, so
     /// only a total can be out of range); nothing was changed.
     AmountOutOfRange => "AMOUNT_OUT_OF_RANGE", 422;
+    /// SMS was asked for while the user's phone number is not verified; nothing was
+    /// changed.
+    PhoneNotVerified => "PHONE_NOT_VERIFIED", 409;
+    /// A per-user limit (e.g. registered push devices) is reached; nothing was added.
+    LimitReached => "LIMIT_REACHED", 409;
+    /// An outside provider (e.g. the SMS provider) did not take a message; nothing was
+    /// kept, and trying again later may work.
+    DeliveryFailed => "DELIVERY_FAILED", 502;
     /// A subgraph could not be reached.
     SubgraphUnavailable => "SUBGRAPH_UNAVAILABLE", 503;
     /// A subgraph did not answer in time.

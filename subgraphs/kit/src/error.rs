@@ -31,6 +31,13 @@ pub enum AppError {
     },
     /// A total of amounts that cannot be represented exactly (`AMOUNT_OUT_OF_RANGE`).
     OutOfRange(String),
+    /// A refusal with a code of its own (`PHONE_NOT_VERIFIED`, `LIMIT_REACHED`, ...),
+    /// optionally naming the input field at fault.
+    Refused {
+        code: ErrorCode,
+        message: String,
+        field: Option<String>,
+    },
     Internal(anyhow::Error),
 }
 
@@ -65,6 +72,16 @@ impl AppError {
         }
     }
 
+    /// A refusal coded `code` (one of the contract's codes), on `field` when one is at
+    /// fault.
+    pub fn refused(code: ErrorCode, message: impl Into<String>, field: Option<&str>) -> Self {
+        AppError::Refused {
+            code,
+            message: message.into(),
+            field: field.map(str::to_string),
+        }
+    }
+
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         AppError::Internal(e.into())
     }
@@ -94,6 +111,7 @@ impl AppError {
             AppError::Conflict { .. } => ErrorCode::Conflict,
             AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::OutOfRange(_) => ErrorCode::AmountOutOfRange,
+            AppError::Refused { code, .. } => *code,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -107,7 +125,8 @@ impl AppError {
             AppError::NotFound(what) => format!("{what} not found"),
             AppError::Validation { message, .. }
             | AppError::Conflict { message, .. }
-            | AppError::RateLimited { message, .. } => message.clone(),
+            | AppError::RateLimited { message, .. }
+            | AppError::Refused { message, .. } => message.clone(),
             AppError::Internal(_) => "Internal server error".to_string(),
         }
     }
@@ -140,6 +159,9 @@ impl From<AppError> for async_graphql::Error {
             match &e {
                 AppError::Validation { field, .. } => ext.set("field", field.as_str()),
                 AppError::Conflict {
+                    field: Some(field), ..
+                }
+                | AppError::Refused {
                     field: Some(field), ..
                 } => ext.set("field", field.as_str()),
                 AppError::RateLimited {

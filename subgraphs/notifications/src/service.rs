@@ -16,7 +16,9 @@ use kit::events::{DomainEvent, Event, EventHandler};
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use crate::channels::{self, SmtpSettings};
+use crate::channels::push::{PushFailure, PushSettings, Vapid};
+use crate::channels::sms::SmsSettings;
+use crate::channels::{self, Failure, SmtpSettings};
 use crate::domain::{
     self, AlertInfo, Attempt, Channel, Delivery, Notification, NotificationType, Preferences,
     PreferencesChange, Priority, RetryPolicy,
@@ -110,6 +112,15 @@ pub struct Notifications {
     pub webhook_secret: Secret,
     pub http: reqwest::Client,
     pub webhooks: crate::channels::WebhookPolicy,
+    /// Web Push: the settings, the client (its policy's resolver) and the VAPID key.
+    pub push: PushSettings,
+    pub push_http: reqwest::Client,
+    pub vapid: Arc<Vapid>,
+    /// SMS: the provider and its client.
+    pub sms: SmsSettings,
+    pub sms_http: reqwest::Client,
+    /// The key phone verification codes are stored hashed under.
+    pub code_key: Secret,
     /// New notifications, as seen by this instance's tail.
     pub feed: broadcast::Sender<Arc<Notification>>,
     /// This instance's name (`INSTANCE_ID`): its change-stream position is its own.
@@ -163,6 +174,7 @@ impl Notifications {
         change: PreferencesChange,
     ) -> Result<Preferences, AppError> {
         prefs.apply(change);
+        prefs.check_sms()?;
         self.store.put_preferences(user, &prefs).await?;
         Ok(prefs)
     }
@@ -180,7 +192,13 @@ impl Notifications {
             alert,
         } = new;
         let prefs = self.preferences(user_id).await?;
-        let channels = prefs.channels_for(kind);
+        let devices =
+            if prefs.channel_on(Channel::Push) && prefs.type_channel_on(kind, Channel::Push) {
+                self.store.push_devices_of(user_id).await?
+            } else {
+                Vec::new()
+            };
+        let channels = prefs.channels_for(kind, !devices.is_empty());
         if channels.is_empty() {
             return Ok(None);
         }
@@ -210,11 +228,14 @@ impl Notifications {
         };
         let not_before = prefs.not_before(now);
         for &channel in &n.channels {
-            let Some(target) = prefs.target(channel) else {
-                continue;
+            let targets: Vec<&str> = match channel {
+                Channel::Push => devices.iter().map(|d| d.id.as_str()).collect(),
+                other => prefs.target(other).into_iter().collect(),
             };
-            let d = Delivery::new(&n, channel, target.to_string(), now, not_before);
-            self.store.insert_delivery(&d).await?;
+            for target in targets {
+                let d = Delivery::new(&n, channel, target.to_string(), now, not_before);
+                self.store.insert_delivery(&d).await?;
+            }
         }
         Ok(Some(n))
     }
@@ -299,7 +320,7 @@ impl Notifications {
     async fn attempt(&self, d: Delivery) {
         let result = match self.store.get(&d.user_id, &d.notification_id).await {
             Ok(Some(n)) => self.send(&d, &n).await,
-            Ok(None) => Err("the notification was deleted".to_string()),
+            Ok(None) => Err(Failure::permanent("the notification was deleted")),
             Err(e) => {
                 tracing::warn!(delivery = %d.id, error = %e.public_message(), "cannot load notification");
                 return;
@@ -309,7 +330,14 @@ impl Notifications {
         let attempts = d.attempts + 1;
         let attempt = match result {
             Ok(()) => Attempt::Sent,
-            Err(reason) => {
+            Err(Failure {
+                reason,
+                permanent: true,
+            }) => {
+                tracing::warn!(delivery = %d.id, reason = %reason, "delivery refused for good");
+                Attempt::GaveUp { reason }
+            }
+            Err(Failure { reason, .. }) => {
                 let attempt = self
                     .settings
                     .retry()
@@ -335,31 +363,72 @@ impl Notifications {
         }
     }
 
-    async fn send(&self, d: &Delivery, n: &Notification) -> Result<(), String> {
+    async fn send(&self, d: &Delivery, n: &Notification) -> Result<(), Failure> {
         match d.channel {
-            Channel::Email => {
-                channels::send_email(&self.smtp, &d.target, &n.title, &n.message).await
-            }
-            Channel::Webhook => {
-                let body = json!({
-                    "id": n.id,
-                    "type": n.kind.as_str(),
-                    "title": n.title,
-                    "message": n.message,
-                    "priority": n.priority.as_str(),
-                    "createdAt": domain::rfc3339_millis(n.created_at),
-                    "userId": n.user_id,
-                });
-                channels::send_webhook(
-                    &self.http,
-                    &self.webhooks,
-                    &self.webhook_secret,
-                    &d.target,
-                    &body,
-                )
+            Channel::Email => channels::send_email(&self.smtp, &d.target, &n.title, &n.message)
                 .await
+                .map_err(Failure::retry),
+            Channel::Webhook => channels::send_webhook(
+                &self.http,
+                &self.webhooks,
+                &self.webhook_secret,
+                &d.target,
+                &payload(n),
+            )
+            .await
+            .map_err(Failure::retry),
+            Channel::Sms => {
+                let text = format!("{}: {}", n.title, n.message);
+                channels::sms::send_sms(&self.sms_http, &self.sms, &d.target, &text).await
             }
-            other => Err(format!("channel {other} has no sender")),
+            Channel::Push => self.send_push(d, n).await,
+            other => Err(Failure::permanent(format!("channel {other} has no sender"))),
+        }
+    }
+
+    /// One push to the device of `d`; a device its push service no longer knows
+    /// (404, 410) is removed.
+    async fn send_push(&self, d: &Delivery, n: &Notification) -> Result<(), Failure> {
+        let Some(device) = self
+            .store
+            .push_device(&d.target)
+            .await
+            .map_err(|e| Failure::retry(cause(e)))?
+            .filter(|device| device.user_id == d.user_id)
+        else {
+            return Err(Failure::permanent("the device was removed"));
+        };
+        let urgency = match n.priority {
+            Priority::High => "high",
+            Priority::Medium => "normal",
+            Priority::Low => "low",
+        };
+        let result = channels::push::send_push(
+            &self.push_http,
+            &self.push,
+            &self.vapid,
+            &device,
+            &push_payload(n),
+            self.settings.horizon,
+            urgency,
+        )
+        .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(PushFailure::Failed(f)) => Err(f),
+            Err(PushFailure::Gone(reason)) => {
+                let removed = self
+                    .store
+                    .remove_push_device(&device.user_id, &device.id)
+                    .await;
+                if let Err(e) = removed {
+                    tracing::warn!(device = %device.id, error = %cause(e), "cannot remove a gone device");
+                }
+                tracing::info!(device = %device.id, reason = %reason, "push subscription gone; device removed");
+                Err(Failure::permanent(format!(
+                    "{reason}; the device was removed"
+                )))
+            }
         }
     }
 
@@ -449,6 +518,38 @@ impl Notifications {
             tokio::time::sleep(self.settings.tail_poll).await;
         }
     }
+}
+
+/// What a webhook body and a push carry of a notification.
+fn payload(n: &Notification) -> serde_json::Value {
+    json!({
+        "id": n.id,
+        "type": n.kind.as_str(),
+        "title": n.title,
+        "message": n.message,
+        "priority": n.priority.as_str(),
+        "createdAt": domain::rfc3339_millis(n.created_at),
+        "userId": n.user_id,
+    })
+}
+
+/// The largest push payload: a 4096-byte `aes128gcm` record less its header (86
+/// bytes), tag (16) and padding delimiter (1).
+pub const MAX_PUSH_PAYLOAD: usize = 3993;
+
+/// The push payload of `n` (its [`payload`] JSON), the message shortened when the
+/// whole would not fit in one push.
+fn push_payload(n: &Notification) -> Vec<u8> {
+    let mut body = payload(n);
+    let mut bytes = body.to_string().into_bytes();
+    let mut message: Vec<char> = n.message.chars().collect();
+    while bytes.len() > MAX_PUSH_PAYLOAD && !message.is_empty() {
+        let over = bytes.len() - MAX_PUSH_PAYLOAD;
+        message.truncate(message.len().saturating_sub(over.max(1) + 1));
+        body["message"] = json!(format!("{}…", message.iter().collect::<String>()));
+        bytes = body.to_string().into_bytes();
+    }
+    bytes
 }
 
 /// The `/internal/events` handler: `budget.alert` and `weekly.summary` events.

@@ -143,6 +143,105 @@ impl WebhookReceiver {
     }
 }
 
+const SMS_SID: &str = "AC0123456789abcdef";
+const SMS_TOKEN: &str = "sms-test-token";
+const SMS_FROM: &str = "+15005550006";
+
+/// One message as an SMS provider took it.
+#[derive(Debug, Clone, PartialEq)]
+struct Sms {
+    to: String,
+    from: String,
+    body: String,
+}
+
+/// A Twilio-compatible Messages API: checks the account in the path and the basic
+/// auth, records `To`, `From` and `Body`, and answers each number's next scripted
+/// status (201 when none is left).
+#[derive(Clone, Default)]
+struct SmsProvider {
+    accepted: Arc<Mutex<Vec<Sms>>>,
+    calls: Arc<AtomicUsize>,
+    bad_auth: Arc<AtomicUsize>,
+    script: Arc<Mutex<std::collections::HashMap<String, Vec<u16>>>>,
+}
+
+impl SmsProvider {
+    async fn start() -> (SmsProvider, TestServer) {
+        use base64::Engine as _;
+        let p = SmsProvider::default();
+        let pp = p.clone();
+        let app =
+            axum::Router::new().route(
+                "/2010-04-01/Accounts/{sid}/Messages.json",
+                axum::routing::post(
+                    move |axum::extract::Path(sid): axum::extract::Path<String>,
+                          headers: axum::http::HeaderMap,
+                          axum::Form(form): axum::Form<
+                        std::collections::HashMap<String, String>,
+                    >| {
+                        let pp = pp.clone();
+                        async move {
+                            pp.calls.fetch_add(1, Ordering::SeqCst);
+                            let expected = format!(
+                                "Basic {}",
+                                base64::engine::general_purpose::STANDARD
+                                    .encode(format!("{SMS_SID}:{SMS_TOKEN}"))
+                            );
+                            if sid != SMS_SID
+                                || headers.get("authorization").map(|v| v.to_str().unwrap())
+                                    != Some(expected.as_str())
+                            {
+                                pp.bad_auth.fetch_add(1, Ordering::SeqCst);
+                                return (axum::http::StatusCode::UNAUTHORIZED, "{}".to_string());
+                            }
+                            let to = form["To"].clone();
+                            let status = pp
+                                .script
+                                .lock()
+                                .unwrap()
+                                .get_mut(&to)
+                                .and_then(|s| (!s.is_empty()).then(|| s.remove(0)))
+                                .unwrap_or(201);
+                            if status != 201 {
+                                let body = json!({ "code": 21211, "message": "scripted refusal" });
+                                return (
+                                    axum::http::StatusCode::from_u16(status).unwrap(),
+                                    body.to_string(),
+                                );
+                            }
+                            pp.accepted.lock().unwrap().push(Sms {
+                                to,
+                                from: form["From"].clone(),
+                                body: form["Body"].clone(),
+                            });
+                            let sid = format!("SM{}", kit::ids::new_id().replace('-', ""));
+                            (
+                                axum::http::StatusCode::CREATED,
+                                json!({ "sid": sid, "status": "queued" }).to_string(),
+                            )
+                        }
+                    },
+                ),
+            );
+        let server = TestServer::start(app).await;
+        (p, server)
+    }
+
+    /// The next statuses answered for messages to `to`.
+    fn script(&self, to: &str, statuses: &[u16]) {
+        self.script
+            .lock()
+            .unwrap()
+            .insert(to.to_string(), statuses.to_vec());
+    }
+
+    fn to(&self, number: &str) -> Vec<Sms> {
+        let all = self.accepted.lock().unwrap().clone();
+        all.into_iter().filter(|m| m.to == number).collect()
+    }
+}
+
 struct Stack {
     gql: Gql,
     server: TestServer,
@@ -152,6 +251,8 @@ struct Stack {
     users: FakeUsers,
     _users_server: TestServer,
     smtp: SmtpReceiver,
+    sms: SmsProvider,
+    _sms_server: TestServer,
 }
 
 async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
@@ -159,17 +260,24 @@ async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
     let db = TestDb::new(&config).await;
     let (users, users_server) = FakeUsers::start().await;
     let (smtp, smtp_port) = SmtpReceiver::start().await;
+    let (sms, sms_server) = SmsProvider::start().await;
     let mut s = notifications::Settings::from_vars(
         &[
             ("SMTP_HOST", "127.0.0.1"),
             ("SMTP_TLS", "none"),
             ("WEBHOOK_SIGNING_SECRET", WEBHOOK_SECRET),
             ("WEBHOOK_ALLOW_HOSTS", "127.0.0.1"),
+            ("PUSH_ALLOW_HOSTS", "127.0.0.1"),
+            ("VAPID_SUBJECT", "mailto:ops@example.com"),
+            ("SMS_ACCOUNT_SID", SMS_SID),
+            ("SMS_AUTH_TOKEN", SMS_TOKEN),
+            ("SMS_FROM", SMS_FROM),
         ],
         config,
     )
     .unwrap();
     s.smtp.port = smtp_port;
+    s.sms.api_url = sms_server.url("");
     s.users.url = users_server.url("/graphql");
     s.users.ttl = Duration::from_millis(1);
     s.delivery = notifications::service::DeliverySettings::fast();
@@ -187,6 +295,8 @@ async fn start_with(tune: impl FnOnce(&mut notifications::Settings)) -> Stack {
         users,
         _users_server: users_server,
         smtp,
+        sms,
+        _sms_server: sms_server,
     }
 }
 
@@ -594,21 +704,24 @@ async fn a_webhook_that_keeps_failing_is_given_up_visibly_after_the_horizon() {
     );
 }
 
+/// Quiet hours from two hours ago to two hours ahead (UTC): now is inside them.
+fn quiet_now() -> Value {
+    let now = Utc::now();
+    let at = |hours| {
+        (now + chrono::Duration::hours(hours))
+            .format("%H:%M")
+            .to_string()
+    };
+    json!({ "start": at(-2), "end": at(2) })
+}
+
 #[tokio::test]
 async fn quiet_hours_hold_outside_deliveries_but_not_the_in_app_notification() {
     let s = start().await;
     let (u, token) = test_user();
-    // Quiet from two hours ago to two hours ahead: now is inside it.
-    let now = Utc::now();
-    let end = (now + chrono::Duration::hours(2))
-        .format("%H:%M")
-        .to_string();
-    let start = (now - chrono::Duration::hours(2))
-        .format("%H:%M")
-        .to_string();
     s.prefs(
         &token,
-        json!({ "email": "q@example.com", "quietHours": { "start": start, "end": end } }),
+        json!({ "email": "q@example.com", "quietHours": quiet_now() }),
     )
     .await;
     assert_eq!(s.post(&alert_event(&u, 80)).await, 200);
@@ -1007,4 +1120,716 @@ async fn every_instance_gives_its_clients_every_alert_and_a_restarted_one_resume
             "an alert came twice: {more:?}"
         );
     }
+}
+
+/// A browser's side of Web Push: its P-256 key pair and its 16-byte auth secret.
+#[derive(Clone)]
+struct Browser {
+    secret: p256::SecretKey,
+    auth: [u8; 16],
+}
+
+impl Browser {
+    fn new() -> Browser {
+        let secret = loop {
+            if let Ok(k) = p256::SecretKey::from_slice(&rand::random::<[u8; 32]>()) {
+                break k;
+            }
+        };
+        Browser {
+            secret,
+            auth: rand::random(),
+        }
+    }
+
+    /// `keys` of the browser's `PushSubscription.toJSON()`.
+    fn keys(&self) -> Value {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        let point = self.secret.public_key().to_encoded_point(false);
+        json!({
+            "p256dh": notifications::domain::push::encode_base64url(point.as_bytes()),
+            "auth": notifications::domain::push::encode_base64url(&self.auth),
+        })
+    }
+}
+
+/// One push as the push service took it: the device (path), the VAPID key it was
+/// signed with, and the decrypted payload.
+#[derive(Debug, Clone)]
+struct Pushed {
+    device: String,
+    vapid_key: String,
+    urgency: String,
+    payload: Value,
+}
+
+/// A push service on 127.0.0.1: for each push to `/push/{device}` it checks the VAPID
+/// JWT (ES256 under the key named by `k`, `aud` its own origin, `exp` within 24 h, a
+/// `mailto:` subject), decrypts the `aes128gcm` body with the device's browser keys,
+/// and answers the device's status (201 unless set). Any check that fails is recorded
+/// and answered 400.
+#[derive(Clone, Default)]
+struct PushService {
+    origin: Arc<Mutex<String>>,
+    browsers: Arc<Mutex<std::collections::HashMap<String, Browser>>>,
+    statuses: Arc<Mutex<std::collections::HashMap<String, u16>>>,
+    pushed: Arc<Mutex<Vec<Pushed>>>,
+    refused: Arc<Mutex<Vec<String>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl PushService {
+    async fn start() -> (PushService, TestServer) {
+        let p = PushService::default();
+        let pp = p.clone();
+        let app = axum::Router::new().route(
+            "/push/{device}",
+            axum::routing::post(
+                move |axum::extract::Path(device): axum::extract::Path<String>,
+                      headers: axum::http::HeaderMap,
+                      body: axum::body::Bytes| {
+                    let pp = pp.clone();
+                    async move {
+                        pp.calls.fetch_add(1, Ordering::SeqCst);
+                        match pp.check(&device, &headers, &body) {
+                            Ok(pushed) => {
+                                pp.pushed.lock().unwrap().push(pushed);
+                                let status = pp.statuses.lock().unwrap().get(&device).copied();
+                                axum::http::StatusCode::from_u16(status.unwrap_or(201)).unwrap()
+                            }
+                            Err(why) => {
+                                pp.refused.lock().unwrap().push(why);
+                                axum::http::StatusCode::BAD_REQUEST
+                            }
+                        }
+                    }
+                },
+            ),
+        );
+        let server = TestServer::start(app).await;
+        *p.origin.lock().unwrap() = server.url("");
+        (p, server)
+    }
+
+    fn check(
+        &self,
+        device: &str,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Pushed, String> {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or(format!("no {name} header"))
+        };
+        let authorization = header("authorization")?;
+        let (token, key) = authorization
+            .strip_prefix("vapid t=")
+            .and_then(|rest| rest.split_once(", k="))
+            .ok_or(format!("not a VAPID authorization: {authorization}"))?;
+        let point =
+            notifications::domain::push::decode_base64url(key).ok_or("k is not base64url")?;
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        let origin = self.origin.lock().unwrap().clone();
+        validation.set_audience(&[origin.as_str()]);
+        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        let claims = jsonwebtoken::decode::<Value>(
+            token,
+            &jsonwebtoken::DecodingKey::from_ec_der(&point),
+            &validation,
+        )
+        .map_err(|e| format!("VAPID JWT refused: {e}"))?
+        .claims;
+        let exp = claims["exp"].as_i64().ok_or("no exp")?;
+        if exp > Utc::now().timestamp() + 24 * 3600 {
+            return Err(format!("exp {exp} is more than 24 hours ahead"));
+        }
+        if !claims["sub"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("mailto:"))
+        {
+            return Err(format!("sub {} is not a contact", claims["sub"]));
+        }
+        if header("content-encoding")? != "aes128gcm" {
+            return Err("content-encoding is not aes128gcm".into());
+        }
+        header("ttl")?
+            .parse::<u64>()
+            .map_err(|_| "ttl is not a number")?;
+        let browser = self
+            .browsers
+            .lock()
+            .unwrap()
+            .get(device)
+            .cloned()
+            .ok_or(format!("unknown device {device}"))?;
+        let auth = web_push_native::Auth::from(browser.auth);
+        let plain = web_push_native::decrypt(body.to_vec(), &browser.secret, &auth)
+            .map_err(|e| format!("cannot decrypt: {e}"))?;
+        Ok(Pushed {
+            device: device.to_string(),
+            vapid_key: key.to_string(),
+            urgency: header("urgency")?,
+            payload: serde_json::from_slice(&plain).map_err(|e| format!("not JSON: {e}"))?,
+        })
+    }
+
+    /// A new browser whose subscription's endpoint is `/push/{device}` here: the input
+    /// of `registerPushSubscription`.
+    fn subscribe(&self, device: &str) -> Value {
+        let browser = Browser::new();
+        let keys = browser.keys();
+        self.browsers
+            .lock()
+            .unwrap()
+            .insert(device.to_string(), browser);
+        let origin = self.origin.lock().unwrap().clone();
+        json!({ "endpoint": format!("{origin}/push/{device}"), "keys": keys, "deviceName": device })
+    }
+
+    fn pushed(&self) -> Vec<Pushed> {
+        self.pushed.lock().unwrap().clone()
+    }
+}
+
+const REGISTER_PUSH: &str = "mutation($i: PushSubscriptionInput!) { registerPushSubscription(input: $i) { id endpoint deviceName } }";
+
+impl Stack {
+    async fn register_push(&self, token: &str, input: Value) -> Value {
+        self.gql
+            .request(REGISTER_PUSH, json!({ "i": input }), Some(token))
+            .await
+    }
+
+    async fn push_devices(&self, token: &str) -> Vec<Value> {
+        self.gql
+            .ok(
+                "{ pushSubscriptions { id endpoint deviceName } }",
+                json!({}),
+                Some(token),
+            )
+            .await["pushSubscriptions"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+#[tokio::test]
+async fn an_exceeded_budget_is_pushed_encrypted_and_vapid_signed_to_each_device() {
+    let s = start().await;
+    let (push, _push_server) = PushService::start().await;
+    let (u, token) = test_user();
+    let key = s.gql.ok("{ webPushPublicKey }", json!({}), None).await["webPushPublicKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        notifications::domain::push::decode_base64url(&key).map(|k| k.len()),
+        Some(65)
+    );
+    let mut ids = Vec::new();
+    for device in ["laptop", "phone"] {
+        let r = s.register_push(&token, push.subscribe(device)).await;
+        assert!(r["errors"].is_null(), "{r}");
+        ids.push(r["data"]["registerPushSubscription"]["id"].clone());
+    }
+    // A warning (BUDGET_ALERT) does not go to PUSH by default; an exceeded budget does.
+    s.alert(&u, 80).await;
+    s.alert(&u, 100).await;
+    assert!(wait_until(WAIT, || async { push.pushed().len() == 2 }).await);
+    assert!(
+        push.refused.lock().unwrap().is_empty(),
+        "{:?}",
+        push.refused.lock().unwrap()
+    );
+    let mut devices: Vec<String> = push.pushed().iter().map(|p| p.device.clone()).collect();
+    devices.sort();
+    assert_eq!(devices, ["laptop", "phone"]);
+    for p in push.pushed() {
+        assert_eq!(p.vapid_key, key);
+        assert_eq!(p.urgency, "high");
+        assert_eq!(p.payload["type"], "BUDGET_EXCEEDED");
+        assert_eq!(p.payload["message"], "food budget at 100%");
+        assert_eq!(p.payload["title"], "Budget exceeded: food");
+    }
+    let mut want: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({ "channel": "PUSH", "status": "SENT", "attempts": 1, "reason": null, "deviceId": id }))
+        .collect();
+    want.sort_by_key(|d| d["deviceId"].as_str().unwrap().to_string());
+    let deliveries = || async {
+        let q = "{ notifications(first: 1) { edges { node { channels deliveries { channel status attempts reason deviceId } } } } }";
+        s.gql.ok(q, json!({}), Some(&token)).await["notifications"]["edges"][0]["node"].clone()
+    };
+    assert!(
+        wait_until(WAIT, || async {
+            deliveries().await["deliveries"] == json!(want)
+        })
+        .await,
+        "{}",
+        deliveries().await
+    );
+    assert_eq!(
+        deliveries().await["channels"],
+        json!(["IN_APP", "WEBSOCKET", "PUSH"])
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        push.calls.load(Ordering::SeqCst),
+        2,
+        "the warning was not pushed"
+    );
+}
+
+#[tokio::test]
+async fn a_device_whose_push_service_answers_gone_is_removed() {
+    let s = start().await;
+    let (push, _push_server) = PushService::start().await;
+    let (u, token) = test_user();
+    for device in ["kept", "gone"] {
+        let r = s.register_push(&token, push.subscribe(device)).await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    push.statuses.lock().unwrap().insert("gone".into(), 410);
+    s.alert(&u, 100).await;
+    let statuses = || async {
+        let ds = s.first_deliveries(&token).await;
+        let mut got: Vec<(String, i64, String)> = ds
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["status"].as_str().unwrap().to_string(),
+                    d["attempts"].as_i64().unwrap(),
+                    d["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    assert!(
+        wait_until(WAIT, || async {
+            statuses().await.iter().all(|(st, ..)| st != "PENDING") && statuses().await.len() == 2
+        })
+        .await,
+        "{:?}",
+        statuses().await
+    );
+    let got = statuses().await;
+    assert_eq!((got[0].0.as_str(), got[0].1), ("FAILED", 1), "{got:?}");
+    assert!(
+        got[0].2.contains("410") && got[0].2.contains("removed"),
+        "{got:?}"
+    );
+    assert_eq!((got[1].0.as_str(), got[1].1), ("SENT", 1), "{got:?}");
+    let left = s.push_devices(&token).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["deviceName"], "kept");
+    assert_eq!(push.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn push_subscriptions_are_checked_capped_renewed_and_removed() {
+    let s = start().await;
+    let (push, _push_server) = PushService::start().await;
+    let (_, token) = test_user();
+    let good = push.subscribe("first");
+    let bad = |change: &dyn Fn(&mut Value)| {
+        let mut input = good.clone();
+        change(&mut input);
+        input
+    };
+    for (input, field) in [
+        (
+            bad(&|i| i["endpoint"] = json!("http://push.example.net/x")),
+            "endpoint",
+        ),
+        (
+            bad(&|i| i["endpoint"] = json!("https://10.1.2.3/x")),
+            "endpoint",
+        ),
+        (
+            bad(&|i| {
+                i["endpoint"] = json!(format!("https://push.example.net/{}", "a".repeat(2100)))
+            }),
+            "endpoint",
+        ),
+        (bad(&|i| i["endpoint"] = json!("not a url")), "endpoint"),
+        (bad(&|i| i["keys"]["p256dh"] = json!("AAAA")), "keys.p256dh"),
+        (bad(&|i| i["keys"]["auth"] = json!("c2hvcnQ")), "keys.auth"),
+        (
+            bad(&|i| i["deviceName"] = json!("x".repeat(101))),
+            "deviceName",
+        ),
+    ] {
+        let r = s.register_push(&token, input).await;
+        assert_eq!(
+            r["errors"][0]["extensions"]["code"], "VALIDATION_FAILED",
+            "{r}"
+        );
+        assert_eq!(r["errors"][0]["extensions"]["field"], field, "{r}");
+    }
+    assert!(
+        s.push_devices(&token).await.is_empty(),
+        "nothing was written"
+    );
+
+    let first = s.register_push(&token, good.clone()).await;
+    assert!(first["errors"].is_null(), "{first}");
+    for n in 1..20 {
+        let r = s
+            .register_push(&token, push.subscribe(&format!("d{n}")))
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    let r = s
+        .register_push(&token, push.subscribe("one-too-many"))
+        .await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "LIMIT_REACHED", "{r}");
+    assert_eq!(s.push_devices(&token).await.len(), 20);
+    // The same endpoint again renews its keys; it is not another device.
+    let mut renewed = good.clone();
+    renewed["keys"] = Browser::new().keys();
+    let r = s.register_push(&token, renewed).await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(
+        r["data"]["registerPushSubscription"]["id"],
+        first["data"]["registerPushSubscription"]["id"]
+    );
+    assert_eq!(s.push_devices(&token).await.len(), 20);
+
+    // Another user cannot remove it; its owner can, by endpoint or by id.
+    let remove = "mutation($id: ID, $endpoint: String) { removePushSubscription(id: $id, endpoint: $endpoint) }";
+    let by_endpoint = json!({ "endpoint": good["endpoint"] });
+    let (_, other) = test_user();
+    assert_eq!(
+        s.gql
+            .error_code(remove, by_endpoint.clone(), Some(&other))
+            .await,
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        s.gql.ok(remove, by_endpoint.clone(), Some(&token)).await["removePushSubscription"],
+        true
+    );
+    assert_eq!(
+        s.gql.error_code(remove, by_endpoint, Some(&token)).await,
+        "NOT_FOUND"
+    );
+    let id = s.push_devices(&token).await[0]["id"].clone();
+    assert_eq!(
+        s.gql.ok(remove, json!({ "id": id }), Some(&token)).await["removePushSubscription"],
+        true
+    );
+    assert_eq!(s.push_devices(&token).await.len(), 18);
+    assert_eq!(
+        s.gql.error_code(remove, json!({}), Some(&token)).await,
+        "VALIDATION_FAILED"
+    );
+    assert_eq!(
+        s.gql
+            .error_code(REGISTER_PUSH, json!({ "i": good }), None)
+            .await,
+        "UNAUTHENTICATED"
+    );
+}
+
+const SET_PHONE: &str = "mutation($p: String!) { setPhoneNumber(phoneNumber: $p) { phoneNumber expiresAt attemptsLeft } }";
+const CONFIRM_PHONE: &str = "mutation($c: String!) { confirmPhoneNumber(code: $c) { phoneNumber channels { channel enabled } } }";
+
+/// The six-digit code of the last SMS to `number`.
+fn last_code(s: &Stack, number: &str) -> String {
+    let texts = s.sms.to(number);
+    let body = &texts.last().expect("a code was sent").body;
+    let code: String = body
+        .split_whitespace()
+        .find(|w| {
+            w.trim_end_matches('.').len() == 6
+                && w.trim_end_matches('.').bytes().all(|b| b.is_ascii_digit())
+        })
+        .unwrap_or_else(|| panic!("no code in {body:?}"))
+        .trim_end_matches('.')
+        .to_string();
+    code
+}
+
+impl Stack {
+    /// Sets and confirms `number` as the user's phone number, then switches SMS on.
+    async fn verify_phone(&self, token: &str, number: &str) {
+        let r = self
+            .gql
+            .ok(SET_PHONE, json!({ "p": number }), Some(token))
+            .await;
+        assert_eq!(r["setPhoneNumber"]["phoneNumber"], number);
+        let code = last_code(self, number);
+        let r = self
+            .gql
+            .ok(CONFIRM_PHONE, json!({ "c": code }), Some(token))
+            .await;
+        assert_eq!(r["confirmPhoneNumber"]["phoneNumber"], number);
+        self.sms_on(token).await;
+    }
+
+    /// Confirms `code`, which must be refused (`VALIDATION_FAILED` on `code`); the
+    /// refusal's message.
+    async fn code_refused(&self, token: &str, code: &str) -> String {
+        let r = self
+            .gql
+            .request(CONFIRM_PHONE, json!({ "c": code }), Some(token))
+            .await;
+        assert_eq!(
+            r["errors"][0]["extensions"]["code"], "VALIDATION_FAILED",
+            "{r}"
+        );
+        assert_eq!(r["errors"][0]["extensions"]["field"], "code", "{r}");
+        r["errors"][0]["message"].as_str().unwrap().to_string()
+    }
+
+    /// Switches SMS on, which must be taken.
+    async fn sms_on(&self, token: &str) {
+        let r = self
+            .prefs(
+                token,
+                json!({ "channels": [{ "channel": "SMS", "enabled": true }] }),
+            )
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+
+    /// Posts a budget alert event at `threshold` for `user`, which must be taken.
+    async fn alert(&self, user: &str, threshold: i64) {
+        assert_eq!(self.post(&alert_event(user, threshold)).await, 200);
+    }
+}
+
+#[tokio::test]
+async fn sms_needs_a_number_verified_by_code_and_then_carries_exceeded_budgets() {
+    let s = start().await;
+    let (u, token) = test_user();
+    let number = "+14155550101";
+    // SMS cannot be switched on before a number is verified.
+    let r = s
+        .prefs(&token, json!({ "channels": [{ "channel": "SMS", "enabled": true }], "email": "sms@example.com" }))
+        .await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"], "PHONE_NOT_VERIFIED",
+        "{r}"
+    );
+    let p = s
+        .gql
+        .ok(
+            "{ notificationPreferences { email phoneNumber channels { channel enabled } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await["notificationPreferences"]
+        .clone();
+    assert_eq!(p["email"], Value::Null, "nothing was written: {p}");
+    assert!(
+        p["channels"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "channel": "SMS", "enabled": false }))
+    );
+
+    assert_eq!(
+        s.gql
+            .error_code(SET_PHONE, json!({ "p": "555-0101" }), Some(&token))
+            .await,
+        "VALIDATION_FAILED"
+    );
+    let r = s
+        .gql
+        .ok(SET_PHONE, json!({ "p": "+1 415 555 0101" }), Some(&token))
+        .await;
+    assert_eq!(r["setPhoneNumber"]["phoneNumber"], number);
+    assert_eq!(r["setPhoneNumber"]["attemptsLeft"], 5);
+    let sent = s.sms.to(number);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].from, SMS_FROM);
+    let code = last_code(&s, number);
+    // Asking again at once is throttled; nothing more is sent.
+    assert_eq!(
+        s.gql
+            .error_code(SET_PHONE, json!({ "p": number }), Some(&token))
+            .await,
+        "RATE_LIMITED"
+    );
+    assert_eq!(s.sms.to(number).len(), 1);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let m = s.code_refused(&token, wrong).await;
+    assert!(m.contains("4 tries left"), "{m}");
+    let r = s
+        .gql
+        .ok(CONFIRM_PHONE, json!({ "c": code }), Some(&token))
+        .await;
+    assert_eq!(r["confirmPhoneNumber"]["phoneNumber"], number);
+    // The code is used up.
+    s.code_refused(&token, &code).await;
+    s.sms_on(&token).await;
+
+    // A warning does not go to SMS by default; an exceeded budget does.
+    s.alert(&u, 80).await;
+    s.alert(&u, 100).await;
+    s.wait_deliveries(
+        &token,
+        json!([{ "channel": "SMS", "status": "SENT", "attempts": 1, "reason": null }]),
+    )
+    .await;
+    let texts = s.sms.to(number);
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert_eq!(texts[1].body, "Budget exceeded: food: food budget at 100%");
+    assert_eq!(s.sms.bad_auth.load(Ordering::SeqCst), 0);
+
+    // Removing the number switches SMS off.
+    let r = s
+        .gql
+        .ok(
+            "mutation { removePhoneNumber { phoneNumber channels { channel enabled } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r["removePhoneNumber"]["phoneNumber"], Value::Null);
+    assert!(
+        r["removePhoneNumber"]["channels"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "channel": "SMS", "enabled": false }))
+    );
+}
+
+#[tokio::test]
+async fn verification_codes_expire_and_allow_five_tries() {
+    let now = Utc::now();
+    let s = start_with(|st| st.clock = kit::clock::Clock::fixed(now)).await;
+    let (_, token) = test_user();
+    let number = "+447700900123";
+    s.gql
+        .ok(SET_PHONE, json!({ "p": number }), Some(&token))
+        .await;
+    let code = last_code(&s, number);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        s.code_refused(&token, wrong).await;
+    }
+    let m = s.code_refused(&token, &code).await;
+    assert!(m.contains("too many wrong codes"), "{m}");
+
+    // A new code (after the throttle), confirmed too late.
+    s.service.clock.set(now + chrono::Duration::seconds(31));
+    s.gql
+        .ok(SET_PHONE, json!({ "p": number }), Some(&token))
+        .await;
+    let code = last_code(&s, number);
+    s.service.clock.set(now + chrono::Duration::minutes(12));
+    let m = s.code_refused(&token, &code).await;
+    assert!(m.contains("expired"), "{m}");
+    let p = s
+        .gql
+        .ok(
+            "{ notificationPreferences { phoneNumber } }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(p["notificationPreferences"]["phoneNumber"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_code_the_provider_refuses_keeps_nothing_and_sms_refusals_give_up_at_once_while_5xx_retry()
+ {
+    let s = start().await;
+    let (u, token) = test_user();
+    let number = "+14155550102";
+    s.sms.script(number, &[400]);
+    assert_eq!(
+        s.gql
+            .error_code(SET_PHONE, json!({ "p": number }), Some(&token))
+            .await,
+        "DELIVERY_FAILED"
+    );
+    // Nothing pending: no code to confirm, and asking again is not throttled.
+    let m = s.code_refused(&token, "123456").await;
+    assert!(m.contains("no code is waiting"), "{m}");
+    s.verify_phone(&token, number).await;
+
+    // Two 5xx, then taken: retried.
+    s.sms.script(number, &[503, 500]);
+    s.alert(&u, 100).await;
+    s.wait_deliveries(
+        &token,
+        json!([{ "channel": "SMS", "status": "SENT", "attempts": 3, "reason": null }]),
+    )
+    .await;
+    // A 4xx (the number refused): given up at once, with the provider's answer.
+    s.sms.script(number, &[400]);
+    s.alert(&u, 120).await;
+    assert!(
+        wait_until(WAIT, || async {
+            s.first_deliveries(&token).await[0]["status"] == "FAILED"
+        })
+        .await
+    );
+    let d = s.first_deliveries(&token).await[0].clone();
+    assert_eq!(d["attempts"], 1, "{d}");
+    assert!(d["reason"].as_str().unwrap().contains("HTTP 400"), "{d}");
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_sms_and_push_too() {
+    let s = start().await;
+    let (push, _push_server) = PushService::start().await;
+    let (u, token) = test_user();
+    s.verify_phone(&token, "+14155550103").await;
+    let r = s.register_push(&token, push.subscribe("quiet")).await;
+    assert!(r["errors"].is_null(), "{r}");
+    s.prefs(&token, json!({ "quietHours": quiet_now() })).await;
+    s.alert(&u, 100).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let d = s.first_deliveries(&token).await;
+    let statuses: Vec<(&str, &str)> = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["channel"].as_str().unwrap(),
+                d["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, [("PUSH", "PENDING"), ("SMS", "PENDING")]);
+    assert_eq!(s.sms.to("+14155550103").len(), 1, "only the code was sent");
+    assert_eq!(push.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn clients_subscribe_with_the_configured_vapid_key_or_one_development_key_for_all_instances()
+{
+    let public_key = |gql: Gql| async move {
+        gql.ok("{ webPushPublicKey }", json!({}), None).await["webPushPublicKey"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Without a key: one development key, the same on every instance over the database.
+    let s = start().await;
+    let (_b, b_server) = s.another_instance("b").await;
+    let dev = public_key(s.gql.clone()).await;
+    assert_eq!(public_key(Gql::new(b_server.url("/graphql"))).await, dev);
+
+    let private = notifications::channels::push::Vapid::generate();
+    let expected = notifications::channels::push::Vapid::new(&private, "mailto:ops@example.com")
+        .unwrap()
+        .public_key()
+        .to_string();
+    let s = start_with(|st| st.push.private_key = Some(kit::config::Secret::new(private))).await;
+    assert_eq!(public_key(s.gql.clone()).await, expected);
+    assert_ne!(expected, dev);
 }

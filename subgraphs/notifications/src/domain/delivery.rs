@@ -15,12 +15,14 @@ text_enum!(DeliveryStatus {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
-    /// `<notification id>|<channel>`: a channel is never given a notification twice.
+    /// `<notification id>|<channel>` (`<notification id>|PUSH|<device id>`): a channel
+    /// (a device) is never given a notification twice.
     pub id: DeliveryId,
     pub notification_id: NotificationId,
     pub user_id: UserId,
     pub channel: Channel,
-    /// Email address or URL, fixed when the notification was made.
+    /// Email address, URL or phone number, fixed when the notification was made; for
+    /// PUSH, the device's id.
     pub target: String,
     pub status: DeliveryStatus,
     pub attempts: i64,
@@ -34,7 +36,8 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// A pending delivery of `n` on `channel` to `target`, due at `not_before`.
+    /// A pending delivery of `n` on `channel` to `target` (for PUSH, a device id), due
+    /// at `not_before`.
     pub fn new(
         n: &Notification,
         channel: Channel,
@@ -43,7 +46,10 @@ impl Delivery {
         not_before: DateTime<Utc>,
     ) -> Delivery {
         Delivery {
-            id: DeliveryId::from_trusted(format!("{}|{}", n.id, channel)),
+            id: DeliveryId::from_trusted(match channel {
+                Channel::Push => format!("{}|{channel}|{target}", n.id),
+                _ => format!("{}|{channel}", n.id),
+            }),
             notification_id: n.id.clone(),
             user_id: n.user_id.clone(),
             channel,

@@ -39,14 +39,18 @@ macro_rules! text_enum {
 
 mod delivery;
 mod notification;
+pub mod phone;
 mod preferences;
+pub mod push;
 
 pub use delivery::{Attempt, Delivery, DeliveryStatus, RetryPolicy};
 pub use notification::{AlertInfo, Channel, Notification, NotificationType, Priority, alert_kind};
+pub use phone::PhoneVerification;
 pub use preferences::{
     MAX_EMAIL_CHARS, MAX_URL_CHARS, Preferences, PreferencesChange, QuietHours, email, local_time,
     webhook_url,
 };
+pub use push::PushDevice;
 
 /// Delay before retry number `attempts` (1-based): `base * 2^(attempts-1)`, capped.
 pub fn backoff(attempts: i64, base: Duration, max: Duration) -> Duration {

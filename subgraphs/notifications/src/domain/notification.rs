@@ -19,20 +19,41 @@ text_enum!(Priority {
 });
 
 text_enum!(
-    /// IN_APP is the stored notification, WEBSOCKET the subscriptions; EMAIL and
-    /// WEBHOOK are delivered by the delivery worker with a state per channel.
+    /// IN_APP is the stored notification, WEBSOCKET the subscriptions; EMAIL, WEBHOOK,
+    /// SMS and PUSH (one delivery per registered device) are delivered by the delivery
+    /// worker with a state per delivery.
     Channel {
         InApp => "IN_APP",
         Email => "EMAIL",
         Webhook => "WEBHOOK",
         Websocket => "WEBSOCKET",
+        Sms => "SMS",
+        Push => "PUSH",
     }
 );
 
 impl Channel {
     /// Channels with a delivery state (sent to an outside system).
     pub fn is_external(self) -> bool {
-        matches!(self, Channel::Email | Channel::Webhook)
+        matches!(
+            self,
+            Channel::Email | Channel::Webhook | Channel::Sms | Channel::Push
+        )
+    }
+
+    /// Whether the channel is on for a user who never chose: SMS costs the user
+    /// messages and needs a verified number, so it is on only when they opt in.
+    pub fn on_by_default(self) -> bool {
+        self != Channel::Sms
+    }
+
+    /// Whether notifications of `kind` go to this channel for a user who never chose:
+    /// PUSH and SMS interrupt, so only an exceeded budget goes there by default.
+    pub fn carries_by_default(self, kind: NotificationType) -> bool {
+        match self {
+            Channel::Push | Channel::Sms => kind == NotificationType::BudgetExceeded,
+            _ => true,
+        }
     }
 }
 

@@ -1,9 +1,9 @@
-//! What a user chose: channels and types switched off, where outside deliveries go,
-//! quiet hours in their timezone.
+//! What a user chose: channels and types switched on or off (and which types go to
+//! which channel), where outside deliveries go, quiet hours in their timezone.
 
 use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use kit::AppError;
+use kit::{AppError, ErrorCode};
 
 use super::{Channel, NotificationType};
 
@@ -17,10 +17,17 @@ const TIME_FORMAT: &str = "%H:%M";
 pub struct Preferences {
     /// Channels switched off.
     pub disabled_channels: Vec<Channel>,
+    /// Channels switched on that are off by default (SMS).
+    pub enabled_channels: Vec<Channel>,
     /// Types switched off (no notification at all).
     pub disabled_types: Vec<NotificationType>,
+    /// Where the user departed from [`Channel::carries_by_default`]: notifications of
+    /// the type go (`true`) or do not go to the channel.
+    pub type_channels: Vec<(NotificationType, Channel, bool)>,
     pub email: Option<String>,
     pub webhook_url: Option<String>,
+    /// The verified phone number (E.164) SMS goes to.
+    pub phone: Option<String>,
     pub quiet_hours: Option<QuietHours>,
     /// IANA timezone, from the user's profile when the preferences were last read or
     /// written (UTC until then).
@@ -31,9 +38,12 @@ impl Default for Preferences {
     fn default() -> Self {
         Preferences {
             disabled_channels: Vec::new(),
+            enabled_channels: Vec::new(),
             disabled_types: Vec::new(),
+            type_channels: Vec::new(),
             email: None,
             webhook_url: None,
+            phone: None,
             quiet_hours: None,
             timezone: Tz::UTC,
         }
@@ -76,41 +86,83 @@ pub struct PreferencesChange {
     pub email: Option<Option<String>>,
     pub webhook_url: Option<Option<String>>,
     pub quiet_hours: Option<Option<QuietHours>>,
+    /// The verified phone number (set only once the user confirmed its code).
+    pub phone: Option<Option<String>>,
     /// Channels switched on (`true`) or off.
     pub channels: Vec<(Channel, bool)>,
     /// Types switched on (`true`) or off.
     pub types: Vec<(NotificationType, bool)>,
+    /// Types sent (`true`) or not sent to a channel.
+    pub type_channels: Vec<(NotificationType, Channel, bool)>,
 }
 
 impl Preferences {
     pub fn channel_on(&self, channel: Channel) -> bool {
-        !self.disabled_channels.contains(&channel)
+        if self.disabled_channels.contains(&channel) {
+            false
+        } else {
+            self.enabled_channels.contains(&channel) || channel.on_by_default()
+        }
+    }
+
+    /// Whether notifications of `kind` go to `channel` (when the channel is on).
+    pub fn type_channel_on(&self, kind: NotificationType, channel: Channel) -> bool {
+        self.type_channels
+            .iter()
+            .find(|(k, c, _)| *k == kind && *c == channel)
+            .map_or_else(|| channel.carries_by_default(kind), |(_, _, on)| *on)
+    }
+
+    /// The channels notifications of `kind` go to when those channels are on.
+    pub fn channels_of_type(&self, kind: NotificationType) -> Vec<Channel> {
+        Channel::ALL
+            .iter()
+            .copied()
+            .filter(|c| self.type_channel_on(kind, *c))
+            .collect()
+    }
+
+    /// Refuses SMS switched on without a verified phone number (`PHONE_NOT_VERIFIED`).
+    pub fn check_sms(&self) -> Result<(), AppError> {
+        if self.channel_on(Channel::Sms) && self.phone.is_none() {
+            return Err(AppError::refused(
+                ErrorCode::PhoneNotVerified,
+                "SMS needs a verified phone number: set one (setPhoneNumber) and confirm its code (confirmPhoneNumber) first",
+                Some("channels"),
+            ));
+        }
+        Ok(())
     }
 
     pub fn type_on(&self, kind: NotificationType) -> bool {
         !self.disabled_types.contains(&kind)
     }
 
-    /// Where an outside channel delivers to; `None` for the others, and for an outside
-    /// channel with no address.
+    /// Where an outside channel delivers to; `None` for the others, for PUSH (its
+    /// targets are the registered devices), and for an outside channel with no address.
     pub fn target(&self, channel: Channel) -> Option<&str> {
         match channel {
             Channel::Email => self.email.as_deref(),
             Channel::Webhook => self.webhook_url.as_deref(),
-            Channel::InApp | Channel::Websocket => None,
+            Channel::Sms => self.phone.as_deref(),
+            Channel::InApp | Channel::Websocket | Channel::Push => None,
         }
     }
 
-    /// The channels a new notification of `kind` goes to (empty: not notified).
-    pub fn channels_for(&self, kind: NotificationType) -> Vec<Channel> {
+    /// The channels a new notification of `kind` goes to (empty: not notified);
+    /// `push_devices`: the user has registered a device for PUSH.
+    pub fn channels_for(&self, kind: NotificationType, push_devices: bool) -> Vec<Channel> {
         if !self.type_on(kind) {
             return Vec::new();
         }
         Channel::ALL
             .iter()
             .copied()
-            .filter(|c| self.channel_on(*c))
-            .filter(|c| !c.is_external() || self.target(*c).is_some())
+            .filter(|c| self.channel_on(*c) && self.type_channel_on(kind, *c))
+            .filter(|c| match c {
+                Channel::Push => push_devices,
+                c => !c.is_external() || self.target(*c).is_some(),
+            })
             .collect()
     }
 
@@ -124,10 +176,26 @@ impl Preferences {
         if let Some(quiet) = change.quiet_hours {
             self.quiet_hours = quiet;
         }
+        if let Some(phone) = change.phone {
+            self.phone = phone;
+        }
         for (channel, enabled) in change.channels {
             self.disabled_channels.retain(|c| *c != channel);
-            if !enabled {
-                self.disabled_channels.push(channel);
+            self.enabled_channels.retain(|c| *c != channel);
+            if enabled != channel.on_by_default() {
+                let list = if enabled {
+                    &mut self.enabled_channels
+                } else {
+                    &mut self.disabled_channels
+                };
+                list.push(channel);
+            }
+        }
+        for (kind, channel, on) in change.type_channels {
+            self.type_channels
+                .retain(|(k, c, _)| !(*k == kind && *c == channel));
+            if on != channel.carries_by_default(kind) {
+                self.type_channels.push((kind, channel, on));
             }
         }
         for (kind, enabled) in change.types {
@@ -268,7 +336,7 @@ mod tests {
     fn outside_channels_need_an_address_and_switched_off_types_go_nowhere() {
         let mut p = Preferences::default();
         assert_eq!(
-            p.channels_for(NotificationType::System),
+            p.channels_for(NotificationType::System, true),
             [Channel::InApp, Channel::Websocket]
         );
         p.apply(PreferencesChange {
@@ -278,14 +346,72 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            p.channels_for(NotificationType::System),
+            p.channels_for(NotificationType::System, false),
             [Channel::InApp, Channel::Email]
         );
-        assert!(p.channels_for(NotificationType::WeeklySummary).is_empty());
+        assert!(
+            p.channels_for(NotificationType::WeeklySummary, false)
+                .is_empty()
+        );
         p.apply(PreferencesChange {
             channels: vec![(Channel::Websocket, true)],
             ..Default::default()
         });
         assert!(p.disabled_channels.is_empty());
+    }
+
+    #[test]
+    fn push_carries_exceeded_budgets_once_a_device_is_there_and_sms_only_when_opted_in() {
+        let mut p = Preferences::default();
+        let exceeded = NotificationType::BudgetExceeded;
+        assert_eq!(
+            p.channels_for(exceeded, false),
+            [Channel::InApp, Channel::Websocket]
+        );
+        assert_eq!(
+            p.channels_for(exceeded, true),
+            [Channel::InApp, Channel::Websocket, Channel::Push]
+        );
+        assert!(
+            !p.channels_for(NotificationType::BudgetAlert, true)
+                .contains(&Channel::Push)
+        );
+        // SMS switched on without a verified number is refused.
+        p.apply(PreferencesChange {
+            channels: vec![(Channel::Sms, true)],
+            ..Default::default()
+        });
+        assert_eq!(
+            p.check_sms().unwrap_err().code(),
+            ErrorCode::PhoneNotVerified
+        );
+        p.apply(PreferencesChange {
+            phone: Some(Some("+14155550100".into())),
+            type_channels: vec![
+                (NotificationType::BudgetAlert, Channel::Push, true),
+                (exceeded, Channel::Websocket, false),
+            ],
+            ..Default::default()
+        });
+        assert!(p.check_sms().is_ok());
+        assert_eq!(
+            p.channels_for(exceeded, true),
+            [Channel::InApp, Channel::Sms, Channel::Push]
+        );
+        assert!(
+            p.channels_for(NotificationType::BudgetAlert, true)
+                .contains(&Channel::Push)
+        );
+        // Back to the defaults: nothing is kept that the defaults say already.
+        p.apply(PreferencesChange {
+            channels: vec![(Channel::Sms, false)],
+            type_channels: vec![(exceeded, Channel::Websocket, true)],
+            ..Default::default()
+        });
+        assert!(p.enabled_channels.is_empty() && p.disabled_channels.is_empty());
+        assert_eq!(
+            p.type_channels,
+            [(NotificationType::BudgetAlert, Channel::Push, true)]
+        );
     }
 }

@@ -5,7 +5,8 @@ use contract::ids::NotificationId;
 use kit::AppError;
 
 use super::{
-    Notification, NotificationPreferences, NotificationPreferencesInput, load_preferences, service,
+    Notification, NotificationPreferences, NotificationPreferencesInput, PhoneVerification,
+    PushSubscription, PushSubscriptionInput, load_preferences, service,
 };
 
 /// A notification id from a client; one that is not an id names no notification.
@@ -60,6 +61,70 @@ impl Mutation {
         let prefs = service(ctx)?
             .update_preferences(&user, prefs, change)
             .await?;
+        Ok(NotificationPreferences(prefs))
+    }
+
+    /// Registers this browser for Web Push (subscribe with `webPushPublicKey` as the
+    /// `applicationServerKey`); registering the same endpoint again renews its keys.
+    /// At most 20 devices per user (`LIMIT_REACHED`).
+    async fn register_push_subscription(
+        &self,
+        ctx: &Context<'_>,
+        input: PushSubscriptionInput,
+    ) -> Result<PushSubscription> {
+        let user = kit::auth::caller_id(ctx)?;
+        let device = service(ctx)?
+            .register_push_device(&user, input.as_new())
+            .await?;
+        Ok(PushSubscription(device))
+    }
+
+    /// Removes a device from Web Push, named by its `id` or its `endpoint`.
+    async fn remove_push_subscription(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        endpoint: Option<String>,
+    ) -> Result<bool> {
+        let user = kit::auth::caller_id(ctx)?;
+        service(ctx)?
+            .remove_push_device(&user, id.as_ref().map(|i| i.as_str()), endpoint.as_deref())
+            .await?;
+        Ok(true)
+    }
+
+    /// Sends a verification code by SMS to `phoneNumber` (E.164); the number is used
+    /// once the code is confirmed. Codes last 10 minutes and allow 5 tries; at most one
+    /// code per 30 seconds and 5 per hour (`RATE_LIMITED`).
+    async fn set_phone_number(
+        &self,
+        ctx: &Context<'_>,
+        phone_number: String,
+    ) -> Result<PhoneVerification> {
+        let user = kit::auth::caller_id(ctx)?;
+        let v = service(ctx)?.set_phone_number(&user, &phone_number).await?;
+        Ok(PhoneVerification(v))
+    }
+
+    /// Confirms the pending phone number with the code it was sent.
+    async fn confirm_phone_number(
+        &self,
+        ctx: &Context<'_>,
+        code: String,
+    ) -> Result<NotificationPreferences> {
+        let user = kit::auth::caller_id(ctx)?;
+        let prefs = load_preferences(ctx, &user).await?;
+        let prefs = service(ctx)?
+            .confirm_phone_number(&user, prefs, &code)
+            .await?;
+        Ok(NotificationPreferences(prefs))
+    }
+
+    /// Forgets the phone number (and any pending one); SMS is switched off.
+    async fn remove_phone_number(&self, ctx: &Context<'_>) -> Result<NotificationPreferences> {
+        let user = kit::auth::caller_id(ctx)?;
+        let prefs = load_preferences(ctx, &user).await?;
+        let prefs = service(ctx)?.remove_phone_number(&user, prefs).await?;
         Ok(NotificationPreferences(prefs))
     }
 }

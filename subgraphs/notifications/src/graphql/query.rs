@@ -6,7 +6,7 @@ use kit::AppError;
 
 use super::{
     NotificationConnection, NotificationEdge, NotificationPageInfo, NotificationPreferences,
-    load_preferences, service,
+    PushSubscription, load_preferences, service,
 };
 
 // Every field here is a root field: it shares the response's one `data` object with
@@ -65,6 +65,19 @@ impl NotificationQuery {
         let user = kit::auth::caller_id(ctx)?;
         let n = service(ctx)?.store.count(&user, true).await?;
         Ok(Some(i64::try_from(n).unwrap_or(i64::MAX)))
+    }
+
+    /// The application server key (VAPID public key, base64url) a web client passes to
+    /// `pushManager.subscribe` before `registerPushSubscription`.
+    async fn web_push_public_key(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(Some(service(ctx)?.vapid.public_key().to_string()))
+    }
+
+    /// The caller's devices registered for Web Push, oldest first.
+    async fn push_subscriptions(&self, ctx: &Context<'_>) -> Result<Option<Vec<PushSubscription>>> {
+        let user = kit::auth::caller_id(ctx)?;
+        let devices = service(ctx)?.store.push_devices_of(&user).await?;
+        Ok(Some(devices.into_iter().map(PushSubscription).collect()))
     }
 
     async fn notification_preferences(

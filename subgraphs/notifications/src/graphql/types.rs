@@ -36,6 +36,8 @@ pub enum Channel {
     Email,
     Webhook,
     Websocket,
+    Sms,
+    Push,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -74,6 +76,50 @@ impl Delivery {
     /// When it was sent or given up.
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.0.finished_at
+    }
+    /// The device (`PushSubscription.id`) of a PUSH delivery; one per device.
+    async fn device_id(&self) -> Option<ID> {
+        (self.0.channel == domain::Channel::Push).then(|| ID(self.0.target.clone()))
+    }
+}
+
+/// A browser registered for Web Push (one per endpoint).
+pub struct PushSubscription(pub domain::PushDevice);
+
+#[Object]
+impl PushSubscription {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    /// The push service's URL for this browser.
+    async fn endpoint(&self) -> &str {
+        &self.0.endpoint
+    }
+    /// What the user calls the device.
+    async fn device_name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A phone number waiting for the code sent to it by SMS.
+pub struct PhoneVerification(pub domain::PhoneVerification);
+
+#[Object]
+impl PhoneVerification {
+    /// The number, in E.164.
+    async fn phone_number(&self) -> &str {
+        &self.0.phone
+    }
+    /// Until when the code can be confirmed.
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+    /// Wrong codes that may still be tried.
+    async fn attempts_left(&self) -> i64 {
+        self.0.attempts_left()
     }
 }
 
@@ -114,10 +160,11 @@ impl Notification {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
-    /// Delivery state of the outside channels (EMAIL, WEBHOOK).
+    /// Delivery state of the outside channels (EMAIL, WEBHOOK, SMS, and PUSH once per
+    /// device).
     async fn deliveries(&self, ctx: &Context<'_>) -> Result<Vec<Delivery>> {
         let mut ds = service(ctx)?.store.deliveries_of(&self.0.id).await?;
-        ds.sort_by_key(|d| d.channel.as_str());
+        ds.sort_by(|a, b| (a.channel.as_str(), &a.id).cmp(&(b.channel.as_str(), &b.id)));
         Ok(ds.into_iter().map(Delivery).collect())
     }
 }
@@ -153,10 +200,14 @@ pub struct TypePreference {
     #[graphql(name = "type")]
     kind: NotificationType,
     enabled: bool,
+    /// The channels notifications of this type go to, when those channels are on (by
+    /// default every channel but PUSH and SMS, which carry only BUDGET_EXCEEDED).
+    channels: Vec<Channel>,
 }
 
-/// Outside deliveries (EMAIL, WEBHOOK) made in these local hours wait until `end`;
-/// IN_APP and WEBSOCKET are silent and not delayed. `start` after `end` spans midnight.
+/// Outside deliveries (EMAIL, WEBHOOK, SMS, PUSH) made in these local hours wait until
+/// `end`; IN_APP and WEBSOCKET are silent and not delayed. `start` after `end` spans
+/// midnight.
 #[derive(SimpleObject)]
 pub struct QuietHours {
     /// `HH:MM`.
@@ -184,6 +235,12 @@ impl NotificationPreferences {
             .map(|&t| TypePreference {
                 kind: t.into(),
                 enabled: self.0.type_on(t),
+                channels: self
+                    .0
+                    .channels_of_type(t)
+                    .into_iter()
+                    .map(Channel::from)
+                    .collect(),
             })
             .collect()
     }
@@ -194,6 +251,11 @@ impl NotificationPreferences {
     /// Where WEBHOOK posts go (signed JSON); WEBHOOK is used only when set.
     async fn webhook_url(&self) -> Option<&str> {
         self.0.webhook_url.as_deref()
+    }
+    /// The verified phone number (E.164) SMS goes to; SMS can be switched on only
+    /// once it is set (`setPhoneNumber`, then `confirmPhoneNumber`).
+    async fn phone_number(&self) -> Option<&str> {
+        self.0.phone.as_deref()
     }
     async fn quiet_hours(&self) -> Option<QuietHours> {
         self.0.quiet_hours.map(|q| QuietHours {
@@ -217,7 +279,40 @@ pub struct ChannelPreferenceInput {
 pub struct TypePreferenceInput {
     #[graphql(name = "type")]
     kind: NotificationType,
-    enabled: bool,
+    /// Absent: unchanged.
+    enabled: Option<bool>,
+    /// Channels this type goes (`enabled`) or does not go to; others unchanged.
+    channels: Option<Vec<ChannelPreferenceInput>>,
+}
+
+#[derive(InputObject)]
+pub struct PushSubscriptionKeysInput {
+    /// The browser's P-256 public key, base64url (`PushSubscription.toJSON().keys`).
+    #[graphql(name = "p256dh")]
+    p256dh: String,
+    /// The browser's 16-byte authentication secret, base64url.
+    auth: String,
+}
+
+/// A browser's push subscription, as `PushSubscription.toJSON()` gives it.
+#[derive(InputObject)]
+pub struct PushSubscriptionInput {
+    /// The push service URL (https, at most 2048 bytes).
+    pub endpoint: String,
+    pub keys: PushSubscriptionKeysInput,
+    /// What the user calls the device (at most 100 characters).
+    pub device_name: Option<String>,
+}
+
+impl PushSubscriptionInput {
+    pub fn as_new(&self) -> crate::contacts::NewPushDevice<'_> {
+        crate::contacts::NewPushDevice {
+            endpoint: &self.endpoint,
+            p256dh: &self.keys.p256dh,
+            auth: &self.keys.auth,
+            name: self.device_name.as_deref(),
+        }
+    }
 }
 
 #[derive(InputObject)]
@@ -259,9 +354,16 @@ impl NotificationPreferencesInput {
             channels: (self.channels.into_iter().flatten())
                 .map(|c| (c.channel.into(), c.enabled))
                 .collect(),
-            types: (self.types.into_iter().flatten())
-                .map(|t| (t.kind.into(), t.enabled))
+            types: (self.types.iter().flatten())
+                .filter_map(|t| Some((t.kind.into(), t.enabled?)))
                 .collect(),
+            type_channels: (self.types.iter().flatten())
+                .flat_map(|t| {
+                    (t.channels.iter().flatten())
+                        .map(|c| (t.kind.into(), c.channel.into(), c.enabled))
+                })
+                .collect(),
+            phone: None,
         })
     }
 }

@@ -15,8 +15,8 @@ use mongodb::bson;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    AlertInfo, Channel, Delivery, DeliveryStatus, Notification, NotificationType, Preferences,
-    Priority, QuietHours, local_time,
+    AlertInfo, Channel, Delivery, DeliveryStatus, Notification, NotificationType,
+    PhoneVerification, Preferences, Priority, PushDevice, QuietHours, local_time,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -80,13 +80,53 @@ pub struct PreferencesDoc {
     #[serde(rename = "_id")]
     pub user_id: String,
     pub disabled_channels: Vec<String>,
+    /// Channels off by default that the user switched on.
+    #[serde(default)]
+    pub enabled_channels: Vec<String>,
     pub disabled_types: Vec<String>,
+    /// `TYPE|CHANNEL`: the type goes to the channel although it does not by default.
+    #[serde(default)]
+    pub type_channels_on: Vec<String>,
+    /// `TYPE|CHANNEL`: the type does not go to the channel although it does by default.
+    #[serde(default)]
+    pub type_channels_off: Vec<String>,
     pub email: Option<String>,
     pub webhook_url: Option<String>,
+    /// The verified phone number (E.164).
+    #[serde(default)]
+    pub phone: Option<String>,
     /// `HH:MM` local times.
     pub quiet_start: Option<String>,
     pub quiet_end: Option<String>,
     pub timezone: String,
+}
+
+/// A browser's push subscription (`push_devices`, one per endpoint).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PushDeviceDoc {
+    /// Hex SHA-256 of the endpoint.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub user_id: String,
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+    pub name: Option<String>,
+    pub created_ms: i64,
+}
+
+/// A phone number waiting for its code (`phone_verifications`, one per user).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneVerificationDoc {
+    #[serde(rename = "_id")]
+    pub user_id: String,
+    pub phone: String,
+    pub code_hash: String,
+    pub expires_ms: i64,
+    pub attempts: i64,
+    pub sent_ms: Vec<i64>,
 }
 
 /// Reads a boolean also when stored as a number: nx-27017 stores the `true` of a
@@ -287,12 +327,28 @@ impl TryFrom<PreferencesDoc> for Preferences {
             (Some(_), None) => return Err(r.missing("quietEnd", "quietStart")),
             (None, Some(_)) => return Err(r.missing("quietStart", "quietEnd")),
         };
+        let type_channel = |text: &str| {
+            let (kind, channel) = text.split_once('|')?;
+            Some((NotificationType::parse(kind)?, Channel::parse(channel)?))
+        };
+        let mut type_channels = Vec::new();
+        for (field, texts, on) in [
+            ("typeChannelsOn", &d.type_channels_on, true),
+            ("typeChannelsOff", &d.type_channels_off, false),
+        ] {
+            for (kind, channel) in r.values(field, texts, type_channel)? {
+                type_channels.push((kind, channel, on));
+            }
+        }
         Ok(Preferences {
             disabled_channels: r.values(
                 "disabledChannels",
                 &d.disabled_channels,
                 Channel::parse,
             )?,
+            enabled_channels: r.values("enabledChannels", &d.enabled_channels, Channel::parse)?,
+            type_channels,
+            phone: d.phone,
             disabled_types: r.values(
                 "disabledTypes",
                 &d.disabled_types,
@@ -315,16 +371,106 @@ impl PreferencesDoc {
                 .iter()
                 .map(|c| c.as_str().to_string())
                 .collect(),
+            enabled_channels: p
+                .enabled_channels
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
             disabled_types: p
                 .disabled_types
                 .iter()
                 .map(|t| t.as_str().to_string())
                 .collect(),
+            type_channels_on: type_channels(p, true),
+            type_channels_off: type_channels(p, false),
             email: p.email.clone(),
             webhook_url: p.webhook_url.clone(),
+            phone: p.phone.clone(),
             quiet_start: p.quiet_hours.map(|q| q.start_text()),
             quiet_end: p.quiet_hours.map(|q| q.end_text()),
             timezone: p.timezone.name().to_string(),
+        }
+    }
+}
+
+/// `TYPE|CHANNEL` of the preferences' type-channel choices that are `on`.
+fn type_channels(p: &Preferences, on: bool) -> Vec<String> {
+    p.type_channels
+        .iter()
+        .filter(|(_, _, o)| *o == on)
+        .map(|(k, c, _)| format!("{k}|{c}"))
+        .collect()
+}
+
+impl TryFrom<PushDeviceDoc> for PushDevice {
+    type Error = AppError;
+
+    fn try_from(d: PushDeviceDoc) -> Result<PushDevice, AppError> {
+        let r = Reader {
+            record: "push device",
+            id: &d.id,
+        };
+        let created_at = r.millis("createdMs", d.created_ms)?;
+        Ok(PushDevice {
+            id: d.id,
+            user_id: UserId::from_trusted(d.user_id),
+            endpoint: d.endpoint,
+            p256dh: d.p256dh,
+            auth: d.auth,
+            name: d.name,
+            created_at,
+        })
+    }
+}
+
+impl PushDeviceDoc {
+    pub fn of(d: &PushDevice) -> PushDeviceDoc {
+        PushDeviceDoc {
+            id: d.id.clone(),
+            user_id: d.user_id.to_string(),
+            endpoint: d.endpoint.clone(),
+            p256dh: d.p256dh.clone(),
+            auth: d.auth.clone(),
+            name: d.name.clone(),
+            created_ms: d.created_at.timestamp_millis(),
+        }
+    }
+}
+
+impl TryFrom<PhoneVerificationDoc> for PhoneVerification {
+    type Error = AppError;
+
+    fn try_from(d: PhoneVerificationDoc) -> Result<PhoneVerification, AppError> {
+        let r = Reader {
+            record: "phone verification",
+            id: &d.user_id,
+        };
+        let expires_at = r.millis("expiresMs", d.expires_ms)?;
+        let sent = d
+            .sent_ms
+            .iter()
+            .map(|ms| r.millis("sentMs", *ms))
+            .collect::<Result<_, _>>()?;
+        Ok(PhoneVerification {
+            user_id: UserId::from_trusted(d.user_id),
+            phone: d.phone,
+            code_hash: d.code_hash,
+            expires_at,
+            attempts: d.attempts,
+            sent,
+        })
+    }
+}
+
+impl PhoneVerificationDoc {
+    pub fn of(v: &PhoneVerification) -> PhoneVerificationDoc {
+        PhoneVerificationDoc {
+            user_id: v.user_id.to_string(),
+            phone: v.phone.clone(),
+            code_hash: v.code_hash.clone(),
+            expires_ms: v.expires_at.timestamp_millis(),
+            attempts: v.attempts,
+            sent_ms: v.sent.iter().map(|t| t.timestamp_millis()).collect(),
         }
     }
 }
@@ -383,9 +529,13 @@ mod tests {
         PreferencesDoc {
             user_id: "u1".into(),
             disabled_channels: vec!["WEBSOCKET".into()],
+            enabled_channels: vec!["SMS".into()],
             disabled_types: vec!["WEEKLY_SUMMARY".into()],
+            type_channels_on: vec!["BUDGET_ALERT|PUSH".into()],
+            type_channels_off: vec!["BUDGET_EXCEEDED|SMS".into()],
             email: Some("a@b.co".into()),
             webhook_url: None,
+            phone: Some("+14155550100".into()),
             quiet_start: Some("22:00".into()),
             quiet_end: Some("07:00".into()),
             timezone: "Europe/Paris".into(),
@@ -500,6 +650,10 @@ mod tests {
         unreadable(
             |d| d.disabled_channels.push("FAX".into()),
             &["u1", "disabledChannels", "FAX"],
+        );
+        unreadable(
+            |d| d.type_channels_on.push("BUDGET_ALERT|FAX".into()),
+            &["u1", "typeChannelsOn", "BUDGET_ALERT|FAX"],
         );
     }
 

@@ -4,7 +4,13 @@
 //!   pagination and the subscription tail use;
 //! - `deliveries`: one per (notification, outside channel), `_id` = `<id>|<channel>`,
 //!   so a channel is never given the same notification twice;
-//! - `preferences`: one per user.
+//! - `preferences`: one per user;
+//! - `push_devices`: a browser's push subscription, `_id` = hex SHA-256 of its endpoint
+//!   (an endpoint is one device, of the user who registered it last);
+//! - `phone_verifications`: the number a user asked to use and its code's hash, one per
+//!   user, until confirmed;
+//! - `keys`: the development VAPID key made when none is configured (shared by every
+//!   instance over the database).
 //!
 //! Methods take and return domain types; the documents are mapped in [`docs`].
 
@@ -20,13 +26,21 @@ use kit::db::index;
 use mongodb::bson::{Document, doc};
 use mongodb::{Collection, Database};
 
-pub use docs::{AlertData, DeliveryDoc, NotificationDoc, PreferencesDoc};
+pub use docs::{
+    AlertData, DeliveryDoc, NotificationDoc, PhoneVerificationDoc, PreferencesDoc, PushDeviceDoc,
+};
 
-use crate::domain::{self, Attempt, Delivery, DeliveryStatus, Notification, Preferences};
+use crate::domain::{
+    self, Attempt, Delivery, DeliveryStatus, Notification, PhoneVerification, Preferences,
+    PushDevice,
+};
 
 pub const NOTIFICATIONS: &str = "notifications";
 pub const DELIVERIES: &str = "deliveries";
 pub const PREFERENCES: &str = "preferences";
+pub const PUSH_DEVICES: &str = "push_devices";
+pub const PHONE_VERIFICATIONS: &str = "phone_verifications";
+pub const KEYS: &str = "keys";
 
 #[derive(Clone)]
 pub struct Store {
@@ -58,6 +72,14 @@ impl Store {
         self.db.collection(PREFERENCES)
     }
 
+    fn push_devices(&self) -> Collection<PushDeviceDoc> {
+        self.db.collection(PUSH_DEVICES)
+    }
+
+    fn verifications(&self) -> Collection<PhoneVerificationDoc> {
+        self.db.collection(PHONE_VERIFICATIONS)
+    }
+
     pub async fn ensure_indexes(&self) -> Result<(), AppError> {
         let n = self.notifications();
         n.create_index(index(doc! { "sourceKey": 1 }, "source_key", true))
@@ -80,7 +102,119 @@ impl Store {
                 false,
             ))
             .await?;
+        self.push_devices()
+            .create_index(index(
+                doc! { "userId": 1, "createdMs": 1 },
+                "user_devices",
+                false,
+            ))
+            .await?;
         Ok(())
+    }
+
+    /// The stored development VAPID key, stored as `candidate` when there is none yet:
+    /// every instance over the database signs with the same one.
+    pub async fn development_key(&self, candidate: &str) -> Result<String, AppError> {
+        let keys = self.db.collection::<Document>(KEYS);
+        let id = "vapid-development";
+        kit::db::insert_new(&keys, &doc! { "_id": id, "privateKey": candidate }).await?;
+        let stored = keys
+            .find_one(doc! { "_id": id })
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("{KEYS} {id}: not stored")))?;
+        stored
+            .get_str("privateKey")
+            .map(str::to_string)
+            .map_err(|e| kit::error::unreadable_because("key", id, "privateKey", &stored, e))
+    }
+
+    pub async fn push_device(&self, id: &str) -> Result<Option<PushDevice>, AppError> {
+        self.push_devices()
+            .find_one(doc! { "_id": id })
+            .await?
+            .map(PushDevice::try_from)
+            .transpose()
+    }
+
+    /// The user's devices, oldest first.
+    pub async fn push_devices_of(&self, user: &UserId) -> Result<Vec<PushDevice>, AppError> {
+        let docs: Vec<PushDeviceDoc> = self
+            .push_devices()
+            .find(doc! { "userId": user.as_str() })
+            .sort(doc! { "createdMs": 1 })
+            .limit(i64::try_from(domain::push::MAX_PUSH_DEVICES).unwrap_or(20) * 2)
+            .await?
+            .try_collect()
+            .await?;
+        read_all(docs)
+    }
+
+    pub async fn count_push_devices(&self, user: &UserId) -> Result<u64, AppError> {
+        Ok(self
+            .push_devices()
+            .count_documents(doc! { "userId": user.as_str() })
+            .await?)
+    }
+
+    /// Stores a device (its endpoint's one document, whoever had it before).
+    pub async fn put_push_device(&self, d: &PushDevice) -> Result<(), AppError> {
+        self.push_devices()
+            .replace_one(doc! { "_id": d.id.as_str() }, PushDeviceDoc::of(d))
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the user's device `id`; false when they have none such.
+    pub async fn remove_push_device(&self, user: &UserId, id: &str) -> Result<bool, AppError> {
+        let r = self
+            .push_devices()
+            .delete_one(doc! { "_id": id, "userId": user.as_str() })
+            .await?;
+        Ok(r.deleted_count == 1)
+    }
+
+    pub async fn verification(&self, user: &UserId) -> Result<Option<PhoneVerification>, AppError> {
+        self.verifications()
+            .find_one(doc! { "_id": user.as_str() })
+            .await?
+            .map(PhoneVerification::try_from)
+            .transpose()
+    }
+
+    pub async fn put_verification(&self, v: &PhoneVerification) -> Result<(), AppError> {
+        self.verifications()
+            .replace_one(
+                doc! { "_id": v.user_id.as_str() },
+                PhoneVerificationDoc::of(v),
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_verification(&self, user: &UserId) -> Result<(), AppError> {
+        self.verifications()
+            .delete_one(doc! { "_id": user.as_str() })
+            .await?;
+        Ok(())
+    }
+
+    /// Counts one try at the user's code, atomically, while fewer than `max` were made;
+    /// the verification as it was before, or `None` when none is left to try.
+    pub async fn count_code_attempt(
+        &self,
+        user: &UserId,
+        max: i64,
+    ) -> Result<Option<PhoneVerification>, AppError> {
+        self.verifications()
+            .find_one_and_update(
+                doc! { "_id": user.as_str(), "attempts": { "$lt": max } },
+                doc! { "$inc": { "attempts": 1_i64 } },
+            )
+            .await?
+            .map(PhoneVerification::try_from)
+            .transpose()
     }
 
     /// Inserts a notification; false when its source was already notified.

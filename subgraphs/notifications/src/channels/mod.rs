@@ -1,4 +1,8 @@
-//! Outside channels: email over SMTP (lettre) and signed webhooks (reqwest).
+//! Outside channels: email over SMTP (lettre), signed webhooks (reqwest), Web Push
+//! ([`push`]) and SMS through a provider's HTTP API ([`sms`]).
+
+pub mod push;
+pub mod sms;
 
 use std::time::Duration;
 
@@ -77,6 +81,56 @@ impl SmtpSettings {
     }
 }
 
+/// The value of variable `name`, `None` when unset or empty (as a compose file's
+/// `${NAME:-}` leaves it).
+pub fn set(vars: &(impl Vars + ?Sized), name: &str) -> Option<String> {
+    vars.get(name).filter(|v| !v.trim().is_empty())
+}
+
+/// Why a send failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The delivery's failure reason.
+    pub reason: String,
+    /// True when no later attempt can succeed (the delivery is given up at once).
+    pub permanent: bool,
+}
+
+impl Failure {
+    /// A failure that a later attempt may not meet (a timeout, a 5xx, a 429).
+    pub fn retry(reason: impl Into<String>) -> Failure {
+        Failure {
+            reason: reason.into(),
+            permanent: false,
+        }
+    }
+
+    /// A failure that every later attempt would meet too.
+    pub fn permanent(reason: impl Into<String>) -> Failure {
+        Failure {
+            reason: reason.into(),
+            permanent: true,
+        }
+    }
+
+    /// A provider's answer `status` (not a success) to a request for `what`: a 4xx
+    /// other than 429 is permanent; a 429, a 5xx or anything else is tried again.
+    pub fn of_status(what: &str, status: reqwest::StatusCode, detail: &str) -> Failure {
+        let detail = detail.trim();
+        let reason = if detail.is_empty() {
+            format!("{what} answered HTTP {}", status.as_u16())
+        } else {
+            let detail: String = detail.chars().take(200).collect();
+            format!("{what} answered HTTP {}: {detail}", status.as_u16())
+        };
+        if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            Failure::permanent(reason)
+        } else {
+            Failure::retry(reason)
+        }
+    }
+}
+
 /// Sends one email; the error text is the delivery's failure reason.
 pub async fn send_email(
     s: &SmtpSettings,
@@ -120,24 +174,34 @@ pub async fn send_email(
 pub const SIGNATURE_HEADER: &str = "x-signature";
 pub const TIMESTAMP_HEADER: &str = "x-signature-timestamp";
 
-/// Where webhooks may go. Deliveries resolve the host themselves and connect only to
-/// public addresses: loopback, private, link-local, CGNAT, unspecified, multicast,
-/// documentation and cloud-metadata addresses are refused after DNS (so a name that
-/// points inside is refused too), IP literals the same, and redirects are never
-/// followed. `WEBHOOK_ALLOW_HOSTS` (comma-separated host names or addresses) lets named
-/// hosts through anyway, for local development and tests.
+/// Where user-given URLs (webhooks, push endpoints) may go. Deliveries resolve the host
+/// themselves and connect only to public addresses: loopback, private, link-local,
+/// CGNAT, unspecified, multicast, documentation and cloud-metadata addresses are
+/// refused after DNS (so a name that points inside is refused too), IP literals the
+/// same, and redirects are never followed. An allow-list (`WEBHOOK_ALLOW_HOSTS`,
+/// `PUSH_ALLOW_HOSTS`: comma-separated host names or addresses) lets named hosts
+/// through anyway, for local development and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WebhookPolicy {
+pub struct OutboundPolicy {
     pub allow_hosts: Vec<String>,
 }
 
-impl WebhookPolicy {
+/// The policy of webhook URLs (`WEBHOOK_ALLOW_HOSTS`).
+pub type WebhookPolicy = OutboundPolicy;
+
+impl OutboundPolicy {
     pub const VARS: &'static [&'static str] = &["WEBHOOK_ALLOW_HOSTS"];
 
-    pub fn from_vars(vars: &(impl Vars + ?Sized)) -> WebhookPolicy {
-        WebhookPolicy {
+    /// The webhooks' policy (`WEBHOOK_ALLOW_HOSTS`).
+    pub fn from_vars(vars: &(impl Vars + ?Sized)) -> OutboundPolicy {
+        OutboundPolicy::from_var(vars, "WEBHOOK_ALLOW_HOSTS")
+    }
+
+    /// A policy whose allow-list is the variable `name`.
+    pub fn from_var(vars: &(impl Vars + ?Sized), name: &str) -> OutboundPolicy {
+        OutboundPolicy {
             allow_hosts: vars
-                .get("WEBHOOK_ALLOW_HOSTS")
+                .get(name)
                 .unwrap_or_default()
                 .split(',')
                 .map(|h| h.trim().to_ascii_lowercase())
@@ -146,14 +210,15 @@ impl WebhookPolicy {
         }
     }
 
-    fn allows(&self, host: &str) -> bool {
+    /// True when `host` is on the allow-list.
+    pub fn allows(&self, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.allow_hosts
             .iter()
             .any(|h| h.eq_ignore_ascii_case(host))
     }
 
-    /// The HTTP client of webhook deliveries: this policy's resolver, no redirects.
+    /// The HTTP client of deliveries under this policy: its resolver, no redirects.
     pub fn client(&self, timeout: Duration) -> reqwest::Client {
         reqwest::Client::builder()
             .timeout(timeout)
@@ -163,19 +228,19 @@ impl WebhookPolicy {
             .unwrap_or_default()
     }
 
-    /// Refuses a URL whose host is an address webhooks may not reach (names are
+    /// Refuses a URL whose host is an address this policy does not reach (names are
     /// checked when they are resolved).
     pub fn check_url(&self, url: &str) -> Result<(), String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad webhook URL: {e}"))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
         let host = parsed.host_str().unwrap_or_default();
         if self.allows(host) {
             return Ok(());
         }
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         match literal.parse::<std::net::IpAddr>() {
-            Ok(ip) if !is_public(ip) => Err(format!("webhook address {ip} is not public")),
+            Ok(ip) if !is_public(ip) => Err(format!("address {ip} is not public")),
             _ if host.eq_ignore_ascii_case("localhost") => {
-                Err("webhook host localhost is not public".into())
+                Err("host localhost is not public".into())
             }
             _ => Ok(()),
         }
@@ -217,7 +282,7 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
 }
 
 /// A resolver that answers only public addresses (or any, for an allowed host).
-struct PublicOnly(WebhookPolicy);
+struct PublicOnly(OutboundPolicy);
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
@@ -229,7 +294,7 @@ impl reqwest::dns::Resolve for PublicOnly {
                 .filter(|a| allowed || is_public(a.ip()))
                 .collect();
             if addrs.is_empty() {
-                return Err(format!("webhook host {host} has no public address").into());
+                return Err(format!("host {host} has no public address").into());
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -245,7 +310,7 @@ pub async fn send_webhook(
     url: &str,
     body: &serde_json::Value,
 ) -> Result<(), String> {
-    policy.check_url(url)?;
+    policy.check_url(url).map_err(|e| format!("webhook {e}"))?;
     let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
     let ts = chrono::Utc::now().timestamp();
     let resp = http
