@@ -1190,16 +1190,33 @@ impl PushService {
                       body: axum::body::Bytes| {
                     let pp = pp.clone();
                     async move {
+                        use axum::response::IntoResponse;
                         pp.calls.fetch_add(1, Ordering::SeqCst);
                         match pp.check(&device, &headers, &body) {
+                            // A refusal whose body never ends.
+                            Ok(_) if device == "endless" => {
+                                let chunks = futures::stream::repeat_with(|| {
+                                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![
+                                        b'x';
+                                        65_536
+                                    ]))
+                                });
+                                (
+                                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                                    axum::body::Body::from_stream(chunks),
+                                )
+                                    .into_response()
+                            }
                             Ok(pushed) => {
                                 pp.pushed.lock().unwrap().push(pushed);
                                 let status = pp.statuses.lock().unwrap().get(&device).copied();
-                                axum::http::StatusCode::from_u16(status.unwrap_or(201)).unwrap()
+                                axum::http::StatusCode::from_u16(status.unwrap_or(201))
+                                    .unwrap()
+                                    .into_response()
                             }
                             Err(why) => {
                                 pp.refused.lock().unwrap().push(why);
-                                axum::http::StatusCode::BAD_REQUEST
+                                axum::http::StatusCode::BAD_REQUEST.into_response()
                             }
                         }
                     }
@@ -1431,6 +1448,42 @@ async fn a_device_whose_push_service_answers_gone_is_removed() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0]["deviceName"], "kept");
     assert_eq!(push.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_push_service_refusal_is_read_only_as_far_as_its_reason_needs() {
+    let s = start().await;
+    let (push, _push_server) = PushService::start().await;
+    let (u, token) = test_user();
+    let r = s.register_push(&token, push.subscribe("endless")).await;
+    assert!(r["errors"].is_null(), "{r}");
+    s.alert(&u, 100).await;
+    let reason = || async {
+        let ds = s.first_deliveries(&token).await;
+        ds.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["attempts"].as_i64().unwrap_or(0) >= 1)
+            .map(|d| {
+                (
+                    d["status"].clone(),
+                    d["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+    };
+    assert!(
+        wait_until(WAIT, || async { reason().await.is_some() }).await,
+        "no attempt was recorded"
+    );
+    let (status, reason) = reason().await.unwrap();
+    // The refusal is answered from its first bytes: a retry, with the start of the body
+    // (reading the endless body to its end would only stop at the client's timeout, and
+    // without any of it).
+    assert_eq!(status, "PENDING", "{reason}");
+    assert!(
+        reason.starts_with("the push service answered HTTP 500: xxxx"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

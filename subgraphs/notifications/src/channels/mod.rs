@@ -131,6 +131,20 @@ impl Failure {
     }
 }
 
+/// The start of a provider's refusal (its first 1 KiB, read no further): the body is
+/// the provider's to choose, push endpoints are the user's, and a refusal may never end.
+pub async fn error_detail(mut resp: reqwest::Response) -> String {
+    const MAX: usize = 1024;
+    let mut read = Vec::new();
+    while read.len() < MAX {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => read.extend_from_slice(&chunk[..chunk.len().min(MAX - read.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&read).into_owned()
+}
+
 /// Sends one email; the error text is the delivery's failure reason.
 pub async fn send_email(
     s: &SmtpSettings,

@@ -202,7 +202,6 @@ pub async fn send_push(
     if status.is_success() {
         return Ok(());
     }
-    let detail = resp.text().await.unwrap_or_default();
     if matches!(status.as_u16(), 404 | 410) {
         return Err(PushFailure::Gone(format!(
             "the push service answered HTTP {}: the subscription is gone",
@@ -215,6 +214,7 @@ pub async fn send_push(
             status.as_u16()
         ))));
     }
+    let detail = super::error_detail(resp).await;
     Err(failed(Failure::of_status(
         "the push service",
         status,

@@ -88,6 +88,6 @@ pub async fn send_sms(
     if status.is_success() {
         return Ok(());
     }
-    let detail = resp.text().await.unwrap_or_default();
+    let detail = super::error_detail(resp).await;
     Err(Failure::of_status("the SMS provider", status, &detail))
 }
