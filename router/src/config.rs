@@ -37,6 +37,9 @@ pub struct Config {
     /// Largest subgraph response body read, in bytes; a bigger one is a
     /// `SUBGRAPH_BAD_RESPONSE` error for that fetch.
     pub max_subgraph_response_bytes: usize,
+    /// Base URL of an OTLP/HTTP collector (`OTEL_EXPORTER_OTLP_ENDPOINT`); traces are
+    /// exported only when it is set.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Bounds of one websocket connection.
@@ -152,6 +155,7 @@ impl Default for Config {
             websocket: WebsocketConfig::default(),
             trusted_proxies: Vec::new(),
             max_subgraph_response_bytes: 32 * 1024 * 1024,
+            otlp_endpoint: None,
         }
     }
 }
@@ -261,6 +265,11 @@ impl Config {
         }
         if let Some(v) = env("SUBGRAPH_TIMEOUT_MS") {
             self.subgraph_timeout_ms = parse("SUBGRAPH_TIMEOUT_MS", &v)?;
+        }
+        let otlp = contract::telemetry::OTLP_ENDPOINT_VAR;
+        if let Some(v) = env(otlp) {
+            self.otlp_endpoint = contract::telemetry::otlp_endpoint_setting(Some(v))
+                .map_err(|e| ConfigError::Value(otlp.to_owned(), e))?;
         }
         Ok(())
     }

@@ -95,7 +95,7 @@ pub(crate) async fn run_request(
     use tracing::Instrument;
     let started = std::time::Instant::now();
     let gql = wants_graphql_response(headers);
-    let ctx = request_context(headers, method == Method::GET);
+    let mut ctx = request_context(headers, method == Method::GET);
     let request_id = ctx
         .headers
         .iter()
@@ -108,7 +108,24 @@ pub(crate) async fn run_request(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default(),
         operation = request.operation_name.as_deref().unwrap_or_default(),
+        service = "router",
+        otel.kind = "server",
     );
+    // A caller's trace goes on here, and on into every subgraph this request calls.
+    contract::telemetry::follow(
+        &span,
+        headers
+            .get(contract::telemetry::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    if let Some(value) =
+        contract::telemetry::traceparent_of(&span).and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        Arc::make_mut(&mut ctx.headers).push((
+            HeaderName::from_static(contract::telemetry::TRACEPARENT),
+            value,
+        ));
+    }
     let mut response = run_request_inner(state, &mut request, headers, ctx, client_ip, gql)
         .instrument(span.clone())
         .await;

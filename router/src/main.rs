@@ -23,7 +23,9 @@ fn main() -> anyhow::Result<()> {
         Some("-h") | Some("--help") => usage(),
         _ => "serve".to_owned(),
     };
-    init_tracing();
+    if command != "serve" {
+        init_tracing(None);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -35,13 +37,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing() {
+/// Logging, and trace export to `otlp_endpoint` when one is set.
+fn init_tracing(otlp_endpoint: Option<&str>) {
     let format = std::env::var("LOG_FORMAT")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_default();
     let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_string());
-    contract::telemetry::init(&level, format);
+    contract::telemetry::init("router", &level, format, otlp_endpoint);
 }
 
 async fn serve(args: Vec<String>) -> anyhow::Result<()> {
@@ -74,8 +77,11 @@ async fn serve(args: Vec<String>) -> anyhow::Result<()> {
     if let Some(l) = listen {
         config.listen = l.parse()?;
     }
+    init_tracing(config.otlp_endpoint.as_deref());
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    router::run(config, listener, contract::shutdown::signal()).await
+    let served = router::run(config, listener, contract::shutdown::signal()).await;
+    contract::telemetry::flush();
+    served
 }
 
 async fn compose(args: Vec<String>) -> anyhow::Result<()> {

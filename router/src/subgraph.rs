@@ -121,7 +121,7 @@ impl SubgraphClient {
             subgraph.hash(&mut h);
             body.hash(&mut h);
             for (name, value) in headers.iter() {
-                if name != "x-request-id" {
+                if name != "x-request-id" && name != contract::telemetry::TRACEPARENT {
                     name.as_str().hash(&mut h);
                     value.as_bytes().hash(&mut h);
                 }

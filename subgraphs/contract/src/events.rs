@@ -33,6 +33,10 @@ pub struct Event {
     /// RFC 3339 UTC, milliseconds (text: stays exact through every store and wire).
     pub occurred_at: String,
     pub data: serde_json::Value,
+    /// W3C `traceparent` of the work that raised the event (absent when traces are not
+    /// exported): its consumer handles it in the same trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 fn first_version() -> u32 {
@@ -51,6 +55,7 @@ impl Event {
             user_id: UserId::from_trusted(user_id),
             occurred_at: at.to_rfc3339_opts(SecondsFormat::Millis, true),
             data,
+            trace: crate::telemetry::traceparent(),
         }
     }
 }

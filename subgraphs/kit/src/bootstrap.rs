@@ -257,7 +257,12 @@ pub async fn main<S: Subgraph>() -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_failure(service, &e),
     };
-    crate::telemetry::init(&config.log_level, config.log_format);
+    crate::telemetry::init(
+        service,
+        &config.log_level,
+        config.log_format,
+        config.otlp_endpoint.as_deref(),
+    );
     let addr = format!("{}:{}", config.host, config.port);
     let listener = match TcpListener::bind(&addr).await {
         Ok(l) => l,
@@ -267,7 +272,9 @@ pub async fn main<S: Subgraph>() -> ExitCode {
         }
     };
     tracing::info!(service, %addr, "listening");
-    match run::<S>(config, listener, Box::pin(crate::server::shutdown_signal())).await {
+    let served = run::<S>(config, listener, Box::pin(crate::server::shutdown_signal())).await;
+    crate::telemetry::flush();
+    match served {
         Ok(()) => {
             tracing::info!(service, "stopped");
             ExitCode::SUCCESS

@@ -146,6 +146,9 @@ pub struct ServiceConfig {
     /// instance of a service needs its own, kept across restarts (a container's host
     /// name is).
     pub instance: String,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the OTLP/HTTP collector's base URL; traces are
+    /// exported only when it is set.
+    pub otlp_endpoint: Option<String>,
 }
 
 pub use contract::telemetry::LogFormat;
@@ -163,6 +166,7 @@ pub const SERVICE_VARS: &[&str] = &[
     "MAX_BODY_BYTES",
     "INSTANCE_ID",
     "HOSTNAME",
+    contract::telemetry::OTLP_ENDPOINT_VAR,
 ];
 
 /// Shortest JWT secret accepted (HS256 wants at least 256 bits).
@@ -203,6 +207,10 @@ impl ServiceConfig {
                 .get("INSTANCE_ID")
                 .or_else(|| vars.get("HOSTNAME"))
                 .unwrap_or_else(|| service.to_string()),
+            otlp_endpoint: contract::telemetry::otlp_endpoint_setting(
+                vars.get(contract::telemetry::OTLP_ENDPOINT_VAR),
+            )
+            .map_err(|e| ConfigError::new(contract::telemetry::OTLP_ENDPOINT_VAR, e))?,
         })
     }
 

@@ -32,6 +32,8 @@ const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 pub struct RequestId(pub String);
 
 struct AppState<E> {
+    /// The service's name, on its spans.
+    service: String,
     executor: E,
     db: Database,
     keys: JwtKeys,
@@ -47,8 +49,9 @@ pub fn context_data<'a, T: std::any::Any + Send + Sync>(
         .map_err(|e| AppError::internal(anyhow::anyhow!("{}", e.message)))
 }
 
-/// Builds the standard routes over an executor (an async-graphql schema).
+/// Builds the standard routes of `service` over an executor (an async-graphql schema).
 pub fn subgraph_router<E: Executor>(
+    service: &str,
     executor: E,
     db: Database,
     keys: JwtKeys,
@@ -56,6 +59,7 @@ pub fn subgraph_router<E: Executor>(
 ) -> Router {
     let executor = crate::limits::Guarded::new(executor, crate::limits::InputLimits::default());
     let state = Arc::new(AppState {
+        service: service.to_string(),
         executor,
         db,
         keys,
@@ -74,6 +78,7 @@ pub fn subgraph_router<E: Executor>(
 /// `subgraph_router` with the service's JWT key and body limit.
 pub fn service_router<E: Executor>(executor: E, db: Database, config: &ServiceConfig) -> Router {
     subgraph_router(
+        &config.service,
         executor,
         db,
         JwtKeys::hs256(&config.jwt_secret),
@@ -271,7 +276,18 @@ async fn execute<E: Executor>(
     is_get: bool,
 ) -> Response {
     let request_id = request_id(headers);
-    let span = tracing::info_span!("graphql", request_id = %request_id);
+    let span = tracing::info_span!(
+        "graphql",
+        service = %state.service,
+        request_id = %request_id,
+        otel.kind = "server",
+    );
+    contract::telemetry::follow(
+        &span,
+        headers
+            .get(contract::telemetry::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     async move {
         if is_get && is_mutation_or_subscription(&request) {
             let mut r = error_response(

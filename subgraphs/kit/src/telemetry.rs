@@ -1,3 +1,3 @@
 //! Structured logging set-up: the shared contract's, the same for every process.
 
-pub use contract::telemetry::{LogFormat, init};
+pub use contract::telemetry::{LogFormat, flush, init};

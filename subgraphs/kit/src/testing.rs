@@ -26,7 +26,7 @@ pub fn mongodb_uri() -> String {
 
 /// A service configuration for tests, pointing at a unique database.
 pub fn test_config(service: &str) -> ServiceConfig {
-    crate::telemetry::init("warn", crate::config::LogFormat::Text);
+    crate::telemetry::init("test", "warn", crate::config::LogFormat::Text, None);
     let mut c = ServiceConfig::from_vars(&[("JWT_SECRET", TEST_JWT_SECRET)], service, 0)
         .expect("the test configuration is valid");
     c.mongodb_uri = mongodb_uri();

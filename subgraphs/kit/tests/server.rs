@@ -39,6 +39,7 @@ async fn start() -> (TestServer, TestDb) {
     let db = TestDb::new(&config).await;
     let schema = Schema::build(Query, EmptyMutation, Subscription).finish();
     let app = kit::server::subgraph_router(
+        "kit",
         schema,
         db.db.clone(),
         JwtKeys::hs256(&config.jwt_secret),

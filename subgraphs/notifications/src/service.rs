@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
@@ -318,6 +319,18 @@ impl Notifications {
     }
 
     async fn attempt(&self, d: Delivery) {
+        let span = tracing::info_span!(
+            "delivery",
+            service = "notifications",
+            channel = %d.channel,
+            delivery = %d.id,
+            otel.kind = "producer",
+        );
+        contract::telemetry::follow(&span, d.trace.as_deref());
+        self.attempt_in_span(d).instrument(span).await
+    }
+
+    async fn attempt_in_span(&self, d: Delivery) {
         let result = match self.store.get(&d.user_id, &d.notification_id).await {
             Ok(Some(n)) => self.send(&d, &n).await,
             Ok(None) => Err(Failure::permanent("the notification was deleted")),

@@ -14,7 +14,12 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    kit::telemetry::init(&config.log_level, config.log_format);
+    kit::telemetry::init(
+        "analytics-rebuild",
+        &config.log_level,
+        config.log_format,
+        config.otlp_endpoint.as_deref(),
+    );
     match analytics::rebuild(config).await {
         Ok(n) => {
             println!("replayed {n} events; read models rebuilt");

@@ -191,6 +191,7 @@ impl EventDoc {
             user_id: UserId::from_trusted(&self.user_id),
             occurred_at: self.occurred_at.clone(),
             data: serde_json::from_str(&self.data).map_err(|_| bad("data", &self.data))?,
+            trace: None,
         })
     }
 }

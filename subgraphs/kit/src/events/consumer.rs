@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -93,6 +94,8 @@ impl Metrics {
 }
 
 struct ConsumerState<H> {
+    /// The consuming service's name, on its spans.
+    name: String,
     handler: H,
     processed: Collection<Document>,
     dead: Collection<Document>,
@@ -154,6 +157,7 @@ pub fn consumer_router<H: EventHandler>(
 ) -> Result<Router, AppError> {
     let metrics = Metrics::new(name).map_err(AppError::internal)?;
     let state = Arc::new(ConsumerState {
+        name: name.to_string(),
         handler,
         processed: db.collection("processed_events"),
         dead: db.collection(DEAD_LETTERS),
@@ -342,7 +346,16 @@ impl<H: EventHandler> ConsumerState<H> {
                 return Ok(Taken::Parked("not an event; parked".to_string()));
             }
         };
-        let outcome = self.process_known(&event, recorded).await;
+        // Handled in the trace of the work that raised it.
+        let span = tracing::info_span!(
+            "event",
+            service = %self.name,
+            event.kind = %event.kind,
+            event.id = %event.id.as_str(),
+            otel.kind = "consumer",
+        );
+        contract::telemetry::follow(&span, event.trace.as_deref());
+        let outcome = self.process_known(&event, recorded).instrument(span).await;
         self.metrics
             .received
             .with_label_values(&[outcome.label()])

@@ -33,6 +33,9 @@ pub struct Delivery {
     pub next_attempt_at: DateTime<Utc>,
     /// When it was sent or given up.
     pub finished_at: Option<DateTime<Utc>>,
+    /// W3C `traceparent` of the work that made the notification (when traces are
+    /// exported): each attempt is a span of that trace.
+    pub trace: Option<String>,
 }
 
 impl Delivery {
@@ -60,6 +63,7 @@ impl Delivery {
             created_at: now,
             next_attempt_at: not_before,
             finished_at: None,
+            trace: contract::telemetry::traceparent(),
         }
     }
 }
@@ -139,6 +143,7 @@ mod tests {
             created_at: made,
             next_attempt_at: made,
             finished_at: None,
+            trace: None,
         };
         let policy = RetryPolicy {
             base: Duration::from_secs(1),

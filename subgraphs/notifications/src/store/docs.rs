@@ -72,6 +72,9 @@ pub struct DeliveryDoc {
     pub next_attempt_ms: i64,
     pub lease_until_ms: i64,
     pub done_ms: Option<i64>,
+    /// W3C `traceparent` (absent when traces were not exported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -285,6 +288,7 @@ impl TryFrom<DeliveryDoc> for Delivery {
             created_at,
             next_attempt_at,
             finished_at,
+            trace: d.trace,
         })
     }
 }
@@ -305,6 +309,7 @@ impl DeliveryDoc {
             next_attempt_ms: d.next_attempt_at.timestamp_millis(),
             lease_until_ms: 0,
             done_ms: d.finished_at.map(|at| at.timestamp_millis()),
+            trace: d.trace.clone(),
         }
     }
 }
@@ -522,6 +527,7 @@ mod tests {
             next_attempt_ms: 1_700_000_000_000,
             lease_until_ms: 0,
             done_ms: None,
+            trace: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         }
     }
 
