@@ -237,3 +237,98 @@ async fn retried_creates_are_idempotent_taken_names_conflict_and_legacy_spelling
         .await;
     assert_eq!(login.status, 401, "{}", login.raw);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_step_sign_in_works_through_graphql_and_the_legacy_login() {
+    use reqwest::Method;
+    use users::domain::totp::TotpSecret;
+    let rest = Rest::start().await;
+    let tia = rest.register("tia").await;
+    let gql = rest.stack.gql();
+    let enrolment = gql
+        .ok(
+            "mutation { enrollTotp { secret otpauthUri } }",
+            json!({}),
+            Some(&tia.token),
+        )
+        .await;
+    let secret =
+        TotpSecret::from_base32(enrolment["enrollTotp"]["secret"].as_str().unwrap()).unwrap();
+    let codes = gql
+        .ok(
+            "mutation($code: String!) { confirmTotp(code: $code) }",
+            json!({ "code": secret.code_at(chrono::Utc::now()) }),
+            Some(&tia.token),
+        )
+        .await;
+    let recovery: Vec<&str> = codes["confirmTotp"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+
+    // GraphQL: the password alone gives no tokens, only a challenge.
+    let answer = gql
+        .request(
+            "mutation { login(email: \"tia@example.com\", password: \"correct horse battery\") { accessToken } }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "TWO_FACTOR_REQUIRED",
+        "{answer}"
+    );
+    assert!(answer["errors"][0]["extensions"]["challenge"].is_string());
+
+    // REST: 401 TWO_FACTOR_REQUIRED with the challenge, then the code route.
+    let login = || {
+        rest.send(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            &[],
+            Some(json!({ "email": "tia@example.com", "password": "correct horse battery" })),
+        )
+    };
+    let Reply { status, body, .. } = login().await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "TWO_FACTOR_REQUIRED", "{body}");
+    assert!(body.get("token").is_none(), "{body}");
+    let challenge = body["details"][0]["challenge"].as_str().unwrap().to_owned();
+    assert_eq!(body["details"][0]["expiresIn"], 300, "{body}");
+    let with_code = |code: &str| {
+        rest.send(
+            Method::POST,
+            "/api/auth/login/code",
+            None,
+            &[],
+            Some(json!({ "challenge": challenge, "code": code })),
+        )
+    };
+    let wrong = with_code("abcde-abcde").await;
+    assert_eq!(wrong.status, 401, "{}", wrong.raw);
+    assert_eq!(wrong.body["code"], "UNAUTHENTICATED");
+    let malformed = with_code("12").await;
+    assert_eq!(malformed.status, 400, "{}", malformed.raw);
+    let ok = with_code(recovery[0]).await.expect(200);
+    assert_eq!(ok.body["user"]["id"], tia.user_id.as_str());
+    assert!(ok.body["token"].is_string() && ok.body["refreshToken"].is_string());
+    // The challenge is spent; so is the recovery code.
+    let again = with_code(recovery[1]).await;
+    assert_eq!(again.status, 401, "{}", again.raw);
+    let Reply { body, .. } = login().await;
+    let challenge = body["details"][0]["challenge"].as_str().unwrap().to_owned();
+    let reused = rest
+        .send(
+            Method::POST,
+            "/api/auth/login/code",
+            None,
+            &[],
+            Some(json!({ "challenge": challenge, "code": recovery[0] })),
+        )
+        .await;
+    assert_eq!(reused.status, 401, "{}", reused.raw);
+}

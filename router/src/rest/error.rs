@@ -94,6 +94,14 @@ impl ApiError {
             Some(e) => {
                 if let Some(list) = e.get("errors").filter(|v| v.is_array()) {
                     list.clone()
+                } else if let Some(challenge) = e.get("challenge").and_then(Value::as_str) {
+                    // TWO_FACTOR_REQUIRED: what `/api/auth/login/code` takes with the code.
+                    serde_json::json!([{
+                        "field": "code",
+                        "message": message,
+                        "challenge": challenge,
+                        "expiresIn": e.get("expiresIn").cloned().unwrap_or(Value::Null),
+                    }])
                 } else if let Some(field) = e.get("field").and_then(Value::as_str) {
                     serde_json::json!([{ "field": rest_field_name(field), "message": message }])
                 } else {

@@ -45,6 +45,7 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/auth/register", post(users::register))
         .route("/api/auth/login", post(users::login))
+        .route("/api/auth/login/code", post(users::login_with_code))
         .route(
             "/api/users/profile",
             get(users::get_profile).put(users::update_profile),
@@ -288,6 +289,16 @@ pub mod schemas {
     }
 
     #[derive(ToSchema)]
+    #[schema(example = json!({"challenge": "the challenge from the login answer", "code": "123456"}))]
+    pub struct LoginCodeBody {
+        #[schema(min_length = 1)]
+        challenge: String,
+        /// Six digits from the authenticator app, or a recovery code.
+        #[schema(min_length = 1)]
+        code: String,
+    }
+
+    #[derive(ToSchema)]
     #[schema(rename_all = "camelCase", example = json!({
         "firstName": "Ada", "currency": "EUR", "timezone": "Europe/Paris", "monthlyIncome": 4200.5
     }))]
@@ -407,7 +418,7 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "Smart Expense Tracker — legacy REST API", version = "1"),
     paths(
-        users::register, users::login, users::get_profile, users::update_profile,
+        users::register, users::login, users::login_with_code, users::get_profile, users::update_profile,
         expenses::list, expenses::create, expenses::get_one, expenses::update, expenses::delete,
         expenses::summary, expenses::summary_by_category, expenses::export_csv, expenses::import_csv,
         budgets::list, budgets::create, budgets::update, budgets::delete, budgets::alerts, budgets::alert_read,
@@ -454,6 +465,7 @@ mod tests {
         for path in [
             "/api/auth/register",
             "/api/auth/login",
+            "/api/auth/login/code",
             "/api/users/profile",
             "/api/expenses",
             "/api/expenses/{id}",

@@ -125,6 +125,12 @@ pub static LOGIN: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+pub static LOGIN_WITH_CODE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "mutation($challenge: String!, $code: String!) {{ loginWithCode(challenge: $challenge, code: $code) {{ {AUTH_FIELDS} }} }}"
+    )
+});
+
 pub static PROFILE: LazyLock<String> =
     LazyLock::new(|| format!("query {{ me {{ {PROFILE_FIELDS} }} }}"));
 
@@ -168,6 +174,7 @@ pub fn all() -> Vec<String> {
         &MARK_ALL_READ,
         &REGISTER,
         &LOGIN,
+        &LOGIN_WITH_CODE,
         &PROFILE,
         &UPDATE_PROFILE,
     ]

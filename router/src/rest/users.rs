@@ -111,6 +111,33 @@ pub async fn login(
     Ok(Json(auth_response("Login successful", p, true)))
 }
 
+/// The second step of signing in, when `/api/auth/login` answered 401
+/// `TWO_FACTOR_REQUIRED` (its `details[0].challenge`): that challenge and a code from the
+/// authenticator app or a recovery code.
+#[utoipa::path(post, path = "/api/auth/login/code", tag = "auth",
+    request_body = schemas::LoginCodeBody,
+    responses((status = 200, body = AuthResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn login_with_code(
+    State(state): State<Arc<AppState>>,
+    Anonymous(caller): Anonymous,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AuthResponse>, ApiError> {
+    let body = Body::parse(&headers, &body_bytes(body)?)?;
+    let challenge = body.required_string("challenge")?;
+    let code = body.required_string("code")?;
+    let q: &str = &ops::LOGIN_WITH_CODE;
+    let mut data = run(
+        &state,
+        &caller,
+        q,
+        json!({ "challenge": challenge, "code": code }),
+    )
+    .await?;
+    let p: Payload = field(&mut data, "loginWithCode")?;
+    Ok(Json(auth_response("Login successful", p, true)))
+}
+
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/users/profile", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = Profile), (status = 401, body = ErrorBody)))]

@@ -37,6 +37,9 @@ macro_rules! error_codes {
 error_codes! {
     /// No credentials, or credentials that do not verify.
     Unauthenticated => "UNAUTHENTICATED", 401;
+    /// The password was right; the account's two-step sign-in wants a code
+    /// (`extensions.challenge` goes with it to `loginWithCode`).
+    TwoFactorRequired => "TWO_FACTOR_REQUIRED", 401;
     /// Verified, but not allowed.
     Forbidden => "FORBIDDEN", 403;
     /// Absent, or someone else's.

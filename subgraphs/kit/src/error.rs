@@ -38,6 +38,12 @@ pub enum AppError {
         message: String,
         field: Option<String>,
     },
+    /// The password was right and the account has two-step sign-in: the code goes with
+    /// `challenge` to `loginWithCode` within `expires_in_secs`.
+    SecondStepRequired {
+        challenge: String,
+        expires_in_secs: u64,
+    },
     Internal(anyhow::Error),
 }
 
@@ -112,6 +118,7 @@ impl AppError {
             AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::OutOfRange(_) => ErrorCode::AmountOutOfRange,
             AppError::Refused { code, .. } => *code,
+            AppError::SecondStepRequired { .. } => ErrorCode::TwoFactorRequired,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -127,6 +134,9 @@ impl AppError {
             | AppError::Conflict { message, .. }
             | AppError::RateLimited { message, .. }
             | AppError::Refused { message, .. } => message.clone(),
+            AppError::SecondStepRequired { .. } => {
+                "enter the code from your authenticator app (or a recovery code)".to_string()
+            }
             AppError::Internal(_) => "Internal server error".to_string(),
         }
     }
@@ -167,6 +177,13 @@ impl From<AppError> for async_graphql::Error {
                 AppError::RateLimited {
                     retry_after_secs, ..
                 } => ext.set("retryAfter", *retry_after_secs),
+                AppError::SecondStepRequired {
+                    challenge,
+                    expires_in_secs,
+                } => {
+                    ext.set("challenge", challenge.as_str());
+                    ext.set("expiresIn", *expires_in_secs);
+                }
                 _ => {}
             }
         })

@@ -9,6 +9,7 @@ pub mod store;
 use axum::Router;
 use kit::auth::JwtKeys;
 use kit::bootstrap::{App, Settings, Subgraph};
+use kit::clock::Clock;
 use kit::config::ServiceConfig;
 use mongodb::Database;
 
@@ -17,16 +18,26 @@ pub const DEFAULT_PORT: u16 = 3001;
 
 /// The schema over a database (indexes are not touched).
 pub fn schema(config: &ServiceConfig, db: &Database) -> graphql::UsersSchema {
-    graphql::build_schema(accounts(config, db))
+    graphql::build_schema(accounts(config, db, Clock::system()))
 }
 
-fn accounts(config: &ServiceConfig, db: &Database) -> accounts::Accounts {
-    accounts::Accounts::new(store::Store::new(db), JwtKeys::hs256(&config.jwt_secret))
+fn accounts(config: &ServiceConfig, db: &Database, clock: Clock) -> accounts::Accounts {
+    accounts::Accounts::new(
+        store::Store::new(db),
+        JwtKeys::hs256(&config.jwt_secret),
+        clock,
+    )
 }
 
 /// The HTTP app over a connected database; creates the indexes it needs.
 pub async fn app(config: &ServiceConfig, db: Database) -> anyhow::Result<Router> {
-    let settings = Settings::from_vars(&[("PORT", "0")], config.clone())?;
+    app_at(config, db, Clock::system()).await
+}
+
+/// [`app`] reading the time from `clock` (tests pin it).
+pub async fn app_at(config: &ServiceConfig, db: Database, clock: Clock) -> anyhow::Result<Router> {
+    let mut settings = Settings::from_vars(&[("PORT", "0")], config.clone())?;
+    settings.clock = clock;
     let running = kit::bootstrap::start::<accounts::Accounts>(&settings, db).await?;
     Ok(running.router)
 }
@@ -41,7 +52,7 @@ impl Subgraph for accounts::Accounts {
     }
 
     async fn start(settings: &Settings<()>, db: Database, app: &mut App) -> anyhow::Result<Self> {
-        let accounts = accounts(&settings.service, &db);
+        let accounts = accounts(&settings.service, &db, settings.clock.clone());
         accounts.store().ensure_indexes().await?;
         app.graphql(graphql::build_schema(accounts.clone()));
         Ok(accounts)

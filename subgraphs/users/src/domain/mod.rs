@@ -3,6 +3,7 @@
 
 mod account;
 pub mod password;
+pub mod totp;
 
 use kit::AppError;
 

@@ -96,6 +96,26 @@ impl User {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// Whether signing in asks for a code from an authenticator app after the password.
+    async fn totp_enabled(&self, ctx: &Context<'_>) -> Result<bool> {
+        let accounts = ctx.data::<Accounts>()?;
+        Ok(accounts.two_step_status(&self.0.id).await?.0)
+    }
+    /// Unused recovery codes left (0 when two-step sign-in is off).
+    async fn recovery_codes_left(&self, ctx: &Context<'_>) -> Result<i32> {
+        let accounts = ctx.data::<Accounts>()?;
+        let left = accounts.two_step_status(&self.0.id).await?.1;
+        Ok(i32::try_from(left).unwrap_or(i32::MAX))
+    }
+}
+
+/// What an authenticator app is given to enrol: the secret (to type in) and the
+/// `otpauth://` URI (to scan as a QR code). Two-step sign-in is on only after
+/// `confirmTotp` with a first code.
+#[derive(SimpleObject)]
+pub struct TotpEnrolment {
+    secret: String,
+    otpauth_uri: String,
 }
 
 #[derive(SimpleObject)]
@@ -246,6 +266,47 @@ impl Mutation {
     async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
         let accounts = ctx.data::<Accounts>()?;
         Ok(accounts.logout(&refresh_token).await?)
+    }
+
+    /// The second step of signing in, when `login` answered `TWO_FACTOR_REQUIRED`: its
+    /// `extensions.challenge` and a code from the authenticator app or a recovery code.
+    /// Wrong codes count toward the same lockout as wrong passwords; each code is
+    /// accepted once.
+    async fn login_with_code(
+        &self,
+        ctx: &Context<'_>,
+        challenge: String,
+        code: String,
+    ) -> Result<AuthPayload> {
+        let accounts = ctx.data::<Accounts>()?;
+        Ok(accounts.login_with_code(&challenge, &code).await?.into())
+    }
+
+    /// Starts turning on two-step sign-in: a new secret for an authenticator app.
+    async fn enroll_totp(&self, ctx: &Context<'_>) -> Result<TotpEnrolment> {
+        let id = kit::auth::caller_id(ctx)?;
+        let accounts = ctx.data::<Accounts>()?;
+        let e = accounts.enroll_totp(&id).await?;
+        Ok(TotpEnrolment {
+            secret: e.secret,
+            otpauth_uri: e.uri,
+        })
+    }
+
+    /// Turns two-step sign-in on with a first code from the app. Returns the ten
+    /// recovery codes, each usable once instead of a code; they are shown only now.
+    async fn confirm_totp(&self, ctx: &Context<'_>, code: String) -> Result<Vec<String>> {
+        let id = kit::auth::caller_id(ctx)?;
+        let accounts = ctx.data::<Accounts>()?;
+        Ok(accounts.confirm_totp(&id, &code).await?)
+    }
+
+    /// Turns two-step sign-in off; needs a current code from the app. False when it was
+    /// not on.
+    async fn disable_totp(&self, ctx: &Context<'_>, code: String) -> Result<bool> {
+        let id = kit::auth::caller_id(ctx)?;
+        let accounts = ctx.data::<Accounts>()?;
+        Ok(accounts.disable_totp(&id, &code).await?)
     }
 
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {

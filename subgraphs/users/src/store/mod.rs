@@ -2,6 +2,7 @@
 //! return domain types; the documents are mapped in [`docs`].
 
 mod docs;
+mod two_factor;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use mongodb::{Collection, Database, IndexModel};
 
 use docs::LoginFailureDoc;
 pub use docs::{RefreshTokenDoc, UserDoc};
+pub use two_factor::{Challenge, ChallengeDoc, TwoFactor, TwoFactorDoc};
 
 use crate::domain::{FamilyId, RefreshToken, User};
 
@@ -24,6 +26,8 @@ pub struct Store {
     users: Collection<UserDoc>,
     refresh_tokens: Collection<RefreshTokenDoc>,
     login_failures: Collection<LoginFailureDoc>,
+    two_factor: Collection<TwoFactorDoc>,
+    challenges: Collection<ChallengeDoc>,
 }
 
 /// Which unique field a duplicate registration hit.
@@ -39,6 +43,8 @@ impl Store {
             users: db.collection("users"),
             refresh_tokens: db.collection("refresh_tokens"),
             login_failures: db.collection("login_failures"),
+            two_factor: db.collection("two_factor"),
+            challenges: db.collection("login_challenges"),
         }
     }
 
@@ -95,6 +101,17 @@ impl Store {
                     )
                     .build(),
             ])
+            .await?;
+        self.challenges
+            .create_indexes([IndexModel::builder()
+                .keys(doc! { "expiresAt": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name("expiry_ttl".to_string())
+                        .expire_after(Duration::from_secs(0))
+                        .build(),
+                )
+                .build()])
             .await?;
         Ok(())
     }
