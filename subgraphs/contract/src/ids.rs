@@ -124,6 +124,10 @@ typed_ids! {
     EventId => "event";
     /// A recurring schedule.
     RecurrenceId => "recurrence";
+    /// A household: people sharing budgets.
+    HouseholdId => "household";
+    /// An invitation to a household.
+    InvitationId => "invitation";
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod households;
 pub mod ids;
 pub mod json;
 pub mod shutdown;

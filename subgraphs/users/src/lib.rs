@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod domain;
 pub mod graphql;
+pub mod households;
 pub mod store;
 
 use axum::Router;
@@ -18,7 +19,11 @@ pub const DEFAULT_PORT: u16 = 3001;
 
 /// The schema over a database (indexes are not touched).
 pub fn schema(config: &ServiceConfig, db: &Database) -> graphql::UsersSchema {
-    graphql::build_schema(accounts(config, db, Clock::system()))
+    let clock = Clock::system();
+    graphql::build_schema(
+        accounts(config, db, clock.clone()),
+        households::Households::new(store::Store::new(db), clock),
+    )
 }
 
 fn accounts(config: &ServiceConfig, db: &Database, clock: Clock) -> accounts::Accounts {
@@ -54,7 +59,9 @@ impl Subgraph for accounts::Accounts {
     async fn start(settings: &Settings<()>, db: Database, app: &mut App) -> anyhow::Result<Self> {
         let accounts = accounts(&settings.service, &db, settings.clock.clone());
         accounts.store().ensure_indexes().await?;
-        app.graphql(graphql::build_schema(accounts.clone()));
+        let households =
+            households::Households::new(accounts.store().clone(), settings.clock.clone());
+        app.graphql(graphql::build_schema(accounts.clone(), households));
         Ok(accounts)
     }
 }

@@ -2,6 +2,7 @@
 //! username, password, timezone and name are. No GraphQL or BSON here.
 
 mod account;
+pub mod household;
 pub mod password;
 pub mod totp;
 

@@ -1,10 +1,12 @@
 //! The users subgraph's GraphQL types and resolvers.
 
+mod households;
+
 use std::collections::HashMap;
 
 use async_graphql::{
-    Context, EmptySubscription, ID, InputObject, MaybeUndefined, Object, Result, Schema,
-    SimpleObject,
+    Context, EmptySubscription, ID, InputObject, MaybeUndefined, MergedObject, Object, Result,
+    Schema, SimpleObject,
 };
 use chrono::{DateTime, Utc};
 use contract::ids::UserId;
@@ -15,7 +17,10 @@ use kit::{AppError, Currency};
 
 use crate::accounts::{Accounts, Session};
 use crate::domain::{self, Email, ProfileChange, Registration, Username};
+use crate::households::Households;
 use crate::store::Store;
+
+pub use households::{HouseholdMutation, HouseholdQuery};
 
 pub type UsersSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -47,14 +52,15 @@ impl BatchFn<UserId, Result<Option<domain::User>, String>> for UserBatcher {
 
 pub type UserLoader = Loader<UserId, Result<Option<domain::User>, String>, UserBatcher>;
 
-pub fn build_schema(accounts: Accounts) -> UsersSchema {
+pub fn build_schema(accounts: Accounts, households: Households) -> UsersSchema {
     let loader: UserLoader = Loader::new(UserBatcher {
         store: accounts.store().clone(),
     })
     .with_max_batch_size(100);
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .enable_federation()
         .data(accounts)
+        .data(households)
         .data(loader)
         .limit_depth(16)
         .limit_complexity(500)
@@ -208,10 +214,17 @@ impl UpdateProfileInput {
 // Every root field here is nullable (`Option`): it shares the response's one `data`
 // object with the other subgraphs' root fields, and a failure here must cost only this
 // field (see schema/README.md, "Nullability across subgraphs").
-pub struct Query;
+#[derive(MergedObject, Default)]
+pub struct Query(AccountQuery, HouseholdQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(AccountMutation, HouseholdMutation);
+
+#[derive(Default)]
+pub struct AccountQuery;
 
 #[Object]
-impl Query {
+impl AccountQuery {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         let id = kit::auth::caller_id(ctx)?;
@@ -236,10 +249,11 @@ impl Query {
     }
 }
 
-pub struct Mutation;
+#[derive(Default)]
+pub struct AccountMutation;
 
 #[Object]
-impl Mutation {
+impl AccountMutation {
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
         let accounts = ctx.data::<Accounts>()?;
         let session = accounts.register(input.into_registration()?).await?;

@@ -2,6 +2,7 @@
 //! return domain types; the documents are mapped in [`docs`].
 
 mod docs;
+mod households;
 mod two_factor;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use mongodb::{Collection, Database, IndexModel};
 
 use docs::LoginFailureDoc;
 pub use docs::{RefreshTokenDoc, UserDoc};
+pub use households::{HouseholdDoc, InvitationDoc};
 pub use two_factor::{Challenge, ChallengeDoc, TwoFactor, TwoFactorDoc};
 
 use crate::domain::{FamilyId, RefreshToken, User};
@@ -28,6 +30,8 @@ pub struct Store {
     login_failures: Collection<LoginFailureDoc>,
     two_factor: Collection<TwoFactorDoc>,
     challenges: Collection<ChallengeDoc>,
+    households: Collection<HouseholdDoc>,
+    invitations: Collection<InvitationDoc>,
 }
 
 /// Which unique field a duplicate registration hit.
@@ -45,6 +49,8 @@ impl Store {
             login_failures: db.collection("login_failures"),
             two_factor: db.collection("two_factor"),
             challenges: db.collection("login_challenges"),
+            households: db.collection("households"),
+            invitations: db.collection("household_invitations"),
         }
     }
 
@@ -112,6 +118,15 @@ impl Store {
                         .build(),
                 )
                 .build()])
+            .await?;
+        self.households
+            .create_indexes([plain(doc! { "memberIds": 1 }, "members")])
+            .await?;
+        self.invitations
+            .create_indexes([
+                plain(doc! { "householdId": 1, "status": 1 }, "household_status"),
+                plain(doc! { "inviteeId": 1, "status": 1 }, "invitee_status"),
+            ])
             .await?;
         Ok(())
     }
