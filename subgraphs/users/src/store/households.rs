@@ -153,7 +153,9 @@ impl Store {
     pub async fn households_of(&self, user: &UserId) -> Result<Vec<Household>, AppError> {
         let docs: Vec<HouseholdDoc> = self
             .households
-            .find(doc! { "memberIds": user.as_str() })
+            // `$in` rather than plain equality: nx-27017 0.8.1 answers an equality on an
+            // indexed array field with nothing (scripts/repro/nx_array_index_equality.py).
+            .find(doc! { "memberIds": { "$in": [user.as_str()] } })
             .sort(doc! { "createdAt": 1, "_id": 1 })
             .await?
             .try_collect()

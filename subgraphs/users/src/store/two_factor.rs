@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Store;
 use crate::domain::totp::TotpSecret;
 
-/// A user's authenticator secret; enabled once `confirmed_at` is set.
+/// A user's authenticator secret; enabled once `confirmed_ms` is set.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TwoFactorDoc {
@@ -20,7 +20,9 @@ pub struct TwoFactorDoc {
     pub user_id: String,
     /// Base32 secret shared with the authenticator app.
     pub secret: String,
-    pub confirmed_at: Option<bson::DateTime>,
+    /// When it was turned on, epoch milliseconds (a number: one local server stores a
+    /// date written by `$set` as text).
+    pub confirmed_ms: Option<i64>,
     /// The last TOTP step a code was accepted for: codes of this step or earlier are
     /// refused (no replay).
     pub last_step: i64,
@@ -73,7 +75,7 @@ impl Store {
         })?;
         Ok(Some(TwoFactor {
             secret,
-            enabled: d.confirmed_at.is_some(),
+            enabled: d.confirmed_ms.is_some(),
             recovery_left: d.recovery.len(),
         }))
     }
@@ -88,13 +90,13 @@ impl Store {
         let pending = TwoFactorDoc {
             user_id: user.to_string(),
             secret: secret.base32(),
-            confirmed_at: None,
+            confirmed_ms: None,
             last_step: 0,
             recovery: Vec::new(),
         };
         let replaced = self
             .two_factor
-            .replace_one(doc! { "_id": user.as_str(), "confirmedAt": null }, &pending)
+            .replace_one(doc! { "_id": user.as_str(), "confirmedMs": null }, &pending)
             .await?;
         if replaced.matched_count == 1 {
             return Ok(true);
@@ -124,11 +126,11 @@ impl Store {
                 doc! {
                     "_id": user.as_str(),
                     "secret": secret.base32(),
-                    "confirmedAt": null,
+                    "confirmedMs": null,
                     "lastStep": { "$lt": step },
                 },
                 doc! { "$set": {
-                    "confirmedAt": bson::DateTime::from_chrono(at),
+                    "confirmedMs": at.timestamp_millis(),
                     "lastStep": step,
                     "recovery": recovery,
                 } },
@@ -145,7 +147,7 @@ impl Store {
             .update_one(
                 doc! {
                     "_id": user.as_str(),
-                    "confirmedAt": { "$ne": null },
+                    "confirmedMs": { "$ne": null },
                     "lastStep": { "$lt": step },
                 },
                 doc! { "$set": { "lastStep": step } },
@@ -161,8 +163,9 @@ impl Store {
             .update_one(
                 doc! {
                     "_id": user.as_str(),
-                    "confirmedAt": { "$ne": null },
-                    "recovery": hash,
+                    "confirmedMs": { "$ne": null },
+                    // `$in`: array element match that holds on every local server.
+                    "recovery": { "$in": [hash] },
                 },
                 doc! { "$pull": { "recovery": hash } },
             )
