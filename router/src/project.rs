@@ -18,6 +18,7 @@ use graphql_tools::static_graphql::schema::{
 use serde_json::{Map, Value};
 
 use crate::error::GraphQLError;
+use crate::json::{JObject, JValue};
 use crate::schema::{SchemaIndex, TypeKind};
 
 #[derive(Debug, Clone, Copy)]
@@ -132,12 +133,12 @@ impl<'a> Projector<'a> {
         mut self,
         root_type: &'a str,
         selection: &'a SelectionSet,
-        data: &Value,
+        data: &JValue,
     ) -> (Vec<u8>, Vec<GraphQLError>) {
         let mut groups = Vec::new();
         self.collect_fields(root_type, selection, &mut Vec::new(), &mut groups);
         let collected = self.with_types(root_type, groups);
-        let empty = Map::new();
+        let empty = JObject::new();
         let obj = data.as_object().unwrap_or(&empty);
         if self.complete_object(root_type, &collected, obj).is_err() {
             self.out.clear();
@@ -245,7 +246,7 @@ impl<'a> Projector<'a> {
         &mut self,
         type_name: &'a str,
         collected: &Collected<'a>,
-        obj: &Map<String, Value>,
+        obj: &JObject,
     ) -> Result<(), Propagate> {
         self.out.push(b'{');
         for (i, ((key, fields), field_type)) in
@@ -290,12 +291,12 @@ impl<'a> Projector<'a> {
         &mut self,
         ty: &'a Type,
         fields: &[&'a Field],
-        value: Option<&Value>,
+        value: Option<&JValue>,
         parent_type: &str,
     ) -> Result<(), Propagate> {
         match ty {
             Type::NonNullType(inner) => match value {
-                None | Some(Value::Null) => {
+                None | Some(JValue::Null) => {
                     self.null_error(parent_type, &fields[0].name);
                     Err(Propagate)
                 }
@@ -304,7 +305,7 @@ impl<'a> Projector<'a> {
             _ => {
                 let start = self.out.len();
                 match value {
-                    None | Some(Value::Null) => {
+                    None | Some(JValue::Null) => {
                         self.out.extend_from_slice(b"null");
                         Ok(())
                     }
@@ -324,13 +325,13 @@ impl<'a> Projector<'a> {
         &mut self,
         ty: &'a Type,
         fields: &[&'a Field],
-        value: &Value,
+        value: &JValue,
         parent_type: &str,
     ) -> Result<(), Propagate> {
         match ty {
             Type::NonNullType(inner) => self.complete_inner(inner, fields, value, parent_type),
             Type::ListType(inner) => {
-                let Value::Array(items) = value else {
+                let JValue::Array(items) = value else {
                     self.value_error("expected a list");
                     return Err(Propagate);
                 };
@@ -371,14 +372,14 @@ impl<'a> Projector<'a> {
                         }
                     },
                     TypeKind::Object | TypeKind::Interface | TypeKind::Union => {
-                        let Value::Object(obj) = value else {
+                        let JValue::Object(obj) = value else {
                             self.value_error("expected an object");
                             return Err(Propagate);
                         };
                         let runtime: &'a str = if info.kind == TypeKind::Object {
                             name
                         } else {
-                            match obj.get("__typename").and_then(Value::as_str) {
+                            match obj.get("__typename").and_then(JValue::as_str) {
                                 Some(t) => match self.schema.types.get_key_value(t) {
                                     Some((k, _)) if info.possible_types.contains(t) => k.as_str(),
                                     // An @interfaceObject answers with the interface itself.
