@@ -284,6 +284,7 @@ impl<'a> Execution<'a> {
         let mut count = 0;
         let mut seen: rustc_hash::FxHashMap<Box<[u8]>, usize> = Default::default();
         let mut one = Vec::new();
+        let mut keys = Vec::new();
         let mut targets: Vec<(Vec<PathSeg<'p>>, usize)> = Vec::new();
         let mut cur = Vec::new();
         for path in paths {
@@ -293,7 +294,7 @@ impl<'a> Execution<'a> {
                 // Written straight as JSON when nothing rewrites it; otherwise (or when
                 // fragments select one key twice) through a JSON value.
                 let direct = if input_rewrites.is_none_or(Vec::is_empty) {
-                    self.write_requires(obj, typename, requires, &mut one)
+                    self.write_requires(obj, typename, requires, &mut one, &mut keys)
                 } else {
                     None
                 };
@@ -551,17 +552,19 @@ impl<'a> Execution<'a> {
     /// `Some(false)` when a required field is missing or nothing applies (the entity is
     /// not fetched), `None` when a key is selected twice at one level (the caller
     /// merges through a JSON value instead).
-    fn write_requires(
+    /// `keys` is scratch space (kept by the caller so entities share one allocation).
+    fn write_requires<'s>(
         &self,
         obj: &JObject,
         typename: Option<&str>,
-        selection: &SelectionSet,
+        selection: &'s SelectionSet,
         out: &mut Vec<u8>,
+        keys: &mut Vec<&'s str>,
     ) -> Option<bool> {
         let start = out.len();
         out.push(b'{');
-        let mut keys: Vec<&str> = Vec::new();
-        let ok = self.write_requires_fields(obj, typename, selection, out, &mut keys)?;
+        keys.clear();
+        let ok = self.write_requires_fields(obj, typename, selection, out, keys)?;
         if !ok || keys.is_empty() {
             out.truncate(start);
             return Some(false);
@@ -592,11 +595,11 @@ impl<'a> Execution<'a> {
                         out.push(b',');
                     }
                     keys.push(key);
-                    serde_json::to_writer(&mut *out, key).expect("a string always serializes");
+                    // A field's response key is a GraphQL name.
+                    crate::json::write_name(out, key);
                     out.push(b':');
                     if field.selections.is_empty() {
-                        serde_json::to_writer(&mut *out, value)
-                            .expect("JSON values always serialize");
+                        crate::json::write_value(out, value);
                     } else if !self.write_requires_value(value, &field.selections, out)? {
                         return Some(false);
                     }
@@ -649,7 +652,7 @@ impl<'a> Execution<'a> {
                 Some(ok)
             }
             other => {
-                serde_json::to_writer(&mut *out, other).expect("JSON values always serialize");
+                crate::json::write_value(out, other);
                 Some(true)
             }
         }
@@ -996,9 +999,7 @@ pub fn deep_merge(target: &mut JValue, source: JValue) {
             for (k, v) in s {
                 match t.get_mut(&k) {
                     Some(existing) => deep_merge(existing, v),
-                    None => {
-                        t.insert(k, v);
-                    }
+                    None => t.push(k, v),
                 }
             }
         }

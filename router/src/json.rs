@@ -27,7 +27,8 @@ pub enum JValue {
     Object(JObject),
 }
 
-/// A JSON object: its entries in order, each key once.
+/// A JSON object: its entries in order, each key once (a parsed object that repeats a
+/// key keeps it at its first position with its last value, as `serde_json` does).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct JObject(Vec<(Str, JValue)>);
 
@@ -83,6 +84,25 @@ impl JObject {
     pub fn remove(&mut self, key: &str) -> Option<JValue> {
         let i = self.0.iter().position(|(k, _)| k.as_str() == key)?;
         Some(self.0.swap_remove(i).1)
+    }
+
+    /// [`JObject::get`], trying the position in `hint` first and leaving there the
+    /// position found: objects of one list usually share their layout, so a hint kept
+    /// per selected field finds each key at the first try.
+    pub fn get_hinted(&self, key: &str, hint: &std::cell::Cell<usize>) -> Option<&JValue> {
+        if let Some((k, v)) = self.0.get(hint.get())
+            && k.as_str() == key
+        {
+            return Some(v);
+        }
+        let i = self.0.iter().position(|(k, _)| k.as_str() == key)?;
+        hint.set(i);
+        Some(&self.0[i].1)
+    }
+
+    /// Appends an entry without looking for the key: the caller knows it is new.
+    pub fn push(&mut self, key: Str, value: JValue) {
+        self.0.push((key, value));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Str, &JValue)> {
@@ -194,6 +214,77 @@ impl From<&JValue> for Value {
     }
 }
 
+/// The bytes `serde_json` escapes in a string.
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// Writes a GraphQL name (`[_A-Za-z][_0-9A-Za-z]*`, which JSON never escapes) as a
+/// JSON string.
+pub fn write_name(out: &mut Vec<u8>, name: &str) {
+    out.reserve(name.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
+}
+
+/// Writes `s` as a JSON string, escaped as `serde_json` escapes it (only control
+/// characters, quotes and backslashes); most strings need no escape and are copied as they are.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    if !s.bytes().any(|b| ESCAPED[usize::from(b)]) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    }
+}
+
+/// Writes `v` as JSON (what `serde_json::to_writer` writes for it, without going
+/// through a serializer for every value).
+pub fn write_value(out: &mut Vec<u8>, v: &JValue) {
+    match v {
+        JValue::Null => out.extend_from_slice(b"null"),
+        JValue::Bool(true) => out.extend_from_slice(b"true"),
+        JValue::Bool(false) => out.extend_from_slice(b"false"),
+        JValue::Number(n) => {
+            serde_json::to_writer(&mut *out, n).expect("writing to a Vec cannot fail")
+        }
+        JValue::String(s) => write_str(out, s),
+        JValue::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        JValue::Object(obj) => {
+            out.push(b'{');
+            for (i, (k, v)) in obj.0.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write_value(out, v);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
 impl fmt::Display for JValue {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let text = serde_json::to_string(self).map_err(|_| fmt::Error)?;
@@ -227,6 +318,14 @@ impl<'de> Deserialize<'de> for JValue {
 }
 
 struct JValueVisitor;
+
+/// Which bit of the duplicate filter a key takes (from its length and end bytes).
+fn key_bit(key: &str) -> u32 {
+    let b = key.as_bytes();
+    let first = u32::from(b.first().copied().unwrap_or(0));
+    let last = u32::from(b.last().copied().unwrap_or(0));
+    ((b.len() as u32).wrapping_mul(7) ^ first ^ (last << 2)) & 63
+}
 
 impl<'de> Visitor<'de> for JValueVisitor {
     type Value = JValue;
@@ -281,9 +380,20 @@ impl<'de> Visitor<'de> for JValueVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JValue, A::Error> {
         let mut obj = JObject::with_capacity(map.size_hint().unwrap_or(0));
+        // A 64-bit filter of the keys seen: only a key whose bit is set already is
+        // looked for among the entries (almost never, in a GraphQL response).
+        let mut seen = 0u64;
         while let Some(key) = map.next_key::<Str>()? {
             let value = map.next_value::<JValue>()?;
-            obj.insert(key, value);
+            let bit = 1u64 << key_bit(&key);
+            if seen & bit != 0
+                && let Some(slot) = obj.get_mut(&key)
+            {
+                *slot = value;
+                continue;
+            }
+            seen |= bit;
+            obj.push(key, value);
         }
         Ok(JValue::Object(obj))
     }
@@ -305,11 +415,34 @@ mod tests {
 
     #[test]
     fn a_repeated_key_keeps_its_first_position_and_last_value() {
-        let v: JValue = serde_json::from_str(r#"{"a":1,"b":2,"a":3}"#).expect("parses");
-        assert_eq!(
-            serde_json::to_string(&v).expect("writes"),
-            r#"{"a":3,"b":2}"#
-        );
+        let text = r#"{"a":1,"b":2,"a":3,"ab":4,"ba":5,"b":6}"#;
+        let v: JValue = serde_json::from_str(text).expect("parses");
+        let s: Value = serde_json::from_str(text).expect("parses");
+        assert_eq!(serde_json::to_string(&v).expect("writes"), s.to_string());
+        assert_eq!(v.get("a"), Some(&JValue::Number(3.into())));
+    }
+
+    #[test]
+    fn a_hint_finds_keys_at_other_positions_too() {
+        let v: JValue = serde_json::from_str(r#"{"a":1,"b":2,"c":3}"#).expect("parses");
+        let obj = v.as_object().expect("an object");
+        let hint = std::cell::Cell::new(0);
+        assert_eq!(obj.get_hinted("c", &hint), Some(&JValue::Number(3.into())));
+        assert_eq!(hint.get(), 2);
+        assert_eq!(obj.get_hinted("c", &hint), Some(&JValue::Number(3.into())));
+        assert_eq!(obj.get_hinted("a", &hint), Some(&JValue::Number(1.into())));
+        assert_eq!(obj.get_hinted("z", &hint), None);
+        assert_eq!(hint.get(), 0);
+    }
+
+    #[test]
+    fn written_json_is_what_serde_json_writes() {
+        let text = r#"{"s":"tab\there \"q\" back\\slash \u0001 é 𝄞","n":[0,-1,18446744073709551615,1.5,1e300],"b":[true,false,null],"o":{}}"#;
+        let v: JValue = serde_json::from_str(text).expect("parses");
+        let mut out = Vec::new();
+        write_value(&mut out, &v);
+        let ours = String::from_utf8(out).expect("utf-8");
+        assert_eq!(ours, serde_json::to_string(&v).expect("writes"));
     }
 
     #[test]
