@@ -196,13 +196,16 @@ impl<'a> Execution<'a> {
             observer.fetched(subgraph, started.elapsed(), result.is_ok());
         }
         let bytes = result.map_err(|e| fetch_error(subgraph, &e))?;
-        serde_json::from_slice::<SubgraphResponse>(&bytes).map_err(|_| {
+        let invalid = || {
             GraphQLError::with_code(
                 format!("subgraph '{subgraph}' returned an invalid GraphQL response"),
                 codes::SUBGRAPH_BAD_RESPONSE,
             )
             .with_extension("serviceName", subgraph)
-        })
+        };
+        // The body checked as UTF-8 once, in one pass, rather than string by string.
+        let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
+        serde_json::from_str::<SubgraphResponse>(text).map_err(|_| invalid())
     }
 
     /// `send`, with a failed fetch recorded among the response errors: one error per
