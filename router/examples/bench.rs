@@ -17,6 +17,9 @@
 //!   `@graphql-hive/gateway`, Node >= 22) to compare against
 //! - `BENCH_ROUTER_BINS`: comma-separated router binaries taking the same
 //!   `--supergraph PATH --listen ADDR` flags, to compare against
+//! - `BENCH_SERVE_ONLY=1`: only start the subgraphs and write the supergraph; prints
+//!   `SUPERGRAPH <path>` and serves until killed (for `scripts/router-instructions.sh`,
+//!   which counts the router's instructions per request under callgrind)
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -502,6 +505,10 @@ async fn main() {
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let supergraph = dir.join("supergraph.graphql");
     std::fs::write(&supergraph, &sdl).expect("write supergraph");
+    if std::env::var("BENCH_SERVE_ONLY").is_ok_and(|v| v == "1") {
+        println!("SUPERGRAPH {}", supergraph.display());
+        std::future::pending::<()>().await;
+    }
 
     // Expected answer: computed by our router once, then checked for consistency
     // against every gateway (all must agree).

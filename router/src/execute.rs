@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{GraphQLError, codes};
+use crate::json::{JObject, JValue};
 use crate::subgraph::{FetchError, ForwardHeaders, SubgraphClient};
 use crate::supergraph::Supergraph;
 
@@ -48,7 +49,7 @@ struct Representations<'p> {
 #[derive(Deserialize)]
 struct SubgraphResponse {
     #[serde(default)]
-    data: Option<Value>,
+    data: Option<JValue>,
     #[serde(default)]
     errors: Option<Vec<Value>>,
 }
@@ -75,7 +76,7 @@ pub struct Execution<'a> {
     pub observer: Option<&'a dyn FetchObserver>,
     /// Executing for a subscription event: the primary fetch already happened upstream.
     pub subscription_event: bool,
-    pub data: Mutex<Value>,
+    pub data: Mutex<JValue>,
     pub errors: Mutex<Vec<GraphQLError>>,
 }
 
@@ -95,12 +96,12 @@ impl<'a> Execution<'a> {
             dedupe,
             observer: None,
             subscription_event: false,
-            data: Mutex::new(Value::Object(Map::new())),
+            data: Mutex::new(JValue::Object(JObject::new())),
             errors: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn into_parts(self) -> (Value, Vec<GraphQLError>) {
+    pub fn into_parts(self) -> (JValue, Vec<GraphQLError>) {
         (self.data.into_inner(), self.errors.into_inner())
     }
 
@@ -195,13 +196,16 @@ impl<'a> Execution<'a> {
             observer.fetched(subgraph, started.elapsed(), result.is_ok());
         }
         let bytes = result.map_err(|e| fetch_error(subgraph, &e))?;
-        serde_json::from_slice::<SubgraphResponse>(&bytes).map_err(|_| {
+        let invalid = || {
             GraphQLError::with_code(
                 format!("subgraph '{subgraph}' returned an invalid GraphQL response"),
                 codes::SUBGRAPH_BAD_RESPONSE,
             )
             .with_extension("serviceName", subgraph)
-        })
+        };
+        // The body checked as UTF-8 once, in one pass, rather than string by string.
+        let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
+        serde_json::from_str::<SubgraphResponse>(text).map_err(|_| invalid())
     }
 
     /// `send`, with a failed fetch recorded among the response errors: one error per
@@ -283,16 +287,17 @@ impl<'a> Execution<'a> {
         let mut count = 0;
         let mut seen: rustc_hash::FxHashMap<Box<[u8]>, usize> = Default::default();
         let mut one = Vec::new();
+        let mut keys = Vec::new();
         let mut targets: Vec<(Vec<PathSeg<'p>>, usize)> = Vec::new();
         let mut cur = Vec::new();
         for path in paths {
             walk_entities(&data, path, &mut cur, &mut |obj, p| {
-                let typename = obj.get("__typename").and_then(Value::as_str);
+                let typename = obj.get("__typename").and_then(JValue::as_str);
                 one.clear();
                 // Written straight as JSON when nothing rewrites it; otherwise (or when
                 // fragments select one key twice) through a JSON value.
                 let direct = if input_rewrites.is_none_or(Vec::is_empty) {
-                    self.write_requires(obj, typename, requires, &mut one)
+                    self.write_requires(obj, typename, requires, &mut one, &mut keys)
                 } else {
                     None
                 };
@@ -301,13 +306,13 @@ impl<'a> Execution<'a> {
                     // Entities whose type matches no fragment of `requires` are not fetched.
                     Some(false) => return,
                     None => {
-                        let mut rep = Map::new();
+                        let mut rep = JObject::new();
                         if !self.project_requires(obj, typename, requires, &mut rep)
                             || rep.is_empty()
                         {
                             return;
                         }
-                        let mut rep = Value::Object(rep);
+                        let mut rep = JValue::Object(rep);
                         self.apply_rewrites(&mut rep, input_rewrites);
                         one.clear();
                         serde_json::to_writer(&mut one, &rep)
@@ -367,7 +372,7 @@ impl<'a> Execution<'a> {
         };
         let entities = response
             .data
-            .and_then(|mut d| d.get_mut("_entities").map(Value::take));
+            .and_then(|mut d| d.get_mut("_entities").map(JValue::take));
         self.merge_entities(entities, fetch.output_rewrites.as_ref(), &targets);
         if let Some(errors) = response.errors {
             self.push_entity_errors(&errors, "_entities", &targets);
@@ -428,9 +433,9 @@ impl<'a> Execution<'a> {
         else {
             return;
         };
-        let mut data = response.data.unwrap_or(Value::Null);
+        let mut data = response.data.unwrap_or(JValue::Null);
         for (alias, targets) in batch.entity_batch.aliases.iter().zip(&per_alias) {
-            let entities = data.get_mut(&alias.alias).map(Value::take);
+            let entities = data.get_mut(&alias.alias).map(JValue::take);
             self.merge_entities(entities, alias.output_rewrites.as_ref(), targets);
         }
         if let Some(errors) = response.errors {
@@ -463,11 +468,11 @@ impl<'a> Execution<'a> {
 
     fn merge_entities(
         &self,
-        entities: Option<Value>,
+        entities: Option<JValue>,
         output_rewrites: Option<&Vec<FetchRewrite>>,
         targets: &[(Vec<PathSeg>, usize)],
     ) {
-        let Some(Value::Array(mut entities)) = entities else {
+        let Some(JValue::Array(mut entities)) = entities else {
             return;
         };
         for entity in entities.iter_mut() {
@@ -550,17 +555,19 @@ impl<'a> Execution<'a> {
     /// `Some(false)` when a required field is missing or nothing applies (the entity is
     /// not fetched), `None` when a key is selected twice at one level (the caller
     /// merges through a JSON value instead).
-    fn write_requires(
+    /// `keys` is scratch space (kept by the caller so entities share one allocation).
+    fn write_requires<'s>(
         &self,
-        obj: &Map<String, Value>,
+        obj: &JObject,
         typename: Option<&str>,
-        selection: &SelectionSet,
+        selection: &'s SelectionSet,
         out: &mut Vec<u8>,
+        keys: &mut Vec<&'s str>,
     ) -> Option<bool> {
         let start = out.len();
         out.push(b'{');
-        let mut keys: Vec<&str> = Vec::new();
-        let ok = self.write_requires_fields(obj, typename, selection, out, &mut keys)?;
+        keys.clear();
+        let ok = self.write_requires_fields(obj, typename, selection, out, keys)?;
         if !ok || keys.is_empty() {
             out.truncate(start);
             return Some(false);
@@ -571,7 +578,7 @@ impl<'a> Execution<'a> {
 
     fn write_requires_fields<'s>(
         &self,
-        obj: &Map<String, Value>,
+        obj: &JObject,
         typename: Option<&str>,
         selection: &'s SelectionSet,
         out: &mut Vec<u8>,
@@ -591,11 +598,11 @@ impl<'a> Execution<'a> {
                         out.push(b',');
                     }
                     keys.push(key);
-                    serde_json::to_writer(&mut *out, key).expect("a string always serializes");
+                    // A field's response key is a GraphQL name.
+                    crate::json::write_name(out, key);
                     out.push(b':');
                     if field.selections.is_empty() {
-                        serde_json::to_writer(&mut *out, value)
-                            .expect("JSON values always serialize");
+                        crate::json::write_value(out, value);
                     } else if !self.write_requires_value(value, &field.selections, out)? {
                         return Some(false);
                     }
@@ -621,12 +628,12 @@ impl<'a> Execution<'a> {
 
     fn write_requires_value(
         &self,
-        value: &Value,
+        value: &JValue,
         selection: &SelectionSet,
         out: &mut Vec<u8>,
     ) -> Option<bool> {
         match value {
-            Value::Array(items) => {
+            JValue::Array(items) => {
                 out.push(b'[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
@@ -639,8 +646,8 @@ impl<'a> Execution<'a> {
                 out.push(b']');
                 Some(true)
             }
-            Value::Object(obj) => {
-                let typename = obj.get("__typename").and_then(Value::as_str);
+            JValue::Object(obj) => {
+                let typename = obj.get("__typename").and_then(JValue::as_str);
                 out.push(b'{');
                 let mut keys = Vec::new();
                 let ok = self.write_requires_fields(obj, typename, selection, out, &mut keys)?;
@@ -648,7 +655,7 @@ impl<'a> Execution<'a> {
                 Some(ok)
             }
             other => {
-                serde_json::to_writer(&mut *out, other).expect("JSON values always serialize");
+                crate::json::write_value(out, other);
                 Some(true)
             }
         }
@@ -675,10 +682,10 @@ impl<'a> Execution<'a> {
     /// Returns false when a required field is missing (the entity cannot be fetched).
     fn project_requires(
         &self,
-        obj: &Map<String, Value>,
+        obj: &JObject,
         typename: Option<&str>,
         selection: &SelectionSet,
-        out: &mut Map<String, Value>,
+        out: &mut JObject,
     ) -> bool {
         for item in &selection.items {
             match item {
@@ -690,11 +697,11 @@ impl<'a> Execution<'a> {
                         return false;
                     };
                     if field.selections.is_empty() {
-                        out.insert(key.to_owned(), value.clone());
+                        out.insert(key, value.clone());
                     } else {
                         match self.project_requires_value(value, &field.selections) {
                             Some(v) => {
-                                out.insert(key.to_owned(), v);
+                                out.insert(key, v);
                             }
                             None => return false,
                         }
@@ -727,24 +734,24 @@ impl<'a> Execution<'a> {
         true
     }
 
-    fn project_requires_value(&self, value: &Value, selection: &SelectionSet) -> Option<Value> {
+    fn project_requires_value(&self, value: &JValue, selection: &SelectionSet) -> Option<JValue> {
         match value {
-            Value::Array(items) => items
+            JValue::Array(items) => items
                 .iter()
                 .map(|v| self.project_requires_value(v, selection))
                 .collect::<Option<Vec<_>>>()
-                .map(Value::Array),
-            Value::Object(obj) => {
-                let mut out = Map::new();
-                let typename = obj.get("__typename").and_then(Value::as_str);
+                .map(JValue::Array),
+            JValue::Object(obj) => {
+                let mut out = JObject::new();
+                let typename = obj.get("__typename").and_then(JValue::as_str);
                 self.project_requires(obj, typename, selection, &mut out)
-                    .then_some(Value::Object(out))
+                    .then_some(JValue::Object(out))
             }
             other => Some(other.clone()),
         }
     }
 
-    fn apply_rewrites(&self, value: &mut Value, rewrites: Option<&Vec<FetchRewrite>>) {
+    fn apply_rewrites(&self, value: &mut JValue, rewrites: Option<&Vec<FetchRewrite>>) {
         for rewrite in rewrites.into_iter().flatten() {
             let path = match rewrite {
                 FetchRewrite::ValueSetter(v) => &v.path,
@@ -756,11 +763,11 @@ impl<'a> Execution<'a> {
 
     fn apply_rewrite_at(
         &self,
-        value: &mut Value,
+        value: &mut JValue,
         path: &[FetchNodePathSegment],
         rewrite: &FetchRewrite,
     ) {
-        if let Value::Array(items) = value {
+        if let JValue::Array(items) = value {
             for item in items {
                 self.apply_rewrite_at(item, path, rewrite);
             }
@@ -769,14 +776,14 @@ impl<'a> Execution<'a> {
         let Some((first, rest)) = path.split_first() else {
             return;
         };
-        let Value::Object(obj) = value else {
+        let JValue::Object(obj) = value else {
             return;
         };
         match first {
             FetchNodePathSegment::TypenameEquals(names) => {
                 let matches = obj
                     .get("__typename")
-                    .and_then(Value::as_str)
+                    .and_then(JValue::as_str)
                     .is_some_and(|t| self.typename_matches(t, names));
                 if matches {
                     if rest.is_empty() {
@@ -789,11 +796,14 @@ impl<'a> Execution<'a> {
                 if rest.is_empty() {
                     match rewrite {
                         FetchRewrite::ValueSetter(setter) => {
-                            obj.insert(key.clone(), Value::String(setter.set_value_to.clone()));
+                            obj.insert(
+                                key.as_str(),
+                                JValue::String(setter.set_value_to.as_str().into()),
+                            );
                         }
                         FetchRewrite::KeyRenamer(renamer) => {
                             if let Some(v) = obj.remove(key) {
-                                obj.insert(renamer.rename_key_to.clone(), v);
+                                obj.insert(renamer.rename_key_to.as_str(), v);
                             }
                         }
                     }
@@ -898,18 +908,18 @@ fn fetch_error(subgraph: &str, e: &FetchError) -> GraphQLError {
 }
 
 /// Called for every entity object found along a flatten path, with its path.
-type EntityVisitor<'a, 'p> = dyn FnMut(&Map<String, Value>, &[PathSeg<'p>]) + 'a;
+type EntityVisitor<'a, 'p> = dyn FnMut(&JObject, &[PathSeg<'p>]) + 'a;
 
 fn walk_entities<'p>(
-    value: &Value,
+    value: &JValue,
     path: &'p [FlattenNodePathSegment],
     cur: &mut Vec<PathSeg<'p>>,
     f: &mut EntityVisitor<'_, 'p>,
 ) {
     match path.split_first() {
         None => match value {
-            Value::Object(obj) => f(obj, cur),
-            Value::Array(items) => {
+            JValue::Object(obj) => f(obj, cur),
+            JValue::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     cur.push(PathSeg::Index(i));
                     walk_entities(item, path, cur, f);
@@ -927,7 +937,7 @@ fn walk_entities<'p>(
                 }
             }
             FlattenNodePathSegment::List => {
-                if let Value::Array(items) = value {
+                if let JValue::Array(items) = value {
                     for (i, item) in items.iter().enumerate() {
                         cur.push(PathSeg::Index(i));
                         walk_entities(item, rest, cur, f);
@@ -936,10 +946,7 @@ fn walk_entities<'p>(
                 }
             }
             FlattenNodePathSegment::TypeCondition(names) => {
-                let matches = value
-                    .get("__typename")
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| names.contains(t));
+                let matches = value.typename().is_some_and(|t| names.contains(t));
                 if matches {
                     walk_entities(value, rest, cur, f);
                 }
@@ -948,11 +955,11 @@ fn walk_entities<'p>(
     }
 }
 
-fn navigate_mut<'v>(mut value: &'v mut Value, path: &[PathSeg]) -> Option<&'v mut Value> {
+fn navigate_mut<'v>(mut value: &'v mut JValue, path: &[PathSeg]) -> Option<&'v mut JValue> {
     for seg in path {
         value = match seg {
-            PathSeg::Key(k) => value.get_mut(*k)?,
-            PathSeg::Index(i) => value.get_mut(*i)?,
+            PathSeg::Key(k) => value.get_mut(k)?,
+            PathSeg::Index(i) => value.get_index_mut(*i)?,
         };
     }
     Some(value)
@@ -989,19 +996,17 @@ fn body_with_raw(query: &str, variables: &Map<String, Value>, raw: &[(&str, &[u8
 
 /// Merges `source` into `target`: objects field by field, lists of equal length item by
 /// item; anything else replaces the target.
-pub fn deep_merge(target: &mut Value, source: Value) {
+pub fn deep_merge(target: &mut JValue, source: JValue) {
     match (target, source) {
-        (Value::Object(t), Value::Object(s)) => {
+        (JValue::Object(t), JValue::Object(s)) => {
             for (k, v) in s {
                 match t.get_mut(&k) {
                     Some(existing) => deep_merge(existing, v),
-                    None => {
-                        t.insert(k, v);
-                    }
+                    None => t.push(k, v),
                 }
             }
         }
-        (Value::Array(t), Value::Array(s)) if t.len() == s.len() => {
+        (JValue::Array(t), JValue::Array(s)) if t.len() == s.len() => {
             for (tv, sv) in t.iter_mut().zip(s) {
                 deep_merge(tv, sv);
             }

@@ -15,6 +15,7 @@ pub mod edge;
 pub mod error;
 pub mod execute;
 pub mod health;
+pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;

@@ -625,7 +625,7 @@ impl Pipeline {
         }
         exec.subscription_event = event_errors.is_some();
         if initial.is_object() {
-            *exec.data.lock() = initial;
+            *exec.data.lock() = crate::json::JValue::from(initial);
         }
         if let Some(node) = prepared.plan.as_ref().and_then(|p| p.node.as_ref()) {
             exec.run(node).await;

@@ -18,7 +18,8 @@ use graphql_tools::static_graphql::schema::{
 use serde_json::{Map, Value};
 
 use crate::error::GraphQLError;
-use crate::schema::{SchemaIndex, TypeKind};
+use crate::json::{JObject, JValue};
+use crate::schema::{SchemaIndex, TypeInfo, TypeKind, named_type};
 
 #[derive(Debug, Clone, Copy)]
 enum PathElem<'a> {
@@ -51,6 +52,13 @@ pub struct Projector<'a> {
 struct Collected<'a> {
     groups: Groups<'a>,
     types: Vec<Option<&'a Type>>,
+    /// Each group's innermost named type, looked up once.
+    infos: Vec<Option<&'a TypeInfo>>,
+    /// What each group writes before its value: `"key":`, after a comma but for the
+    /// first.
+    heads: Vec<Vec<u8>>,
+    /// Where each group's key was last found in an object (see [`JObject::get_hinted`]).
+    hints: Vec<std::cell::Cell<usize>>,
 }
 
 /// Evaluates @skip / @include on a selection.
@@ -132,12 +140,12 @@ impl<'a> Projector<'a> {
         mut self,
         root_type: &'a str,
         selection: &'a SelectionSet,
-        data: &Value,
+        data: &JValue,
     ) -> (Vec<u8>, Vec<GraphQLError>) {
         let mut groups = Vec::new();
         self.collect_fields(root_type, selection, &mut Vec::new(), &mut groups);
         let collected = self.with_types(root_type, groups);
-        let empty = Map::new();
+        let empty = JObject::new();
         let obj = data.as_object().unwrap_or(&empty);
         if self.complete_object(root_type, &collected, obj).is_err() {
             self.out.clear();
@@ -218,15 +226,43 @@ impl<'a> Projector<'a> {
 
     fn with_types(&self, type_name: &str, groups: Groups<'a>) -> Collected<'a> {
         let schema: &'a SchemaIndex = self.schema;
-        let types = groups
+        let types: Vec<Option<&'a Type>> = groups
             .iter()
             .map(|(_, fields)| schema.field_type(type_name, &fields[0].name))
             .collect();
-        Collected { groups, types }
+        let infos = types
+            .iter()
+            .map(|t| t.and_then(|t| schema.get(named_type(t))))
+            .collect();
+        let heads = groups
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _))| {
+                let mut head = Vec::with_capacity(key.len() + 4);
+                if i > 0 {
+                    head.push(b',');
+                }
+                crate::json::write_str(&mut head, key);
+                head.push(b':');
+                head
+            })
+            .collect();
+        let hints = groups
+            .iter()
+            .enumerate()
+            .map(|(i, _)| std::cell::Cell::new(i))
+            .collect();
+        Collected {
+            groups,
+            types,
+            infos,
+            heads,
+            hints,
+        }
     }
 
     fn write_str(&mut self, s: &str) {
-        serde_json::to_writer(&mut self.out, s).expect("writing to a Vec cannot fail");
+        crate::json::write_str(&mut self.out, s);
     }
 
     /// A GraphQL name (a response key, a type name): `[_A-Za-z][_0-9A-Za-z]*`, which
@@ -245,19 +281,18 @@ impl<'a> Projector<'a> {
         &mut self,
         type_name: &'a str,
         collected: &Collected<'a>,
-        obj: &Map<String, Value>,
+        obj: &JObject,
     ) -> Result<(), Propagate> {
         self.out.push(b'{');
         for (i, ((key, fields), field_type)) in
             collected.groups.iter().zip(&collected.types).enumerate()
         {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            self.write_name(key);
-            self.out.push(b':');
+            self.out.extend_from_slice(&collected.heads[i]);
             let field = fields[0];
+            // Only meta fields start with `__` (the rest cost no string comparisons).
+            let meta = field.name.starts_with("__");
             match field.name.as_str() {
+                _ if !meta => {}
                 "__typename" => {
                     self.write_name(type_name);
                     continue;
@@ -278,7 +313,9 @@ impl<'a> Projector<'a> {
                 continue;
             };
             self.path.push(PathElem::Key(key));
-            let result = self.complete_value(field_type, fields, obj.get(*key), type_name);
+            let info = collected.infos[i];
+            let value = obj.get_hinted(key, &collected.hints[i]);
+            let result = self.complete_value(field_type, info, fields, value, type_name);
             self.path.pop();
             result?;
         }
@@ -286,30 +323,35 @@ impl<'a> Projector<'a> {
         Ok(())
     }
 
+    /// `info`: the schema's entry for the innermost named type of `ty`.
     fn complete_value(
         &mut self,
         ty: &'a Type,
+        info: Option<&'a TypeInfo>,
         fields: &[&'a Field],
-        value: Option<&Value>,
+        value: Option<&JValue>,
         parent_type: &str,
     ) -> Result<(), Propagate> {
         match ty {
             Type::NonNullType(inner) => match value {
-                None | Some(Value::Null) => {
+                None | Some(JValue::Null) => {
                     self.null_error(parent_type, &fields[0].name);
                     Err(Propagate)
                 }
-                Some(v) => self.complete_inner(inner, fields, v, parent_type),
+                Some(v) => self.complete_inner(inner, info, fields, v, parent_type),
             },
             _ => {
                 let start = self.out.len();
                 match value {
-                    None | Some(Value::Null) => {
+                    None | Some(JValue::Null) => {
                         self.out.extend_from_slice(b"null");
                         Ok(())
                     }
                     Some(v) => {
-                        if self.complete_inner(ty, fields, v, parent_type).is_err() {
+                        if self
+                            .complete_inner(ty, info, fields, v, parent_type)
+                            .is_err()
+                        {
                             self.out.truncate(start);
                             self.out.extend_from_slice(b"null");
                         }
@@ -323,14 +365,17 @@ impl<'a> Projector<'a> {
     fn complete_inner(
         &mut self,
         ty: &'a Type,
+        info: Option<&'a TypeInfo>,
         fields: &[&'a Field],
-        value: &Value,
+        value: &JValue,
         parent_type: &str,
     ) -> Result<(), Propagate> {
         match ty {
-            Type::NonNullType(inner) => self.complete_inner(inner, fields, value, parent_type),
+            Type::NonNullType(inner) => {
+                self.complete_inner(inner, info, fields, value, parent_type)
+            }
             Type::ListType(inner) => {
-                let Value::Array(items) = value else {
+                let JValue::Array(items) = value else {
                     self.value_error("expected a list");
                     return Err(Propagate);
                 };
@@ -340,7 +385,7 @@ impl<'a> Projector<'a> {
                         self.out.push(b',');
                     }
                     self.path.push(PathElem::Index(i));
-                    let r = self.complete_value(inner, fields, Some(item), parent_type);
+                    let r = self.complete_value(inner, info, fields, Some(item), parent_type);
                     self.path.pop();
                     r?;
                 }
@@ -348,14 +393,13 @@ impl<'a> Projector<'a> {
                 Ok(())
             }
             Type::NamedType(name) => {
-                let Some(info) = self.schema.get(name) else {
+                let Some(info) = info else {
                     self.out.extend_from_slice(b"null");
                     return Ok(());
                 };
                 match info.kind {
                     TypeKind::Scalar => {
-                        serde_json::to_writer(&mut self.out, value)
-                            .expect("writing to a Vec cannot fail");
+                        crate::json::write_value(&mut self.out, value);
                         Ok(())
                     }
                     TypeKind::Enum => match value.as_str() {
@@ -371,14 +415,14 @@ impl<'a> Projector<'a> {
                         }
                     },
                     TypeKind::Object | TypeKind::Interface | TypeKind::Union => {
-                        let Value::Object(obj) = value else {
+                        let JValue::Object(obj) = value else {
                             self.value_error("expected an object");
                             return Err(Propagate);
                         };
                         let runtime: &'a str = if info.kind == TypeKind::Object {
                             name
                         } else {
-                            match obj.get("__typename").and_then(Value::as_str) {
+                            match obj.get("__typename").and_then(JValue::as_str) {
                                 Some(t) => match self.schema.types.get_key_value(t) {
                                     Some((k, _)) if info.possible_types.contains(t) => k.as_str(),
                                     // An @interfaceObject answers with the interface itself.

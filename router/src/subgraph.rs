@@ -50,9 +50,17 @@ pub type ForwardHeaders = Arc<Vec<(HeaderName, HeaderValue)>>;
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Bytes, FetchError>>>;
 
+/// A subgraph's endpoint with its URL parsed once (not for every request).
+struct Target {
+    name: String,
+    endpoint: Endpoint,
+    /// `None` when the URL does not parse: requests then fail as reqwest fails them.
+    url: Option<reqwest::Url>,
+}
+
 pub struct SubgraphClient {
     http: reqwest::Client,
-    endpoints: HashMap<String, Endpoint>,
+    endpoints: rustc_hash::FxHashMap<String, Arc<Target>>,
     inflight: Mutex<HashMap<u64, SharedFetch>>,
     dedupe: bool,
     /// Largest response body read from a subgraph.
@@ -68,6 +76,18 @@ impl SubgraphClient {
             .tcp_keepalive(Duration::from_secs(60))
             .build()
             .expect("a reqwest client with static options always builds");
+        let endpoints = endpoints
+            .into_iter()
+            .map(|(name, endpoint)| {
+                let url = reqwest::Url::parse(&endpoint.url).ok();
+                let target = Target {
+                    name: name.clone(),
+                    endpoint,
+                    url,
+                };
+                (name, Arc::new(target))
+            })
+            .collect();
         Self {
             http,
             endpoints,
@@ -84,7 +104,7 @@ impl SubgraphClient {
     }
 
     pub fn endpoint(&self, subgraph: &str) -> Option<&Endpoint> {
-        self.endpoints.get(subgraph)
+        self.endpoints.get(subgraph).map(|t| &t.endpoint)
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -100,15 +120,14 @@ impl SubgraphClient {
         headers: &ForwardHeaders,
         dedupe: bool,
     ) -> Result<Bytes, FetchError> {
-        let endpoint = self
+        let target = self
             .endpoints
             .get(subgraph)
             .ok_or_else(|| FetchError::Unknown(subgraph.to_owned()))?
             .clone();
         let fut = Self::request(
             self.http.clone(),
-            subgraph.to_owned(),
-            endpoint,
+            target,
             body.clone(),
             headers.clone(),
             self.max_response_bytes,
@@ -150,14 +169,17 @@ impl SubgraphClient {
 
     async fn request(
         http: reqwest::Client,
-        subgraph: String,
-        endpoint: Endpoint,
+        target: Arc<Target>,
         body: Bytes,
         headers: ForwardHeaders,
         limit: usize,
     ) -> Result<Bytes, FetchError> {
-        let mut req = http
-            .post(&endpoint.url)
+        let (subgraph, endpoint) = (&target.name, &target.endpoint);
+        let req = match &target.url {
+            Some(url) => http.post(url.clone()),
+            None => http.post(endpoint.url.as_str()),
+        };
+        let mut req = req
             .timeout(endpoint.timeout)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
@@ -214,7 +236,7 @@ impl SubgraphClient {
             Ok(bytes)
         } else {
             Err(FetchError::BadStatus {
-                subgraph,
+                subgraph: subgraph.clone(),
                 status: status.as_u16(),
             })
         }
