@@ -17,9 +17,12 @@ struct App {
     clock: Clock,
 }
 
-/// 2026-12-01 09:00:10 UTC: ten seconds into a 30-second step.
+/// Ten seconds into a 30-second step, a day ahead of the real time: the server's TTL
+/// monitor (which reads the real clock) must not remove a challenge the pinned clock
+/// still holds open.
 fn start_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 10).unwrap()
+    let ahead = Utc::now().timestamp() + 24 * 3600;
+    Utc.timestamp_opt(ahead - ahead % 30 + 10, 0).unwrap()
 }
 
 async fn start() -> App {
