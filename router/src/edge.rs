@@ -112,12 +112,7 @@ pub(crate) async fn run_request(
         otel.kind = "server",
     );
     // A caller's trace goes on here, and on into every subgraph this request calls.
-    contract::telemetry::follow(
-        &span,
-        headers
-            .get(contract::telemetry::TRACEPARENT)
-            .and_then(|v| v.to_str().ok()),
-    );
+    contract::telemetry::follow_headers(&span, headers);
     if let Some(value) =
         contract::telemetry::traceparent_of(&span).and_then(|v| HeaderValue::from_str(&v).ok())
     {

@@ -193,6 +193,11 @@ pub fn follow(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
+/// [`follow`] with the `traceparent` header of an incoming request.
+pub fn follow_headers(span: &tracing::Span, headers: &http::HeaderMap) {
+    follow(span, headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()));
+}
+
 /// The trace id of a `traceparent` value (32 hex digits), if it is well formed.
 pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.split('-');

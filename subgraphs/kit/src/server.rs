@@ -282,12 +282,7 @@ async fn execute<E: Executor>(
         request_id = %request_id,
         otel.kind = "server",
     );
-    contract::telemetry::follow(
-        &span,
-        headers
-            .get(contract::telemetry::TRACEPARENT)
-            .and_then(|v| v.to_str().ok()),
-    );
+    contract::telemetry::follow_headers(&span, headers);
     async move {
         if is_get && is_mutation_or_subscription(&request) {
             let mut r = error_response(

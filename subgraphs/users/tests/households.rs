@@ -5,34 +5,11 @@
 //! leaving, removal, and who may do what (owner, member, viewer, removed member,
 //! outsider), each refusal changing nothing.
 
-use chrono::{TimeZone, Utc};
-use kit::clock::Clock;
-use kit::testing::{Gql, TestDb, TestServer, first_error_code, test_config};
+mod support;
+
+use kit::testing::first_error_code;
 use serde_json::{Value, json};
-
-struct App {
-    _server: TestServer,
-    gql: Gql,
-    _db: TestDb,
-    clock: Clock,
-}
-
-async fn start() -> App {
-    let config = test_config(users::SERVICE);
-    let db = TestDb::new(&config).await;
-    let clock = Clock::fixed(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap());
-    let app = users::app_at(&config, db.db.clone(), clock.clone())
-        .await
-        .unwrap();
-    let server = TestServer::start(app).await;
-    let gql = Gql::new(server.url("/graphql"));
-    App {
-        _server: server,
-        gql,
-        _db: db,
-        clock,
-    }
-}
+use support::{App, start};
 
 struct Person {
     token: String,

@@ -4,43 +4,12 @@
 //! wrong codes locking the account like wrong passwords, no code accepted twice,
 //! recovery codes spent once, and turning it off with a current code.
 
-use chrono::{DateTime, TimeZone, Utc};
-use kit::clock::Clock;
-use kit::testing::{Gql, TestDb, TestServer, first_error_code, test_config};
+mod support;
+
+use kit::testing::first_error_code;
 use serde_json::{Value, json};
+use support::{App, start};
 use users::domain::totp::TotpSecret;
-
-struct App {
-    _server: TestServer,
-    gql: Gql,
-    _db: TestDb,
-    clock: Clock,
-}
-
-/// Ten seconds into a 30-second step, a day ahead of the real time: the server's TTL
-/// monitor (which reads the real clock) must not remove a challenge the pinned clock
-/// still holds open.
-fn start_time() -> DateTime<Utc> {
-    let ahead = Utc::now().timestamp() + 24 * 3600;
-    Utc.timestamp_opt(ahead - ahead % 30 + 10, 0).unwrap()
-}
-
-async fn start() -> App {
-    let config = test_config(users::SERVICE);
-    let db = TestDb::new(&config).await;
-    let clock = Clock::fixed(start_time());
-    let app = users::app_at(&config, db.db.clone(), clock.clone())
-        .await
-        .unwrap();
-    let server = TestServer::start(app).await;
-    let gql = Gql::new(server.url("/graphql"));
-    App {
-        _server: server,
-        gql,
-        _db: db,
-        clock,
-    }
-}
 
 const PASSWORD: &str = "correct horse battery";
 const LOGIN: &str = "mutation($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken user { id } } }";
@@ -48,11 +17,6 @@ const WITH_CODE: &str = "mutation($c: String!, $code: String!) { loginWithCode(c
 const STATUS: &str = "{ me { totpEnabled recoveryCodesLeft } }";
 
 impl App {
-    fn advance(&self, seconds: i64) {
-        self.clock
-            .set(self.clock.now() + chrono::Duration::seconds(seconds));
-    }
-
     /// Registers `name` and returns the access token.
     async fn register(&self, name: &str) -> String {
         let q = "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }";

@@ -73,6 +73,18 @@ impl Store {
                 .options(IndexOptions::builder().name(name.to_string()).build())
                 .build()
         };
+        // Removes a document once the date at `field` is `after` in the past.
+        let expiring = |field: &str, name: &str, after: Duration| {
+            IndexModel::builder()
+                .keys(doc! { field: 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name(name.to_string())
+                        .expire_after(after)
+                        .build(),
+                )
+                .build()
+        };
         self.users
             .create_indexes([
                 unique(doc! { "emailKey": 1 }, "email_unique"),
@@ -83,41 +95,17 @@ impl Store {
             .create_indexes([
                 plain(doc! { "familyId": 1 }, "family"),
                 plain(doc! { "userId": 1 }, "user"),
-                IndexModel::builder()
-                    .keys(doc! { "expiresAt": 1 })
-                    .options(
-                        IndexOptions::builder()
-                            .name("expiry_ttl".to_string())
-                            .expire_after(Duration::from_secs(0))
-                            .build(),
-                    )
-                    .build(),
+                expiring("expiresAt", "expiry_ttl", Duration::ZERO),
             ])
             .await?;
         self.login_failures
             .create_indexes([
                 plain(doc! { "key": 1, "at": 1 }, "key_at"),
-                IndexModel::builder()
-                    .keys(doc! { "at": 1 })
-                    .options(
-                        IndexOptions::builder()
-                            .name("at_ttl".to_string())
-                            .expire_after(Duration::from_secs(24 * 3600))
-                            .build(),
-                    )
-                    .build(),
+                expiring("at", "at_ttl", Duration::from_secs(24 * 3600)),
             ])
             .await?;
         self.challenges
-            .create_indexes([IndexModel::builder()
-                .keys(doc! { "expiresAt": 1 })
-                .options(
-                    IndexOptions::builder()
-                        .name("expiry_ttl".to_string())
-                        .expire_after(Duration::from_secs(0))
-                        .build(),
-                )
-                .build()])
+            .create_indexes([expiring("expiresAt", "expiry_ttl", Duration::ZERO)])
             .await?;
         self.households
             .create_indexes([plain(doc! { "memberIds": 1 }, "members")])
