@@ -10,12 +10,13 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::call::{Anonymous, Authed, field, run};
+use super::call::{Anonymous, Authed, Caller, field, run};
 use super::error::{ApiError, ErrorBody};
 use super::input::Body;
 use super::ops;
 use super::shapes::{AuthResponse, Profile, ProfileUpdated, UserSummary};
 use super::{body_bytes, schemas};
+
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -97,17 +98,33 @@ pub async fn login(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AuthResponse>, ApiError> {
     let body = Body::parse(&headers, &body_bytes(body)?)?;
-    let email = body.required_string("email")?;
-    let password = body.required_string("password")?;
-    let q: &str = &ops::LOGIN;
-    let mut data = run(
+    sign_in(
         &state,
         &caller,
-        q,
-        json!({ "email": email, "password": password }),
+        &body,
+        &ops::LOGIN,
+        "login",
+        ["email", "password"],
     )
-    .await?;
-    let p: Payload = field(&mut data, "login")?;
+    .await
+}
+
+/// A sign-in step: the two body strings become the operation's variables of the same
+/// names, and the tokens it answers become the legacy login response.
+async fn sign_in(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    body: &Body,
+    q: &str,
+    root: &str,
+    fields: [&str; 2],
+) -> Result<Json<AuthResponse>, ApiError> {
+    let mut vars = Map::new();
+    for f in fields {
+        vars.insert(f.into(), Value::String(body.required_string(f)?));
+    }
+    let mut data = run(state, caller, q, Value::Object(vars)).await?;
+    let p: Payload = field(&mut data, root)?;
     Ok(Json(auth_response("Login successful", p, true)))
 }
 
@@ -124,18 +141,16 @@ pub async fn login_with_code(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AuthResponse>, ApiError> {
     let body = Body::parse(&headers, &body_bytes(body)?)?;
-    let challenge = body.required_string("challenge")?;
-    let code = body.required_string("code")?;
     let q: &str = &ops::LOGIN_WITH_CODE;
-    let mut data = run(
+    sign_in(
         &state,
         &caller,
+        &body,
         q,
-        json!({ "challenge": challenge, "code": code }),
+        "loginWithCode",
+        ["challenge", "code"],
     )
-    .await?;
-    let p: Payload = field(&mut data, "loginWithCode")?;
-    Ok(Json(auth_response("Login successful", p, true)))
+    .await
 }
 
 /// The caller's profile.

@@ -68,7 +68,26 @@ pub fn build_schema(accounts: Accounts, households: Households) -> UsersSchema {
 }
 
 /// A person using the product.
-pub struct User(pub domain::User);
+pub struct User(pub domain::User, TwoStep);
+
+/// The user's two-step sign-in state, read once per `User` whichever of its fields ask.
+#[derive(Default)]
+pub struct TwoStep(tokio::sync::OnceCell<(bool, usize)>);
+
+impl User {
+    pub fn of(user: domain::User) -> User {
+        User(user, TwoStep::default())
+    }
+
+    async fn two_step(&self, ctx: &Context<'_>) -> Result<(bool, usize)> {
+        let accounts = ctx.data::<Accounts>()?;
+        Ok(*self
+            .1
+            .0
+            .get_or_try_init(|| accounts.two_step_status(&self.0.id))
+            .await?)
+    }
+}
 
 #[Object]
 impl User {
@@ -104,13 +123,11 @@ impl User {
     }
     /// Whether signing in asks for a code from an authenticator app after the password.
     async fn totp_enabled(&self, ctx: &Context<'_>) -> Result<bool> {
-        let accounts = ctx.data::<Accounts>()?;
-        Ok(accounts.two_step_status(&self.0.id).await?.0)
+        Ok(self.two_step(ctx).await?.0)
     }
     /// Unused recovery codes left (0 when two-step sign-in is off).
     async fn recovery_codes_left(&self, ctx: &Context<'_>) -> Result<i32> {
-        let accounts = ctx.data::<Accounts>()?;
-        let left = accounts.two_step_status(&self.0.id).await?.1;
+        let left = self.two_step(ctx).await?.1;
         Ok(i32::try_from(left).unwrap_or(i32::MAX))
     }
 }
@@ -139,7 +156,7 @@ impl From<Session> for AuthPayload {
             access_token: s.access_token,
             refresh_token: s.refresh_token,
             expires_in: i32::try_from(s.expires_in).unwrap_or(i32::MAX),
-            user: User(s.user),
+            user: User::of(s.user),
         }
     }
 }
@@ -229,7 +246,7 @@ impl AccountQuery {
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         let id = kit::auth::caller_id(ctx)?;
         let accounts = ctx.data::<Accounts>()?;
-        Ok(accounts.store().user_by_id(&id).await?.map(User))
+        Ok(accounts.store().user_by_id(&id).await?.map(User::of))
     }
 
     /// Entity resolution for `User`. A user can resolve only their own record; other
@@ -242,7 +259,7 @@ impl AccountQuery {
         }
         let loader = ctx.data::<UserLoader>()?;
         match loader.try_load(me).await {
-            Ok(Ok(user)) => Ok(user.map(User)),
+            Ok(Ok(user)) => Ok(user.map(User::of)),
             Ok(Err(message)) => Err(AppError::internal(anyhow::anyhow!(message)).into()),
             Err(e) => Err(AppError::internal(e).into()),
         }
@@ -327,6 +344,6 @@ impl AccountMutation {
         let id = kit::auth::caller_id(ctx)?;
         let accounts = ctx.data::<Accounts>()?;
         let user = accounts.update_profile(&id, input.into_change()?).await?;
-        Ok(User(user))
+        Ok(User::of(user))
     }
 }
