@@ -40,6 +40,7 @@ fn state(
         category: s.category.clone(),
         category_key: s.category_key.clone(),
         date: s.date,
+        household: s.household.clone(),
     })
 }
 

@@ -17,7 +17,9 @@
 
 use chrono::NaiveDate;
 use contract::events::{BudgetAlertRaised, DomainEvent, ExpenseChanged, ExpenseSnapshot, TxKind};
+use contract::households::Ownership;
 use contract::ids::{AlertId, BudgetId, UserId};
+use kit::households::Membership;
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{Dispatcher, Event, EventHandler, Outbox};
@@ -44,6 +46,9 @@ pub struct NewBudget {
     pub currency: Option<Currency>,
     pub period: Period,
     pub thresholds: Option<Vec<i32>>,
+    /// A household's shared budget: the caller's membership there (checked to be an
+    /// owner's). Its currency is the default.
+    pub household: Option<Membership>,
 }
 
 #[derive(Default)]
@@ -55,7 +60,7 @@ pub struct BudgetChange {
     pub thresholds: Option<Vec<i32>>,
 }
 
-const TAKEN: &str = "you already have a budget for this category and period";
+const TAKEN: &str = "a budget for this category and period already exists";
 
 impl Budgets {
     pub fn new(db: &mongodb::Database, dispatcher: Dispatcher, clock: Clock) -> Budgets {
@@ -85,7 +90,10 @@ impl Budgets {
         profile: UserProfile,
         input: NewBudget,
     ) -> Result<BudgetView, AppError> {
-        let currency = input.currency.unwrap_or(profile.currency);
+        let currency = input.currency.unwrap_or(match &input.household {
+            Some(m) => m.currency,
+            None => profile.currency,
+        });
         let amount = positive_amount(input.amount, currency)?;
         let thresholds = domain::thresholds(input.thresholds.as_deref())?;
         let category = input.category.as_deref().map(Category::parse).transpose()?;
@@ -93,6 +101,7 @@ impl Budgets {
         let budget = Budget {
             id: BudgetId::new(),
             user_id: user_id.clone(),
+            household: input.household.map(|m| m.household),
             category,
             amount,
             period: input.period,
@@ -113,10 +122,10 @@ impl Budgets {
         Ok(view)
     }
 
-    #[tracing::instrument(skip(self, profile, change), fields(user = %user_id))]
+    #[tracing::instrument(skip(self, profile, change))]
     pub async fn update(
         &self,
-        user_id: &UserId,
+        owner: &Ownership,
         profile: UserProfile,
         id: &BudgetId,
         change: BudgetChange,
@@ -124,7 +133,7 @@ impl Budgets {
         let today = self.clock.today_in(profile.timezone);
         let change = &change;
         kit::db::optimistic("budget", || async move {
-            let before = self.store.owned_budget(user_id, id).await?;
+            let before = self.store.owned_budget(owner, id).await?;
             let mut after = before.clone();
             if let Some(a) = change.amount {
                 after.amount = positive_amount(a, before.amount.currency())?;
@@ -161,10 +170,10 @@ impl Budgets {
         .await
     }
 
-    #[tracing::instrument(skip(self), fields(user = %user_id))]
-    pub async fn delete(&self, user_id: &UserId, id: &BudgetId) -> Result<(), AppError> {
+    #[tracing::instrument(skip(self))]
+    pub async fn delete(&self, owner: &Ownership, id: &BudgetId) -> Result<(), AppError> {
         kit::db::optimistic("budget", || async move {
-            let before = self.store.owned_budget(user_id, id).await?;
+            let before = self.store.owned_budget(owner, id).await?;
             let mut after = before.clone();
             after.deleted = true;
             after.version += 1;
@@ -269,6 +278,7 @@ impl Budgets {
                 spent_minor: Total::from_minor(spent, currency).minor_saturating_i64(),
                 amount_minor,
                 currency: currency.code().to_string(),
+                household: budget.household.clone(),
             })
             .into_event(&budget.user_id, now);
             let events = Outbox::with(event, &self.dispatcher.consumer_names());
@@ -296,6 +306,7 @@ impl Budgets {
                 amount: snapshot_amount(a)?,
                 category_key: a.category_key.clone(),
                 date: a.date,
+                household: a.household.clone(),
             }),
             None => None,
         };
@@ -318,12 +329,33 @@ impl Budgets {
         // The budgets the change can move: of a category it touches (or overall), in a
         // currency it is counted in (the budget's own, or one the rates table converts),
         // for the periods holding its old and new dates — the evaluation's own rules.
-        let budgets = self.store.budgets(user_id).await?;
+        // The user's own budgets count all of their expenses; a household's shared
+        // budgets count the expenses shared with it (before or after the change).
+        let mut budgets = self.store.budgets(user_id).await?;
+        let mut households: Vec<&contract::ids::HouseholdId> =
+            touched.iter().filter_map(|s| s.household.as_ref()).collect();
+        households.sort();
+        households.dedup();
+        for h in households {
+            budgets.extend(
+                self.store
+                    .budgets_of(&Ownership::Household(h.clone()))
+                    .await?,
+            );
+        }
         let mut rates: Option<domain::Rates> = None;
         let mut periods: Vec<(&Budget, NaiveDate, NaiveDate)> = Vec::new();
         for budget in &budgets {
             let target = budget.amount.currency();
-            for s in touched.iter().filter(|s| budget.covers(&s.category_key)) {
+            let counted_by = |s: &&&ExpenseSnapshot| match &budget.household {
+                Some(h) => s.household.as_ref() == Some(h),
+                None => true,
+            };
+            for s in touched
+                .iter()
+                .filter(counted_by)
+                .filter(|s| budget.covers(&s.category_key))
+            {
                 if s.currency != target.code() {
                     let table = match &rates {
                         Some(t) => t,

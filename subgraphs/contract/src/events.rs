@@ -13,7 +13,7 @@
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AlertId, BudgetId, EventId, ExpenseId, UserId};
+use crate::ids::{AlertId, BudgetId, EventId, ExpenseId, HouseholdId, UserId};
 
 /// An event as stored in an outbox, sent over HTTP and kept in a dead-letter list.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -115,6 +115,10 @@ pub struct ExpenseSnapshot {
     pub category_key: String,
     /// The calendar date of the expense.
     pub date: NaiveDate,
+    /// The household the expense is shared with (its budgets count it); absent for a
+    /// personal expense.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household: Option<HouseholdId>,
 }
 
 /// An expense written, changed or deleted: its state before and after the change.
@@ -172,6 +176,10 @@ pub struct BudgetAlertRaised {
     pub spent_minor: i64,
     pub amount_minor: i64,
     pub currency: String,
+    /// The household whose shared budget this is: every member is alerted. Absent for
+    /// a personal budget (its owner, the envelope's user, is alerted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household: Option<HouseholdId>,
 }
 
 /// A user's spending of one week, summed up.
@@ -316,6 +324,7 @@ mod tests {
             category: "Food".into(),
             category_key: "food".into(),
             date: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            household: None,
         }
     }
 

@@ -61,12 +61,73 @@ pub enum Ownership {
 }
 
 impl Ownership {
+    /// A household's, when `household` is given; the user's own otherwise.
+    pub fn of(user: &UserId, household: Option<&HouseholdId>) -> Ownership {
+        match household {
+            Some(h) => Ownership::Household(h.clone()),
+            None => Ownership::User(user.clone()),
+        }
+    }
+
     pub fn household(&self) -> Option<&HouseholdId> {
         match self {
             Ownership::Household(h) => Some(h),
             Ownership::User(_) => None,
         }
     }
+}
+
+/// What an operation on something a household shares needs of the caller's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Read the shared figures (every role).
+    Read,
+    /// Add or change shared expenses (owners and members).
+    Write,
+    /// Create, change or delete shared budgets (owners).
+    Manage,
+}
+
+impl Need {
+    /// True when `role` may do what this need names.
+    pub fn met_by(self, role: HouseholdRole) -> bool {
+        match self {
+            Need::Read => role.can_read(),
+            Need::Write => role.can_write(),
+            Need::Manage => role.can_manage(),
+        }
+    }
+
+    /// What a refusal says.
+    pub fn refusal(self) -> &'static str {
+        match self {
+            Need::Read => "only the household's members can see this",
+            Need::Write => "only the household's owners and members can add or change shared expenses",
+            Need::Manage => "only the household's owners can manage its budgets",
+        }
+    }
+}
+
+/// One member of a household as the users service lists it to the other services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberEntry {
+    pub user_id: UserId,
+    pub role: HouseholdRole,
+}
+
+/// The answer of the users service's internal members route
+/// (`GET /internal/households/{id}/members`, service token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberList {
+    pub household_id: HouseholdId,
+    pub members: Vec<MemberEntry>,
+}
+
+/// The path of that route for `household`.
+pub fn members_path(household: &HouseholdId) -> String {
+    format!("/internal/households/{household}/members")
 }
 
 #[cfg(test)]
@@ -83,6 +144,16 @@ mod tests {
         assert_eq!(HouseholdRole::parse("owner"), None);
         assert!(HouseholdRole::Member.can_write() && !HouseholdRole::Viewer.can_write());
         assert!(HouseholdRole::Owner.can_manage() && !HouseholdRole::Member.can_manage());
+        let matrix = [
+            (Need::Read, [true, true, true]),
+            (Need::Write, [true, true, false]),
+            (Need::Manage, [true, false, false]),
+        ];
+        for (need, allowed) in matrix {
+            for (role, allowed) in HouseholdRole::ALL.into_iter().zip(allowed) {
+                assert_eq!(need.met_by(role), allowed, "{need:?} by {role:?}");
+            }
+        }
     }
 
     #[test]

@@ -61,6 +61,7 @@ fn seed_expense(user: &UserId, i: usize, start: NaiveDate) -> Expense {
         },
         recurrence: None,
         recurring_from: None,
+        household: None,
         idem_hash: None,
         version: 1,
         deleted: false,
@@ -227,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
         days: year,
         ..ListFilter::default()
     };
-    let q = expenses::store::filter_document(&filter, &user_id, None);
+    let q = expenses::store::filter_document(&filter, &contract::households::Ownership::User(user_id.clone()), None);
     let s_list = measure(runs, || {
         let coll = coll.clone();
         let q = q.clone();

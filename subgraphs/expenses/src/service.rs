@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use contract::events::{DomainEvent, ExpenseChanged};
-use contract::ids::{ExpenseId, UserId};
+use contract::ids::{ExpenseId, HouseholdId, UserId};
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{Dispatcher, Event, Outbox};
@@ -31,6 +31,8 @@ pub struct NewExpense {
     pub payment_method: Option<String>,
     pub tags: Option<Vec<String>>,
     pub recurrence: Option<Recurrence>,
+    /// Shared with this household; the caller's right to it is checked before.
+    pub household: Option<HouseholdId>,
 }
 
 /// A change; `None` leaves a field alone, `Some(None)` clears an optional one.
@@ -45,6 +47,8 @@ pub struct ExpenseChange {
     pub payment_method: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
     pub recurrence: Option<Option<Recurrence>>,
+    /// `Some(None)`: make it personal again.
+    pub household: Option<Option<HouseholdId>>,
 }
 
 #[derive(Clone)]
@@ -88,6 +92,7 @@ fn input_hash(input: &NewExpense) -> String {
             "frequency": r.frequency.as_str(),
             "endDate": r.end_date.map(|d| d.to_string()),
         })),
+        "household": input.household.as_ref().map(|h| h.as_str()),
     });
     kit::auth::sha256_hex(&canonical.to_string())
 }
@@ -186,6 +191,7 @@ impl Expenses {
             payment_method,
             tags,
             recurring_from: None,
+            household: input.household,
             version: 1,
             deleted: false,
             created_at: domain::instant(now),
@@ -261,6 +267,9 @@ impl Expenses {
         }
         if let Some(t) = &change.tags {
             after.tags = domain::tags(t)?;
+        }
+        if let Some(h) = &change.household {
+            after.household = h.clone();
         }
         match &change.recurrence {
             None => {}
@@ -620,6 +629,7 @@ impl Expenses {
                 tags: row.tags.clone(),
                 recurrence: None,
                 recurring_from: None,
+                household: None,
                 idem_key: key,
                 idem_hash: Some(hash.clone()),
                 version: 1,

@@ -90,9 +90,10 @@ impl<X: OwnSettings> Settings<X> {
 }
 
 impl<X> Settings<X> {
-    /// A client of the users subgraph (profiles: currency, timezone).
+    /// A client of the users subgraph (profiles: currency, timezone; households).
     pub fn user_directory(&self) -> crate::users::UserDirectory {
         crate::users::UserDirectory::new(self.users.clone())
+            .with_service_token(self.service.service_token.clone())
     }
 }
 

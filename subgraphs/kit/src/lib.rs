@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod households;
 pub mod ids;
 pub mod limits;
 pub mod loader;

@@ -58,7 +58,9 @@ impl UsersSettings {
 
 pub struct UserDirectory {
     settings: UsersSettings,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
+    /// The token this service shows the users service's internal routes.
+    pub(crate) service_token: Option<crate::config::Secret>,
     /// Recently read profiles, least recently used first out past `CACHE_ENTRIES`.
     cache: Mutex<lru::LruCache<String, (Instant, UserProfile)>>,
 }
@@ -75,10 +77,30 @@ impl UserDirectory {
         UserDirectory {
             settings,
             http,
+            service_token: None,
             cache: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(CACHE_ENTRIES).expect("a non-zero constant"),
             )),
         }
+    }
+
+    /// The same directory, showing `token` to the users service's internal routes.
+    pub fn with_service_token(mut self, token: crate::config::Secret) -> UserDirectory {
+        self.service_token = Some(token);
+        self
+    }
+
+    /// The users subgraph's GraphQL endpoint.
+    pub fn graphql_url(&self) -> &str {
+        &self.settings.url
+    }
+
+    /// The users service's address for an internal `path` (its GraphQL endpoint's
+    /// origin and path prefix, without `/graphql`).
+    pub fn internal_url(&self, path: &str) -> String {
+        let base = self.settings.url.trim_end_matches('/');
+        let base = base.strip_suffix("/graphql").unwrap_or(base);
+        format!("{base}{path}")
     }
 
     /// The caller's profile; `token` is the caller's own access token.

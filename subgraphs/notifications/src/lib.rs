@@ -114,6 +114,7 @@ fn parts(
         code_key: settings.code_key.clone(),
         feed,
         instance: settings.service.instance.clone(),
+        users: Arc::new(settings.user_directory()),
     }
 }
 

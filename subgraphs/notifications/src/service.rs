@@ -126,6 +126,9 @@ pub struct Notifications {
     pub feed: broadcast::Sender<Arc<Notification>>,
     /// This instance's name (`INSTANCE_ID`): its change-stream position is its own.
     pub instance: String,
+    /// The users service: who the members of a household are, asked for each shared
+    /// budget's alert (never cached: a removed member gets nothing more).
+    pub users: Arc<kit::users::UserDirectory>,
 }
 
 /// What a new notification says; `source_key` makes it once-only.
@@ -262,16 +265,34 @@ impl Notifications {
             severity: data.severity,
             period_start: data.period_start,
         };
-        self.notify(NewNotification {
-            user_id: &envelope.user_id,
-            source_key: &format!("event|{}", envelope.id),
-            kind,
-            title: &title,
-            message: &data.message,
-            priority,
-            alert: Some(alert),
-        })
-        .await?;
+        // A household's shared budget alerts each of its members as they are now (each
+        // on their own channels and quiet hours, each once); a personal one its owner.
+        let recipients: Vec<(UserId, String)> = match &data.household {
+            None => vec![(envelope.user_id.clone(), format!("event|{}", envelope.id))],
+            Some(h) => self
+                .users
+                .household_members(h)
+                .await?
+                .members
+                .into_iter()
+                .map(|m| {
+                    let key = format!("event|{}|{}", envelope.id, m.user_id);
+                    (m.user_id, key)
+                })
+                .collect(),
+        };
+        for (user_id, source_key) in &recipients {
+            self.notify(NewNotification {
+                user_id,
+                source_key,
+                kind,
+                title: &title,
+                message: &data.message,
+                priority,
+                alert: Some(alert.clone()),
+            })
+            .await?;
+        }
         Ok(())
     }
 

@@ -286,3 +286,66 @@ impl Households {
         Ok(h)
     }
 }
+
+/// The internal route the other services list a household's members on
+/// (`GET /internal/households/{id}/members`, service token only): the notifications
+/// service reaches every member of a household with its shared budget's alerts.
+pub fn internal_routes(households: Households, token: kit::config::Secret) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/internal/households/{id}/members", get(members_route))
+        .with_state(std::sync::Arc::new((households, token)))
+}
+
+async fn members_route(
+    axum::extract::State(state): axum::extract::State<
+        std::sync::Arc<(Households, kit::config::Secret)>,
+    >,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use contract::households::{MemberEntry, MemberList};
+    let (households, token) = &*state;
+    let answer = |status: StatusCode, code: &str, message: &str| {
+        (
+            status,
+            axum::Json(serde_json::json!({ "code": code, "message": message })),
+        )
+            .into_response()
+    };
+    if !kit::events::has_service_token(&headers, token) {
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "service credential required",
+        );
+    }
+    let Ok(id) = HouseholdId::parse(&id) else {
+        return answer(StatusCode::NOT_FOUND, "NOT_FOUND", "household not found");
+    };
+    match households.store.household(&id).await {
+        Ok(Some(h)) => axum::Json(MemberList {
+            household_id: h.id,
+            members: h
+                .members
+                .into_iter()
+                .map(|m| MemberEntry {
+                    user_id: m.user_id,
+                    role: m.role,
+                })
+                .collect(),
+        })
+        .into_response(),
+        Ok(None) => answer(StatusCode::NOT_FOUND, "NOT_FOUND", "household not found"),
+        Err(e) => {
+            tracing::error!(error = %format!("{:#}", anyhow::Error::from(e)), "household members");
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "the household could not be read",
+            )
+        }
+    }
+}

@@ -61,7 +61,11 @@ impl Subgraph for accounts::Accounts {
         accounts.store().ensure_indexes().await?;
         let households =
             households::Households::new(accounts.store().clone(), settings.clock.clone());
-        app.graphql(graphql::build_schema(accounts.clone(), households));
+        app.graphql(graphql::build_schema(accounts.clone(), households.clone()))
+            .routes(households::internal_routes(
+                households,
+                settings.service.service_token.clone(),
+            ));
         Ok(accounts)
     }
 }

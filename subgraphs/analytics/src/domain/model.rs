@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use contract::events::TxKind;
-use contract::ids::{ExpenseId, UserId};
+use contract::ids::{ExpenseId, HouseholdId, UserId};
 use kit::money::{Currency, Money};
 
 /// An expense's latest known state, as the expenses subgraph last reported it.
@@ -23,6 +23,9 @@ pub struct ExpenseState {
     pub category_key: String,
     /// The calendar date in the user's calendar.
     pub date: NaiveDate,
+    /// The household the expense is shared with (its members' household view counts
+    /// it).
+    pub household: Option<HouseholdId>,
 }
 
 impl ExpenseState {

@@ -1,7 +1,9 @@
 //! The analytics subgraph's queries: reports over the read model in the caller's
 //! timezone and currency, and insights.
 
-use async_graphql::{Context, Object, Result};
+use async_graphql::{Context, ID, Object, Result};
+use contract::households::{Need, Ownership};
+use kit::money::Currency;
 use chrono::Datelike;
 use kit::AppError;
 use kit::scalars::Date;
@@ -24,27 +26,73 @@ fn month_label(w: &Window) -> String {
     w.start.format("%Y-%m").to_string()
 }
 
+/// Whose figures a report reads, and in which currency: the caller's own (in their
+/// currency), or, with `household_id`, what the household's members shared with it (in
+/// the household's currency; for its members and viewers only). Dates are the caller's.
+struct Scope {
+    owner: Ownership,
+    currency: Currency,
+    timezone: chrono_tz::Tz,
+}
+
+async fn scope(ctx: &Context<'_>, household_id: Option<&ID>) -> Result<Scope, AppError> {
+    let (user, profile) = caller_profile(ctx).await?;
+    let Some(h) = household_id else {
+        return Ok(Scope {
+            owner: Ownership::User(user),
+            currency: profile.currency,
+            timezone: profile.timezone,
+        });
+    };
+    let h = kit::households::household_id("householdId", h)?;
+    let (_, membership) = kit::households::authorize(ctx, &h, Need::Read).await?;
+    Ok(Scope {
+        owner: Ownership::Household(h),
+        currency: membership.currency,
+        timezone: profile.timezone,
+    })
+}
+
+impl Scope {
+    /// The day rows of `[from, to)` in the scope's currency.
+    async fn rows(
+        &self,
+        ctx: &Context<'_>,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<crate::domain::DayTotal>, AppError> {
+        let store = &service(ctx)?.store;
+        match &self.owner {
+            Ownership::User(u) => store.day_totals(u, self.currency, from, to).await,
+            Ownership::Household(h) => {
+                store
+                    .household_day_totals(h, self.currency, from, to)
+                    .await
+            }
+        }
+    }
+}
+
 #[Object]
 impl Query {
     /// The whole month `year`-`month` in the user's timezone; an absent `year` or
-    /// `month` is the current one there.
+    /// `month` is the current one there. With `householdId`: the expenses shared with
+    /// that household, in its currency (for its members).
     async fn monthly_summary(
         &self,
         ctx: &Context<'_>,
         year: Option<i32>,
         month: Option<i32>,
+        household_id: Option<ID>,
     ) -> Result<Option<MonthlySummary>> {
-        let (user, profile) = caller_profile(ctx).await?;
-        let today = service(ctx)?.clock.today_in(profile.timezone);
+        let scope = scope(ctx, household_id.as_ref()).await?;
+        let today = service(ctx)?.clock.today_in(scope.timezone);
         let year = year.unwrap_or_else(|| today.year());
         let month = month.unwrap_or_else(|| today.month() as i32);
         domain::validate_year_month(year, month)?;
         let window = domain::month_window(year, month as u32)?;
-        let cur = profile.currency;
-        let rows = service(ctx)?
-            .store
-            .day_totals(&user, cur, window.start, window.next)
-            .await?;
+        let cur = scope.currency;
+        let rows = scope.rows(ctx, window.start, window.next).await?;
         let t = Totals::of(&rows);
         Ok(Some(MonthlySummary {
             period: month_label(&window),
@@ -73,22 +121,21 @@ impl Query {
 
     /// Exactly `months` consecutive months ending with the current one (user's
     /// timezone), oldest first; months without transactions are present with zeros.
+    /// With `householdId`: the expenses shared with that household, in its currency.
     async fn spending_trends(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 6)] months: i32,
+        household_id: Option<ID>,
     ) -> Result<Option<Vec<MonthTrend>>> {
-        let (user, profile) = caller_profile(ctx).await?;
+        let scope = scope(ctx, household_id.as_ref()).await?;
         let svc = service(ctx)?;
-        let windows = domain::trend_months(svc.clock.today_in(profile.timezone), months)?;
+        let windows = domain::trend_months(svc.clock.today_in(scope.timezone), months)?;
         let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
             return Ok(Some(Vec::new()));
         };
-        let cur = profile.currency;
-        let rows = svc
-            .store
-            .day_totals(&user, cur, first.start, last.next)
-            .await?;
+        let cur = scope.currency;
+        let rows = scope.rows(ctx, first.start, last.next).await?;
         windows
             .iter()
             .map(|w| {
@@ -106,19 +153,18 @@ impl Query {
     }
 
     /// Spending per category in the current week, month or year (user's timezone).
+    /// With `householdId`: the expenses shared with that household, in its currency.
     async fn category_analysis(
         &self,
         ctx: &Context<'_>,
         #[graphql(default_with = "AnalysisPeriod::Month")] period: AnalysisPeriod,
+        household_id: Option<ID>,
     ) -> Result<Option<CategoryAnalysis>> {
-        let (user, profile) = caller_profile(ctx).await?;
+        let scope = scope(ctx, household_id.as_ref()).await?;
         let svc = service(ctx)?;
-        let window = domain::period_window(period.into(), svc.clock.today_in(profile.timezone));
-        let cur = profile.currency;
-        let rows = svc
-            .store
-            .day_totals(&user, cur, window.start, window.next)
-            .await?;
+        let window = domain::period_window(period.into(), svc.clock.today_in(scope.timezone));
+        let cur = scope.currency;
+        let rows = scope.rows(ctx, window.start, window.next).await?;
         let t = Totals::of(&rows);
         let cats = t.categories_desc();
         Ok(Some(CategoryAnalysis {

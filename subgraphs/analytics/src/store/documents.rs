@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use contract::events::TxKind;
-use contract::ids::{EventId, ExpenseId, UserId};
+use contract::ids::{EventId, ExpenseId, HouseholdId, UserId};
 use kit::AppError;
 use kit::events::{Event, Outbox};
 use kit::money::{Currency, Money};
@@ -60,6 +60,9 @@ pub struct ExpenseDoc {
     pub category_key: String,
     /// `YYYY-MM-DD` in the user's calendar.
     pub date: String,
+    /// The household the expense is shared with (absent: personal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household_id: Option<String>,
 }
 
 /// A read-model row: `_id` is `user|date|type|currency|categoryKey`.
@@ -216,6 +219,7 @@ impl TryFrom<ExpenseDoc> for ExpenseState {
             user_id: UserId::from_trusted(d.user_id),
             category: d.category,
             category_key: d.category_key,
+            household: d.household_id.map(HouseholdId::from_trusted),
         })
     }
 }
@@ -233,6 +237,7 @@ impl From<&ExpenseState> for ExpenseDoc {
             category: e.category.clone(),
             category_key: e.category_key.clone(),
             date: day(e.date),
+            household_id: e.household.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -321,6 +326,7 @@ mod tests {
             category: "Food".into(),
             category_key: "food".into(),
             date: "2024-03-02".into(),
+            household_id: None,
         }
     }
 

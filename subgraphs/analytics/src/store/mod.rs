@@ -11,7 +11,9 @@
 mod documents;
 
 use chrono::NaiveDate;
-use contract::ids::{ExpenseId, UserId};
+use std::collections::BTreeMap;
+
+use contract::ids::{ExpenseId, HouseholdId, UserId};
 use futures::TryStreamExt;
 use kit::AppError;
 use kit::db::index;
@@ -65,6 +67,13 @@ impl Store {
     pub async fn ensure_indexes(&self) -> Result<(), AppError> {
         self.daily()
             .create_index(index(doc! { "userId": 1, "date": 1 }, "user_date", false))
+            .await?;
+        self.expenses()
+            .create_index(index(
+                doc! { "householdId": 1, "date": 1 },
+                "household_date",
+                false,
+            ))
             .await?;
         self.expenses()
             .create_index(index(
@@ -175,6 +184,49 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The day totals of the expenses and incomes shared with `household`, in
+    /// `currency`, over `[from, to)`: summed here from the expenses themselves (a
+    /// household's shared records are few next to its members' own).
+    pub async fn household_day_totals(
+        &self,
+        household: &HouseholdId,
+        currency: Currency,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DayTotal>, AppError> {
+        let mut cursor = self
+            .expenses()
+            .find(doc! {
+                "householdId": household.as_str(),
+                "date": { "$gte": day(from), "$lt": day(to) },
+                "currency": currency.code(),
+                "deleted": false,
+            })
+            .await?;
+        let mut rows: BTreeMap<(NaiveDate, &'static str, String), DayTotal> = BTreeMap::new();
+        while let Some(doc) = cursor.try_next().await? {
+            let e = ExpenseState::try_from(doc)?;
+            if e.deleted || e.amount.currency() != currency {
+                continue;
+            }
+            let row = rows
+                .entry((e.date, e.kind.as_str(), e.category_key.clone()))
+                .or_insert_with(|| DayTotal {
+                    date: e.date,
+                    kind: e.kind,
+                    category: e.category.clone(),
+                    total_minor: 0,
+                    count: 0,
+                });
+            row.total_minor = row
+                .total_minor
+                .checked_add(i128::from(e.amount.amount_minor()))
+                .ok_or_else(|| AppError::total(MoneyError::TotalOutOfRange))?;
+            row.count += 1;
+        }
+        Ok(rows.into_values().collect())
     }
 
     /// A user's expenses (not incomes) in `currency` within `window`.

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use contract::events::TxKind;
-use contract::ids::{AlertId, BudgetId, ExpenseId, UserId};
+use contract::households::Ownership;
+use contract::ids::{AlertId, BudgetId, ExpenseId, HouseholdId, UserId};
 use kit::AppError;
 use kit::money::{Currency, Decimal, Money};
 
@@ -50,7 +51,12 @@ pub struct Rearm {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Budget {
     pub id: BudgetId,
+    /// Who created it (for a household's budget, the owner who set it up).
     pub user_id: UserId,
+    /// The household whose shared budget this is: it counts the expenses shared with
+    /// the household and alerts every member. `None`: the user's own budget, counting
+    /// all of their expenses.
+    pub household: Option<HouseholdId>,
     /// `None`: all EXPENSE spending.
     pub category: Option<Category>,
     pub amount: Money,
@@ -83,6 +89,11 @@ impl Budget {
             period_start,
             generation,
         });
+    }
+
+    /// Whose budget it is: the user's or the household's.
+    pub fn ownership(&self) -> Ownership {
+        Ownership::of(&self.user_id, self.household.as_ref())
     }
 
     /// True when the budget counts an expense of category `key`.
@@ -128,6 +139,8 @@ pub struct LiveEntry {
     pub amount: Money,
     pub category_key: String,
     pub date: NaiveDate,
+    /// The household the expense is shared with (its budgets count it).
+    pub household: Option<HouseholdId>,
 }
 
 /// Raised once when spending reaches a threshold within a period.
@@ -179,6 +192,7 @@ mod tests {
         let mut b = Budget {
             id: BudgetId::new(),
             user_id: UserId::new(),
+            household: None,
             category: Some(Category::parse(" Food ").unwrap()),
             amount: Money::from_minor(100, Currency::USD).unwrap(),
             period: Period::Monthly,

@@ -2,6 +2,7 @@
 //! (`query`), federation entity resolvers (`entities`) and mutations (`mutation`).
 //! Resolvers work on the domain model; client ids and inputs become domain values here.
 
+mod access;
 mod entities;
 mod loaders;
 mod mutation;
@@ -57,14 +58,30 @@ fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a loaders::Loaders, AppError> {
     kit::server::context_data(ctx)
 }
 
-/// The caller's budget `id` (also a deleted one), with its current period, loaded
-/// together with the other budgets asked for at the moment; `None` for an id that
-/// names none of the caller's budgets.
+/// The budget `id` (also a deleted one) the caller may read, with its current period:
+/// their own (loaded together with the other budgets asked for at the moment), or a
+/// shared budget of a household they are in. `None` for any other id.
 async fn any_budget_view(ctx: &Context<'_>, id: &BudgetId) -> Result<Option<Budget>, AppError> {
     let (user, profile) = kit::users::caller_profile(ctx).await?;
-    let today = service(ctx)?.clock.today_in(profile.timezone);
+    let s = service(ctx)?;
+    let today = s.clock.today_in(profile.timezone);
     let view = loaders(ctx)?.views.load(&user, (id.clone(), today)).await?;
-    Ok(view.map(Budget))
+    let budget = match view {
+        Some(v) if v.budget.household.is_none() => return Ok(Some(Budget(v))),
+        Some(v) => v.budget,
+        None => match s.store.any_budget(id).await? {
+            Some(b) => b,
+            None => return Ok(None),
+        },
+    };
+    // A household's budget, whoever created it: for its members only.
+    let Some(h) = budget.household.clone() else {
+        return Ok(None);
+    };
+    if !access::may_read_household(ctx, &h).await? {
+        return Ok(None);
+    }
+    Ok(Some(Budget(s.view(budget, today).await?)))
 }
 
 /// The caller's live budget `id`, with its current period; `None` for an id that names

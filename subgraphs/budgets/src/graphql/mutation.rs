@@ -5,7 +5,8 @@ use kit::AppError;
 use kit::money::Currency;
 
 use super::{
-    Budget, BudgetAlert, CreateBudgetInput, UpdateBudgetInput, alert_id, budget_id, service,
+    Budget, BudgetAlert, CreateBudgetInput, UpdateBudgetInput, access, alert_id, budget_id,
+    service,
 };
 use crate::service::{BudgetChange, NewBudget};
 
@@ -14,7 +15,13 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     async fn create_budget(&self, ctx: &Context<'_>, input: CreateBudgetInput) -> Result<Budget> {
-        let (user, profile) = kit::users::caller_profile(ctx).await?;
+        let (_, profile) = kit::users::caller_profile(ctx).await?;
+        let household = input
+            .household_id
+            .as_ref()
+            .map(|h| kit::households::household_id("householdId", h))
+            .transpose()?;
+        let (user, membership) = access::may_create(ctx, household.as_ref()).await?;
         let currency = input
             .currency
             .as_deref()
@@ -31,6 +38,7 @@ impl Mutation {
                     currency,
                     period: input.period.into(),
                     thresholds: input.alert_thresholds,
+                    household: membership,
                 },
             )
             .await?;
@@ -44,8 +52,9 @@ impl Mutation {
         id: ID,
         input: UpdateBudgetInput,
     ) -> Result<Budget> {
-        let (user, profile) = kit::users::caller_profile(ctx).await?;
+        let (_, profile) = kit::users::caller_profile(ctx).await?;
         let id = budget_id(&id).ok_or_else(|| AppError::not_found("budget"))?;
+        let owner = access::owner_for_change(ctx, &id).await?;
         let change = BudgetChange {
             category: match input.category {
                 MaybeUndefined::Undefined => None,
@@ -57,14 +66,14 @@ impl Mutation {
             thresholds: input.alert_thresholds,
         };
         Ok(Budget(
-            service(ctx)?.update(&user, profile, &id, change).await?,
+            service(ctx)?.update(&owner, profile, &id, change).await?,
         ))
     }
 
     async fn delete_budget(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
-        let user = kit::auth::caller_id(ctx)?;
         let id = budget_id(&id).ok_or_else(|| AppError::not_found("budget"))?;
-        service(ctx)?.delete(&user, &id).await?;
+        let owner = access::owner_for_change(ctx, &id).await?;
+        service(ctx)?.delete(&owner, &id).await?;
         Ok(true)
     }
 

@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object, Result};
 use contract::ids::BudgetId;
 
-use super::{Budget, BudgetAlert, budget_view, service};
+use super::{Budget, BudgetAlert, access, budget_view, service};
 
 /// The queries of the budgets subgraph.
 // Every field here is a root field: it shares the response's one `data` object with
@@ -14,12 +14,22 @@ pub struct BudgetQueries;
 
 #[Object]
 impl BudgetQueries {
-    /// The caller's budgets with their current period's spending.
-    async fn budgets(&self, ctx: &Context<'_>) -> Result<Option<Vec<Budget>>> {
-        let (user, profile) = kit::users::caller_profile(ctx).await?;
+    /// The caller's budgets (or, with `householdId`, that household's shared budgets)
+    /// with their current period's spending.
+    async fn budgets(
+        &self,
+        ctx: &Context<'_>,
+        household_id: Option<ID>,
+    ) -> Result<Option<Vec<Budget>>> {
+        let (_, profile) = kit::users::caller_profile(ctx).await?;
+        let household = household_id
+            .as_ref()
+            .map(|h| kit::households::household_id("householdId", h))
+            .transpose()?;
+        let owner = access::list_owner(ctx, household.as_ref()).await?;
         let s = service(ctx)?;
         let today = s.clock.today_in(profile.timezone);
-        let budgets = s.store.budgets(&user).await?;
+        let budgets = s.store.budgets_of(&owner).await?;
         Ok(Some(
             s.views(budgets, today)
                 .await?

@@ -119,6 +119,13 @@ impl Budget {
     async fn uncounted_expenses(&self) -> i64 {
         self.0.spending.uncounted
     }
+    /// The household whose shared budget this is (null: the caller's own); its other
+    /// fields are resolved by the users subgraph, for its members.
+    async fn household(&self) -> Option<Household> {
+        self.0.budget.household.as_ref().map(|h| Household {
+            id: ID(h.to_string()),
+        })
+    }
     /// This budget's alerts, newest first.
     async fn alerts(&self, ctx: &Context<'_>) -> Result<Vec<BudgetAlert>> {
         let b = &self.0.budget;
@@ -129,6 +136,13 @@ impl Budget {
             .unwrap_or_default();
         Ok(alerts.into_iter().map(BudgetAlert).collect())
     }
+}
+
+/// A household, resolved by the users subgraph (for its members only).
+#[derive(async_graphql::SimpleObject)]
+#[graphql(unresolvable = "id")]
+pub struct Household {
+    pub id: ID,
 }
 
 /// Raised once when spending reaches a threshold within a period.
@@ -180,6 +194,10 @@ pub struct CreateBudgetInput {
     pub period: BudgetPeriod,
     /// Default [80, 100]; each 1..=1000, at most 5.
     pub alert_thresholds: Option<Vec<i32>>,
+    /// Makes it a shared budget of this household (you must be one of its OWNERs): it
+    /// counts the expenses shared with the household, in the household's currency by
+    /// default, and alerts every member.
+    pub household_id: Option<ID>,
 }
 
 #[derive(InputObject)]

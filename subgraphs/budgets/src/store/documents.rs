@@ -8,7 +8,8 @@ pub(super) use kit::error::unreadable;
 use std::fmt::Debug;
 
 use chrono::NaiveDate;
-use contract::ids::{AlertId, BudgetId, UserId};
+use contract::households::Ownership;
+use contract::ids::{AlertId, BudgetId, HouseholdId, UserId};
 use kit::AppError;
 use kit::events::Outbox;
 use kit::money::{Currency, Decimal, Money};
@@ -33,6 +34,9 @@ pub struct BudgetDoc {
     #[serde(rename = "_id")]
     pub id: String,
     pub user_id: String,
+    /// The household whose shared budget this is (absent: the user's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household_id: Option<String>,
     /// Display name; null: all spending.
     pub category: Option<String>,
     pub category_key: Option<String>,
@@ -44,7 +48,7 @@ pub struct BudgetDoc {
     #[serde(default)]
     pub rearmed: Vec<RearmDoc>,
     /// `user|category-or-*|period` while live (unique: one budget per user, category
-    /// and period); `deleted|id` once deleted.
+    /// and period; `household:<id>|...` for a household's); `deleted|id` once deleted.
     pub unique_key: String,
     pub deleted: bool,
     pub version: i64,
@@ -72,6 +76,9 @@ pub struct LedgerDoc {
     pub day: String,
     /// `live` or `deleted` (text, not a boolean: nx-27017 stores a `$set` boolean as 1).
     pub state: String,
+    /// The household a live expense is shared with (null: personal).
+    #[serde(default)]
+    pub household_id: Option<String>,
 }
 
 /// The part of a ledger entry a sum reads.
@@ -134,10 +141,15 @@ pub(super) fn stored_currency(record: &str, id: &str, text: &str) -> Result<Curr
     Currency::parse(text).map_err(|_| unreadable(record, id, "currency", text))
 }
 
-/// The unique key of a live budget: one per user, category and period.
-pub fn unique_key(user_id: &UserId, category_key: Option<&str>, period: Period) -> String {
+/// The unique key of a live budget: one per owner (a user, or a household), category
+/// and period.
+pub fn unique_key(owner: &Ownership, category_key: Option<&str>, period: Period) -> String {
+    let owner = match owner {
+        Ownership::User(u) => u.to_string(),
+        Ownership::Household(h) => format!("household:{h}"),
+    };
     format!(
-        "{user_id}|{}|{}",
+        "{owner}|{}|{}",
         category_key.unwrap_or("*"),
         period.as_str()
     )
@@ -184,6 +196,7 @@ impl TryFrom<BudgetDoc> for Budget {
             updated_at: d.updated_at.to_chrono(),
             id: BudgetId::from_trusted(d.id),
             user_id: UserId::from_trusted(d.user_id),
+            household: d.household_id.map(HouseholdId::from_trusted),
         })
     }
 }
@@ -194,11 +207,12 @@ impl From<&Budget> for BudgetDoc {
         BudgetDoc {
             id: b.id.to_string(),
             user_id: b.user_id.to_string(),
+            household_id: b.household.as_ref().map(ToString::to_string),
             category: b.category.as_ref().map(|c| c.name.clone()),
             unique_key: if b.deleted {
                 format!("deleted|{}", b.id)
             } else {
-                unique_key(&b.user_id, category_key.as_deref(), b.period)
+                unique_key(&b.ownership(), category_key.as_deref(), b.period)
             },
             category_key,
             amount_minor: b.amount.amount_minor(),
@@ -236,6 +250,7 @@ impl From<&LedgerEntry> for LedgerDoc {
                 category_key: l.category_key.clone(),
                 day: day_key(l.date),
                 state: "live".to_string(),
+                household_id: l.household.as_ref().map(ToString::to_string),
             },
             None => LedgerDoc {
                 id,
@@ -247,6 +262,7 @@ impl From<&LedgerEntry> for LedgerDoc {
                 category_key: String::new(),
                 day: String::new(),
                 state: "deleted".to_string(),
+                household_id: None,
             },
         }
     }
@@ -327,6 +343,7 @@ mod tests {
         BudgetDoc {
             id: "0190a000-0000-7000-8000-000000000001".into(),
             user_id: "0190a000-0000-7000-8000-0000000000aa".into(),
+            household_id: None,
             category: Some("Food".into()),
             category_key: Some("food".into()),
             amount_minor: 10_000,

@@ -7,6 +7,7 @@ mod documents;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
+use contract::households::Ownership;
 use contract::ids::{AlertId, BudgetId, UserId};
 use futures::TryStreamExt;
 use kit::AppError;
@@ -53,14 +54,26 @@ impl Store {
             .create_indexes([
                 index(doc! { "uniqueKey": 1 }, "one_per_category_period", true),
                 index(doc! { "userId": 1, "deleted": 1 }, "user_budgets", false),
+                index(
+                    doc! { "householdId": 1, "deleted": 1 },
+                    "household_budgets",
+                    false,
+                ),
             ])
             .await?;
         self.ledger
-            .create_indexes([index(
-                doc! { "userId": 1, "state": 1, "type": 1, "day": 1 },
-                "user_days",
-                false,
-            )])
+            .create_indexes([
+                index(
+                    doc! { "userId": 1, "state": 1, "type": 1, "day": 1 },
+                    "user_days",
+                    false,
+                ),
+                index(
+                    doc! { "householdId": 1, "state": 1, "type": 1, "day": 1 },
+                    "household_days",
+                    false,
+                ),
+            ])
             .await?;
         self.alerts
             .create_indexes([
@@ -103,22 +116,31 @@ impl Store {
         }
     }
 
-    /// The caller's live budget.
+    /// The live budget `id` of `owner` (a user's own, or a household's).
     pub async fn budget(
         &self,
-        user_id: &UserId,
+        owner: &Ownership,
         id: &BudgetId,
     ) -> Result<Option<Budget>, AppError> {
+        Ok(self
+            .any_budget(id)
+            .await?
+            .filter(|b| !b.deleted && &b.ownership() == owner))
+    }
+
+    /// The budget `id`, whoever's it is, deleted or not: for a caller whose right to it
+    /// is checked next.
+    pub async fn any_budget(&self, id: &BudgetId) -> Result<Option<Budget>, AppError> {
         self.budgets
-            .find_one(doc! { "_id": id.as_str(), "userId": user_id.as_str(), "deleted": false })
+            .find_one(doc! { "_id": id.as_str() })
             .await?
             .map(Budget::try_from)
             .transpose()
     }
 
-    /// The caller's live budget `id`, or `NOT_FOUND` (also for someone else's).
-    pub async fn owned_budget(&self, user_id: &UserId, id: &BudgetId) -> Result<Budget, AppError> {
-        self.budget(user_id, id)
+    /// The live budget `id` of `owner`, or `NOT_FOUND` (also for anyone else's).
+    pub async fn owned_budget(&self, owner: &Ownership, id: &BudgetId) -> Result<Budget, AppError> {
+        self.budget(owner, id)
             .await?
             .ok_or_else(|| AppError::not_found("budget"))
     }
@@ -140,14 +162,26 @@ impl Store {
             .await?)
     }
 
-    pub async fn budgets(&self, user_id: &UserId) -> Result<Vec<Budget>, AppError> {
-        all(self
+    /// The live budgets of `owner`, oldest first: a user's own (not the households'
+    /// they created), or a household's.
+    pub async fn budgets_of(&self, owner: &Ownership) -> Result<Vec<Budget>, AppError> {
+        let q = match owner {
+            Ownership::User(u) => doc! { "userId": u.as_str(), "deleted": false },
+            Ownership::Household(h) => doc! { "householdId": h.as_str(), "deleted": false },
+        };
+        let found: Vec<Budget> = all(self
             .budgets
-            .find(doc! { "userId": user_id.as_str(), "deleted": false })
+            .find(q)
             .sort(doc! { "createdAt": 1 })
             .await?
             .try_collect()
-            .await?)
+            .await?)?;
+        Ok(found.into_iter().filter(|b| &b.ownership() == owner).collect())
+    }
+
+    /// The user's own live budgets.
+    pub async fn budgets(&self, user_id: &UserId) -> Result<Vec<Budget>, AppError> {
+        self.budgets_of(&Ownership::User(user_id.clone())).await
     }
 
     /// Applies an expense's state if it is newer than what the ledger has. The filter
@@ -168,6 +202,7 @@ impl Store {
                     "categoryKey": &entry.category_key,
                     "day": &entry.day,
                     "state": &entry.state,
+                    "householdId": &entry.household_id,
                 } },
             )
             .upsert(true)
@@ -191,22 +226,24 @@ impl Store {
     }
 
     /// What each budget has used in its `[start, next)`, in the order given: one ledger
-    /// query over the span of the periods whatever the number of budgets (one per user
-    /// when they belong to several), and the rates table at most once.
+    /// query over the span of the periods whatever the number of budgets (one per owner
+    /// when they belong to several), and the rates table at most once. A user's budget
+    /// counts all of the user's expenses; a household's, the expenses shared with it.
     pub async fn spendings(
         &self,
         periods: &[(&Budget, NaiveDate, NaiveDate)],
     ) -> Result<Vec<Spending>, AppError> {
         // Sum per budget and currency first, then convert each foreign total once.
         let mut totals: Vec<BTreeMap<Currency, (i128, i64)>> = vec![BTreeMap::new(); periods.len()];
-        let mut users: Vec<&UserId> = periods.iter().map(|(b, _, _)| &b.user_id).collect();
-        users.sort();
-        users.dedup();
-        for user_id in users {
+        let owners: Vec<Ownership> = periods.iter().map(|(b, _, _)| b.ownership()).collect();
+        let mut distinct: Vec<&Ownership> = owners.iter().collect();
+        distinct.sort_by_key(|o| owner_key(o));
+        distinct.dedup();
+        for owner in distinct {
             let mine: Vec<(usize, &Budget, String, String)> = periods
                 .iter()
                 .enumerate()
-                .filter(|(_, (b, _, _))| &b.user_id == user_id)
+                .filter(|(i, _)| &owners[*i] == owner)
                 .map(|(i, (b, start, next))| (i, *b, day_key(*start), day_key(*next)))
                 .collect();
             let (Some(from), Some(to)) = (
@@ -215,10 +252,13 @@ impl Store {
             ) else {
                 continue;
             };
-            let mut q = doc! {
-                "userId": user_id.as_str(), "state": "live", "type": "EXPENSE",
-                "day": { "$gte": from, "$lt": to },
+            let mut q = match owner {
+                Ownership::User(u) => doc! { "userId": u.as_str() },
+                Ownership::Household(h) => doc! { "householdId": h.as_str() },
             };
+            q.insert("state", "live");
+            q.insert("type", "EXPENSE");
+            q.insert("day", doc! { "$gte": from, "$lt": to });
             // Only the budgets' categories, unless one of them counts all spending.
             if mine.iter().all(|m| m.1.category.is_some()) {
                 let keys: Vec<&str> = mine
@@ -370,5 +410,13 @@ impl Store {
             )
             .await?;
         Ok(r.matched_count == 1)
+    }
+}
+
+/// An owner as one sortable text (to group budgets by owner).
+fn owner_key(o: &Ownership) -> String {
+    match o {
+        Ownership::User(u) => format!("u|{u}"),
+        Ownership::Household(h) => format!("h|{h}"),
     }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use contract::events::ExpenseSnapshot;
-use contract::ids::{ExpenseId, UserId};
+use contract::ids::{ExpenseId, HouseholdId, UserId};
 use kit::money::Money;
 
 use super::{Frequency, Recurrence, SortKey, TxType, category_key};
@@ -124,6 +124,9 @@ pub struct Expense {
     pub recurrence: Option<Schedule>,
     /// The recurring expense this one is an occurrence of.
     pub recurring_from: Option<ExpenseId>,
+    /// The household the expense is shared with: its members see it and its budgets
+    /// count it. `None`: personal, seen by its owner only.
+    pub household: Option<HouseholdId>,
     /// The client's idempotency key (`key:<key>`), `recur:<series>:<n>` for
     /// occurrences, `import:<row id>` for imported rows, or `id:<id>` when none was
     /// given.
@@ -158,7 +161,14 @@ impl Expense {
             category: self.category.clone(),
             category_key: self.category_key(),
             date: self.date,
+            household: self.household.clone(),
         }
+    }
+
+    /// Whose the expense is to read: its household's when shared (the owner keeps
+    /// theirs too), its owner's otherwise.
+    pub fn ownership(&self) -> contract::households::Ownership {
+        contract::households::Ownership::of(&self.user_id, self.household.as_ref())
     }
 }
 

@@ -2,6 +2,7 @@
 //! queries (`query`), the mutations (`mutation`) and the federation entities
 //! (`entities`). Resolvers work on domain values; inputs become domain values here.
 
+mod access;
 mod entities;
 mod mutation;
 mod query;

@@ -6,7 +6,7 @@ use kit::AppError;
 use super::types::{
     Category, CreateExpenseInput, Expense, ImportReport, TransactionType, UpdateExpenseInput, count,
 };
-use super::{expense_id, service};
+use super::{access, expense_id, service};
 use crate::domain::{self, csv_format};
 
 /// The caller's expense `id` to change: `NOT_FOUND` when it is no id of ours.
@@ -28,8 +28,10 @@ impl Mutation {
         idempotency_key: Option<String>,
     ) -> Result<Expense> {
         let (user, profile) = kit::users::caller_profile(ctx).await?;
+        let input = input.into_domain()?;
+        access::may_share(ctx, None, input.household.as_ref()).await?;
         let expense = service(ctx)?
-            .create(&user, profile, input.into(), idempotency_key)
+            .create(&user, profile, input, idempotency_key)
             .await?;
         Ok(Expense(expense))
     }
@@ -42,15 +44,23 @@ impl Mutation {
     ) -> Result<Expense> {
         let (user, profile) = kit::users::caller_profile(ctx).await?;
         let id = existing(&id)?;
-        let expense = service(ctx)?
-            .update(&user, profile, &id, input.into())
-            .await?;
+        let change = input.into_domain()?;
+        let current = access::own_for_change(ctx, &user, &id).await?;
+        let after = match &change.household {
+            Some(h) => h.as_ref(),
+            None => current.household.as_ref(),
+        };
+        access::may_share(ctx, current.household.as_ref(), after).await?;
+        let expense = service(ctx)?.update(&user, profile, &id, change).await?;
         Ok(Expense(expense))
     }
 
     async fn delete_expense(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let user = kit::auth::caller_id(ctx)?;
-        service(ctx)?.delete(&user, &existing(&id)?).await?;
+        let id = existing(&id)?;
+        let current = access::own_for_change(ctx, &user, &id).await?;
+        access::may_share(ctx, current.household.as_ref(), None).await?;
+        service(ctx)?.delete(&user, &id).await?;
         Ok(true)
     }
 

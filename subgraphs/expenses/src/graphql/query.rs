@@ -10,7 +10,7 @@ use super::types::{
     Category, Expense, ExpenseConnection, ExpenseEdge, ExpenseFilter, ExpenseSummary, ExpensesCsv,
     PageInfo, count,
 };
-use super::{expense_id, service};
+use super::{access, expense_id, service};
 use crate::domain::{self, DayRange, MAX_PAGE, SortKey};
 
 fn encode_cursor(key: &SortKey) -> String {
@@ -40,12 +40,15 @@ pub(super) async fn list_expenses(
             format!("first must be between 0 and {MAX_PAGE}"),
         ));
     }
-    let (user_id, profile) = kit::users::caller_profile(ctx).await?;
+    let (_, profile) = kit::users::caller_profile(ctx).await?;
     let before = after.as_deref().map(decode_cursor).transpose()?;
-    let filter = filter.unwrap_or_default().into_domain(profile.currency)?;
+    let filter = filter.unwrap_or_default();
+    let household = filter.household()?;
+    let filter = filter.into_domain(profile.currency)?;
+    let owner = access::list_owner(ctx, household.as_ref()).await?;
     let mut expenses = service(ctx)?
         .store
-        .list(&user_id, &filter, before.as_ref(), i64::from(first) + 1)
+        .list(&owner, &filter, before.as_ref(), i64::from(first) + 1)
         .await?;
     let has_next_page = expenses.len() > first as usize;
     expenses.truncate(first as usize);
@@ -63,19 +66,24 @@ pub(super) async fn list_expenses(
             has_next_page,
             end_cursor,
         },
-        user_id,
+        owner,
         filter,
     })
 }
 
-/// The caller's live expense `id`; `None` for anyone else's and for what is no id of
-/// ours.
+/// The live expense `id` if the caller may read it (their own, or shared with a
+/// household they are in); `None` for anyone else's and for what is no id of ours.
 pub(super) async fn find_expense(ctx: &Context<'_>, id: &ID) -> Result<Option<Expense>> {
-    let user = kit::auth::caller_id(ctx)?;
+    kit::auth::caller_id(ctx)?;
     let Some(id) = expense_id(id) else {
         return Ok(None);
     };
-    Ok(service(ctx)?.store.get(&user, &id).await?.map(Expense))
+    let Some(expense) = service(ctx)?.store.get_any(&id).await? else {
+        return Ok(None);
+    };
+    Ok(access::may_read(ctx, &expense)
+        .await?
+        .then_some(Expense(expense)))
 }
 
 // Every field here is a root field: it shares the response's one `data` object with
@@ -86,7 +94,8 @@ pub struct ExpenseQuery;
 
 #[Object]
 impl ExpenseQuery {
-    /// The caller's expenses, newest date first.
+    /// The caller's expenses (or, with `filter.householdId`, the expenses shared with
+    /// that household), newest date first.
     async fn expenses(
         &self,
         ctx: &Context<'_>,

@@ -5,7 +5,7 @@ use async_graphql::{
     ComplexObject, Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject,
 };
 use chrono::{DateTime, Utc};
-use contract::ids::UserId;
+use contract::households::Ownership;
 use kit::AppError;
 use kit::money::{Currency, Money};
 use kit::scalars::{Date, Decimal};
@@ -148,6 +148,21 @@ impl Expense {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// The household the expense is shared with (null: personal); its other fields
+    /// are resolved by the users subgraph, for its members.
+    async fn household(&self) -> Option<Household> {
+        self.0.household.as_ref().map(|h| Household {
+            id: ID(h.to_string()),
+        })
+    }
+    /// Who added a shared expense, as a member of its household (null: personal): a
+    /// member's name on a shared expense, resolved by the users subgraph.
+    async fn shared_by(&self) -> Option<HouseholdMember> {
+        self.0.household.as_ref().map(|h| HouseholdMember {
+            household_id: ID(h.to_string()),
+            user_id: ID(self.0.user_id.to_string()),
+        })
+    }
     /// The owner; other fields are resolved by the users subgraph.
     // Nullable: the users subgraph resolves the rest of it in another fetch, and its
     // failure must not null the expense (see schema/README.md).
@@ -156,6 +171,22 @@ impl Expense {
             id: self.0.user_id.clone(),
         })
     }
+}
+
+/// A household, resolved by the users subgraph (for its members only).
+#[derive(SimpleObject)]
+#[graphql(unresolvable = "id")]
+pub struct Household {
+    pub id: ID,
+}
+
+/// A member of a household, resolved by the users subgraph (for the household's
+/// members only).
+#[derive(SimpleObject)]
+#[graphql(unresolvable = "householdId userId")]
+pub struct HouseholdMember {
+    pub household_id: ID,
+    pub user_id: ID,
 }
 
 #[derive(SimpleObject)]
@@ -178,7 +209,7 @@ pub struct ExpenseConnection {
     pub edges: Vec<ExpenseEdge>,
     pub page_info: PageInfo,
     #[graphql(skip)]
-    pub user_id: UserId,
+    pub owner: Ownership,
     #[graphql(skip)]
     pub filter: ListFilter,
 }
@@ -189,7 +220,7 @@ impl ExpenseConnection {
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         let n = service(ctx)?
             .store
-            .count(&self.user_id, &self.filter)
+            .count(&self.owner, &self.filter)
             .await?;
         Ok(i64::try_from(n).unwrap_or(i64::MAX))
     }
@@ -216,9 +247,20 @@ pub struct ExpenseFilter {
     search: Option<String>,
     tag: Option<String>,
     payment_method: Option<String>,
+    /// The expenses shared with this household, whoever added them (for its members);
+    /// without it, the caller's own.
+    household_id: Option<ID>,
 }
 
 impl ExpenseFilter {
+    /// The household whose shared expenses are asked for, if any.
+    pub fn household(&self) -> Result<Option<contract::ids::HouseholdId>, AppError> {
+        self.household_id
+            .as_ref()
+            .map(|h| household("householdId", h))
+            .transpose()
+    }
+
     /// The domain filter; `home` is the caller's currency.
     pub fn into_domain(self, home: Currency) -> Result<ListFilter, AppError> {
         let f = self;
@@ -358,11 +400,25 @@ pub struct CreateExpenseInput {
     payment_method: Option<String>,
     tags: Option<Vec<String>>,
     recurrence: Option<RecurrenceInput>,
+    /// Shares the expense with this household: its members see it and its budgets
+    /// count it (you must be its OWNER or a MEMBER). Default: personal.
+    household_id: Option<ID>,
 }
 
-impl From<CreateExpenseInput> for NewExpense {
-    fn from(input: CreateExpenseInput) -> Self {
-        NewExpense {
+/// A household id a client sent in `field`.
+fn household(field: &str, id: &ID) -> Result<contract::ids::HouseholdId, AppError> {
+    kit::households::household_id(field, id)
+}
+
+impl CreateExpenseInput {
+    pub fn into_domain(self) -> Result<NewExpense, AppError> {
+        let input = self;
+        Ok(NewExpense {
+            household: input
+                .household_id
+                .as_ref()
+                .map(|h| household("householdId", h))
+                .transpose()?,
             kind: input.kind.map(Into::into),
             amount: input.amount.0,
             currency: input.currency,
@@ -372,7 +428,7 @@ impl From<CreateExpenseInput> for NewExpense {
             payment_method: input.payment_method,
             tags: input.tags,
             recurrence: input.recurrence.map(Into::into),
-        }
+        })
     }
 }
 
@@ -390,6 +446,8 @@ pub struct UpdateExpenseInput {
     tags: Option<Vec<String>>,
     /// null stops the recurrence.
     recurrence: MaybeUndefined<RecurrenceInput>,
+    /// Shares the expense with this household; null makes it personal again.
+    household_id: MaybeUndefined<ID>,
 }
 
 /// Undefined leaves a field alone, null clears it.
@@ -401,9 +459,13 @@ fn change<T, U>(v: MaybeUndefined<T>, f: impl FnOnce(T) -> U) -> Option<Option<U
     }
 }
 
-impl From<UpdateExpenseInput> for ExpenseChange {
-    fn from(input: UpdateExpenseInput) -> Self {
-        ExpenseChange {
+impl UpdateExpenseInput {
+    pub fn into_domain(self) -> Result<ExpenseChange, AppError> {
+        let input = self;
+        Ok(ExpenseChange {
+            household: change(input.household_id, |h| household("householdId", &h))
+                .map(Option::transpose)
+                .transpose()?,
             kind: input.kind.map(Into::into),
             amount: input.amount.map(|d| d.0),
             currency: input.currency,
@@ -413,7 +475,7 @@ impl From<UpdateExpenseInput> for ExpenseChange {
             payment_method: change(input.payment_method, |p| p),
             tags: input.tags,
             recurrence: change(input.recurrence, Into::into),
-        }
+        })
     }
 }
 

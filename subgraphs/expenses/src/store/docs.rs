@@ -9,7 +9,7 @@
 pub(crate) use kit::error::unreadable_because as unreadable;
 
 use chrono::NaiveDate;
-use contract::ids::{ExpenseId, UserId};
+use contract::ids::{ExpenseId, HouseholdId, UserId};
 use kit::AppError;
 use kit::events::Outbox;
 use kit::money::{Currency, Money};
@@ -64,6 +64,9 @@ pub struct ExpenseDoc {
     pub recurrence: Option<RecurrenceDoc>,
     /// The recurring expense this one is an occurrence of.
     pub recurring_from: Option<String>,
+    /// The household the expense is shared with (absent: personal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household_id: Option<String>,
     /// The client's idempotency key, `recur:<template>:<n>` for occurrences, or
     /// `id:<id>` when none was given (so the unique index never sees a null).
     pub idem_key: String,
@@ -200,6 +203,7 @@ impl TryFrom<ExpenseDoc> for Stored {
             description: d.description,
             tags: d.tags,
             recurring_from: d.recurring_from.map(ExpenseId::from_trusted),
+            household: d.household_id.map(HouseholdId::from_trusted),
             idem_key: d.idem_key,
             idem_hash: d.idem_hash,
             version: d.version,
@@ -241,6 +245,7 @@ impl ExpenseDoc {
             tags: e.tags.clone(),
             recurrence: e.recurrence.as_ref().map(RecurrenceDoc::of),
             recurring_from: e.recurring_from.as_ref().map(ToString::to_string),
+            household_id: e.household.as_ref().map(ToString::to_string),
             idem_key: e.idem_key.clone(),
             idem_hash: e.idem_hash.clone(),
             version: e.version,
@@ -310,6 +315,7 @@ mod tests {
                 next_day: Some("20240331".into()),
             }),
             recurring_from: None,
+            household_id: Some("01890a5d-ac96-774b-bcce-b302099a8111".into()),
             idem_key: "key:abc".into(),
             idem_hash: Some("hash".into()),
             version: 3,

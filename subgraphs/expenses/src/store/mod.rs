@@ -2,8 +2,8 @@
 //! and their mapping to the domain are in `docs`; every method here takes and returns
 //! domain types.
 //!
-//! Every query starts with `userId` and is served by an index whose first key is
-//! `userId`. Lists sort by `sortKey` = `YYYYMMDD|<id>` descending: one string field
+//! Every query starts with `userId` (or, for a household's shared expenses,
+//! `householdId`) and is served by an index whose first key is that field. Lists sort by `sortKey` = `YYYYMMDD|<id>` descending: one string field
 //! that orders by date then id, carries the inclusive date range as a half-open key
 //! range, and doubles as the page cursor.
 
@@ -12,6 +12,7 @@ mod docs;
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
+use contract::households::Ownership;
 use contract::ids::{ExpenseId, UserId};
 use futures::TryStreamExt;
 use kit::AppError;
@@ -44,10 +45,13 @@ pub fn regex_escape(text: &str) -> String {
     out
 }
 
-/// The query document of a list of `user`'s expenses; `before` is the cursor's sort key
-/// (exclusive).
-pub fn filter_document(f: &ListFilter, user: &UserId, before: Option<&SortKey>) -> Document {
-    let mut q = doc! { "userId": user.as_str(), "deleted": false };
+/// The query document of a list of `owner`'s expenses (a user's own, or those shared
+/// with a household); `before` is the cursor's sort key (exclusive).
+pub fn filter_document(f: &ListFilter, owner: &Ownership, before: Option<&SortKey>) -> Document {
+    let mut q = match owner {
+        Ownership::User(user) => doc! { "userId": user.as_str(), "deleted": false },
+        Ownership::Household(h) => doc! { "householdId": h.as_str(), "deleted": false },
+    };
     if let Some(k) = f.kind {
         q.insert("type", k.as_str());
     }
@@ -196,6 +200,12 @@ impl Store {
                     "user_summary",
                     false,
                 ),
+                // A household's shared expenses, listed by its members.
+                index(
+                    doc! { "householdId": 1, "deleted": 1, "sortKey": 1 },
+                    "household_by_key",
+                    false,
+                ),
                 // The recurrence scheduler's due series.
                 index(doc! { "recurrence.nextDay": 1 }, "recurrence_due", false),
             ])
@@ -241,6 +251,17 @@ impl Store {
             .find_one(doc! { "_id": id.as_str(), "userId": user.as_str(), "deleted": false })
             .await?
             .map(Stored::try_from)
+            .transpose()
+    }
+
+    /// The live expense `id`, whoever's it is: for a reader whose right to it is checked
+    /// next (a household's member reading a shared expense).
+    pub async fn get_any(&self, id: &ExpenseId) -> Result<Option<Expense>, AppError> {
+        self.expenses
+            .find_one(doc! { "_id": id.as_str(), "deleted": false })
+            .projection(doc! { "outbox": 0, "outboxPending": 0 })
+            .await?
+            .map(Expense::try_from)
             .transpose()
     }
 
@@ -310,19 +331,19 @@ impl Store {
     /// One page (plus one more to tell whether another page exists), newest first.
     pub async fn list(
         &self,
-        user: &UserId,
+        owner: &Ownership,
         filter: &ListFilter,
         before: Option<&SortKey>,
         limit: i64,
     ) -> Result<Vec<Expense>, AppError> {
-        self.find(filter_document(filter, user, before), -1, limit)
+        self.find(filter_document(filter, owner, before), -1, limit)
             .await
     }
 
-    pub async fn count(&self, user: &UserId, filter: &ListFilter) -> Result<u64, AppError> {
+    pub async fn count(&self, owner: &Ownership, filter: &ListFilter) -> Result<u64, AppError> {
         Ok(self
             .expenses
-            .count_documents(filter_document(filter, user, None))
+            .count_documents(filter_document(filter, owner, None))
             .await?)
     }
 
@@ -348,7 +369,7 @@ impl Store {
             let mut cursor = self
                 .expenses
                 .clone_with_type::<Document>()
-                .find(filter_document(&filter, user, None))
+                .find(filter_document(&filter, &Ownership::User(user.clone()), None))
                 .projection(doc! { "category": 1, "amountMinor": 1 })
                 .await?;
             while let Some(d) = cursor.try_next().await? {
@@ -536,7 +557,11 @@ impl Store {
             days,
             ..ListFilter::default()
         };
-        self.find(filter_document(&filter, user, None), 1, limit)
+        self.find(
+            filter_document(&filter, &Ownership::User(user.clone()), None),
+            1,
+            limit,
+        )
             .await
     }
 

@@ -70,9 +70,12 @@ pub struct Household {
     viewer: UserId,
 }
 
-/// One member: their name as they gave it, and their role.
+/// One member: their name as they gave it, and their role. Also an entity (by
+/// household and user), so another subgraph can name who added a shared record; it
+/// resolves for the household's members only.
 #[derive(SimpleObject)]
 pub struct HouseholdMember {
+    household_id: ID,
     user_id: ID,
     username: String,
     first_name: Option<String>,
@@ -113,20 +116,7 @@ impl Household {
             .record
             .members
             .iter()
-            .map(|m| {
-                let user = users.remove(&m.user_id);
-                HouseholdMember {
-                    user_id: ID(m.user_id.to_string()),
-                    username: user
-                        .as_ref()
-                        .map(|u| u.username.as_str().to_string())
-                        .unwrap_or_default(),
-                    first_name: user.as_ref().and_then(|u| u.first_name.clone()),
-                    last_name: user.as_ref().and_then(|u| u.last_name.clone()),
-                    role: m.role.into(),
-                    joined_at: m.joined_at,
-                }
-            })
+            .map(|m| HouseholdMember::of(&self.record, m, users.remove(&m.user_id)))
             .collect())
     }
     /// Open invitations (owners see them; others get an empty list).
@@ -142,6 +132,27 @@ impl Household {
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.record.created_at
+    }
+}
+
+impl HouseholdMember {
+    fn of(
+        household: &HouseholdRecord,
+        m: &crate::domain::household::Member,
+        user: Option<crate::domain::User>,
+    ) -> HouseholdMember {
+        HouseholdMember {
+            household_id: ID(household.id.to_string()),
+            user_id: ID(m.user_id.to_string()),
+            username: user
+                .as_ref()
+                .map(|u| u.username.as_str().to_string())
+                .unwrap_or_default(),
+            first_name: user.as_ref().and_then(|u| u.first_name.clone()),
+            last_name: user.as_ref().and_then(|u| u.last_name.clone()),
+            role: m.role.into(),
+            joined_at: m.joined_at,
+        }
     }
 }
 
@@ -252,6 +263,32 @@ impl HouseholdQuery {
             .get(&me, &id)
             .await?
             .map(|record| Household { record, viewer: me }))
+    }
+
+    /// Entity resolution for `HouseholdMember` (a member's name on a shared record):
+    /// for the household's members only, and only while the person is a member; anyone
+    /// else gets null.
+    #[graphql(entity)]
+    async fn find_household_member(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(key)] household_id: ID,
+        #[graphql(key)] user_id: ID,
+    ) -> Result<Option<HouseholdMember>> {
+        let me = kit::auth::caller_id(ctx)?;
+        let (Ok(hid), Ok(uid)) = (HouseholdId::parse(&household_id), UserId::parse(&user_id))
+        else {
+            return Ok(None);
+        };
+        let households = ctx.data::<Households>()?;
+        let Some(record) = households.get(&me, &hid).await? else {
+            return Ok(None);
+        };
+        let Some(m) = record.members.iter().find(|m| m.user_id == uid) else {
+            return Ok(None);
+        };
+        let mut users = households.store().users_by_ids(&[uid.clone()]).await?;
+        Ok(Some(HouseholdMember::of(&record, m, users.remove(&uid))))
     }
 }
 

@@ -1,0 +1,73 @@
+//! Who may read and change an expense: the one place this subgraph decides it. A
+//! personal expense is its owner's alone; one shared with a household is also read by
+//! the household's members (every role), and only an owner or member of the household
+//! may share an expense with it, change a shared one or take it back. Roles are asked
+//! of the users service on every request (`kit::households`), so a removed member is
+//! refused from their next request on.
+
+use async_graphql::Context;
+use contract::households::{Need, Ownership};
+use contract::ids::{HouseholdId, UserId};
+use kit::AppError;
+
+use crate::domain::Expense;
+
+/// The caller may read `expense`: their own, or shared with a household they are in.
+pub async fn may_read(ctx: &Context<'_>, expense: &Expense) -> Result<bool, AppError> {
+    let user = kit::auth::caller_id(ctx)?;
+    if expense.user_id == user {
+        return Ok(true);
+    }
+    let Some(h) = &expense.household else {
+        return Ok(false);
+    };
+    match kit::households::authorize(ctx, h, Need::Read).await {
+        Ok(_) => Ok(true),
+        Err(AppError::NotFound(_) | AppError::Forbidden(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whose expenses a list shows: the caller's own, or a household's shared ones (for
+/// its members).
+pub async fn list_owner(
+    ctx: &Context<'_>,
+    household: Option<&HouseholdId>,
+) -> Result<Ownership, AppError> {
+    match household {
+        None => Ok(Ownership::User(kit::auth::caller_id(ctx)?)),
+        Some(h) => {
+            kit::households::authorize(ctx, h, Need::Read).await?;
+            Ok(Ownership::Household(h.clone()))
+        }
+    }
+}
+
+/// The caller may move their expense from being shared with `before` to `after`
+/// (either `None`: personal): they must be an owner or member of each household
+/// involved.
+pub async fn may_share(
+    ctx: &Context<'_>,
+    before: Option<&HouseholdId>,
+    after: Option<&HouseholdId>,
+) -> Result<(), AppError> {
+    for h in [before, after].into_iter().flatten() {
+        kit::households::authorize(ctx, h, Need::Write).await?;
+    }
+    Ok(())
+}
+
+/// The caller's live expense `id` as it is now, before a change (whose household, if
+/// shared, must still let them write: see [`may_share`]).
+pub async fn own_for_change(
+    ctx: &Context<'_>,
+    user: &UserId,
+    id: &contract::ids::ExpenseId,
+) -> Result<Expense, AppError> {
+    let expense = super::service(ctx)?
+        .store
+        .get(user, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("expense"))?;
+    Ok(expense)
+}
