@@ -19,10 +19,10 @@ use chrono::NaiveDate;
 use contract::events::{BudgetAlertRaised, DomainEvent, ExpenseChanged, ExpenseSnapshot, TxKind};
 use contract::households::Ownership;
 use contract::ids::{AlertId, BudgetId, UserId};
-use kit::households::Membership;
 use kit::AppError;
 use kit::clock::Clock;
 use kit::events::{Dispatcher, Event, EventHandler, Outbox};
+use kit::households::Membership;
 use kit::money::{Currency, Decimal, Money, Total, positive_amount};
 use kit::users::UserProfile;
 
@@ -332,8 +332,10 @@ impl Budgets {
         // The user's own budgets count all of their expenses; a household's shared
         // budgets count the expenses shared with it (before or after the change).
         let mut budgets = self.store.budgets(user_id).await?;
-        let mut households: Vec<&contract::ids::HouseholdId> =
-            touched.iter().filter_map(|s| s.household.as_ref()).collect();
+        let mut households: Vec<&contract::ids::HouseholdId> = touched
+            .iter()
+            .filter_map(|s| s.household.as_ref())
+            .collect();
         households.sort();
         households.dedup();
         for h in households {

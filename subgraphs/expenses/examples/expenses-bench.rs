@@ -228,7 +228,11 @@ async fn main() -> anyhow::Result<()> {
         days: year,
         ..ListFilter::default()
     };
-    let q = expenses::store::filter_document(&filter, &contract::households::Ownership::User(user_id.clone()), None);
+    let q = expenses::store::filter_document(
+        &filter,
+        &contract::households::Ownership::User(user_id.clone()),
+        None,
+    );
     let s_list = measure(runs, || {
         let coll = coll.clone();
         let q = q.clone();

@@ -88,10 +88,7 @@ impl UserDirectory {
 
     /// Every member of `household` with their role, read with the service token;
     /// empty when the household does not exist (any more).
-    pub async fn household_members(
-        &self,
-        household: &HouseholdId,
-    ) -> Result<MemberList, AppError> {
+    pub async fn household_members(&self, household: &HouseholdId) -> Result<MemberList, AppError> {
         let token = self
             .service_token
             .as_ref()

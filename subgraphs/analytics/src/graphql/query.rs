@@ -2,10 +2,10 @@
 //! timezone and currency, and insights.
 
 use async_graphql::{Context, ID, Object, Result};
-use contract::households::{Need, Ownership};
-use kit::money::Currency;
 use chrono::Datelike;
+use contract::households::{Need, Ownership};
 use kit::AppError;
+use kit::money::Currency;
 use kit::scalars::Date;
 use kit::users::AccessToken;
 
@@ -64,11 +64,7 @@ impl Scope {
         let store = &service(ctx)?.store;
         match &self.owner {
             Ownership::User(u) => store.day_totals(u, self.currency, from, to).await,
-            Ownership::Household(h) => {
-                store
-                    .household_day_totals(h, self.currency, from, to)
-                    .await
-            }
+            Ownership::Household(h) => store.household_day_totals(h, self.currency, from, to).await,
         }
     }
 }

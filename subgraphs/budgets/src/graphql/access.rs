@@ -15,7 +15,10 @@ use crate::domain::Budget;
 
 /// The caller may read what `household` shares; `false` for outsiders and removed
 /// members (whom the household does not exist for).
-pub async fn may_read_household(ctx: &Context<'_>, household: &HouseholdId) -> Result<bool, AppError> {
+pub async fn may_read_household(
+    ctx: &Context<'_>,
+    household: &HouseholdId,
+) -> Result<bool, AppError> {
     match kit::households::authorize(ctx, household, Need::Read).await {
         Ok(_) => Ok(true),
         Err(AppError::NotFound(_) | AppError::Forbidden(_)) => Ok(false),

@@ -5,8 +5,7 @@ use kit::AppError;
 use kit::money::Currency;
 
 use super::{
-    Budget, BudgetAlert, CreateBudgetInput, UpdateBudgetInput, access, alert_id, budget_id,
-    service,
+    Budget, BudgetAlert, CreateBudgetInput, UpdateBudgetInput, access, alert_id, budget_id, service,
 };
 use crate::service::{BudgetChange, NewBudget};
 

@@ -176,7 +176,10 @@ impl Store {
             .await?
             .try_collect()
             .await?)?;
-        Ok(found.into_iter().filter(|b| &b.ownership() == owner).collect())
+        Ok(found
+            .into_iter()
+            .filter(|b| &b.ownership() == owner)
+            .collect())
     }
 
     /// The user's own live budgets.

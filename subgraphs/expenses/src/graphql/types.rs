@@ -218,10 +218,7 @@ pub struct ExpenseConnection {
 impl ExpenseConnection {
     /// Number of expenses matching the filter (all pages).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
-        let n = service(ctx)?
-            .store
-            .count(&self.owner, &self.filter)
-            .await?;
+        let n = service(ctx)?.store.count(&self.owner, &self.filter).await?;
         Ok(i64::try_from(n).unwrap_or(i64::MAX))
     }
 }

@@ -369,7 +369,11 @@ impl Store {
             let mut cursor = self
                 .expenses
                 .clone_with_type::<Document>()
-                .find(filter_document(&filter, &Ownership::User(user.clone()), None))
+                .find(filter_document(
+                    &filter,
+                    &Ownership::User(user.clone()),
+                    None,
+                ))
                 .projection(doc! { "category": 1, "amountMinor": 1 })
                 .await?;
             while let Some(d) = cursor.try_next().await? {
@@ -562,7 +566,7 @@ impl Store {
             1,
             limit,
         )
-            .await
+        .await
     }
 
     /// Which of these idempotency keys the user already has, each with its input hash.
