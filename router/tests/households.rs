@@ -529,3 +529,97 @@ async fn who_may_read_and_change_what_a_household_shares() {
         "the removed member's, and one each from the owner and the member: {after}"
     );
 }
+
+/// `who`'s budget `id` once its `spent` reads `want` (the ledger follows events).
+async fn wait_spent(gql: &Gql, who: &Session, id: &str, want: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = gql
+            .ok(
+                "query($id: ID!) { budget(id: $id) { spent } }",
+                json!({ "id": id }),
+                Some(&who.token),
+            )
+            .await;
+        if b["budget"]["spent"] == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "budget {id} never reached {want}: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn create_budget(gql: &Gql, who: &Session, household: Option<&str>) -> String {
+    gql.ok(
+        "mutation($h: ID) { createBudget(input: { category: \"food\", amount: \"100\",
+            householdId: $h }) { id } }",
+        json!({ "h": household }),
+        Some(&who.token),
+    )
+    .await["createBudget"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_budget_counts_what_is_shared_with_it_and_follows_moves() {
+    let stack = ProductStack::start().await;
+    let gql = stack.gql();
+    let alice = stack.register("mv_alice").await;
+    let bob = stack.register("mv_bob").await;
+    let home = household(&stack, &alice, &[(&bob, "MEMBER")]).await;
+    let cabin = household(&stack, &alice, &[]).await;
+    let home_food = create_budget(&gql, &alice, Some(&home)).await;
+    let cabin_food = create_budget(&gql, &alice, Some(&cabin)).await;
+    let own_food = create_budget(&gql, &alice, None).await;
+    // The same category and period once per owner: a second one for the household
+    // is refused, whoever asks.
+    let code = gql
+        .error_code(
+            "mutation($h: ID) { createBudget(input: { category: \"Food\", amount: \"5\",
+                householdId: $h }) { id } }",
+            json!({ "h": home }),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(code, "CONFLICT");
+
+    let shared = spend(&gql, &alice, "30", Some(&home)).await;
+    spend(&gql, &alice, "20", None).await;
+    let bobs = spend(&gql, &bob, "10", Some(&home)).await;
+    // A user's own budget counts all of their expenses, shared ones too; a household's
+    // counts what its members shared with it.
+    wait_spent(&gql, &alice, &home_food, "40.00").await;
+    wait_spent(&gql, &alice, &own_food, "50.00").await;
+    wait_spent(&gql, &alice, &cabin_food, "0.00").await;
+
+    let share =
+        "mutation($id: ID!, $h: ID) { updateExpense(id: $id, input: { householdId: $h }) { id } }";
+    gql.ok(
+        share,
+        json!({ "id": shared, "h": cabin }),
+        Some(&alice.token),
+    )
+    .await;
+    wait_spent(&gql, &alice, &home_food, "10.00").await;
+    wait_spent(&gql, &alice, &cabin_food, "30.00").await;
+    gql.ok(
+        share,
+        json!({ "id": shared, "h": null }),
+        Some(&alice.token),
+    )
+    .await;
+    wait_spent(&gql, &alice, &cabin_food, "0.00").await;
+    wait_spent(&gql, &alice, &own_food, "50.00").await;
+    gql.ok(
+        "mutation($id: ID!) { deleteExpense(id: $id) }",
+        json!({ "id": bobs }),
+        Some(&bob.token),
+    )
+    .await;
+    wait_spent(&gql, &alice, &home_food, "0.00").await;
+}

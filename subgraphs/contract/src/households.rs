@@ -102,7 +102,9 @@ impl Need {
     pub fn refusal(self) -> &'static str {
         match self {
             Need::Read => "only the household's members can see this",
-            Need::Write => "only the household's owners and members can add or change shared expenses",
+            Need::Write => {
+                "only the household's owners and members can add or change shared expenses"
+            }
             Need::Manage => "only the household's owners can manage its budgets",
         }
     }

@@ -394,3 +394,98 @@ async fn authorization_matrix_of_household_operations() {
         .await;
     assert_eq!(first_error_code(&r), "UNAUTHENTICATED", "{r}");
 }
+
+/// The other services' view of a household: the caller's role and the household's
+/// currency (asked with the caller's token), and its members (asked with the service
+/// token, on the internal route that nothing else may read).
+#[tokio::test]
+async fn other_services_read_roles_with_the_callers_token_and_members_with_the_service_token() {
+    use contract::households::HouseholdRole;
+    use contract::ids::HouseholdId;
+    use kit::config::Secret;
+    use kit::users::{UserDirectory, UsersSettings};
+
+    let app = start().await;
+    let owner = app.register("svc_owner").await;
+    let viewer = app.register("svc_viewer").await;
+    let outsider = app.register("svc_outsider").await;
+    let h = app.create(&owner, "Flat").await;
+    let inv = app.invite(&owner, &h, "svc_viewer", "VIEWER").await;
+    let inv = inv["data"]["inviteToHousehold"]["id"].as_str().unwrap();
+    app.accept(&viewer, inv).await;
+
+    let settings = UsersSettings {
+        url: app.gql.url.clone(),
+        ttl: std::time::Duration::from_secs(60),
+    };
+    let users = UserDirectory::new(settings.clone())
+        .with_service_token(Secret::new(kit::testing::TEST_SERVICE_TOKEN));
+    let hid = HouseholdId::parse(&h).unwrap();
+    let m = users
+        .membership(&hid, &viewer.token)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((m.role, m.currency.code()), (HouseholdRole::Viewer, "EUR"));
+    assert!(
+        users
+            .membership(&hid, &outsider.token)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let unknown = HouseholdId::new();
+    assert!(
+        users
+            .membership(&unknown, &owner.token)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let list = users.household_members(&hid).await.unwrap();
+    let mut members: Vec<(String, &str)> = list
+        .members
+        .iter()
+        .map(|m| (m.user_id.to_string(), m.role.as_str()))
+        .collect();
+    members.sort();
+    let mut expected = vec![(owner.id.clone(), "OWNER"), (viewer.id.clone(), "VIEWER")];
+    expected.sort();
+    assert_eq!(members, expected);
+    assert!(
+        users
+            .household_members(&unknown)
+            .await
+            .unwrap()
+            .members
+            .is_empty()
+    );
+
+    // Without the service token (or with another), the internal route says nothing.
+    let route = users.internal_url(&contract::households::members_path(&hid));
+    let http = reqwest::Client::new();
+    for token in [None, Some("wrong"), Some(owner.token.as_str())] {
+        let mut req = http.get(&route);
+        if let Some(t) = token {
+            req = req.header(kit::events::SERVICE_TOKEN_HEADER, t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{token:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "UNAUTHENTICATED");
+    }
+    let garbage = users.internal_url("/internal/households/%00%27%22/members");
+    let resp = http
+        .get(&garbage)
+        .header(
+            kit::events::SERVICE_TOKEN_HEADER,
+            kit::testing::TEST_SERVICE_TOKEN,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let no_token = UserDirectory::new(settings);
+    assert!(no_token.household_members(&hid).await.is_err());
+}
