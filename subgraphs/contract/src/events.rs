@@ -351,6 +351,27 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_expense_names_its_household_and_a_personal_one_leaves_it_out() {
+        let household = crate::ids::HouseholdId::new();
+        let shared = ExpenseSnapshot {
+            household: Some(household.clone()),
+            ..snapshot()
+        };
+        let wire = serde_json::to_value(&shared).unwrap();
+        assert_eq!(wire["household"], household.as_str());
+        assert_eq!(
+            serde_json::from_value::<ExpenseSnapshot>(wire).unwrap(),
+            shared
+        );
+        // A personal expense's snapshot is written as before households existed, and
+        // one written then reads as personal.
+        let personal = serde_json::to_value(snapshot()).unwrap();
+        assert!(personal.get("household").is_none(), "{personal}");
+        let old: ExpenseSnapshot = serde_json::from_value(personal).unwrap();
+        assert_eq!(old.household, None);
+    }
+
+    #[test]
     fn unreadable_events_say_why() {
         let user = UserId::new();
         let good = DomainEvent::ExpenseCreated(ExpenseChanged {

@@ -68,6 +68,7 @@ impl Subgraph for service::Expenses {
         let dispatcher = app.dispatcher(&[store::EXPENSES], settings).await?;
         let mut expenses = Self::new(&db, dispatcher, settings.clock.clone());
         expenses.transactional = kit::changes::replicated(&db).await;
+        expenses.users = Some(std::sync::Arc::new(settings.user_directory()));
         expenses.store.ensure_indexes().await?;
         let scheduler = expenses.clone();
         app.background()

@@ -59,6 +59,10 @@ pub struct Expenses {
     /// The database has multi-document transactions (a replica set): a recurring
     /// occurrence and the move of its series commit together.
     pub transactional: bool,
+    /// The users service, asked by the recurrence scheduler whether the owner of a
+    /// shared series may still share with its household (`None`: occurrences of shared
+    /// series are made personal).
+    pub users: Option<std::sync::Arc<kit::users::UserDirectory>>,
 }
 
 /// The `expense.*` event of a change from `before` to `after`.
@@ -104,7 +108,26 @@ impl Expenses {
             dispatcher,
             clock,
             transactional: false,
+            users: None,
         }
+    }
+
+    /// The household a new occurrence of `series` is shared with: the series' own while
+    /// its owner is still an owner or member there (asked now: a removed member's
+    /// occurrences stay personal), none otherwise.
+    async fn occurrence_household(
+        &self,
+        series: &Expense,
+    ) -> Result<Option<HouseholdId>, AppError> {
+        let (Some(h), Some(users)) = (&series.household, &self.users) else {
+            return Ok(None);
+        };
+        let members = users.household_members(h).await?;
+        let may_write = members
+            .members
+            .iter()
+            .any(|m| m.user_id == series.user_id && m.role.can_write());
+        Ok(may_write.then(|| h.clone()))
     }
 
     fn consumers(&self) -> Vec<String> {
@@ -402,14 +425,22 @@ impl Expenses {
         let today = self.clock.today_in(schedule.timezone);
         let mut n = schedule.next_index;
         let mut created = 0;
+        let mut household: Option<Option<HouseholdId>> = None;
         loop {
             let index = u32::try_from(n).map_err(AppError::internal)?;
             let Some(date) = rule.occurrence(start, index).filter(|d| *d <= today) else {
                 break;
             };
             let now = self.clock.now();
+            let household = match &household {
+                Some(h) => h.clone(),
+                None => household
+                    .insert(self.occurrence_household(&series).await?)
+                    .clone(),
+            };
             let occurrence = Expense {
                 id: ExpenseId::new(),
+                household,
                 date,
                 recurrence: None,
                 recurring_from: Some(series.id.clone()),

@@ -76,3 +76,139 @@ async fn defaults_come_from_the_profile_in_the_users_subgraph() {
         .await;
     assert_eq!(code, "VALIDATION_FAILED");
 }
+
+/// A recurring expense shared with a household: its occurrences are shared while its
+/// owner is a member who may add to the household, and personal once they are removed.
+#[tokio::test]
+async fn occurrences_of_a_shared_series_stop_being_shared_when_the_owner_is_removed() {
+    use chrono::TimeZone;
+
+    let users_config = test_config(users::SERVICE);
+    let users_db = TestDb::new(&users_config).await;
+    let users_server = TestServer::start(
+        users::app(&users_config, users_db.db.clone())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let users_gql = Gql::new(users_server.url("/graphql"));
+    let mut people = Vec::new();
+    for name in ["rec_owner", "rec_member"] {
+        let reg = users_gql
+            .ok(
+                "mutation($u: String!, $e: String!) { register(input: { username: $u, email: $e,
+                    password: \"correct horse battery\" }) { accessToken user { id } } }",
+                json!({ "u": name, "e": format!("{name}@example.com") }),
+                None,
+            )
+            .await;
+        people.push((
+            reg["register"]["accessToken"].as_str().unwrap().to_string(),
+            reg["register"]["user"]["id"].as_str().unwrap().to_string(),
+        ));
+    }
+    let (owner, (member, member_id)) = (people[0].0.clone(), people[1].clone());
+    let h = users_gql
+        .ok(
+            "mutation { createHousehold(input: { name: \"Flat\", currency: \"USD\" }) { id } }",
+            json!({}),
+            Some(&owner),
+        )
+        .await["createHousehold"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inv = users_gql
+        .ok(
+            "mutation($h: ID!) { inviteToHousehold(householdId: $h, user: \"rec_member\") { id } }",
+            json!({ "h": h }),
+            Some(&owner),
+        )
+        .await["inviteToHousehold"]["id"]
+        .clone();
+    users_gql
+        .ok(
+            "mutation($i: ID!) { acceptHouseholdInvitation(id: $i) { id } }",
+            json!({ "i": inv }),
+            Some(&member),
+        )
+        .await;
+
+    let clock = Clock::fixed(chrono::Utc.with_ymd_and_hms(2024, 1, 10, 12, 0, 0).unwrap());
+    let config = test_config(expenses::SERVICE);
+    let db = TestDb::new(&config).await;
+    let settings = support::settings(
+        config,
+        users_server.url("/graphql"),
+        Vec::new(),
+        clock.clone(),
+    );
+    let service = kit::bootstrap::start::<expenses::service::Expenses>(&settings, db.db.clone())
+        .await
+        .unwrap();
+    let server = TestServer::start(service.router.clone()).await;
+    let gql = Gql::new(server.url("/graphql"));
+    gql.ok(
+        "mutation($h: ID) { createExpense(input: { amount: \"20\", category: \"utilities\",
+            description: \"internet\", date: \"2024-01-08\", householdId: $h,
+            recurrence: { frequency: DAILY } }) { id } }",
+        json!({ "h": h }),
+        Some(&member),
+    )
+    .await;
+    let shared_days = || async {
+        let list = gql
+            .ok(
+                "{ expenses(first: 50) { edges { node { date household { id } } } } }",
+                json!({}),
+                Some(&member),
+            )
+            .await;
+        list["expenses"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["node"]["date"].as_str().unwrap().to_string(),
+                    !e["node"]["household"].is_null(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // The 8th (the expense), the 9th and the 10th: all shared.
+    assert!(
+        kit::testing::wait_until(Duration::from_secs(5), || async {
+            shared_days().await.len() == 3
+        })
+        .await
+    );
+    assert!(shared_days().await.iter().all(|(_, shared)| *shared));
+
+    users_gql
+        .ok(
+            "mutation($h: ID!, $u: ID!) { removeHouseholdMember(householdId: $h, userId: $u) { id } }",
+            json!({ "h": h, "u": member_id }),
+            Some(&owner),
+        )
+        .await;
+    clock.set(chrono::Utc.with_ymd_and_hms(2024, 1, 12, 12, 0, 0).unwrap());
+    assert!(
+        kit::testing::wait_until(Duration::from_secs(5), || async {
+            shared_days().await.len() == 5
+        })
+        .await
+    );
+    let days = shared_days().await;
+    assert_eq!(
+        days,
+        [
+            ("2024-01-12".to_string(), false),
+            ("2024-01-11".to_string(), false),
+            ("2024-01-10".to_string(), true),
+            ("2024-01-09".to_string(), true),
+            ("2024-01-08".to_string(), true),
+        ],
+        "after the removal, new occurrences are the former member's own"
+    );
+}

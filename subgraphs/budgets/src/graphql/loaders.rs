@@ -13,8 +13,9 @@ use crate::domain::{Alert, BudgetView};
 use crate::service::Budgets;
 
 /// Budgets by id with their period containing a day (`today` in the caller's
-/// timezone), deleted ones included (an old alert still names its budget): per user,
-/// one budgets query and one ledger query for each distinct day.
+/// timezone), deleted ones included (an old alert still names its budget): the
+/// caller's own and households' shared ones (whose readers the resolver checks), per
+/// request one budgets query and one ledger query for each distinct day.
 pub struct Views(pub Budgets);
 
 impl UserBatch for Views {
@@ -29,7 +30,14 @@ impl UserBatch for Views {
         let mut ids: Vec<BudgetId> = keys.iter().map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids.dedup();
-        let budgets = self.0.store.budgets_by_ids(user, &ids).await?;
+        let budgets: Vec<_> = self
+            .0
+            .store
+            .budgets_by_ids(&ids)
+            .await?
+            .into_iter()
+            .filter(|b| b.household.is_some() || &b.user_id == user)
+            .collect();
         let mut days: Vec<NaiveDate> = keys.iter().map(|(_, day)| *day).collect();
         days.sort();
         days.dedup();

@@ -65,23 +65,15 @@ async fn any_budget_view(ctx: &Context<'_>, id: &BudgetId) -> Result<Option<Budg
     let (user, profile) = kit::users::caller_profile(ctx).await?;
     let s = service(ctx)?;
     let today = s.clock.today_in(profile.timezone);
-    let view = loaders(ctx)?.views.load(&user, (id.clone(), today)).await?;
-    let budget = match view {
-        Some(v) if v.budget.household.is_none() => return Ok(Some(Budget(v))),
-        Some(v) => v.budget,
-        None => match s.store.any_budget(id).await? {
-            Some(b) => b,
-            None => return Ok(None),
-        },
+    let Some(view) = loaders(ctx)?.views.load(&user, (id.clone(), today)).await? else {
+        return Ok(None);
     };
     // A household's budget, whoever created it: for its members only.
-    let Some(h) = budget.household.clone() else {
-        return Ok(None);
+    let readable = match &view.budget.household {
+        None => view.budget.user_id == user,
+        Some(h) => access::may_read_household(ctx, h).await?,
     };
-    if !access::may_read_household(ctx, &h).await? {
-        return Ok(None);
-    }
-    Ok(Some(Budget(s.view(budget, today).await?)))
+    Ok(readable.then_some(Budget(view)))
 }
 
 /// The caller's live budget `id`, with its current period; `None` for an id that names
