@@ -287,7 +287,10 @@ impl HouseholdQuery {
         let Some(m) = record.members.iter().find(|m| m.user_id == uid) else {
             return Ok(None);
         };
-        let mut users = households.store().users_by_ids(&[uid.clone()]).await?;
+        let mut users = households
+            .store()
+            .users_by_ids(std::slice::from_ref(&uid))
+            .await?;
         Ok(Some(HouseholdMember::of(&record, m, users.remove(&uid))))
     }
 }
