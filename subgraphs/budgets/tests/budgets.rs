@@ -1084,6 +1084,10 @@ async fn a_page_of_budgets_with_their_alerts_costs_a_bounded_number_of_queries()
     for c in categories {
         s.expense_for(&user, 9000, c).await;
     }
+    // The alerts delivered and the dispatcher's kept leases given back, so its own
+    // reads of the alerts fall outside what is counted here.
+    s.settled_alert_events(categories.len()).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
 
     s.budgets_log.clear();
     let data = s

@@ -11,17 +11,18 @@ use kit::clock::Clock;
 use kit::testing::{Gql, TestDb, TestServer, test_config};
 use serde_json::json;
 
+/// The real users subgraph over its own database.
+async fn start_users() -> (TestDb, TestServer, Gql) {
+    let config = test_config(users::SERVICE);
+    let db = TestDb::new(&config).await;
+    let server = TestServer::start(users::app(&config, db.db.clone()).await.unwrap()).await;
+    let gql = Gql::new(server.url("/graphql"));
+    (db, server, gql)
+}
+
 #[tokio::test]
 async fn defaults_come_from_the_profile_in_the_users_subgraph() {
-    let users_config = test_config(users::SERVICE);
-    let users_db = TestDb::new(&users_config).await;
-    let users_server = TestServer::start(
-        users::app(&users_config, users_db.db.clone())
-            .await
-            .unwrap(),
-    )
-    .await;
-    let users_gql = Gql::new(users_server.url("/graphql"));
+    let (_users_db, users_server, users_gql) = start_users().await;
     let reg = users_gql
         .ok(
             r#"mutation { register(input: { username: "kenji", email: "k@example.jp",
@@ -42,11 +43,7 @@ async fn defaults_come_from_the_profile_in_the_users_subgraph() {
         Clock::system(),
     );
     settings.users.ttl = Duration::from_secs(60);
-    let service = kit::bootstrap::start::<expenses::service::Expenses>(&settings, db.db.clone())
-        .await
-        .unwrap();
-    let server = TestServer::start(service.router.clone()).await;
-    let gql = Gql::new(server.url("/graphql"));
+    let (_service, _server, gql) = support::serve(&settings, &db).await;
     let e = gql
         .ok(
             r#"mutation { createExpense(input: { amount: "1200", description: "sushi" })
@@ -83,15 +80,7 @@ async fn defaults_come_from_the_profile_in_the_users_subgraph() {
 async fn occurrences_of_a_shared_series_stop_being_shared_when_the_owner_is_removed() {
     use chrono::TimeZone;
 
-    let users_config = test_config(users::SERVICE);
-    let users_db = TestDb::new(&users_config).await;
-    let users_server = TestServer::start(
-        users::app(&users_config, users_db.db.clone())
-            .await
-            .unwrap(),
-    )
-    .await;
-    let users_gql = Gql::new(users_server.url("/graphql"));
+    let (_users_db, users_server, users_gql) = start_users().await;
     let mut people = Vec::new();
     for name in ["rec_owner", "rec_member"] {
         let reg = users_gql
@@ -143,11 +132,7 @@ async fn occurrences_of_a_shared_series_stop_being_shared_when_the_owner_is_remo
         Vec::new(),
         clock.clone(),
     );
-    let service = kit::bootstrap::start::<expenses::service::Expenses>(&settings, db.db.clone())
-        .await
-        .unwrap();
-    let server = TestServer::start(service.router.clone()).await;
-    let gql = Gql::new(server.url("/graphql"));
+    let (_service, _server, gql) = support::serve(&settings, &db).await;
     gql.ok(
         "mutation($h: ID) { createExpense(input: { amount: \"20\", category: \"utilities\",
             description: \"internet\", date: \"2024-01-08\", householdId: $h,

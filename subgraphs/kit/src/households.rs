@@ -143,6 +143,34 @@ pub async fn authorize(
     Ok((user, membership))
 }
 
+/// The caller may read what `household` shares; `false` for outsiders and removed
+/// members (whom the household does not exist for) and any other refusal of the role.
+pub async fn may_read(
+    ctx: &async_graphql::Context<'_>,
+    household: &HouseholdId,
+) -> Result<bool, AppError> {
+    match authorize(ctx, household, Need::Read).await {
+        Ok(_) => Ok(true),
+        Err(AppError::NotFound(_) | AppError::Forbidden(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whose records a list shows: the caller's own, or, with `household`, what is
+/// shared with that household (for its members; refused as [`authorize`] refuses).
+pub async fn list_owner(
+    ctx: &async_graphql::Context<'_>,
+    household: Option<&HouseholdId>,
+) -> Result<Ownership, AppError> {
+    match household {
+        None => Ok(Ownership::User(crate::auth::caller_id(ctx)?)),
+        Some(h) => {
+            authorize(ctx, h, Need::Read).await?;
+            Ok(Ownership::Household(h.clone()))
+        }
+    }
+}
+
 /// The caller's right to `ownership` for `need`: their own records always; a
 /// household's by their role there. Returns the caller and, for a household, their
 /// membership.

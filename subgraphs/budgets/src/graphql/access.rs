@@ -9,36 +9,10 @@ use contract::households::{Need, Ownership};
 use contract::ids::{BudgetId, HouseholdId, UserId};
 use kit::AppError;
 use kit::households::Membership;
+pub use kit::households::{list_owner, may_read as may_read_household};
 
 use super::service;
 use crate::domain::Budget;
-
-/// The caller may read what `household` shares; `false` for outsiders and removed
-/// members (whom the household does not exist for).
-pub async fn may_read_household(
-    ctx: &Context<'_>,
-    household: &HouseholdId,
-) -> Result<bool, AppError> {
-    match kit::households::authorize(ctx, household, Need::Read).await {
-        Ok(_) => Ok(true),
-        Err(AppError::NotFound(_) | AppError::Forbidden(_)) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Whose budgets a list shows: the caller's own, or a household's (for its members).
-pub async fn list_owner(
-    ctx: &Context<'_>,
-    household: Option<&HouseholdId>,
-) -> Result<Ownership, AppError> {
-    match household {
-        None => Ok(Ownership::User(kit::auth::caller_id(ctx)?)),
-        Some(h) => {
-            kit::households::authorize(ctx, h, Need::Read).await?;
-            Ok(Ownership::Household(h.clone()))
-        }
-    }
-}
 
 /// The caller may create a budget for `household` (its owners), or their own.
 pub async fn may_create(

@@ -9,6 +9,7 @@ use async_graphql::Context;
 use contract::households::{Need, Ownership};
 use contract::ids::{HouseholdId, UserId};
 use kit::AppError;
+pub use kit::households::list_owner;
 
 use crate::domain::Expense;
 
@@ -18,28 +19,9 @@ pub async fn may_read(ctx: &Context<'_>, expense: &Expense) -> Result<bool, AppE
     if expense.user_id == user {
         return Ok(true);
     }
-    let Some(h) = &expense.household else {
-        return Ok(false);
-    };
-    match kit::households::authorize(ctx, h, Need::Read).await {
-        Ok(_) => Ok(true),
-        Err(AppError::NotFound(_) | AppError::Forbidden(_)) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Whose expenses a list shows: the caller's own, or a household's shared ones (for
-/// its members).
-pub async fn list_owner(
-    ctx: &Context<'_>,
-    household: Option<&HouseholdId>,
-) -> Result<Ownership, AppError> {
-    match household {
-        None => Ok(Ownership::User(kit::auth::caller_id(ctx)?)),
-        Some(h) => {
-            kit::households::authorize(ctx, h, Need::Read).await?;
-            Ok(Ownership::Household(h.clone()))
-        }
+    match &expense.household {
+        Some(h) => kit::households::may_read(ctx, h).await,
+        None => Ok(false),
     }
 }
 

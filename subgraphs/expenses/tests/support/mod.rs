@@ -45,6 +45,19 @@ pub fn settings(
     s
 }
 
+/// The service started with `settings` over `db`, on a real server.
+pub async fn serve(
+    settings: &expenses::Settings,
+    db: &TestDb,
+) -> (expenses::Service, TestServer, Gql) {
+    let service = kit::bootstrap::start::<expenses::service::Expenses>(settings, db.db.clone())
+        .await
+        .unwrap();
+    let server = TestServer::start(service.router.clone()).await;
+    let gql = Gql::new(server.url("/graphql"));
+    (service, server, gql)
+}
+
 pub async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
     let config = test_config(expenses::SERVICE);
     let (db, log) = TestDb::logged(&config).await;
@@ -60,11 +73,7 @@ pub async fn start_at(now: Option<DateTime<Utc>>) -> Stack {
         }],
         clock.clone(),
     );
-    let service = kit::bootstrap::start::<expenses::service::Expenses>(&settings, db.db.clone())
-        .await
-        .unwrap();
-    let server = TestServer::start(service.router.clone()).await;
-    let gql = Gql::new(server.url("/graphql"));
+    let (service, server, gql) = serve(&settings, &db).await;
     Stack {
         gql,
         server,
