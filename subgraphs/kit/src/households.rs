@@ -171,29 +171,6 @@ pub async fn list_owner(
     }
 }
 
-/// The caller's right to `ownership` for `need`: their own records always; a
-/// household's by their role there. Returns the caller and, for a household, their
-/// membership.
-pub async fn authorize_ownership(
-    ctx: &async_graphql::Context<'_>,
-    ownership: &Ownership,
-    need: Need,
-) -> Result<(UserId, Option<Membership>), AppError> {
-    match ownership {
-        Ownership::User(owner) => {
-            let user = crate::auth::caller_id(ctx)?;
-            if &user != owner {
-                return Err(AppError::not_found("record"));
-            }
-            Ok((user, None))
-        }
-        Ownership::Household(h) => {
-            let (user, m) = authorize(ctx, h, need).await?;
-            Ok((user, Some(m)))
-        }
-    }
-}
-
 /// A household id a client sent, as a validation error of `field` when it is not one.
 pub fn household_id(field: &str, text: &str) -> Result<HouseholdId, AppError> {
     HouseholdId::parse(text).map_err(|e| AppError::validation(field, e.to_string()))

@@ -164,12 +164,6 @@ impl Expense {
             household: self.household.clone(),
         }
     }
-
-    /// Whose the expense is to read: its household's when shared (the owner keeps
-    /// theirs too), its owner's otherwise.
-    pub fn ownership(&self) -> contract::households::Ownership {
-        contract::households::Ownership::of(&self.user_id, self.household.as_ref())
-    }
 }
 
 /// A category a user created.

@@ -6,7 +6,7 @@
 //! refused from their next request on.
 
 use async_graphql::Context;
-use contract::households::{Need, Ownership};
+use contract::households::Need;
 use contract::ids::{HouseholdId, UserId};
 use kit::AppError;
 pub use kit::households::list_owner;
