@@ -18,7 +18,8 @@
 #      [subgraphs.*] urls), with a fresh random JWT_SECRET, and waits for the router's
 #      /ready; the router's rate limiting stays off (its default);
 #   5. registers a user through POST /api/auth/register, gives it a budget, an expense
-#      and so budget alerts and notifications, and runs
+#      and so budget alerts and notifications, a household and an invitation to another
+#      user's household, and runs
 #        st --config-file scripts/api-fuzz.toml run
 #               --checks not_a_server_error,status_code_conformance,
 #                        content_type_conformance,response_schema_conformance
@@ -250,7 +251,8 @@ say "ready"
 # Registers the fuzzing user and gives it data that every kind of route can find: a
 # budget, an expense of today that exceeds it, and so (once the events have gone from
 # the expenses service to the budgets service and on to notifications) budget alerts and
-# notifications to list, mark read and delete.
+# notifications to list, mark read and delete; a household, and an invitation to another
+# user's household.
 TOKEN="$(
     "$VENV_PY" - "${BASE}/api" "$RUN_ID" <<'PY'
 import json, sys, time, urllib.request
@@ -272,6 +274,15 @@ token = call("POST", "/auth/register", {
     "password": "fuzzing is fun, 42 times",
 })["token"]
 call("POST", "/budgets", {"amount": 10, "category": "food", "alertThresholds": [25, 50, 75, 100]}, token)
+# A household of the user's, and one they are invited to (by a second user).
+call("POST", "/households", {"name": "Fuzz home", "currency": "USD"}, token)
+other = call("POST", "/auth/register", {
+    "username": f"fuzz{run}b",
+    "email": f"fuzz-{run}-b@example.com",
+    "password": "fuzzing is fun, 42 times",
+})["token"]
+theirs = call("POST", "/households", {"name": "Their home", "currency": "EUR"}, other)["id"]
+call("POST", f"/households/{theirs}/invitations", {"user": f"fuzz{run}", "role": "viewer"}, other)
 call("POST", "/expenses", {"amount": 25, "description": "seed", "category": "food"}, token)
 for _ in range(150):
     if (call("GET", "/budgets/alerts", token=token)["alerts"]

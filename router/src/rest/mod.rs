@@ -9,6 +9,7 @@ pub mod call;
 pub mod doc;
 pub mod error;
 pub mod expenses;
+pub mod households;
 pub mod input;
 pub mod notifications;
 pub mod ops;
@@ -74,6 +75,30 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/api/budgets/{id}",
             put(budgets::update).delete(budgets::delete),
+        )
+        .route(
+            "/api/households",
+            get(households::list).post(households::create),
+        )
+        .route("/api/households/invitations", get(households::invitations))
+        .route(
+            "/api/households/invitations/{id}",
+            axum::routing::delete(households::revoke),
+        )
+        .route(
+            "/api/households/invitations/{id}/accept",
+            post(households::accept),
+        )
+        .route(
+            "/api/households/invitations/{id}/decline",
+            post(households::decline),
+        )
+        .route("/api/households/{id}", get(households::get_one))
+        .route("/api/households/{id}/invitations", post(households::invite))
+        .route("/api/households/{id}/leave", post(households::leave))
+        .route(
+            "/api/households/{id}/members/{userId}",
+            put(households::change_role).delete(households::remove_member),
         )
         .route(
             "/api/analytics/monthly-summary",
@@ -395,6 +420,50 @@ pub mod schemas {
         #[schema(min_items = 1, max_items = 5)]
         alert_thresholds: Option<Vec<Percent>>,
     }
+
+    /// `owner`, `member` or `viewer` (any case).
+    #[derive(ToSchema)]
+    pub enum HouseholdRole {
+        #[schema(rename = "owner")]
+        Owner,
+        #[schema(rename = "member")]
+        Member,
+        #[schema(rename = "viewer")]
+        Viewer,
+        #[schema(rename = "OWNER")]
+        OwnerUpper,
+        #[schema(rename = "MEMBER")]
+        MemberUpper,
+        #[schema(rename = "VIEWER")]
+        ViewerUpper,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(example = json!({"name": "Flat 4B", "currency": "EUR"}))]
+    pub struct HouseholdBody {
+        /// Trimmed; 1 to 64 characters, no control characters.
+        #[schema(min_length = 1, max_length = 64)]
+        name: String,
+        /// ISO 4217 code; shared budgets count in it.
+        #[schema(min_length = 3, max_length = 3)]
+        currency: String,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(example = json!({"user": "bob@example.com", "role": "member"}))]
+    pub struct InvitationBody {
+        /// The username or the email of the person to invite.
+        #[schema(min_length = 1, max_length = 254)]
+        user: String,
+        /// The role they get on accepting (default `member`).
+        role: Option<HouseholdRole>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(example = json!({"role": "viewer"}))]
+    pub struct RoleBody {
+        role: HouseholdRole,
+    }
 }
 
 struct BearerAuth;
@@ -426,6 +495,9 @@ impl utoipa::Modify for BearerAuth {
         analytics::daily_pattern, analytics::top_expenses, analytics::insights,
         notifications::list, notifications::mark_read, notifications::mark_all_read,
         notifications::delete, notifications::unread_count,
+        households::list, households::create, households::get_one, households::invitations,
+        households::invite, households::accept, households::decline, households::revoke,
+        households::leave, households::change_role, households::remove_member,
     ),
     modifiers(&BearerAuth, &CommonResponses)
 )]
@@ -488,6 +560,15 @@ mod tests {
             "/api/notifications/{id}/read",
             "/api/notifications/read-all",
             "/api/notifications/unread-count",
+            "/api/households",
+            "/api/households/{id}",
+            "/api/households/invitations",
+            "/api/households/{id}/invitations",
+            "/api/households/invitations/{id}",
+            "/api/households/invitations/{id}/accept",
+            "/api/households/invitations/{id}/decline",
+            "/api/households/{id}/leave",
+            "/api/households/{id}/members/{userId}",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing");
         }

@@ -4,6 +4,7 @@
 
 use std::sync::LazyLock;
 
+use super::households::{HOUSEHOLD_FIELDS, INVITATION_FIELDS};
 use super::notifications::NOTIFICATION_FIELDS;
 use super::shapes::{ALERT_FIELDS, BUDGET_FIELDS, EXPENSE_FIELDS, PROFILE_FIELDS};
 use super::users::AUTH_FIELDS;
@@ -140,6 +141,55 @@ pub static UPDATE_PROFILE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+pub static HOUSEHOLDS: LazyLock<String> =
+    LazyLock::new(|| format!("query {{ households {{ {HOUSEHOLD_FIELDS} }} }}"));
+
+pub static HOUSEHOLD: LazyLock<String> =
+    LazyLock::new(|| format!("query($id: ID!) {{ household(id: $id) {{ {HOUSEHOLD_FIELDS} }} }}"));
+
+pub static HOUSEHOLD_INVITATIONS: LazyLock<String> =
+    LazyLock::new(|| format!("query {{ householdInvitations {{ {INVITATION_FIELDS} }} }}"));
+
+pub static CREATE_HOUSEHOLD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "mutation($input: CreateHouseholdInput!) {{ createHousehold(input: $input) {{ {HOUSEHOLD_FIELDS} }} }}"
+    )
+});
+
+pub static INVITE_TO_HOUSEHOLD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "mutation($householdId: ID!, $user: String!, $role: HouseholdRole!) {{ \
+         inviteToHousehold(householdId: $householdId, user: $user, role: $role) {{ {INVITATION_FIELDS} }} }}"
+    )
+});
+
+pub static ACCEPT_HOUSEHOLD_INVITATION: LazyLock<String> = LazyLock::new(|| {
+    format!("mutation($id: ID!) {{ acceptHouseholdInvitation(id: $id) {{ {HOUSEHOLD_FIELDS} }} }}")
+});
+
+pub static DECLINE_HOUSEHOLD_INVITATION: LazyLock<String> =
+    LazyLock::new(|| "mutation($id: ID!) { declineHouseholdInvitation(id: $id) }".to_owned());
+
+pub static REVOKE_HOUSEHOLD_INVITATION: LazyLock<String> =
+    LazyLock::new(|| "mutation($id: ID!) { revokeHouseholdInvitation(id: $id) }".to_owned());
+
+pub static LEAVE_HOUSEHOLD: LazyLock<String> =
+    LazyLock::new(|| "mutation($id: ID!) { leaveHousehold(id: $id) }".to_owned());
+
+pub static CHANGE_HOUSEHOLD_ROLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "mutation($householdId: ID!, $userId: ID!, $role: HouseholdRole!) {{ \
+         changeHouseholdRole(householdId: $householdId, userId: $userId, role: $role) {{ {HOUSEHOLD_FIELDS} }} }}"
+    )
+});
+
+pub static REMOVE_HOUSEHOLD_MEMBER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "mutation($householdId: ID!, $userId: ID!) {{ \
+         removeHouseholdMember(householdId: $householdId, userId: $userId) {{ {HOUSEHOLD_FIELDS} }} }}"
+    )
+});
+
 /// `mutation($id: ID!) { <field>(id: $id) }`: the deletions (a Boolean answer).
 pub fn delete(field: &str) -> String {
     format!("mutation($id: ID!) {{ {field}(id: $id) }}")
@@ -177,10 +227,41 @@ pub fn all() -> Vec<String> {
         &LOGIN_WITH_CODE,
         &PROFILE,
         &UPDATE_PROFILE,
+        &HOUSEHOLDS,
+        &HOUSEHOLD,
+        &HOUSEHOLD_INVITATIONS,
+        &CREATE_HOUSEHOLD,
+        &INVITE_TO_HOUSEHOLD,
+        &ACCEPT_HOUSEHOLD_INVITATION,
+        &DECLINE_HOUSEHOLD_INVITATION,
+        &REVOKE_HOUSEHOLD_INVITATION,
+        &LEAVE_HOUSEHOLD,
+        &CHANGE_HOUSEHOLD_ROLE,
+        &REMOVE_HOUSEHOLD_MEMBER,
     ]
     .iter()
     .map(|op| op.as_str().to_owned())
     .collect();
     ops.extend(DELETIONS.iter().map(|field| delete(field)));
     ops
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    #[tokio::test]
+    async fn every_rest_operation_validates_and_plans_against_the_committed_supergraph() {
+        let config = crate::Config {
+            supergraph: concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/supergraph.graphql").into(),
+            ..crate::Config::default()
+        };
+        let state = crate::build_state(config).await.unwrap();
+        assert!(state.pipeline.prepare("{ noSuchField }", None).is_err());
+        for op in super::all() {
+            if let Err(e) = state.pipeline.prepare(&op, None) {
+                panic!("{op}: {e:?}");
+            }
+        }
+    }
 }
