@@ -134,6 +134,8 @@ async fn the_openapi_document_lists_the_legacy_routes() {
         "/api/auth/login",
         "/api/expenses",
         "/api/budgets",
+        "/api/households",
+        "/api/households/{id}/members/{userId}",
     ] {
         assert!(
             paths.contains_key(path),

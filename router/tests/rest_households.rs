@@ -141,7 +141,7 @@ async fn a_household_is_created_shared_reorganised_and_left_through_rest() {
         .get("/api/households/invitations", &bob.token)
         .await
         .expect(200);
-    assert_eq!(ids(&bobs.body["invitations"], "id"), [to_bob.clone()]);
+    assert_eq!(ids(&bobs.body["invitations"], "id"), [to_bob.as_str()]);
     assert_eq!(bobs.body["invitations"][0]["householdId"], id.as_str());
 
     // Bob accepts, cat declines.
@@ -182,7 +182,7 @@ async fn a_household_is_created_shared_reorganised_and_left_through_rest() {
     // Both members list the household.
     for who in [&ada, &bob] {
         let list = rest.get("/api/households", &who.token).await.expect(200);
-        assert_eq!(ids(&list.body["households"], "id"), [id.clone()]);
+        assert_eq!(ids(&list.body["households"], "id"), [id.as_str()]);
     }
     let list = rest.get("/api/households", &cat.token).await.expect(200);
     assert_eq!(list.body["households"], json!([]));
@@ -582,7 +582,7 @@ async fn check_allowed(
             // Only owners see the open invitations.
             let open = ids(&body["invitations"], "id");
             if actor == Owner {
-                assert_eq!(open, [w.invitation.clone()]);
+                assert_eq!(open, [w.invitation.as_str()]);
             } else {
                 assert!(open.is_empty(), "{actor:?}: {body}");
             }

@@ -233,7 +233,11 @@ pub async fn list(
     responses((status = 201, body = Household, links(
             ("get" = (operation_ref = "#/paths/~1api~1households~1{id}/get", parameters(("id" = "$response.body#/id")))),
             ("invite" = (operation_ref = "#/paths/~1api~1households~1{id}~1invitations/post", parameters(("id" = "$response.body#/id")))),
-            ("leave" = (operation_ref = "#/paths/~1api~1households~1{id}~1leave/post", parameters(("id" = "$response.body#/id")))))),
+            ("leave" = (operation_ref = "#/paths/~1api~1households~1{id}~1leave/post", parameters(("id" = "$response.body#/id")))),
+            ("changeRole" = (operation_ref = "#/paths/~1api~1households~1{id}~1members~1{userId}/put",
+                parameters(("id" = "$response.body#/id"), ("userId" = "$response.body#/members/0/userId")))),
+            ("removeMember" = (operation_ref = "#/paths/~1api~1households~1{id}~1members~1{userId}/delete",
+                parameters(("id" = "$response.body#/id"), ("userId" = "$response.body#/members/0/userId")))))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 409, description = "The caller already belongs to the most households one person may (`LIMIT_REACHED`)", body = ErrorBody)))]
 pub async fn create(
