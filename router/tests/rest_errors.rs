@@ -7,20 +7,8 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::rest::{Reply, Rest};
+use support::rest::{Rest, assert_error};
 use support::stack::ProductStack;
-
-#[track_caller]
-fn assert_error(reply: &Reply, want_status: u16, want_code: &str) {
-    let body = &reply.body;
-    assert_eq!(reply.status, want_status, "{}", reply.raw);
-    assert_eq!(body["code"], want_code, "{body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{body}"
-    );
-    assert!(body.get("details").is_some(), "{body}");
-}
 
 #[tokio::test]
 async fn a_new_user_reads_empty_analytics_and_notifications_and_bad_parameters_are_400s() {

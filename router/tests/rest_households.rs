@@ -8,20 +8,8 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::rest::{Reply, Rest};
+use support::rest::{Reply, Rest, assert_error};
 use support::stack::Session;
-
-#[track_caller]
-fn assert_error(reply: &Reply, want_status: u16, want_code: &str) {
-    let body = &reply.body;
-    assert_eq!(reply.status, want_status, "{}", reply.raw);
-    assert_eq!(body["code"], want_code, "{body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{body}"
-    );
-    assert!(body.get("details").is_some(), "{body}");
-}
 
 /// A 400 `VALIDATION_FAILED` naming `field`.
 #[track_caller]
@@ -73,6 +61,19 @@ async fn invite(rest: &Rest, owner: &Session, household: &str, who: &str, role: 
         .await
         .expect(201);
     reply.body["id"].as_str().unwrap().to_owned()
+}
+
+/// A new household of `owner`'s, in USD; its id.
+async fn create(rest: &Rest, owner: &Session, name: &str) -> String {
+    let created = rest
+        .post(
+            "/api/households",
+            &owner.token,
+            json!({ "name": name, "currency": "USD" }),
+        )
+        .await
+        .expect(201);
+    created.body["id"].as_str().unwrap().to_owned()
 }
 
 async fn accept(rest: &Rest, who: &Session, invitation: &str) -> Reply {
@@ -436,15 +437,7 @@ struct World {
 }
 
 async fn world(rest: &Rest, p: &People) -> World {
-    let created = rest
-        .post(
-            "/api/households",
-            &p.owner.token,
-            json!({ "name": "Matrix", "currency": "USD" }),
-        )
-        .await
-        .expect(201);
-    let id = created.body["id"].as_str().unwrap().to_owned();
+    let id = create(rest, &p.owner, "Matrix").await;
     for (who, role) in [
         (&p.member, "member"),
         (&p.viewer, "viewer"),
@@ -708,15 +701,7 @@ async fn hostile_household_requests_get_coded_4xx_answers_and_change_nothing() {
     let rest = Rest::start().await;
     let ada = rest.register("ada").await;
     let bob = rest.register("bob").await;
-    let h = rest
-        .post(
-            "/api/households",
-            &ada.token,
-            json!({ "name": "Home", "currency": "USD" }),
-        )
-        .await
-        .expect(201);
-    let id = h.body["id"].as_str().unwrap().to_owned();
+    let id = create(&rest, &ada, "Home").await;
     let path = format!("/api/households/{id}");
     let before = rest.get(&path, &ada.token).await.expect(200).body;
     let unknown = "0190f5f4-7b1c-7c3e-8a5d-3f1e2d4c5b6a";

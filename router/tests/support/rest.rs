@@ -187,3 +187,17 @@ impl Rest {
         }
     }
 }
+
+/// `reply` is the REST shim's error answer: `want_status`, `{error, code, details}`
+/// with `code` = `want_code` and a message.
+#[track_caller]
+pub fn assert_error(reply: &Reply, want_status: u16, want_code: &str) {
+    let body = &reply.body;
+    assert_eq!(reply.status, want_status, "{}", reply.raw);
+    assert_eq!(body["code"], want_code, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    assert!(body.get("details").is_some(), "{body}");
+}
