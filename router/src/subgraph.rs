@@ -50,6 +50,45 @@ pub type ForwardHeaders = Arc<Vec<(HeaderName, HeaderValue)>>;
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Bytes, FetchError>>>;
 
+/// What makes two subgraph requests one: the subgraph, the body and the forwarded
+/// headers but the per-request ones (`x-request-id`, `traceparent`). Compared in full,
+/// not by a hash alone: a hash collision must never hand one caller another's answer.
+#[derive(Clone)]
+struct DedupeKey {
+    target: Arc<Target>,
+    body: Bytes,
+    headers: ForwardHeaders,
+}
+
+impl DedupeKey {
+    fn shared_headers(&self) -> impl Iterator<Item = &(HeaderName, HeaderValue)> {
+        self.headers
+            .iter()
+            .filter(|(name, _)| name != "x-request-id" && name != contract::telemetry::TRACEPARENT)
+    }
+}
+
+impl PartialEq for DedupeKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.target, &other.target)
+            && self.body == other.body
+            && self.shared_headers().eq(other.shared_headers())
+    }
+}
+
+impl Eq for DedupeKey {}
+
+impl Hash for DedupeKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.target), h);
+        self.body.hash(h);
+        for (name, value) in self.shared_headers() {
+            name.as_str().hash(h);
+            value.as_bytes().hash(h);
+        }
+    }
+}
+
 /// A subgraph's endpoint with its URL parsed once (not for every request).
 struct Target {
     name: String,
@@ -61,7 +100,7 @@ struct Target {
 pub struct SubgraphClient {
     http: reqwest::Client,
     endpoints: rustc_hash::FxHashMap<String, Arc<Target>>,
-    inflight: Mutex<HashMap<u64, SharedFetch>>,
+    inflight: Mutex<rustc_hash::FxHashMap<DedupeKey, SharedFetch>>,
     dedupe: bool,
     /// Largest response body read from a subgraph.
     max_response_bytes: usize,
@@ -69,7 +108,11 @@ pub struct SubgraphClient {
 
 impl SubgraphClient {
     pub fn new(endpoints: HashMap<String, Endpoint>, dedupe: bool) -> Self {
+        // Subgraph answers are never redirects to follow (nor is a subgraph allowed to
+        // send the router elsewhere); without a redirect policy no request URL is
+        // re-parsed per call.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -91,7 +134,7 @@ impl SubgraphClient {
         Self {
             http,
             endpoints,
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(rustc_hash::FxHashMap::default()),
             dedupe,
             max_response_bytes: usize::MAX,
         }
@@ -125,35 +168,35 @@ impl SubgraphClient {
             .get(subgraph)
             .ok_or_else(|| FetchError::Unknown(subgraph.to_owned()))?
             .clone();
-        let fut = Self::request(
-            self.http.clone(),
-            target,
-            body.clone(),
-            headers.clone(),
-            self.max_response_bytes,
-        );
         if !(dedupe && self.dedupe) {
-            return fut.await;
+            return Self::request(
+                self.http.clone(),
+                target,
+                body,
+                headers.clone(),
+                self.max_response_bytes,
+            )
+            .await;
         }
-        let key = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            subgraph.hash(&mut h);
-            body.hash(&mut h);
-            for (name, value) in headers.iter() {
-                if name != "x-request-id" && name != contract::telemetry::TRACEPARENT {
-                    name.as_str().hash(&mut h);
-                    value.as_bytes().hash(&mut h);
-                }
-            }
-            h.finish()
+        let key = DedupeKey {
+            target: target.clone(),
+            body: body.clone(),
+            headers: headers.clone(),
         };
         let (shared, leader) = {
             let mut inflight = self.inflight.lock();
             match inflight.get(&key) {
                 Some(existing) => (existing.clone(), false),
                 None => {
+                    let fut = Self::request(
+                        self.http.clone(),
+                        target,
+                        body,
+                        headers.clone(),
+                        self.max_response_bytes,
+                    );
                     let shared = fut.boxed().shared();
-                    inflight.insert(key, shared.clone());
+                    inflight.insert(key.clone(), shared.clone());
                     (shared, true)
                 }
             }
@@ -221,7 +264,10 @@ impl SubgraphClient {
             return Err(too_large());
         }
         let mut response = response;
-        let mut body = Vec::new();
+        let capacity = response
+            .content_length()
+            .map_or(0, |n| usize::try_from(n).unwrap_or(0).min(limit));
+        let mut body = Vec::with_capacity(capacity);
         while let Some(chunk) = response.chunk().await.map_err(classify)? {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
@@ -244,12 +290,83 @@ impl SubgraphClient {
 }
 
 struct InflightGuard<'a> {
-    map: &'a Mutex<HashMap<u64, SharedFetch>>,
-    key: u64,
+    map: &'a Mutex<rustc_hash::FxHashMap<DedupeKey, SharedFetch>>,
+    key: DedupeKey,
 }
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         self.map.lock().remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod dedupe_tests {
+    use super::*;
+
+    fn target(name: &str) -> Arc<Target> {
+        Arc::new(Target {
+            name: name.to_owned(),
+            endpoint: Endpoint {
+                url: format!("http://127.0.0.1:9/{name}"),
+                timeout: Duration::from_secs(1),
+            },
+            url: None,
+        })
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> ForwardHeaders {
+        Arc::new(
+            pairs
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        HeaderName::from_static(n),
+                        HeaderValue::from_str(v).expect("a header value"),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn key(t: &Arc<Target>, body: &'static str, h: ForwardHeaders) -> DedupeKey {
+        DedupeKey {
+            target: t.clone(),
+            body: Bytes::from_static(body.as_bytes()),
+            headers: h,
+        }
+    }
+
+    fn hash_of(k: &DedupeKey) -> u64 {
+        let mut h = rustc_hash::FxHasher::default();
+        k.hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn only_the_same_request_of_the_same_caller_is_shared() {
+        let (a, b) = (target("a"), target("b"));
+        let alice = |id: &str| headers(&[("authorization", "Bearer alice"), ("x-request-id", id)]);
+        let one = key(&a, "{x}", alice("1"));
+        // Another request id or trace: the same request.
+        let again = key(&a, "{x}", alice("2"));
+        assert!(one == again && hash_of(&one) == hash_of(&again));
+        let traced = key(
+            &a,
+            "{x}",
+            headers(&[
+                ("authorization", "Bearer alice"),
+                (
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                ),
+            ]),
+        );
+        assert!(one == traced);
+        // Another caller, body or subgraph: never shared, whatever the hashes say.
+        assert!(one != key(&a, "{x}", headers(&[("authorization", "Bearer bob")])));
+        assert!(one != key(&a, "{y}", alice("1")));
+        assert!(one != key(&b, "{x}", alice("1")));
+        assert!(one != key(&a, "{x}", headers(&[])));
     }
 }
