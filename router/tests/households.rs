@@ -69,7 +69,7 @@ async fn spend(gql: &Gql, who: &Session, amount: &str, household: Option<&str>) 
 async fn alert_notifications(gql: &Gql, who: &Session) -> Vec<Value> {
     let data = gql
         .ok(
-            "{ notifications(first: 50) { edges { node { type title } } } }",
+            "{ notifications(first: 50) { edges { node { type title channels } } } }",
             json!({}),
             Some(&who.token),
         )
@@ -117,6 +117,14 @@ async fn a_shared_budget_alerts_every_member_once_and_stops_for_a_removed_one() 
     assert_eq!(budget["currency"], "USD");
     assert_eq!(budget["household"], json!({ "id": h, "name": "Home" }));
 
+    // Each member's own channels: alice is reached by email too, bob is not.
+    gql.ok(
+        "mutation { updateNotificationPreferences(input: { email: \"hh_alice@example.com\" }) { email } }",
+        json!({}),
+        Some(&alice.token),
+    )
+    .await;
+
     let mut alice_ws = stack.ws(&alice.token).await;
     alice_ws.subscribe("a", ALERTS).await;
     let mut bob_ws = stack.ws(&bob.token).await;
@@ -141,10 +149,17 @@ async fn a_shared_budget_alerts_every_member_once_and_stops_for_a_removed_one() 
             "each member got the alert once"
         );
     }
-    for who in [&alice, &bob] {
+    for (who, by_email) in [(&alice, true), (&bob, false)] {
         let found = wait_for_alert_notifications(&gql, who, 1).await;
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0]["title"], "Budget alert: food");
+        let channels = found[0]["channels"].as_array().unwrap();
+        assert_eq!(
+            channels.contains(&json!("EMAIL")),
+            by_email,
+            "{}: {found:?}",
+            who.username
+        );
     }
     assert!(
         alert_notifications(&gql, &vic).await.len() == 1,

@@ -8,12 +8,12 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::put;
 use kit::config::Secret;
+use kit::events::internal_answer as answer;
 use kit::money::{Currency, Decimal};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::store::Store;
 
@@ -37,25 +37,13 @@ pub fn router(store: Store, token: Secret) -> Router {
         .with_state(Arc::new(AdminState { store, token }))
 }
 
-fn answer(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({ "code": code, "message": message })),
-    )
-        .into_response()
-}
-
 async fn set_rate(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if !kit::events::has_service_token(&headers, &state.token) {
-        return answer(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "service credential required",
-        );
+        return kit::events::service_credential_required();
     }
     let input: RateInput = match serde_json::from_slice(&body) {
         Ok(i) => i,

@@ -53,7 +53,7 @@ impl HouseholdRole {
 }
 
 /// Whose a budget or an expense is: one person's, or a household's.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Ownership {
     User(UserId),

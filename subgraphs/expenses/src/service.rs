@@ -237,20 +237,29 @@ impl Expenses {
         }
     }
 
-    #[tracing::instrument(skip(self, profile, change), fields(user = %user_id))]
-    pub async fn update(
+    /// Changes the user's expense. `may_share(before, after)` is asked, on the very
+    /// version the change is written over, whether the caller may move it from being
+    /// shared with `before` to `after` (either `None`: personal).
+    #[tracing::instrument(skip(self, profile, change, may_share), fields(user = %user_id))]
+    pub async fn update<C, CF>(
         &self,
         user_id: &UserId,
         profile: UserProfile,
         id: &ExpenseId,
         change: ExpenseChange,
-    ) -> Result<Expense, AppError> {
-        let change = &change;
+        may_share: C,
+    ) -> Result<Expense, AppError>
+    where
+        C: Fn(Option<HouseholdId>, Option<HouseholdId>) -> CF,
+        CF: std::future::Future<Output = Result<(), AppError>>,
+    {
+        let (change, may_share) = (&change, &may_share);
         kit::db::optimistic("expense", || async move {
             let read = self.store.owned(user_id, id).await?;
             let after = self
                 .apply_change(user_id, profile, &read.expense, change)
                 .await?;
+            may_share(read.expense.household.clone(), after.household.clone()).await?;
             self.replace(&read, after, DomainEvent::ExpenseUpdated)
                 .await
         })
@@ -336,10 +345,22 @@ impl Expenses {
         Ok(written.then_some(after))
     }
 
-    #[tracing::instrument(skip(self), fields(user = %user_id))]
-    pub async fn delete(&self, user_id: &UserId, id: &ExpenseId) -> Result<(), AppError> {
+    /// Deletes the user's expense; `may_share(before, None)` as for [`Expenses::update`].
+    #[tracing::instrument(skip(self, may_share), fields(user = %user_id))]
+    pub async fn delete<C, CF>(
+        &self,
+        user_id: &UserId,
+        id: &ExpenseId,
+        may_share: C,
+    ) -> Result<(), AppError>
+    where
+        C: Fn(Option<HouseholdId>, Option<HouseholdId>) -> CF,
+        CF: std::future::Future<Output = Result<(), AppError>>,
+    {
+        let may_share = &may_share;
         kit::db::optimistic("expense", || async move {
             let read = self.store.owned(user_id, id).await?;
+            may_share(read.expense.household.clone(), None).await?;
             let mut after = read.expense.clone();
             after.deleted = true;
             after.recurrence = None;

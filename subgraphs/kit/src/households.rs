@@ -31,7 +31,7 @@ fn unreachable(e: impl std::fmt::Display) -> AppError {
 
 /// The refusal for a household the caller is not (or no longer) a member of: the same
 /// as for a household that does not exist, so outsiders learn nothing.
-pub fn not_a_member() -> AppError {
+fn not_a_member() -> AppError {
     AppError::not_found("household")
 }
 

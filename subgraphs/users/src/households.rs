@@ -307,20 +307,10 @@ async fn members_route(
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
     use contract::households::{MemberEntry, MemberList};
+    use kit::events::internal_answer as answer;
     let (households, token) = &*state;
-    let answer = |status: StatusCode, code: &str, message: &str| {
-        (
-            status,
-            axum::Json(serde_json::json!({ "code": code, "message": message })),
-        )
-            .into_response()
-    };
     if !kit::events::has_service_token(&headers, token) {
-        return answer(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "service credential required",
-        );
+        return kit::events::service_credential_required();
     }
     let Ok(id) = HouseholdId::parse(&id) else {
         return answer(StatusCode::NOT_FOUND, "NOT_FOUND", "household not found");

@@ -207,10 +207,8 @@ impl Store {
             .await?;
         let mut rows: BTreeMap<(NaiveDate, &'static str, String), DayTotal> = BTreeMap::new();
         while let Some(doc) = cursor.try_next().await? {
+            // Live and in `currency`: the query's own conditions.
             let e = ExpenseState::try_from(doc)?;
-            if e.deleted || e.amount.currency() != currency {
-                continue;
-            }
             let row = rows
                 .entry((e.date, e.kind.as_str(), e.category_key.clone()))
                 .or_insert_with(|| DayTotal {

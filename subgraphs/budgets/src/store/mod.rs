@@ -236,7 +236,7 @@ impl Store {
         let mut totals: Vec<BTreeMap<Currency, (i128, i64)>> = vec![BTreeMap::new(); periods.len()];
         let owners: Vec<Ownership> = periods.iter().map(|(b, _, _)| b.ownership()).collect();
         let mut distinct: Vec<&Ownership> = owners.iter().collect();
-        distinct.sort_by_key(|o| owner_key(o));
+        distinct.sort();
         distinct.dedup();
         for owner in distinct {
             let mine: Vec<(usize, &Budget, String, String)> = periods
@@ -409,13 +409,5 @@ impl Store {
             )
             .await?;
         Ok(r.matched_count == 1)
-    }
-}
-
-/// An owner as one sortable text (to group budgets by owner).
-fn owner_key(o: &Ownership) -> String {
-    match o {
-        Ownership::User(u) => format!("u|{u}"),
-        Ownership::Household(h) => format!("h|{h}"),
     }
 }

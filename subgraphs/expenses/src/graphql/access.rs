@@ -7,7 +7,7 @@
 
 use async_graphql::Context;
 use contract::households::Need;
-use contract::ids::{HouseholdId, UserId};
+use contract::ids::HouseholdId;
 use kit::AppError;
 pub use kit::households::list_owner;
 
@@ -27,29 +27,17 @@ pub async fn may_read(ctx: &Context<'_>, expense: &Expense) -> Result<bool, AppE
 
 /// The caller may move their expense from being shared with `before` to `after`
 /// (either `None`: personal): they must be an owner or member of each household
-/// involved.
+/// involved. Asked by the service on the version a change is written over.
 pub async fn may_share(
     ctx: &Context<'_>,
-    before: Option<&HouseholdId>,
-    after: Option<&HouseholdId>,
+    before: Option<HouseholdId>,
+    after: Option<HouseholdId>,
 ) -> Result<(), AppError> {
-    for h in [before, after].into_iter().flatten() {
+    if let Some(h) = &before {
+        kit::households::authorize(ctx, h, Need::Write).await?;
+    }
+    if let Some(h) = after.as_ref().filter(|h| before.as_ref() != Some(*h)) {
         kit::households::authorize(ctx, h, Need::Write).await?;
     }
     Ok(())
-}
-
-/// The caller's live expense `id` as it is now, before a change (whose household, if
-/// shared, must still let them write: see [`may_share`]).
-pub async fn own_for_change(
-    ctx: &Context<'_>,
-    user: &UserId,
-    id: &contract::ids::ExpenseId,
-) -> Result<Expense, AppError> {
-    let expense = super::service(ctx)?
-        .store
-        .get(user, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("expense"))?;
-    Ok(expense)
 }

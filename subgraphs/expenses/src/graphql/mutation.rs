@@ -29,7 +29,7 @@ impl Mutation {
     ) -> Result<Expense> {
         let (user, profile) = kit::users::caller_profile(ctx).await?;
         let input = input.into_domain()?;
-        access::may_share(ctx, None, input.household.as_ref()).await?;
+        access::may_share(ctx, None, input.household.clone()).await?;
         let expense = service(ctx)?
             .create(&user, profile, input, idempotency_key)
             .await?;
@@ -45,22 +45,19 @@ impl Mutation {
         let (user, profile) = kit::users::caller_profile(ctx).await?;
         let id = existing(&id)?;
         let change = input.into_domain()?;
-        let current = access::own_for_change(ctx, &user, &id).await?;
-        let after = match &change.household {
-            Some(h) => h.as_ref(),
-            None => current.household.as_ref(),
-        };
-        access::may_share(ctx, current.household.as_ref(), after).await?;
-        let expense = service(ctx)?.update(&user, profile, &id, change).await?;
+        let may_share = |before, after| access::may_share(ctx, before, after);
+        let expense = service(ctx)?
+            .update(&user, profile, &id, change, may_share)
+            .await?;
         Ok(Expense(expense))
     }
 
     async fn delete_expense(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let user = kit::auth::caller_id(ctx)?;
-        let id = existing(&id)?;
-        let current = access::own_for_change(ctx, &user, &id).await?;
-        access::may_share(ctx, current.household.as_ref(), None).await?;
-        service(ctx)?.delete(&user, &id).await?;
+        let may_share = |before, after| access::may_share(ctx, before, after);
+        service(ctx)?
+            .delete(&user, &existing(&id)?, may_share)
+            .await?;
         Ok(true)
     }
 

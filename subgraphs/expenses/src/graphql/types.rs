@@ -254,7 +254,7 @@ impl ExpenseFilter {
     pub fn household(&self) -> Result<Option<contract::ids::HouseholdId>, AppError> {
         self.household_id
             .as_ref()
-            .map(|h| household("householdId", h))
+            .map(|h| kit::households::household_id("householdId", h))
             .transpose()
     }
 
@@ -402,11 +402,6 @@ pub struct CreateExpenseInput {
     household_id: Option<ID>,
 }
 
-/// A household id a client sent in `field`.
-fn household(field: &str, id: &ID) -> Result<contract::ids::HouseholdId, AppError> {
-    kit::households::household_id(field, id)
-}
-
 impl CreateExpenseInput {
     pub fn into_domain(self) -> Result<NewExpense, AppError> {
         let input = self;
@@ -414,7 +409,7 @@ impl CreateExpenseInput {
             household: input
                 .household_id
                 .as_ref()
-                .map(|h| household("householdId", h))
+                .map(|h| kit::households::household_id("householdId", h))
                 .transpose()?,
             kind: input.kind.map(Into::into),
             amount: input.amount.0,
@@ -460,9 +455,11 @@ impl UpdateExpenseInput {
     pub fn into_domain(self) -> Result<ExpenseChange, AppError> {
         let input = self;
         Ok(ExpenseChange {
-            household: change(input.household_id, |h| household("householdId", &h))
-                .map(Option::transpose)
-                .transpose()?,
+            household: change(input.household_id, |h| {
+                kit::households::household_id("householdId", &h)
+            })
+            .map(Option::transpose)
+            .transpose()?,
             kind: input.kind.map(Into::into),
             amount: input.amount.map(|d| d.0),
             currency: input.currency,

@@ -184,7 +184,8 @@ pub async fn consumer_app<H: EventHandler>(
     consumer_router(name, handler, db, token)
 }
 
-fn plain(status: StatusCode, code: &str, message: &str) -> Response {
+/// The JSON answer of an internal route: `{"code", "message"}` with `status`.
+pub fn plain(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         axum::Json(json!({ "code": code, "message": message })),
@@ -192,7 +193,8 @@ fn plain(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn unauthenticated() -> Response {
+/// An internal route's answer to a request without the service credential.
+pub fn unauthenticated() -> Response {
     plain(
         StatusCode::UNAUTHORIZED,
         "UNAUTHENTICATED",

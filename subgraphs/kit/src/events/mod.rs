@@ -80,7 +80,10 @@ pub use contract::events::{DomainEvent, Event, EventError};
 mod consumer;
 mod dispatch;
 
-pub use consumer::{EventHandler, consumer_app, has_service_token};
+pub use consumer::{
+    EventHandler, consumer_app, has_service_token, plain as internal_answer,
+    unauthenticated as service_credential_required,
+};
 pub use dispatch::{DispatchSettings, Dispatcher, consumers_from_vars};
 
 /// Header carrying the service credential on internal endpoints.
