@@ -6,6 +6,7 @@
 # and a dump of the counters.
 #
 #   scripts/router-instructions.sh [ROUTER_BIN] [N]
+#   HIVE_ROUTER=<hive_router binary> scripts/router-instructions.sh - [N]   (the peer)
 #
 # The dumps are kept as $CG_PREFIX.nested.out / .single.out (default /tmp/callgrind),
 # the last response of each as $CG_PREFIX.nested.json / .single.json.
@@ -26,8 +27,17 @@ pids+=($!)
 for _ in $(seq 300); do grep -q '^SUPERGRAPH ' "$work/bench.out" && break; sleep 0.1; done
 supergraph=$(sed -n 's/^SUPERGRAPH //p' "$work/bench.out")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+if [ -n "${HIVE_ROUTER:-}" ]; then
+  # The peer, Hive Router, measured the same way: it is configured by its environment
+  # (subgraph de-duplication on, its default, as ours).
+  router=$HIVE_ROUTER
+  args=()
+  export SUPERGRAPH_FILE_PATH=$supergraph HOST=127.0.0.1 PORT=$port LOG_LEVEL=error
+else
+  args=(--supergraph "$supergraph" --listen "127.0.0.1:$port")
+fi
 RUST_LOG=error valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$work/cg.%p" \
-  "$router" --supergraph "$supergraph" --listen "127.0.0.1:$port" >/dev/null 2>"$work/vg.err" &
+  "$router" "${args[@]}" >/dev/null 2>"$work/vg.err" &
 vg=$!
 pids+=($vg)
 

@@ -12,7 +12,8 @@
 //! - `ROUTER_BIN` (default `target/release/router`)
 //! - `BENCH_HIVE_ROUTER`: path of a Hive Router binary (`hive_router`, crate
 //!   `hive-router`; it reads `SUPERGRAPH_FILE_PATH`, `HOST`, `PORT`, `LOG_LEVEL`)
-//!   to compare against, with the single-subgraph overhead through it too
+//!   to compare against, with the single-subgraph overhead through it too, with its
+//!   subgraph de-duplication on (its default) and off (`ROUTER_CONFIG_FILE_PATH`)
 //! - `BENCH_HIVE_GATEWAY`: path of a `hive-gateway` executable (npm
 //!   `@graphql-hive/gateway`, Node >= 22) to compare against
 //! - `BENCH_ROUTER_BINS`: comma-separated router binaries taking the same
@@ -610,18 +611,29 @@ async fn main() {
         )
         .await;
     }
+    // Hive Router de-duplicates subgraph requests by default too
+    // (`traffic_shaping.all.dedupe_enabled`): measured both ways, like ours.
     if let Some(bin) = &hive_router {
-        let (cmd, url) = hive_router_cmd(bin, &supergraph);
-        overhead(
-            "hive-router",
-            cmd,
-            url,
-            &direct_body,
-            connections,
-            seconds,
-            &direct,
-        )
-        .await;
+        for dedupe in ["true", "false"] {
+            let (mut cmd, url) = hive_router_cmd(bin, &supergraph);
+            let config = std::env::temp_dir().join(format!("hive-router-dedupe-{dedupe}.yaml"));
+            std::fs::write(
+                &config,
+                format!("traffic_shaping:\n  all:\n    dedupe_enabled: {dedupe}\n"),
+            )
+            .expect("write the Hive Router configuration");
+            cmd.env("ROUTER_CONFIG_FILE_PATH", &config);
+            overhead(
+                &format!("hive-router (dedupe={dedupe})"),
+                cmd,
+                url,
+                &direct_body,
+                connections,
+                seconds,
+                &direct,
+            )
+            .await;
+        }
     }
 }
 

@@ -75,8 +75,10 @@ fn request_context(headers: &HeaderMap, is_get: bool) -> RequestContext {
         forward.push((header::AUTHORIZATION, v.clone()));
     }
     let request_id = headers.get("x-request-id").cloned().unwrap_or_else(|| {
-        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-            .expect("a UUID is a valid header value")
+        // Written into a stack buffer: no formatter, no string allocated.
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(id).expect("a UUID is a valid header value")
     });
     forward.push((HeaderName::from_static("x-request-id"), request_id));
     RequestContext {

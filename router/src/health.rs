@@ -37,18 +37,7 @@ pub async fn probe_subgraphs(state: &AppState) -> Vec<(String, bool)> {
         let client = client.clone();
         let name = name.clone();
         async move {
-            let up = match client.endpoint(&name) {
-                Some(ep) => client
-                    .http()
-                    .post(&ep.url)
-                    .timeout(std::time::Duration::from_secs(2))
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(r#"{"query":"{__typename}"}"#)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success()),
-                None => false,
-            };
+            let up = client.probe(&name, std::time::Duration::from_secs(2)).await;
             (name, up)
         }
     });

@@ -93,12 +93,37 @@ impl Hash for DedupeKey {
 struct Target {
     name: String,
     endpoint: Endpoint,
-    /// `None` when the URL does not parse: requests then fail as reqwest fails them.
-    url: Option<reqwest::Url>,
+    /// `None` when the URL does not parse: requests to it then fail as unavailable.
+    uri: Option<http::Uri>,
+}
+
+/// hyper's pooled HTTP/1.1 client, plain or TLS by the URL's scheme.
+type Http = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
+fn http_client() -> Http {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_keepalive(Some(Duration::from_secs(60)));
+    tcp.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector)
 }
 
 pub struct SubgraphClient {
-    http: reqwest::Client,
+    http: Http,
     endpoints: rustc_hash::FxHashMap<String, Arc<Target>>,
     inflight: Mutex<rustc_hash::FxHashMap<DedupeKey, SharedFetch>>,
     dedupe: bool,
@@ -108,31 +133,24 @@ pub struct SubgraphClient {
 
 impl SubgraphClient {
     pub fn new(endpoints: HashMap<String, Endpoint>, dedupe: bool) -> Self {
-        // Subgraph answers are never redirects to follow (nor is a subgraph allowed to
-        // send the router elsewhere); without a redirect policy no request URL is
-        // re-parsed per call.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .tcp_keepalive(Duration::from_secs(60))
-            .build()
-            .expect("a reqwest client with static options always builds");
         let endpoints = endpoints
             .into_iter()
             .map(|(name, endpoint)| {
-                let url = reqwest::Url::parse(&endpoint.url).ok();
+                let uri = endpoint
+                    .url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .filter(|u| u.scheme().is_some() && u.host().is_some());
                 let target = Target {
                     name: name.clone(),
                     endpoint,
-                    url,
+                    uri,
                 };
                 (name, Arc::new(target))
             })
             .collect();
         Self {
-            http,
+            http: http_client(),
             endpoints,
             inflight: Mutex::new(rustc_hash::FxHashMap::default()),
             dedupe,
@@ -150,8 +168,18 @@ impl SubgraphClient {
         self.endpoints.get(subgraph).map(|t| &t.endpoint)
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// Whether a subgraph answers `{ __typename }` with a success status within
+    /// `timeout` (health and readiness probes).
+    pub async fn probe(&self, subgraph: &str, timeout: Duration) -> bool {
+        let Some(target) = self.endpoints.get(subgraph) else {
+            return false;
+        };
+        let body = Bytes::from_static(br#"{"query":"{__typename}"}"#);
+        let call = Self::call(&self.http, target, body, &[]);
+        matches!(
+            tokio::time::timeout(timeout, call).await,
+            Ok(Ok(response)) if response.status().is_success()
+        )
     }
 
     /// Sends a GraphQL request body to a subgraph. Queries (`dedupe = true`) that are
@@ -166,17 +194,9 @@ impl SubgraphClient {
         let target = self
             .endpoints
             .get(subgraph)
-            .ok_or_else(|| FetchError::Unknown(subgraph.to_owned()))?
-            .clone();
+            .ok_or_else(|| FetchError::Unknown(subgraph.to_owned()))?;
         if !(dedupe && self.dedupe) {
-            return Self::request(
-                self.http.clone(),
-                target,
-                body,
-                headers.clone(),
-                self.max_response_bytes,
-            )
-            .await;
+            return Self::request(&self.http, target, body, headers, self.max_response_bytes).await;
         }
         let key = DedupeKey {
             target: target.clone(),
@@ -188,13 +208,14 @@ impl SubgraphClient {
             match inflight.get(&key) {
                 Some(existing) => (existing.clone(), false),
                 None => {
-                    let fut = Self::request(
+                    let (http, target, headers, limit) = (
                         self.http.clone(),
-                        target,
-                        body,
+                        target.clone(),
                         headers.clone(),
                         self.max_response_bytes,
                     );
+                    let fut =
+                        async move { Self::request(&http, &target, body, &headers, limit).await };
                     let shared = fut.boxed().shared();
                     inflight.insert(key.clone(), shared.clone());
                     (shared, true)
@@ -210,46 +231,78 @@ impl SubgraphClient {
         shared.await
     }
 
-    async fn request(
-        http: reqwest::Client,
-        target: Arc<Target>,
+    /// One POST of a GraphQL body to a subgraph, answered with its response head and
+    /// body stream.
+    async fn call(
+        http: &Http,
+        target: &Target,
         body: Bytes,
-        headers: ForwardHeaders,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<http::Response<hyper::body::Incoming>, FetchError> {
+        let Some(uri) = target.uri.clone() else {
+            return Err(FetchError::Unavailable {
+                subgraph: target.name.clone(),
+                reason: "invalid URL".to_owned(),
+            });
+        };
+        let mut req = http::Request::new(http_body_util::Full::new(body));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        h.reserve(headers.len() + 2);
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/graphql-response+json, application/json;q=0.9"),
+        );
+        for (name, value) in headers {
+            h.append(name.clone(), value.clone());
+        }
+        http.request(req)
+            .await
+            .map_err(|e| FetchError::Unavailable {
+                subgraph: target.name.clone(),
+                reason: if e.is_connect() {
+                    "connection failed".to_owned()
+                } else {
+                    "request failed".to_owned()
+                },
+            })
+    }
+
+    /// A subgraph call within its timeout: the whole answer, body included, or why not.
+    async fn request(
+        http: &Http,
+        target: &Target,
+        body: Bytes,
+        headers: &ForwardHeaders,
         limit: usize,
     ) -> Result<Bytes, FetchError> {
-        let (subgraph, endpoint) = (&target.name, &target.endpoint);
-        let req = match &target.url {
-            Some(url) => http.post(url.clone()),
-            None => http.post(endpoint.url.as_str()),
-        };
-        let mut req = req
-            .timeout(endpoint.timeout)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(
-                http::header::ACCEPT,
-                "application/graphql-response+json, application/json;q=0.9",
-            );
-        for (name, value) in headers.iter() {
-            req = req.header(name.clone(), value.clone());
+        let timeout = target.endpoint.timeout;
+        match tokio::time::timeout(timeout, Self::exchange(http, target, body, headers, limit))
+            .await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err(FetchError::Timeout {
+                subgraph: target.name.clone(),
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
         }
-        let classify = |e: reqwest::Error| {
-            if e.is_timeout() {
-                FetchError::Timeout {
-                    subgraph: subgraph.clone(),
-                    timeout_ms: u64::try_from(endpoint.timeout.as_millis()).unwrap_or(u64::MAX),
-                }
-            } else {
-                FetchError::Unavailable {
-                    subgraph: subgraph.clone(),
-                    reason: if e.is_connect() {
-                        "connection failed".to_owned()
-                    } else {
-                        "request failed".to_owned()
-                    },
-                }
-            }
-        };
-        let response = req.body(body).send().await.map_err(classify)?;
+    }
+
+    async fn exchange(
+        http: &Http,
+        target: &Target,
+        body: Bytes,
+        headers: &ForwardHeaders,
+        limit: usize,
+    ) -> Result<Bytes, FetchError> {
+        use http_body_util::BodyExt;
+        let subgraph = &target.name;
+        let response = Self::call(http, target, body, headers).await?;
         let status = response.status();
         let graphql_body = response
             .headers()
@@ -260,21 +313,27 @@ impl SubgraphClient {
             subgraph: subgraph.clone(),
             limit,
         };
-        if response.content_length().is_some_and(|n| n > limit as u64) {
+        let declared = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
-        let mut response = response;
-        let capacity = response
-            .content_length()
-            .map_or(0, |n| usize::try_from(n).unwrap_or(0).min(limit));
-        let mut body = Vec::with_capacity(capacity);
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > limit {
-                return Err(too_large());
+        let bytes = match http_body_util::Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(_) => {
+                return Err(FetchError::Unavailable {
+                    subgraph: subgraph.clone(),
+                    reason: "request failed".to_owned(),
+                });
             }
-            body.extend_from_slice(&chunk);
-        }
-        let bytes = Bytes::from(body);
+        };
         if status.is_success() || graphql_body {
             Ok(bytes)
         } else if status.is_server_error() && bytes.first() == Some(&b'{') {
@@ -311,7 +370,7 @@ mod dedupe_tests {
                 url: format!("http://127.0.0.1:9/{name}"),
                 timeout: Duration::from_secs(1),
             },
-            url: None,
+            uri: None,
         })
     }
 

@@ -182,6 +182,8 @@ pub struct StackOptions {
     pub down: Vec<&'static str>,
     /// Per-subgraph artificial delay.
     pub delay_ms: HashMap<&'static str, u64>,
+    /// Subgraphs whose URL in the supergraph is another server's (a test's own).
+    pub urls: HashMap<&'static str, String>,
     pub config: Option<Config>,
 }
 
@@ -212,6 +214,8 @@ pub async fn start_stack(options: StackOptions) -> Stack {
             name: r.name.clone(),
             url: if options.down.contains(&r.name.as_str()) {
                 closed.clone()
+            } else if let Some(url) = options.urls.get(r.name.as_str()) {
+                url.clone()
             } else {
                 r.url.clone()
             },
