@@ -596,10 +596,27 @@ async fn main() {
     );
     // With de-duplication identical concurrent queries share subgraph calls, which
     // flatters the router; the second run measures the plain per-request overhead.
+    // Hive Router de-duplicates subgraph requests by default too
+    // (`traffic_shaping.all.dedupe_enabled`): measured both ways, like ours.
+    let mut gateways = Vec::new();
     for dedupe in ["true", "false"] {
         let (mut cmd, url) = router_cmd(&router_bin, &supergraph);
         cmd.env("ROUTER_DEDUPE", dedupe);
-        let label = format!("router (dedupe={dedupe})");
+        gateways.push((format!("router (dedupe={dedupe})"), cmd, url));
+    }
+    for dedupe in ["true", "false"] {
+        let Some(bin) = &hive_router else { break };
+        let (mut cmd, url) = hive_router_cmd(bin, &supergraph);
+        let config = std::env::temp_dir().join(format!("hive-router-dedupe-{dedupe}.yaml"));
+        std::fs::write(
+            &config,
+            format!("traffic_shaping:\n  all:\n    dedupe_enabled: {dedupe}\n"),
+        )
+        .expect("write the Hive Router configuration");
+        cmd.env("ROUTER_CONFIG_FILE_PATH", &config);
+        gateways.push((format!("hive-router (dedupe={dedupe})"), cmd, url));
+    }
+    for (label, cmd, url) in gateways {
         overhead(
             &label,
             cmd,
@@ -610,30 +627,6 @@ async fn main() {
             &direct,
         )
         .await;
-    }
-    // Hive Router de-duplicates subgraph requests by default too
-    // (`traffic_shaping.all.dedupe_enabled`): measured both ways, like ours.
-    if let Some(bin) = &hive_router {
-        for dedupe in ["true", "false"] {
-            let (mut cmd, url) = hive_router_cmd(bin, &supergraph);
-            let config = std::env::temp_dir().join(format!("hive-router-dedupe-{dedupe}.yaml"));
-            std::fs::write(
-                &config,
-                format!("traffic_shaping:\n  all:\n    dedupe_enabled: {dedupe}\n"),
-            )
-            .expect("write the Hive Router configuration");
-            cmd.env("ROUTER_CONFIG_FILE_PATH", &config);
-            overhead(
-                &format!("hive-router (dedupe={dedupe})"),
-                cmd,
-                url,
-                &direct_body,
-                connections,
-                seconds,
-                &direct,
-            )
-            .await;
-        }
     }
 }
 

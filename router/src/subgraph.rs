@@ -282,68 +282,59 @@ impl SubgraphClient {
         limit: usize,
     ) -> Result<Bytes, FetchError> {
         let timeout = target.endpoint.timeout;
-        match tokio::time::timeout(timeout, Self::exchange(http, target, body, headers, limit))
-            .await
-        {
+        let exchange = async {
+            use http_body_util::BodyExt;
+            let subgraph = &target.name;
+            let response = Self::call(http, target, body, headers).await?;
+            let status = response.status();
+            let graphql_body = response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("application/graphql-response+json"));
+            let too_large = || FetchError::TooLarge {
+                subgraph: subgraph.clone(),
+                limit,
+            };
+            let declared = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit as u64) {
+                return Err(too_large());
+            }
+            let bytes = match http_body_util::Limited::new(response.into_body(), limit)
+                .collect()
+                .await
+            {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+                Err(_) => {
+                    return Err(FetchError::Unavailable {
+                        subgraph: subgraph.clone(),
+                        reason: "request failed".to_owned(),
+                    });
+                }
+            };
+            if status.is_success() || graphql_body {
+                Ok(bytes)
+            } else if status.is_server_error() && bytes.first() == Some(&b'{') {
+                // Many servers answer 5xx with a GraphQL body; keep its errors.
+                Ok(bytes)
+            } else {
+                Err(FetchError::BadStatus {
+                    subgraph: subgraph.clone(),
+                    status: status.as_u16(),
+                })
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(answer) => answer,
             Err(_) => Err(FetchError::Timeout {
                 subgraph: target.name.clone(),
                 timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             }),
-        }
-    }
-
-    async fn exchange(
-        http: &Http,
-        target: &Target,
-        body: Bytes,
-        headers: &ForwardHeaders,
-        limit: usize,
-    ) -> Result<Bytes, FetchError> {
-        use http_body_util::BodyExt;
-        let subgraph = &target.name;
-        let response = Self::call(http, target, body, headers).await?;
-        let status = response.status();
-        let graphql_body = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/graphql-response+json"));
-        let too_large = || FetchError::TooLarge {
-            subgraph: subgraph.clone(),
-            limit,
-        };
-        let declared = response
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
-        }
-        let bytes = match http_body_util::Limited::new(response.into_body(), limit)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(_) => {
-                return Err(FetchError::Unavailable {
-                    subgraph: subgraph.clone(),
-                    reason: "request failed".to_owned(),
-                });
-            }
-        };
-        if status.is_success() || graphql_body {
-            Ok(bytes)
-        } else if status.is_server_error() && bytes.first() == Some(&b'{') {
-            // Many servers answer 5xx with a GraphQL body; keep its errors.
-            Ok(bytes)
-        } else {
-            Err(FetchError::BadStatus {
-                subgraph: subgraph.clone(),
-                status: status.as_u16(),
-            })
         }
     }
 }
