@@ -97,6 +97,15 @@ struct Target {
     uri: Option<http::Uri>,
 }
 
+impl Target {
+    fn unavailable(&self, reason: &str) -> FetchError {
+        FetchError::Unavailable {
+            subgraph: self.name.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
 /// hyper's pooled HTTP/1.1 client, plain or TLS by the URL's scheme.
 type Http = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
@@ -175,11 +184,19 @@ impl SubgraphClient {
             return false;
         };
         let body = Bytes::from_static(br#"{"query":"{__typename}"}"#);
-        let call = Self::call(&self.http, target, body, &[]);
-        matches!(
-            tokio::time::timeout(timeout, call).await,
-            Ok(Ok(response)) if response.status().is_success()
-        )
+        let probe = async {
+            use http_body_util::BodyExt;
+            let response = Self::call(&self.http, target, body, &[]).await.ok()?;
+            let up = response.status().is_success();
+            // Read to the end (within the answer limit), so that the connection goes
+            // back to the pool instead of being closed every probe.
+            http_body_util::Limited::new(response.into_body(), self.max_response_bytes)
+                .collect()
+                .await
+                .ok()?;
+            Some(up)
+        };
+        matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(true)))
     }
 
     /// Sends a GraphQL request body to a subgraph. Queries (`dedupe = true`) that are
@@ -240,10 +257,7 @@ impl SubgraphClient {
         headers: &[(HeaderName, HeaderValue)],
     ) -> Result<http::Response<hyper::body::Incoming>, FetchError> {
         let Some(uri) = target.uri.clone() else {
-            return Err(FetchError::Unavailable {
-                subgraph: target.name.clone(),
-                reason: "invalid URL".to_owned(),
-            });
+            return Err(target.unavailable("invalid URL"));
         };
         let mut req = http::Request::new(http_body_util::Full::new(body));
         *req.method_mut() = http::Method::POST;
@@ -261,16 +275,13 @@ impl SubgraphClient {
         for (name, value) in headers {
             h.append(name.clone(), value.clone());
         }
-        http.request(req)
-            .await
-            .map_err(|e| FetchError::Unavailable {
-                subgraph: target.name.clone(),
-                reason: if e.is_connect() {
-                    "connection failed".to_owned()
-                } else {
-                    "request failed".to_owned()
-                },
+        http.request(req).await.map_err(|e| {
+            target.unavailable(if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
             })
+        })
     }
 
     /// A subgraph call within its timeout: the whole answer, body included, or why not.
@@ -310,12 +321,7 @@ impl SubgraphClient {
             {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-                Err(_) => {
-                    return Err(FetchError::Unavailable {
-                        subgraph: subgraph.clone(),
-                        reason: "request failed".to_owned(),
-                    });
-                }
+                Err(_) => return Err(target.unavailable("request failed")),
             };
             if status.is_success() || graphql_body {
                 Ok(bytes)

@@ -185,7 +185,7 @@ pub async fn consumer_app<H: EventHandler>(
 }
 
 /// The JSON answer of an internal route: `{"code", "message"}` with `status`.
-pub fn plain(status: StatusCode, code: &str, message: &str) -> Response {
+pub fn internal_answer(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         axum::Json(json!({ "code": code, "message": message })),
@@ -194,8 +194,8 @@ pub fn plain(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// An internal route's answer to a request without the service credential.
-pub fn unauthenticated() -> Response {
-    plain(
+pub fn service_credential_required() -> Response {
+    internal_answer(
         StatusCode::UNAUTHORIZED,
         "UNAUTHENTICATED",
         "service credential required",
@@ -383,12 +383,12 @@ async fn receive<H: EventHandler>(
     body: Bytes,
 ) -> Response {
     if !has_service_token(&headers, &state.token) {
-        return unauthenticated();
+        return service_credential_required();
     }
     match state.take(&body, None).await {
-        Ok(Taken::Applied) => plain(StatusCode::OK, "OK", "processed"),
-        Ok(Taken::Duplicate) => plain(StatusCode::OK, "DUPLICATE", "already processed"),
-        Ok(Taken::Parked(message)) => plain(StatusCode::OK, "PARKED", &message),
+        Ok(Taken::Applied) => internal_answer(StatusCode::OK, "OK", "processed"),
+        Ok(Taken::Duplicate) => internal_answer(StatusCode::OK, "DUPLICATE", "already processed"),
+        Ok(Taken::Parked(message)) => internal_answer(StatusCode::OK, "PARKED", &message),
         Err(e) => retry(&e),
     }
 }
@@ -406,19 +406,19 @@ async fn receive_batch<H: EventHandler>(
     body: Bytes,
 ) -> Response {
     if !has_service_token(&headers, &state.token) {
-        return unauthenticated();
+        return service_credential_required();
     }
     let items = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(items)) if items.len() <= MAX_BATCH_EVENTS => items,
         Ok(Value::Array(_)) => {
-            return plain(
+            return internal_answer(
                 StatusCode::BAD_REQUEST,
                 "VALIDATION_FAILED",
                 &format!("a batch holds at most {MAX_BATCH_EVENTS} events"),
             );
         }
         _ => {
-            return plain(
+            return internal_answer(
                 StatusCode::BAD_REQUEST,
                 "VALIDATION_FAILED",
                 "a batch is a JSON array of events",
@@ -475,7 +475,7 @@ fn retry(e: &AppError) -> Response {
     if let AppError::Internal(cause) = e {
         tracing::error!(error = %format!("{cause:#}"), "event not processed; the producer will retry");
     }
-    plain(StatusCode::SERVICE_UNAVAILABLE, "INTERNAL", "try again")
+    internal_answer(StatusCode::SERVICE_UNAVAILABLE, "INTERNAL", "try again")
 }
 
 #[derive(Debug, Deserialize)]
@@ -517,12 +517,12 @@ async fn list_dead_letters<H: EventHandler>(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     if !has_service_token(&headers, &state.token) {
-        return unauthenticated();
+        return service_credential_required();
     }
     let limit = match params.map(|p| p.0.limit.unwrap_or(100)) {
         Ok(n) if (1..=1000).contains(&n) => n,
         _ => {
-            return plain(
+            return internal_answer(
                 StatusCode::BAD_REQUEST,
                 "VALIDATION_FAILED",
                 "limit is a whole number from 1 to 1000",
@@ -560,7 +560,7 @@ async fn redrive<H: EventHandler>(
     Path(id): Path<String>,
 ) -> Response {
     if !has_service_token(&headers, &state.token) {
-        return unauthenticated();
+        return service_credential_required();
     }
     let now = chrono::Utc::now().timestamp_millis();
     let lease_until = now + i64::try_from(REDRIVE_LEASE.as_millis()).unwrap_or(i64::MAX);
@@ -581,12 +581,14 @@ async fn redrive<H: EventHandler>(
         Ok(Some(d)) => d,
         Ok(None) => {
             return match state.dead.find_one(doc! { "_id": &id }).await {
-                Ok(Some(_)) => plain(
+                Ok(Some(_)) => internal_answer(
                     StatusCode::CONFLICT,
                     "CONFLICT",
                     "this dead letter is being re-driven",
                 ),
-                Ok(None) => plain(StatusCode::NOT_FOUND, "NOT_FOUND", "no such dead letter"),
+                Ok(None) => {
+                    internal_answer(StatusCode::NOT_FOUND, "NOT_FOUND", "no such dead letter")
+                }
                 Err(e) => retry(&e.into()),
             };
         }

@@ -81,8 +81,7 @@ mod consumer;
 mod dispatch;
 
 pub use consumer::{
-    EventHandler, consumer_app, has_service_token, plain as internal_answer,
-    unauthenticated as service_credential_required,
+    EventHandler, consumer_app, has_service_token, internal_answer, service_credential_required,
 };
 pub use dispatch::{DispatchSettings, Dispatcher, consumers_from_vars};
 
